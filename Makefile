@@ -1,0 +1,44 @@
+# LLMHub. Two commands do everything on a fresh machine:
+#   make run    set up (venv, install, migrate, static files) and serve on http://127.0.0.1:8000
+#   make test   set up what the tests need and run the whole suite
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+VENDOR := static/vendor
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint python-version
+
+run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) llmhub.asgi:application
+
+test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+python-version:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+	  || { echo "LLMHub needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
+
+$(VENV)/.installed-app: pyproject.toml | python-version
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | python-version
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# Chart.js comes from the npm registry at the version package-lock.json pins; it is never committed.
+# The .map goes along: the manifest static storage refuses a file whose source map is missing.
+$(VENDOR)/chart.umd.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/chart.js/dist/chart.umd.min.js node_modules/chart.js/dist/chart.umd.min.js.map $(VENDOR)/

@@ -1,0 +1,167 @@
+"""LLMHub settings: every value comes from the environment, with defaults that run a fresh checkout.
+
+With nothing set, everything lives in the data folder (LLMHUB_DATA_DIR, default ./data): the SQLite
+database, a generated Django secret key and a generated credential encryption key (both mode 0600).
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from llmhub.environment import env, envbool, envint, envlist, read_or_create_secret_file
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# ---- Data folder and generated secrets
+DATA_DIR = Path(env("LLMHUB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", "") or read_or_create_secret_file(
+    DATA_DIR / "secret_key", kind="django"
+)
+
+# Credential encryption keys, newest first: the first encrypts, all of them decrypt (MultiFernet),
+# so a key is rotated by putting a new one in front and running `manage.py rotate_credentials`.
+LLMHUB_ENCRYPTION_KEYS = (
+    envlist("LLMHUB_ENCRYPTION_KEYS")
+    or read_or_create_secret_file(DATA_DIR / "encryption.key", kind="fernet").split()
+)
+
+DEBUG = envbool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS") or ["127.0.0.1", "localhost", "[::1]", "testserver"]
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# ---- Applications
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "template_partials",
+    "providers",
+    "usage",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "llmhub.urls"
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "llmhub.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+            "builtins": ["template_partials.templatetags.partials"],
+        },
+    }
+]
+
+# ---- Database: SQLite in the data folder, or PostgreSQL (or any) from DATABASE_URL
+DATABASE_URL = env("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "llmhub.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers work while a run writes; IMMEDIATE takes the write lock when a
+                # transaction starts, so two budget reservations can never interleave.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+            "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---- Channels: in-memory for one process, Redis when scaled out
+REDIS_URL = env("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# ---- Auth
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+# ---- Time and language
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("LLMHUB_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# ---- Static files: our own in static/, npm assets copied to static/vendor/ at set-up
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env("LLMHUB_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# ---- Providers
+# Declarative provider definitions (TOML); providers.d/*.toml beside the file is read too.
+LLMHUB_PROVIDERS_FILE = env("LLMHUB_PROVIDERS_FILE", "")
+LLMHUB_VALIDATION_TIMEOUT = envint("LLMHUB_VALIDATION_TIMEOUT", 5)
+LLMHUB_REQUEST_TIMEOUT = envint("LLMHUB_REQUEST_TIMEOUT", 600)
+
+# ---- Email and logging
+EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", "llmhub@localhost")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LLMHUB_LOG_LEVEL", "INFO")},
+    # httpx logs every request line at INFO; the lines hold no credentials, but they are noise.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+if not SECRET_KEY:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY is empty")
+if os.environ.get("LLMHUB_ENCRYPTION_KEYS") is not None and not LLMHUB_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("LLMHUB_ENCRYPTION_KEYS is set but holds no key")

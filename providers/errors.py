@@ -1,0 +1,143 @@
+"""Typed provider failures, each carrying the message a user sees and what they can do about it.
+
+Adapters raise these and nothing else. An error never holds a credential: the HTTP layer redacts
+secrets from provider bodies before an error is built.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+class ProviderError(Exception):
+    """Base class. `user_message` is what a person sees; `retryable` tells the retry loop."""
+
+    retryable = False
+    action = "retry"  # what the UI offers: re-enter-key, retry, pick-model, provider-settings
+
+    def __init__(self, provider: str, detail: str = "") -> None:
+        self.provider = provider
+        self.detail = detail
+        super().__init__(self.user_message)
+
+    @property
+    def user_message(self) -> str:
+        return f"{self.provider} failed. Try again in a moment."
+
+    def __str__(self) -> str:
+        return self.user_message
+
+
+class InvalidCredentials(ProviderError):
+    action = "re-enter-key"
+
+    @property
+    def user_message(self) -> str:
+        return f"Your {self.provider} API key is invalid. Please check and try again."
+
+
+class RateLimited(ProviderError):
+    retryable = True
+
+    def __init__(self, provider: str, retry_after: float | None = None, detail: str = "") -> None:
+        self.retry_after = retry_after
+        super().__init__(provider, detail)
+
+    @property
+    def user_message(self) -> str:
+        if self.retry_after is None:
+            return f"{self.provider} rate limit hit. Try again in a moment."
+        return f"{self.provider} rate limit hit. Try again in {_seconds(self.retry_after)}."
+
+    def retrying_message(self, seconds: float) -> str:
+        return f"{self.provider} rate limit hit. Retrying in {_seconds(seconds)}..."
+
+
+class ModelNotAvailable(ProviderError):
+    action = "pick-model"
+
+    def __init__(self, provider: str, model: str, suggestion: str = "", detail: str = "") -> None:
+        self.model = model
+        self.suggestion = suggestion
+        super().__init__(provider, detail)
+
+    @property
+    def user_message(self) -> str:
+        if self.suggestion:
+            return f"{self.model} is unavailable right now. Try {self.suggestion} instead?"
+        return f"{self.model} is unavailable right now. Pick another {self.provider} model."
+
+
+class QuotaExceeded(ProviderError):
+    action = "provider-settings"
+
+    def __init__(self, provider: str, limit_type: str = "usage", detail: str = "") -> None:
+        self.limit_type = limit_type
+        super().__init__(provider, detail)
+
+    @property
+    def user_message(self) -> str:
+        return (
+            f"You've hit your {self.provider} {self.limit_type} cap. "
+            "Upgrade your plan or use another provider."
+        )
+
+
+class NetworkError(ProviderError):
+    retryable = True
+
+    @property
+    def user_message(self) -> str:
+        return f"Can't reach {self.provider}. Check your internet connection."
+
+
+class StreamInterrupted(NetworkError):
+    """The connection closed before the provider's end-of-stream event: never a success."""
+
+    @property
+    def user_message(self) -> str:
+        return f"{self.provider} stopped answering mid-response. The text so far is kept."
+
+
+class Timeout(ProviderError):
+    retryable = True
+
+    def __init__(self, provider: str, duration: float, detail: str = "") -> None:
+        self.duration = duration
+        super().__init__(provider, detail)
+
+    @property
+    def user_message(self) -> str:
+        return f"{self.provider} did not answer within {_seconds(self.duration)}. Try again."
+
+
+class UnexpectedResponse(ProviderError):
+    def __init__(self, provider: str, status: int, body: str = "", detail: str = "") -> None:
+        self.status = status
+        self.body = body[:2000]
+        super().__init__(provider, detail)
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        # 5xx and Anthropic's 529 "overloaded" are the provider's own trouble and pass.
+        return self.status >= 500
+
+    @property
+    def user_message(self) -> str:
+        if self.status >= 500:
+            return f"{self.provider} is having trouble (HTTP {self.status}). Try again in a moment."
+        hint = f": {self.detail}" if self.detail else ""
+        return f"{self.provider} rejected the request (HTTP {self.status}){hint}"
+
+
+class UnpricedModel(Exception):
+    """A model with no known price: never charged as $0, so asking for its cost is an error."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(f"{model} has no known price. An admin can set one in Settings.")
+
+
+def _seconds(value: float | Decimal) -> str:
+    whole = max(1, round(float(value)))
+    return "1 second" if whole == 1 else f"{whole} seconds"

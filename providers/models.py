@@ -1,0 +1,103 @@
+"""Configured providers, the models they offer, and dated prices."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import models
+from django.utils import timezone
+
+from providers import crypto
+
+
+class Provider(models.Model):
+    """A provider this hub talks to: "openai", "anthropic", or a custom one such as "office-vllm"."""
+
+    id = models.SlugField(primary_key=True, max_length=64)
+    display_name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=64, help_text="The definition it was set up from.")
+    dialect = models.CharField(max_length=32, help_text="The wire format: openai, anthropic, ...")
+    enabled = models.BooleanField(default=True)
+    credentials_encrypted = models.TextField(blank=True, editable=False)
+    endpoint = models.URLField(max_length=500, blank=True)
+    default_model = models.CharField(max_length=200, blank=True)
+    last_validated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    def credentials(self) -> dict[str, str]:
+        return crypto.decrypt(self.credentials_encrypted)
+
+    def set_credentials(self, credentials: dict[str, str]) -> None:
+        self.credentials_encrypted = crypto.encrypt({k: v for k, v in credentials.items() if v})
+
+    def masked_key(self) -> str:
+        return crypto.mask(self.credentials().get("api_key", ""))
+
+
+class ProviderModel(models.Model):
+    """A model one provider offers, as "provider/model" (e.g. "openai/gpt-4o")."""
+
+    id = models.CharField(primary_key=True, max_length=300)
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField(max_length=200)
+    display_name = models.CharField(max_length=200)
+    context_window = models.PositiveIntegerField()
+    max_output = models.PositiveIntegerField()
+    supports_streaming = models.BooleanField(default=True)
+    capabilities = models.JSONField(default=list, blank=True)
+    reasoning = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["provider_id", "model_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model_id"], name="unique_model_per_provider")
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    def current_price(self, at: datetime | None = None) -> Price | None:
+        """The price in force: an admin's override first, then a config file's, then the library's."""
+        at = at or timezone.now()
+        in_force = [p for p in self.prices.all() if p.valid_from <= at]
+        if not in_force:
+            return None
+        return max(in_force, key=lambda p: (Price.PRECEDENCE[p.source], p.valid_from, p.pk))
+
+
+class Price(models.Model):
+    """A model's price from a moment on. Usage rows point at the price they were charged with,
+    so a later change never rewrites history; rows are added, never edited."""
+
+    class Source(models.TextChoices):
+        LIBRARY = "library", "Pricing library"
+        CONFIG = "config", "Config file"
+        ADMIN = "admin", "Admin"
+
+    PRECEDENCE = {Source.LIBRARY: 0, Source.CONFIG: 1, Source.ADMIN: 2}
+
+    model = models.ForeignKey(ProviderModel, null=True, on_delete=models.SET_NULL, related_name="prices")
+    # Kept when the model row goes with its provider, so history still says what was charged.
+    model_ref = models.CharField(max_length=300)
+    input_per_1m = models.DecimalField(max_digits=14, decimal_places=6)
+    output_per_1m = models.DecimalField(max_digits=14, decimal_places=6)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    valid_from = models.DateTimeField(default=timezone.now)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model_ref", "-valid_from"]
+
+    def __str__(self) -> str:
+        return f"{self.model_ref}: ${self.input_per_1m} in / ${self.output_per_1m} out per 1M"
+
+    def same_as(self, input_per_1m: Decimal, output_per_1m: Decimal) -> bool:
+        return self.input_per_1m == input_per_1m and self.output_per_1m == output_per_1m

@@ -1,0 +1,292 @@
+"""Which providers exist and how to reach them.
+
+Two lookups, as Django's caches do: a provider id ("openai", "office-vllm") names a database row,
+and the row's dialect names an adapter class in ADAPTERS. Kinds of provider a user can set up come
+from definitions (the built-in file now; user files and the UI later), never from code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from providers import pricing
+from providers.base import ModelInfo, ProviderAdapter, ProviderConfig, TaskType, TokenCount
+from providers.crypto import Secret
+from providers.definitions import BUILTIN_FILE, ProviderDefinition, load_file
+from providers.models import Price, Provider, ProviderModel
+
+ADAPTERS: dict[str, str] = {  # dialect -> adapter class, imported on first use
+    "openai": "providers.adapters.openai.OpenAIAdapter",
+    "anthropic": "providers.adapters.anthropic.AnthropicAdapter",
+}
+
+# What recommend_model assumes a run uses when it compares a model's cost with a budget.
+TYPICAL_RUN = TokenCount(input=1000, output=1000)
+
+
+class UnknownProvider(LookupError):
+    def __init__(self, provider_id: str) -> None:
+        super().__init__(f"No provider {provider_id!r} is configured.")
+
+
+class UnknownKind(LookupError):
+    def __init__(self, kind: str, known: Iterable[str]) -> None:
+        super().__init__(f"No provider kind {kind!r}. Known kinds: {', '.join(sorted(known))}.")
+
+
+class CredentialsMissing(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A model as the pickers and the command line show it: with its provider and current price."""
+
+    ref: str  # "openai/gpt-4o"
+    provider_id: str
+    provider_name: str
+    info: ModelInfo
+    is_default: bool
+
+
+class ProviderRegistry:
+    """Provider id -> an adapter configured for it, and the operations around configuration."""
+
+    def __init__(self, adapters: Mapping[str, str | type[ProviderAdapter]] = ADAPTERS) -> None:
+        self._adapters: dict[str, str | type[ProviderAdapter]] = dict(adapters)
+
+    # ---- adapter kinds and definitions
+    def register(self, dialect: str, adapter: str | type[ProviderAdapter]) -> None:
+        self._adapters[dialect] = adapter
+
+    def dialects(self) -> list[str]:
+        return sorted(self._adapters)
+
+    def adapter_class(self, dialect: str) -> type[ProviderAdapter]:
+        adapter = self._adapters[dialect]
+        return import_string(adapter) if isinstance(adapter, str) else adapter
+
+    def kinds(self) -> list[ProviderDefinition]:
+        """Every kind of provider that can be set up (the provider cards)."""
+        return load_file(BUILTIN_FILE, dialects=self._adapters)
+
+    def kind(self, kind_id: str) -> ProviderDefinition:
+        kinds = {k.id: k for k in self.kinds()}
+        if kind_id not in kinds:
+            raise UnknownKind(kind_id, kinds)
+        return kinds[kind_id]
+
+    # ---- configured providers
+    def get(self, provider_id: str) -> ProviderAdapter:
+        """An adapter for a configured provider, with decrypted credentials and current prices."""
+        provider = Provider.objects.filter(pk=provider_id).first()
+        if provider is None:
+            raise UnknownProvider(provider_id)
+        return self.adapter_for(provider)
+
+    async def aget(self, provider_id: str) -> ProviderAdapter:
+        return await sync_to_async(self.get)(provider_id)
+
+    def load(self) -> dict[str, ProviderAdapter]:
+        """Adapters for every configured provider."""
+        return {p.id: self.adapter_for(p) for p in Provider.objects.all()}
+
+    def list(self) -> list[Provider]:
+        return list(Provider.objects.all())
+
+    def list_enabled(self) -> list[Provider]:
+        return list(Provider.objects.filter(enabled=True))
+
+    def adapter_for(self, provider: Provider) -> ProviderAdapter:
+        adapter_class = self.adapter_class(provider.dialect)
+        config = self.config_for(provider)
+        return adapter_class(config)
+
+    def config_for(self, provider: Provider, credentials: Mapping[str, str] | None = None) -> ProviderConfig:
+        adapter_class = self.adapter_class(provider.dialect)
+        secret_names = {f.name for f in adapter_class.credential_fields if f.secret}
+        plain = provider.credentials() if credentials is None else credentials
+        return ProviderConfig(
+            provider_id=provider.id,
+            display_name=provider.display_name,
+            endpoint=provider.endpoint or adapter_class.default_endpoint,
+            credentials={k: Secret(v) if k in secret_names else v for k, v in plain.items()},
+            models=tuple(self._model_infos(provider)),
+            default_model=provider.default_model,
+            validation_timeout=settings.LLMHUB_VALIDATION_TIMEOUT,
+            request_timeout=settings.LLMHUB_REQUEST_TIMEOUT,
+        )
+
+    def _model_infos(self, provider: Provider) -> Iterable[ModelInfo]:
+        for row in provider.models.prefetch_related("prices"):
+            price = row.current_price()
+            yield ModelInfo(
+                id=row.model_id,
+                display_name=row.display_name,
+                context_window=row.context_window,
+                max_output=row.max_output,
+                supports_streaming=row.supports_streaming,
+                input_per_1m=price.input_per_1m if price else None,
+                output_per_1m=price.output_per_1m if price else None,
+                capabilities=frozenset(row.capabilities),
+                reasoning=row.reasoning,
+            )
+
+    # ---- configuration
+    @transaction.atomic
+    def save(
+        self,
+        kind: str,
+        credentials: Mapping[str, str],
+        *,
+        provider_id: str = "",
+        display_name: str = "",
+        endpoint: str = "",
+        enabled: bool = True,
+    ) -> Provider:
+        """Create or update a provider from a kind, encrypting its credentials; seeds its models.
+
+        Credentials left empty on update keep their stored value (a key is never sent back to a
+        form, so an empty field means "unchanged").
+        """
+        definition = self.kind(kind)
+        adapter_class = self.adapter_class(definition.dialect)
+        provider = Provider.objects.filter(pk=provider_id or definition.id).first()
+        stored = provider.credentials() if provider else {}
+        merged = {**stored, **{k: v for k, v in credentials.items() if v}}
+        missing = [f.label for f in adapter_class.credential_fields if f.required and not merged.get(f.name)]
+        if missing:
+            raise CredentialsMissing(f"{definition.name} needs: {', '.join(missing)}.")
+        known = {f.name for f in adapter_class.credential_fields}
+        unknown = sorted(set(credentials) - known)
+        if unknown:
+            raise CredentialsMissing(
+                f"{definition.name} has no setting {unknown[0]!r}; it takes: {', '.join(sorted(known))}."
+            )
+        provider = provider or Provider(id=provider_id or definition.id)
+        provider.kind = definition.id
+        provider.dialect = definition.dialect
+        provider.display_name = display_name or provider.display_name or definition.name
+        provider.endpoint = endpoint.rstrip("/") or provider.endpoint or definition.endpoint
+        provider.default_model = provider.default_model or definition.default_model
+        provider.enabled = enabled
+        provider.set_credentials(merged)
+        provider.save()
+        self.seed_models(provider, definition)
+        return provider
+
+    def seed_models(self, provider: Provider, definition: ProviderDefinition) -> None:
+        """Create the definition's models for a provider, each with a dated price when one is known."""
+        for model in definition.models:
+            info = model.info
+            row, _ = ProviderModel.objects.update_or_create(
+                id=f"{provider.id}/{info.id}",
+                defaults={
+                    "provider": provider,
+                    "model_id": info.id,
+                    "display_name": info.display_name,
+                    "context_window": info.context_window,
+                    "max_output": info.max_output,
+                    "supports_streaming": info.supports_streaming,
+                    "capabilities": sorted(info.capabilities),
+                    "reasoning": info.reasoning,
+                },
+            )
+            if model.price_given:
+                record_price(row, info.input_per_1m, info.output_per_1m, Price.Source.CONFIG)
+            else:
+                found = pricing.library_price(info.id, definition.pricing_provider)
+                if found:
+                    record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY)
+
+    async def validate(self, provider_id: str) -> None:
+        """Check the stored credentials against the provider; records last_validated_at on success."""
+        adapter = await self.aget(provider_id)
+        await adapter.validate_credentials(adapter.config)
+        await Provider.objects.filter(pk=provider_id).aupdate(last_validated_at=timezone.now())
+
+    def enable(self, provider_id: str) -> None:
+        self._set_enabled(provider_id, True)
+
+    def disable(self, provider_id: str) -> None:
+        self._set_enabled(provider_id, False)
+
+    def _set_enabled(self, provider_id: str, enabled: bool) -> None:
+        if not Provider.objects.filter(pk=provider_id).update(enabled=enabled, updated_at=timezone.now()):
+            raise UnknownProvider(provider_id)
+
+    # ---- models
+    def list_models(self, provider_id: str | None = None, enabled_only: bool = True) -> list[CatalogEntry]:
+        providers = Provider.objects.all()
+        if provider_id:
+            providers = providers.filter(pk=provider_id)
+        if enabled_only:
+            providers = providers.filter(enabled=True)
+        entries = []
+        for provider in providers:
+            for info in self._model_infos(provider):
+                entries.append(
+                    CatalogEntry(
+                        ref=f"{provider.id}/{info.id}",
+                        provider_id=provider.id,
+                        provider_name=provider.display_name,
+                        info=info,
+                        is_default=info.id == provider.default_model,
+                    )
+                )
+        return entries
+
+    def model_info(self, ref: str) -> CatalogEntry | None:
+        """The catalogue entry for "provider/model", or None."""
+        provider_id, _, model = ref.partition("/")
+        for entry in self.list_models(provider_id, enabled_only=False):
+            if entry.info.id == model:
+                return entry
+        return None
+
+    def recommend_model(
+        self, budget_per_run: Decimal, task_type: TaskType | str, typical: TokenCount = TYPICAL_RUN
+    ) -> str | None:
+        """The cheapest enabled, priced model able to do the task whose typical run fits the budget.
+
+        Unpriced models are never recommended: their cost cannot be shown to fit any budget.
+        """
+        task = TaskType(task_type)
+        candidates = []
+        for entry in self.list_models(enabled_only=True):
+            if not entry.info.priced or not entry.info.can_do(task):
+                continue
+            run_cost = pricing.ModelPricing.of(entry.info).cost(typical.input, typical.output)
+            if run_cost <= budget_per_run:
+                candidates.append((run_cost, entry.ref))
+        return min(candidates)[1] if candidates else None
+
+
+def record_price(model: ProviderModel, input_per_1m: Decimal, output_per_1m: Decimal, source: str) -> Price:
+    """Add a dated price for a model, or mark the unchanged current one as checked now."""
+    now = timezone.now()
+    latest = model.prices.filter(source=source).order_by("-valid_from", "-pk").first()
+    if latest and latest.same_as(input_per_1m, output_per_1m):
+        latest.checked_at = now
+        latest.save(update_fields=["checked_at"])
+        return latest
+    return Price.objects.create(
+        model=model,
+        model_ref=model.id,
+        input_per_1m=input_per_1m,
+        output_per_1m=output_per_1m,
+        source=source,
+        valid_from=now,
+        checked_at=now,
+    )
+
+
+registry = ProviderRegistry()

@@ -1,0 +1,67 @@
+"""The cast: fake providers on 127.0.0.1, and adapters configured to talk to them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from providers.base import ProviderAdapter, ProviderConfig
+from providers.crypto import Secret
+from providers.definitions import BUILTIN_FILE, ProviderDefinition, load_file
+from tests.fakes.server import FakeProvider
+
+GOOD_KEYS = {
+    "openai": "sk-test-openai-good-key-0000vX2Q",
+    "anthropic": "sk-ant-test-anthropic-good-key-00a1B2",
+}
+BAD_KEY = "sk-test-wrong-key-000000000000ZZZZ"
+
+
+def builtin_definition(provider_id: str) -> ProviderDefinition:
+    definitions = load_file(BUILTIN_FILE, dialects={"openai", "anthropic"})
+    return next(d for d in definitions if d.id == provider_id)
+
+
+def adapter_for(
+    adapter_class: type[ProviderAdapter],
+    fake: FakeProvider,
+    key: str | None = None,
+    provider_id: str | None = None,
+    **overrides,
+) -> ProviderAdapter:
+    """An adapter for a built-in provider's catalogue, pointed at a fake server."""
+    provider_id = provider_id or adapter_class.dialect
+    definition = builtin_definition(provider_id)
+    config = ProviderConfig(
+        provider_id=provider_id,
+        display_name=definition.name,
+        endpoint=fake.url,
+        credentials={"api_key": Secret(key if key is not None else GOOD_KEYS[provider_id])},
+        models=tuple(m.info for m in definition.models),
+        default_model=definition.default_model,
+        **overrides,
+    )
+    return adapter_class(config)
+
+
+def _serve(fake: FakeProvider) -> Iterator[FakeProvider]:
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeProvider]:
+    from tests.fakes.openai import FakeOpenAI
+
+    yield from _serve(FakeOpenAI(api_keys={GOOD_KEYS["openai"]}))
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeProvider]:
+    from tests.fakes.anthropic import FakeAnthropic
+
+    yield from _serve(FakeAnthropic(api_keys={GOOD_KEYS["anthropic"]}))

@@ -1,0 +1,246 @@
+"""A real HTTP server on 127.0.0.1 for fake providers: JSON and chunked streams, with faults.
+
+Each fake (openai.py, anthropic.py, ...) subclasses FakeProvider and implements `route()`.
+Tests, browser tests and benchmarks share these. Faults are set per test:
+
+    fake.fail_next(429, headers={"retry-after": "2"})   # the provider's own error body
+    fake.hang_next(10)                                   # answer nothing for 10 s
+    fake.cut_next_stream(after=3)                        # drop the connection after 3 events
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def json(self) -> Any:
+        return self.body
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any  # a dict for JSON, or bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamReply:
+    """A chunked response; each item of `chunks` is written and flushed on its own."""
+
+    chunks: Iterable[bytes]
+    content_type: str = "text/event-stream"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Fault:
+    status: int | None = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: float = 0.0
+    cut_after: int | None = None
+    raw: bytes | None = None
+
+
+class FakeProvider:
+    """Base class: serves `route()` on 127.0.0.1 in a background thread."""
+
+    name = "fake"
+    prefix = "/v1"
+
+    def __init__(self, api_keys: Iterable[str] = ("sk-test-good-key-0000vX2Q",)) -> None:
+        self.api_keys = set(api_keys)
+        self.requests: list[RecordedRequest] = []
+        self.reply_text = "Hello from the fake provider. This is a streamed answer."
+        self.chunk_delay = 0.0  # seconds between stream chunks
+        self.client_disconnected = threading.Event()
+        self.streams_completed = 0
+        self._faults: list[_Fault] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # ---- lifecycle
+    def start(self) -> FakeProvider:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def port(self) -> int:
+        assert self._server
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The endpoint as a user would type it: base URL with the version path."""
+        return f"http://127.0.0.1:{self.port}{self.prefix}"
+
+    # ---- faults
+    def fail_next(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        """Answer the next request with this status and the provider's own error body."""
+        if body is None:
+            body = self.error_body(status)
+        self._push(_Fault(status=status, body=body, headers=headers or {}))
+
+    def fail_next_as(self, failure: str) -> None:
+        """Answer the next request with one of the provider's real failures, by name:
+        invalid_key, forbidden, rate_limited (retry-after 7 s), model_not_found,
+        quota_exceeded, server_error, overloaded."""
+        status, body, headers = self.failure(failure)
+        self._push(_Fault(status=status, body=body, headers=headers))
+
+    def hang_next(self, seconds: float) -> None:
+        self._push(_Fault(hang=seconds))
+
+    def cut_next_stream(self, after: int) -> None:
+        """Close the connection after `after` chunks of the next stream, with no end event."""
+        self._push(_Fault(cut_after=after))
+
+    def reply_raw_next(self, body: bytes, status: int = 200, content_type: str = "application/json") -> None:
+        self._push(_Fault(raw=body, status=status, headers={"content-type": content_type}))
+
+    def _push(self, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def _pop(self) -> _Fault | None:
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        return self.requests[-1]
+
+    # ---- for subclasses
+    def route(self, request: RecordedRequest) -> Reply | StreamReply:
+        raise NotImplementedError
+
+    def failure(self, name: str) -> tuple[int, Any, dict[str, str]]:
+        """(status, body, headers) of the named failure, exactly as this provider sends it."""
+        raise NotImplementedError
+
+    def error_body(self, status: int) -> Any:
+        return {"error": {"message": f"fake error {status}"}}
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        """Split text into stream pieces, keeping the spaces, as providers send them."""
+        pieces, current = [], ""
+        for char in text:
+            current += char
+            if char == " ":
+                pieces.append(current)
+                current = ""
+        return pieces + ([current] if current else [])
+
+    @staticmethod
+    def count_tokens(text: str) -> int:
+        """A stand-in tokenizer: about one token per four characters, at least one per word."""
+        return max(len(text.split()), (len(text) + 3) // 4)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeProvider
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._serve(None)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        self._serve(body)
+
+    def _serve(self, body: Any) -> None:
+        fake = self.fake
+        request = RecordedRequest(
+            self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+        )
+        fake.requests.append(request)
+        fault = fake._pop()
+        if fault and fault.hang:
+            time.sleep(fault.hang)
+            self.close_connection = True
+            return
+        if fault and fault.raw is not None:
+            self._write(Reply(fault.status or 200, fault.raw, fault.headers))
+            return
+        if fault and fault.status:
+            self._write(Reply(fault.status, fault.body, fault.headers))
+            return
+        reply = fake.route(request)
+        if isinstance(reply, StreamReply):
+            self._stream(reply, fault.cut_after if fault else None)
+        else:
+            self._write(reply)
+
+    def _write(self, reply: Reply) -> None:
+        data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        headers = {"content-type": "application/json", **reply.headers}
+        self.send_response(reply.status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, reply: StreamReply, cut_after: int | None) -> None:
+        self.send_response(reply.status)
+        self.send_header("content-type", reply.content_type)
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            for number, chunk in enumerate(reply.chunks):
+                if cut_after is not None and number >= cut_after:
+                    self.close_connection = True
+                    return  # the connection drops with the chunked body unfinished
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+                if self.fake.chunk_delay:
+                    time.sleep(self.fake.chunk_delay)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            self.fake.streams_completed += 1
+        except (BrokenPipeError, ConnectionResetError):
+            self.fake.client_disconnected.set()
+            self.close_connection = True
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event."""
+    payload = data if isinstance(data, str) else json.dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
