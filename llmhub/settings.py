@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "accounts",
     "providers",
     "usage",
 ]
@@ -121,6 +122,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/admin/login/"
 
 # ---- Time and language

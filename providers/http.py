@@ -13,6 +13,8 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -146,3 +148,22 @@ class ProviderHTTP:
         except (httpx.RemoteProtocolError, httpx.ReadError):
             # The server closed the connection before finishing the body.
             raise StreamInterrupted(self.provider) from None
+
+
+def parse_retry_after(value: str) -> float | None:
+    """A `retry-after` value in seconds: a number of seconds, or an HTTP date. None if neither."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = _http_date(value)
+    return None if when is None else max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _http_date(value: str) -> datetime | None:
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None

@@ -7,6 +7,7 @@ from definitions (the built-in file now; user files and the UI later), never fro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -76,7 +77,7 @@ class ProviderRegistry:
 
     def kinds(self) -> list[ProviderDefinition]:
         """Every kind of provider that can be set up (the provider cards)."""
-        return load_file(BUILTIN_FILE, dialects=self._adapters)
+        return [kind for kind in _builtin_kinds() if kind.dialect in self._adapters]
 
     def kind(self, kind_id: str) -> ProviderDefinition:
         kinds = {k.id: k for k in self.kinds()}
@@ -268,6 +269,11 @@ class ProviderRegistry:
             if run_cost <= budget_per_run:
                 candidates.append((run_cost, entry.ref))
         return min(candidates)[1] if candidates else None
+
+
+@functools.cache
+def _builtin_kinds() -> tuple[ProviderDefinition, ...]:
+    return tuple(load_file(BUILTIN_FILE, dialects=ADAPTERS))
 
 
 def record_price(model: ProviderModel, input_per_1m: Decimal, output_per_1m: Decimal, source: str) -> Price:

@@ -18,6 +18,14 @@ GOOD_KEYS = {
 BAD_KEY = "sk-test-wrong-key-000000000000ZZZZ"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def static_files(django_test_environment) -> None:
+    """Collect static files once, as `make run` does: pages use the manifest's hashed names."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
 def builtin_definition(provider_id: str) -> ProviderDefinition:
     definitions = load_file(BUILTIN_FILE, dialects={"openai", "anthropic"})
     return next(d for d in definitions if d.id == provider_id)

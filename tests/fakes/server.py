@@ -10,6 +10,7 @@ Tests, browser tests and benchmarks share these. Faults are set per test:
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 import time
@@ -76,11 +77,11 @@ class FakeProvider:
         self._server: ThreadingHTTPServer | None = None
 
     # ---- lifecycle
-    def start(self) -> FakeProvider:
+    def start(self, port: int = 0) -> FakeProvider:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -244,3 +245,20 @@ def sse(data: Any, event: str | None = None) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data)
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {payload}\n\n".encode()
+
+
+def serve_forever(fake_class: type[FakeProvider]) -> None:
+    """`python -m tests.fakes.<name> --port N --key K`: serve a fake until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=f"Serve a fake {fake_class.name} on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--key", action="append", required=True, help="an API key it accepts (repeatable)")
+    parser.add_argument("--chunk-delay", type=float, default=0.05, help="seconds between streamed pieces")
+    options = parser.parse_args()
+    fake = fake_class(api_keys=options.key)
+    fake.chunk_delay = options.chunk_delay
+    fake.start(options.port)
+    print(f"Fake {fake_class.name} on {fake.url} (Ctrl-C stops it)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()

@@ -1,0 +1,118 @@
+"""A fake Anthropic: /v1/models and /v1/messages (JSON and the SSE event stream), with Anthropic's errors.
+
+Run by hand: `python -m tests.fakes.anthropic --port 8124 --key sk-ant-test-local-000000abcd`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.fakes.server import FakeProvider, RecordedRequest, Reply, StreamReply, serve_forever, sse
+
+# The list endpoint names models by dated id; the aliases our catalogue uses are accepted as well.
+MODELS = {
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-opus-4-5": "claude-opus-4-5-20251101",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+}
+
+
+def error(type_: str, message: str) -> dict:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+class FakeAnthropic(FakeProvider):
+    name = "anthropic"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.error_after: int | None = None
+
+    def error_mid_stream_next(self, after: int) -> None:
+        """The next stream sends an overloaded_error event after `after` text deltas."""
+        self.error_after = after
+
+    def route(self, request: RecordedRequest) -> Reply | StreamReply:
+        headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}"}
+        if request.headers.get("x-api-key", "") not in self.api_keys:
+            return Reply(401, error("authentication_error", "invalid x-api-key"), headers)
+        if "anthropic-version" not in request.headers:
+            return Reply(400, error("invalid_request_error", "anthropic-version: header is required"), headers)
+        path = request.path.split("?")[0]
+        if request.method == "GET" and path == "/v1/models":
+            data = [{"type": "model", "id": dated, "display_name": alias, "created_at": "2025-09-29T00:00:00Z"}
+                    for alias, dated in MODELS.items()]  # fmt: skip
+            listing = {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+            return Reply(200, listing, headers)
+        if request.method == "POST" and path == "/v1/messages":
+            return self.messages(request.body, headers)
+        return Reply(404, error("not_found_error", "Not found"), headers)
+
+    def messages(self, body: Any, headers: dict[str, str]) -> Reply | StreamReply:
+        if not isinstance(body, dict) or "max_tokens" not in body:
+            return Reply(400, error("invalid_request_error", "max_tokens: Field required"), headers)
+        if any(m.get("role") not in ("user", "assistant") for m in body.get("messages", [])):
+            message = 'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter'
+            return Reply(400, error("invalid_request_error", message), headers)
+        model = body.get("model", "")
+        if model not in MODELS and model not in MODELS.values():
+            return Reply(404, error("not_found_error", f"model: {model}"), headers)
+        pieces = self.words(self.reply_text)
+        stop = "end_turn"
+        if body["max_tokens"] < self.count_tokens(self.reply_text):
+            pieces, stop = pieces[: body["max_tokens"]], "max_tokens"
+        text = "".join(pieces)
+        prompt = [body.get("system", "")] + [m.get("content", "") for m in body["messages"]]
+        usage = {"input_tokens": sum(self.count_tokens(p) for p in prompt if p) + 3,
+                 "output_tokens": self.count_tokens(text)}  # fmt: skip
+        ident = f"msg_{uuid.uuid4().hex[:24]}"
+        if body.get("stream"):
+            return StreamReply(self.events(ident, model, pieces, stop, usage), headers=headers)
+        return Reply(200, {
+            "id": ident, "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
+            "usage": {**usage, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        }, headers)  # fmt: skip
+
+    def events(self, ident: str, model: str, pieces: list[str], stop: str, usage: dict):
+        error_after, self.error_after = self.error_after, None
+        start = {"id": ident, "type": "message", "role": "assistant", "model": model, "content": [],
+                 "stop_reason": None, "stop_sequence": None,
+                 "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}  # fmt: skip
+        yield sse({"type": "message_start", "message": start}, event="message_start")
+        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                  event="content_block_start")  # fmt: skip
+        yield sse({"type": "ping"}, event="ping")
+        for number, piece in enumerate(pieces):
+            if number == error_after:
+                yield sse(error("overloaded_error", "Overloaded"), event="error")
+                return
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+            yield sse(delta, event="content_block_delta")
+        yield sse({"type": "content_block_stop", "index": 0}, event="content_block_stop")
+        yield sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                   "usage": {"output_tokens": usage["output_tokens"]}}, event="message_delta")  # fmt: skip
+        yield sse({"type": "message_stop"}, event="message_stop")
+
+    def failure(self, name: str) -> tuple[int, Any, dict[str, str]]:
+        reset = (datetime.now(UTC) + timedelta(seconds=7)).isoformat().replace("+00:00", "Z")
+        credit = ("Your credit balance is too low to access the Anthropic API. "
+                  "Please go to Plans & Billing to upgrade or purchase credits.")  # fmt: skip
+        failures = {
+            "invalid_key": (401, error("authentication_error", "invalid x-api-key"), {}),
+            "forbidden": (403, error("permission_error",
+                                     "Your API key does not have permission to use the specified resource."), {}),
+            "rate_limited": (429, error("rate_limit_error", "Number of request tokens has exceeded your per-minute "
+                                        "rate limit"), {"retry-after": "7", "anthropic-ratelimit-requests-reset": reset}),
+            "model_not_found": (404, error("not_found_error", "model: claude-nonexistent"), {}),
+            "quota_exceeded": (400, error("invalid_request_error", credit), {}),
+            "server_error": (500, error("api_error", "Internal server error"), {}),
+            "overloaded": (529, error("overloaded_error", "Overloaded"), {}),
+        }  # fmt: skip
+        return failures[name]
+
+
+if __name__ == "__main__":
+    serve_forever(FakeAnthropic)

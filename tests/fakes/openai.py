@@ -1,0 +1,111 @@
+"""A fake OpenAI: /v1/models and /v1/chat/completions (JSON and SSE), with OpenAI's own error bodies.
+
+Run by hand: `python -m tests.fakes.openai --port 8123 --key sk-test-local-0000000000abcd`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from tests.fakes.server import FakeProvider, RecordedRequest, Reply, StreamReply, serve_forever, sse
+
+MODELS = ["gpt-4o", "gpt-4o-mini", "o1", "o3-mini", "gpt-4.1", "text-embedding-3-small"]
+REASONING = {"o1", "o3-mini"}
+
+
+def error(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class FakeOpenAI(FakeProvider):
+    name = "openai"
+    models = MODELS
+
+    def route(self, request: RecordedRequest) -> Reply | StreamReply:
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if key not in self.api_keys:
+            return Reply(401, self.failure("invalid_key", key)[1])
+        if request.method == "GET" and request.path == "/v1/models":
+            data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in self.models]
+            return Reply(200, {"object": "list", "data": data})
+        if request.method == "POST" and request.path == "/v1/chat/completions":
+            return self.chat(request.body)
+        return Reply(404, error(f"Invalid URL ({request.method} {request.path})", "invalid_request_error"))
+
+    def chat(self, body: Any) -> Reply | StreamReply:
+        if not isinstance(body, dict) or "messages" not in body:
+            return Reply(400, error("you must provide a model parameter", "invalid_request_error"))
+        model = body.get("model", "")
+        if model not in self.models:
+            return Reply(404, self.failure("model_not_found", model=model)[1])
+        if model in REASONING:
+            for param in ("max_tokens", "temperature"):
+                if param in body:
+                    message = f"Unsupported parameter: '{param}' is not supported with this model."
+                    return Reply(400, error(message, "invalid_request_error", "unsupported_parameter", param))
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        pieces = self.words(self.reply_text)
+        finish = "stop"
+        if limit is not None and limit < self.count_tokens(self.reply_text):
+            pieces, finish = pieces[: max(1, limit)], "length"
+        text = "".join(pieces)
+        usage = {
+            "prompt_tokens": sum(self.count_tokens(m.get("content", "")) + 4 for m in body["messages"]) + 3,
+            "completion_tokens": self.count_tokens(text),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if body.get("stream"):
+            include_usage = (body.get("stream_options") or {}).get("include_usage", False)
+            return StreamReply(self.chunks(ident, model, pieces, finish, usage if include_usage else None))
+        message = {"role": "assistant", "content": text, "refusal": None}
+        return Reply(200, {
+            "id": ident, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": usage, "system_fingerprint": "fp_fake",
+        })  # fmt: skip
+
+    def chunks(self, ident: str, model: str, pieces: list[str], finish: str, usage: dict | None):
+        def chunk(choices: list, **extra) -> bytes:
+            return sse({"id": ident, "object": "chat.completion.chunk", "created": int(time.time()),
+                        "model": model, "system_fingerprint": "fp_fake", "choices": choices, **extra})  # fmt: skip
+
+        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        for piece in pieces:
+            yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        yield chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
+        if usage:
+            yield chunk([], usage=usage)
+        yield sse("[DONE]")
+
+    def failure(self, name: str, key: str = "", model: str = "gpt-4o") -> tuple[int, Any, dict[str, str]]:
+        shown = f"{key[:3]}*****{key[-4:]}" if len(key) > 8 else key
+        failures = {
+            "invalid_key": (401, error(
+                f"Incorrect API key provided: {shown}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key"), {}),
+            "forbidden": (403, error(
+                "You have insufficient permissions for this operation. Missing scopes: model.request.",
+                "invalid_request_error"), {}),
+            "rate_limited": (429, error(
+                "Rate limit reached for gpt-4o in organization org-fake on requests per min (RPM): "
+                "Limit 500, Used 500, Requested 1. Please try again in 7s.", "requests", "rate_limit_exceeded"),
+                {"retry-after": "7", "x-ratelimit-reset-requests": "7s", "x-ratelimit-remaining-requests": "0"}),
+            "model_not_found": (404, error(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error", "model_not_found"), {}),
+            "quota_exceeded": (429, error(
+                "You exceeded your current quota, please check your plan and billing details.",
+                "insufficient_quota", "insufficient_quota"), {}),
+            "server_error": (500, error(
+                "The server had an error while processing your request. Sorry about that!", "server_error"), {}),
+            "overloaded": (503, error(
+                "The engine is currently overloaded, please try again later", "server_error"), {}),
+        }  # fmt: skip
+        return failures[name]
+
+
+if __name__ == "__main__":
+    serve_forever(FakeOpenAI)
