@@ -39,7 +39,9 @@ class FakeAnthropic(FakeProvider):
         if request.headers.get("x-api-key", "") not in self.api_keys:
             return Reply(401, error("authentication_error", "invalid x-api-key"), headers)
         if "anthropic-version" not in request.headers:
-            return Reply(400, error("invalid_request_error", "anthropic-version: header is required"), headers)
+            return Reply(
+                400, error("invalid_request_error", "anthropic-version: header is required"), headers
+            )
         path = request.path.split("?")[0]
         if request.method == "GET" and path == "/v1/models":
             data = [{"type": "model", "id": dated, "display_name": alias, "created_at": "2025-09-29T00:00:00Z"}
@@ -54,7 +56,9 @@ class FakeAnthropic(FakeProvider):
         if not isinstance(body, dict) or "max_tokens" not in body:
             return Reply(400, error("invalid_request_error", "max_tokens: Field required"), headers)
         if any(m.get("role") not in ("user", "assistant") for m in body.get("messages", [])):
-            message = 'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter'
+            message = (
+                'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter'
+            )
             return Reply(400, error("invalid_request_error", message), headers)
         model = body.get("model", "")
         if model not in MODELS and model not in MODELS.values():
@@ -89,7 +93,11 @@ class FakeAnthropic(FakeProvider):
             if number == error_after:
                 yield sse(error("overloaded_error", "Overloaded"), event="error")
                 return
-            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+            delta = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            }
             yield sse(delta, event="content_block_delta")
         yield sse({"type": "content_block_stop", "index": 0}, event="content_block_stop")
         yield sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},

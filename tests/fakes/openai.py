@@ -28,7 +28,9 @@ class FakeOpenAI(FakeProvider):
         if key not in self.api_keys:
             return Reply(401, self.failure("invalid_key", key)[1])
         if request.method == "GET" and request.path == "/v1/models":
-            data = [{"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in self.models]
+            data = [
+                {"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in self.models
+            ]
             return Reply(200, {"object": "list", "data": data})
         if request.method == "POST" and request.path == "/v1/chat/completions":
             return self.chat(request.body)

@@ -17,17 +17,22 @@ from llmhub.environment import envbool, read_or_create_secret_file
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 def django(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("LLMHUB_", "DATABASE_URL", "REDIS_URL"))}
-    environment.update({"LLMHUB_DATA_DIR": str(tmp_path / "data"), "DJANGO_SETTINGS_MODULE": "llmhub.settings"}, **env)
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LLMHUB_", "DATABASE_URL", "REDIS_URL"))
+    }
+    environment.update(
+        {"LLMHUB_DATA_DIR": str(tmp_path / "data"), "DJANGO_SETTINGS_MODULE": "llmhub.settings"}, **env
+    )
     script = f"import django; django.setup(); {code}"
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
 
 def test_a_first_start_creates_the_data_folder_with_private_keys(tmp_path):
-    result = django(tmp_path, "from django.core.management import call_command; call_command('migrate', verbosity=0)")
+    result = django(
+        tmp_path, "from django.core.management import call_command; call_command('migrate', verbosity=0)"
+    )
     assert result.returncode == 0, result.stderr
     data = tmp_path / "data"
     for name in ("secret_key", "encryption.key"):
@@ -37,8 +42,12 @@ def test_a_first_start_creates_the_data_folder_with_private_keys(tmp_path):
 
 
 def test_generated_keys_survive_a_restart(tmp_path):
-    first = django(tmp_path, "from django.conf import settings as s; print(s.SECRET_KEY, s.LLMHUB_ENCRYPTION_KEYS)")
-    second = django(tmp_path, "from django.conf import settings as s; print(s.SECRET_KEY, s.LLMHUB_ENCRYPTION_KEYS)")
+    first = django(
+        tmp_path, "from django.conf import settings as s; print(s.SECRET_KEY, s.LLMHUB_ENCRYPTION_KEYS)"
+    )
+    second = django(
+        tmp_path, "from django.conf import settings as s; print(s.SECRET_KEY, s.LLMHUB_ENCRYPTION_KEYS)"
+    )
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
 

@@ -73,7 +73,9 @@ def test_provider_add_takes_a_custom_id_and_name(hub, fake_anthropic):
     result = hub.manage("provider_add", "anthropic", "--id", "claude-eu", "--name", "Claude (EU)",
                         "--endpoint", fake_anthropic.url, "--credential-env", "api_key=K", K=GOOD_KEYS["anthropic"])  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert hub.query("select id, display_name, kind from providers_provider") == [("claude-eu", "Claude (EU)", "anthropic")]
+    assert hub.query("select id, display_name, kind from providers_provider") == [
+        ("claude-eu", "Claude (EU)", "anthropic")
+    ]
 
 
 def test_provider_test_succeeds_with_a_good_key(hub, fake_anthropic):
@@ -108,7 +110,10 @@ def test_provider_test_exits_1_for_an_unknown_provider(hub):
 
 @pytest.mark.parametrize(
     ("kind", "fixture", "model", "pricing_provider"),
-    [("openai", "fake_openai", "gpt-4o", "openai"), ("anthropic", "fake_anthropic", "claude-sonnet-4-5", "anthropic")],
+    [
+        ("openai", "fake_openai", "gpt-4o", "openai"),
+        ("anthropic", "fake_anthropic", "claude-sonnet-4-5", "anthropic"),
+    ],
 )
 @pytest.mark.parametrize("stream", [False, True])
 def test_generate_prints_the_text_then_tokens_and_cost_and_records_usage(
@@ -116,7 +121,14 @@ def test_generate_prints_the_text_then_tokens_and_cost_and_records_usage(
 ):
     fake = request.getfixturevalue(fixture)
     add(hub, kind, fake, GOOD_KEYS[kind])
-    result = hub.manage("generate", f"{kind}/{model}", "Write a haiku", "--max-tokens", "300", *(["--stream"] if stream else []))
+    result = hub.manage(
+        "generate",
+        f"{kind}/{model}",
+        "Write a haiku",
+        "--max-tokens",
+        "300",
+        *(["--stream"] if stream else []),
+    )
     assert result.returncode == 0, result.stderr
     text, _, last = result.stdout.rstrip("\n").rpartition("\n")
     assert text.strip() == fake.reply_text
@@ -127,7 +139,13 @@ def test_generate_prints_the_text_then_tokens_and_cost_and_records_usage(
     [(provider, used_model, tokens_in, tokens_out, cost, source, price_id)] = hub.query(
         "select provider_id, model, input_tokens, output_tokens, cost_usd, source, price_id from usage_usagerecord"
     )
-    assert (provider, used_model, tokens_in, tokens_out, source) == (kind, model, int(input_tokens), int(output_tokens), "cli")
+    assert (provider, used_model, tokens_in, tokens_out, source) == (
+        kind,
+        model,
+        int(input_tokens),
+        int(output_tokens),
+        "cli",
+    )
     assert Decimal(str(cost)) == expected and price_id is not None
     assert bool(fake.last_request.json.get("stream")) is stream
 

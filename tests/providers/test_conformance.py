@@ -71,7 +71,9 @@ async def test_it_refuses_a_bad_key_without_repeating_it(case):
     with pytest.raises(InvalidCredentials) as caught:
         await adapter.validate_credentials(adapter.config)
     error = caught.value
-    assert error.user_message == f"Your {adapter.display_name} API key is invalid. Please check and try again."
+    assert (
+        error.user_message == f"Your {adapter.display_name} API key is invalid. Please check and try again."
+    )
     for text in (str(error), repr(error), error.detail, repr(error.args)):
         assert BAD_KEY not in text
 

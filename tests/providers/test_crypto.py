@@ -26,7 +26,7 @@ def test_a_secret_never_prints_its_value():
     secret = Secret("sk-live-abcdefghijklmnopqrst0000")
     assert "abcdefghijklmnopqrst" not in repr(secret)
     assert "abcdefghijklmnopqrst" not in str(secret)
-    assert "abcdefghijklmnopqrst" not in f"{secret} {[secret]} {({'k': secret})}"
+    assert "abcdefghijklmnopqrst" not in f"{secret} {[secret]} { ({'k': secret}) }"
     assert secret.reveal() == "sk-live-abcdefghijklmnopqrst0000"
 
 

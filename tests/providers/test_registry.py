@@ -35,9 +35,18 @@ def test_it_saves_a_provider_with_its_catalogue_and_library_prices():
     assert provider.display_name == "OpenAI"
     assert provider.endpoint == "https://api.openai.com/v1"
     assert provider.default_model == "gpt-4o"
-    assert sorted(provider.models.values_list("model_id", flat=True)) == ["gpt-4o", "gpt-4o-mini", "o1", "o3-mini"]
+    assert sorted(provider.models.values_list("model_id", flat=True)) == [
+        "gpt-4o",
+        "gpt-4o-mini",
+        "o1",
+        "o3-mini",
+    ]
     price = ProviderModel.objects.get(pk="openai/gpt-4o").current_price()
-    assert (price.input_per_1m, price.output_per_1m, price.source) == (Decimal("2.5"), Decimal("10"), "library")
+    assert (price.input_per_1m, price.output_per_1m, price.source) == (
+        Decimal("2.5"),
+        Decimal("10"),
+        "library",
+    )
 
 
 def test_it_stores_credentials_encrypted_and_hands_adapters_the_plaintext():
