@@ -16,6 +16,10 @@ class Provider(models.Model):
 
     id = models.SlugField(primary_key=True, max_length=64)
     display_name = models.CharField(max_length=100)
+    # The team that set it up and manages it; no team means shared by the whole instance (staff manage it).
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="providers"
+    )
     kind = models.CharField(max_length=64, help_text="The definition it was set up from.")
     dialect = models.CharField(max_length=32, help_text="The wire format: openai, anthropic, ...")
     enabled = models.BooleanField(default=True)

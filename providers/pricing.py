@@ -93,3 +93,11 @@ def format_usd(amount: Decimal | None) -> str:
     if amount >= 1 or amount == 0:
         return f"${amount:,.2f}"
     return f"${amount.normalize():f}" if amount >= Decimal("0.0001") else f"${amount:.6f}"
+
+
+def format_price(amount: Decimal | None) -> str:
+    """A price per 1M tokens, with cents always and more digits only when they matter: $2.50, $0.075."""
+    if amount is None:
+        return "unpriced"
+    digits = max(2, -amount.normalize().as_tuple().exponent)
+    return f"${amount:,.{digits}f}"

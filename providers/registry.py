@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from accounts.models import Team
 from providers import pricing
 from providers.base import ModelInfo, ProviderAdapter, ProviderConfig, TaskType, TokenCount
 from providers.crypto import Secret
@@ -100,6 +101,11 @@ class ProviderRegistry:
         """Adapters for every configured provider."""
         return {p.id: self.adapter_for(p) for p in Provider.objects.all()}
 
+    def free_id(self, kind: str) -> str:
+        """An unused provider id for a new provider of this kind: "openai", then "openai-2", ..."""
+        taken = set(Provider.objects.filter(id__startswith=kind).values_list("id", flat=True))
+        return next(c for c in [kind, *(f"{kind}-{n}" for n in range(2, 1000))] if c not in taken)
+
     def list(self) -> list[Provider]:
         return list(Provider.objects.all())
 
@@ -152,6 +158,7 @@ class ProviderRegistry:
         display_name: str = "",
         endpoint: str = "",
         enabled: bool = True,
+        team: Team | None = None,
     ) -> Provider:
         """Create or update a provider from a kind, encrypting its credentials; seeds its models.
 
@@ -172,7 +179,7 @@ class ProviderRegistry:
             raise CredentialsMissing(
                 f"{definition.name} has no setting {unknown[0]!r}; it takes: {', '.join(sorted(known))}."
             )
-        provider = provider or Provider(id=provider_id or definition.id)
+        provider = provider or Provider(id=provider_id or definition.id, team=team)
         provider.kind = definition.id
         provider.dialect = definition.dialect
         provider.display_name = display_name or provider.display_name or definition.name
@@ -207,6 +214,27 @@ class ProviderRegistry:
                 found = pricing.library_price(info.id, definition.pricing_provider)
                 if found:
                     record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY)
+
+    def config_from(
+        self, kind: ProviderDefinition, credentials: Mapping[str, str], endpoint: str = ""
+    ) -> ProviderConfig:
+        """A configuration that is not saved yet: what "Test connection" checks."""
+        adapter_class = self.adapter_class(kind.dialect)
+        secret_names = {f.name for f in adapter_class.credential_fields if f.secret}
+        return ProviderConfig(
+            provider_id=kind.id,
+            display_name=kind.name,
+            endpoint=endpoint.rstrip("/") or kind.endpoint,
+            credentials={k: Secret(v) if k in secret_names else v for k, v in credentials.items() if v},
+            validation_timeout=settings.LLMHUB_VALIDATION_TIMEOUT,
+        )
+
+    async def validate_config(
+        self, kind: ProviderDefinition, credentials: Mapping[str, str], endpoint: str = ""
+    ) -> None:
+        """Check credentials before they are saved; raises a ProviderError."""
+        config = self.config_from(kind, credentials, endpoint)
+        await self.adapter_class(kind.dialect)(config).validate_credentials(config)
 
     async def validate(self, provider_id: str) -> None:
         """Check the stored credentials against the provider; records last_validated_at on success."""

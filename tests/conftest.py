@@ -73,3 +73,63 @@ def fake_anthropic() -> Iterator[FakeProvider]:
     from tests.fakes.anthropic import FakeAnthropic
 
     yield from _serve(FakeAnthropic(api_keys={GOOD_KEYS["anthropic"]}))
+
+
+# ---- the cast: Alice administers team Alpha, Bob is a member of it, Charlie has a team of his own.
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def alpha(db):
+    from accounts.models import Team
+
+    return Team.objects.create(name="Alpha")
+
+
+def _person(name: str, team, role: str):
+    from accounts.models import Membership, User
+
+    user = User.objects.create_user(name, f"{name}@example.com", PASSWORD)
+    if team is not None:
+        Membership.objects.create(user=user, team=team, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(alpha):
+    return _person("alice", alpha, "admin")
+
+
+@pytest.fixture
+def bob(alpha):
+    return _person("bob", alpha, "member")
+
+
+@pytest.fixture
+def charlie(db):
+    from accounts.models import Team
+
+    return _person("charlie", Team.objects.create(name="Charlie's team"), "admin")
+
+
+def _client_for(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return _client_for(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie):
+    return _client_for(charlie)

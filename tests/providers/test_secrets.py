@@ -35,9 +35,9 @@ def test_the_admin_cannot_add_a_provider_around_the_encrypted_set_up(staff_clien
     assert staff_client.get("/admin/providers/provider/add/").status_code == 403
 
 
-def test_the_home_page_shows_only_the_masked_key(staff_client):
-    registry.save("anthropic", {"api_key": GOOD_KEYS["anthropic"]})
-    html = staff_client.get("/").content.decode()
+def test_the_settings_page_shows_only_the_masked_key(alice_client, alpha):
+    registry.save("anthropic", {"api_key": GOOD_KEYS["anthropic"]}, team=alpha)
+    html = alice_client.get("/providers/settings/").content.decode()
     assert "Claude Sonnet 4.5" in html and "sk-...a1B2" in html
     assert GOOD_KEYS["anthropic"] not in html
 

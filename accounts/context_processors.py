@@ -1,0 +1,16 @@
+from django.http import HttpRequest
+
+from accounts.teams import current_team, teams_of
+
+
+def team(request: HttpRequest) -> dict:
+    """The current team and the user's role in it, for the navigation of every page."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    current = current_team(request)
+    return {
+        "current_team": current,
+        "user_teams": list(teams_of(user)),
+        "is_team_admin": current is not None and user.is_team_admin(current),
+    }

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from providers import views
+
+app_name = "providers"
+urlpatterns = [
+    path("connect/", views.connect, name="connect"),
+    path("connect/<slug:kind_id>/", views.connect_kind, name="connect-kind"),
+    path("<slug:provider_id>/models/", views.models, name="models"),
+    path("settings/", views.settings, name="settings"),
+    path("settings/default-model/", views.default_model, name="default-model"),
+    path("<slug:provider_id>/toggle/", views.toggle, name="toggle"),
+    path("<slug:provider_id>/edit/", views.edit, name="edit"),
+    path("<slug:provider_id>/delete/", views.delete, name="delete"),
+]
