@@ -8,15 +8,21 @@ VENDOR := static/vendor
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint python-version
+.PHONY: run test lint python-version browser
 
 run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) llmhub.asgi:application
 
-test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js
+test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

@@ -15,11 +15,13 @@ OPEN_PATHS = ("/setup/", "/static/", "/favicon.ico")
 class FirstRunMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.has_users = False  # once true, it stays true: no query per request after that
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_users:
-            self.has_users = User.objects.exists()
-            if not self.has_users and not request.path.startswith(OPEN_PATHS):
-                return redirect("accounts:first-admin")
+        # A signed-in user proves there are users; only anonymous page views pay for the query.
+        if (
+            not request.path.startswith(OPEN_PATHS)
+            and not request.user.is_authenticated
+            and not User.objects.exists()
+        ):
+            return redirect("accounts:first-admin")
         return self.get_response(request)

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "channels",
     "django_htmx",
     "template_partials",
@@ -81,27 +82,34 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.team",
             ],
-            "builtins": ["template_partials.templatetags.partials", "providers.templatetags.money"],
+            "builtins": [
+                "template_partials.templatetags.partials",
+                "django.contrib.humanize.templatetags.humanize",
+                "providers.templatetags.money",
+            ],
         },
     }
 ]
 
 # ---- Database: SQLite in the data folder, or PostgreSQL (or any) from DATABASE_URL
 DATABASE_URL = env("DATABASE_URL", "")
+SQLITE_OPTIONS = {
+    # WAL lets readers work while a run writes; IMMEDIATE takes the write lock when a transaction
+    # starts, so two budget reservations can never interleave.
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"].update(CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "llmhub.sqlite3",
-            "OPTIONS": {
-                # WAL lets readers work while a run writes; IMMEDIATE takes the write lock when a
-                # transaction starts, so two budget reservations can never interleave.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
+            "OPTIONS": SQLITE_OPTIONS,
             "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
         }
     }

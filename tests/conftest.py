@@ -26,6 +26,16 @@ def static_files(django_test_environment) -> None:
     call_command("collectstatic", interactive=False, verbosity=0)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Tests wipe tables between cases, which the audit log's triggers would refuse: unlock them
+    (tests/audit/test_audit_log.py locks them again to prove they hold)."""
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_guard SET locked = 0")
+
+
 def builtin_definition(provider_id: str) -> ProviderDefinition:
     definitions = load_file(BUILTIN_FILE, dialects={"openai", "anthropic"})
     return next(d for d in definitions if d.id == provider_id)

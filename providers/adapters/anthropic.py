@@ -112,7 +112,9 @@ class AnthropicAdapter(ProviderAdapter):
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         known = {m.id: m for m in self.config.models}
-        max_tokens = request.max_tokens or (known[request.model].max_output if request.model in known else None)
+        max_tokens = request.max_tokens or (
+            known[request.model].max_output if request.model in known else None
+        )
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": max_tokens or DEFAULT_MAX_TOKENS,

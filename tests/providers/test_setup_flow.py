@@ -126,7 +126,7 @@ class TestChoosingAModel:
         html = alice_client.get("/providers/openai/models/").content.decode()
         assert '<tr id="model-gpt-4o" class="default">' in html
         assert "$2.50</td><td>$10.00</td>" in html and "$0.15</td><td>$0.60</td>" in html
-        assert "128000" in html and "Use this model" in html
+        assert "128,000" in html and "Use this model" in html
 
     def test_use_this_model_sets_the_team_default_and_audits_it(self, alice_client, openai, alpha):
         response = alice_client.post("/providers/openai/models/", {"model": "openai/gpt-4o-mini"})
