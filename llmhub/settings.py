@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "template_partials",
     "accounts",
     "audit",
+    "automations",
     "providers",
     "usage",
 ]
@@ -160,6 +161,9 @@ STORAGES = {
 # ---- Providers
 # Declarative provider definitions (TOML); providers.d/*.toml beside the file is read too.
 LLMHUB_PROVIDERS_FILE = env("LLMHUB_PROVIDERS_FILE", "")
+# tiktoken reads its encoding files from here; `manage.py install_tokenizers` fills it at set-up.
+LLMHUB_TOKENIZER_DIR = Path(env("LLMHUB_TOKENIZER_DIR", str(BASE_DIR / "var" / "tiktoken")))
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(LLMHUB_TOKENIZER_DIR))
 LLMHUB_VALIDATION_TIMEOUT = envint("LLMHUB_VALIDATION_TIMEOUT", 5)
 LLMHUB_REQUEST_TIMEOUT = envint("LLMHUB_REQUEST_TIMEOUT", 600)
 

@@ -8,5 +8,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("providers/", include("providers.urls")),
     path("audit/", include("audit.urls")),
+    path("", include("usage.urls")),
+    path("automations/", include("automations.urls")),
     path("admin/", admin.site.urls),
 ]

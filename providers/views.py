@@ -14,7 +14,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from accounts.teams import can_manage, current_team, default_model_for, providers_for, require_admin
+from accounts.teams import (
+    can_manage,
+    current_team,
+    default_model_for,
+    model_choices,
+    providers_for,
+    require_admin,
+)
 from audit import log
 from providers.errors import ProviderError
 from providers.forms import DefaultModelForm, ProviderSetupForm
@@ -151,24 +158,15 @@ def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None 
     for provider in providers:
         provider.manageable = can_manage(request.user, provider)
     current = default_model_for(team)
-    form = form or DefaultModelForm(_model_choices(team), initial={"model": current.ref if current else ""})
+    form = form or DefaultModelForm(model_choices(team), initial={"model": current.ref if current else ""})
     return {"team": team, "providers": providers, "default_form": form, "current": current}
-
-
-def _model_choices(team) -> list[tuple[str, list[tuple[str, str]]]]:
-    groups: dict[str, list[tuple[str, str]]] = {}
-    ids = set(providers_for(team).values_list("id", flat=True))
-    for entry in registry.list_models(enabled_only=True):
-        if entry.provider_id in ids:
-            groups.setdefault(entry.provider_name, []).append((entry.ref, entry.info.display_name))
-    return list(groups.items())
 
 
 @require_POST
 @login_required
 def default_model(request: HttpRequest) -> HttpResponse:
     team = require_admin(request)
-    form = DefaultModelForm(_model_choices(team), request.POST)
+    form = DefaultModelForm(model_choices(team), request.POST)
     if form.is_valid():
         _set_default_model(request, team, form.cleaned_data["model"])
         messages.success(request, f"New automations will use {form.cleaned_data['model']}.")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 
 from providers.models import Price
@@ -27,6 +30,8 @@ class UsageRecord(models.Model):
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     price = models.ForeignKey(Price, null=True, blank=True, on_delete=models.PROTECT)
     source = models.CharField(max_length=8, choices=Source.choices)
+    team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -34,3 +39,59 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_id}/{self.model} run {self.run_id}"
+
+
+class Run(models.Model):
+    """One generation a person started, from an automation or the playground."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to start"
+        STREAMING = "streaming", "Streaming"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    uuid = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="runs")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    automation = models.ForeignKey(
+        "automations.Automation", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    model_requested = models.CharField(max_length=300)
+    model_used = models.CharField(max_length=300, blank=True)
+    messages = models.JSONField(default=list)
+    max_tokens = models.PositiveIntegerField()
+    temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    output = models.TextField(blank=True)
+    # The price before the run: input counted, output at the max-tokens ceiling.
+    estimated_input_tokens = models.PositiveIntegerField(default=0)
+    estimated_cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+    max_cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Run {self.uuid} ({self.status})"
+
+    @property
+    def provider_id(self) -> str:
+        return self.model_requested.partition("/")[0]
+
+    @property
+    def model_id(self) -> str:
+        return self.model_requested.partition("/")[2]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.COMPLETED, self.Status.CANCELLED, self.Status.FAILED)

@@ -1,5 +1,9 @@
-"""Websocket routes under ws/ (runs stream here once runs exist)."""
+"""Websocket routes under ws/."""
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from usage.consumers import RunConsumer
+
+websocket_urlpatterns = [
+    path("ws/runs/<uuid:run_id>/", RunConsumer.as_asgi()),
+]

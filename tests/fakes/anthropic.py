@@ -5,9 +5,12 @@ Run by hand: `python -m tests.fakes.anthropic --port 8124 --key sk-ant-test-loca
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import tiktoken
 
 from tests.fakes.server import FakeProvider, RecordedRequest, Reply, StreamReply, serve_forever, sse
 
@@ -69,7 +72,7 @@ class FakeAnthropic(FakeProvider):
             pieces, stop = pieces[: body["max_tokens"]], "max_tokens"
         text = "".join(pieces)
         prompt = [body.get("system", "")] + [m.get("content", "") for m in body["messages"]]
-        usage = {"input_tokens": sum(self.count_tokens(p) for p in prompt if p) + 3,
+        usage = {"input_tokens": sum(self.count_tokens(p) + 4 for p in prompt if p) + 3,
                  "output_tokens": self.count_tokens(text)}  # fmt: skip
         ident = f"msg_{uuid.uuid4().hex[:24]}"
         if body.get("stream"):
@@ -79,6 +82,10 @@ class FakeAnthropic(FakeProvider):
             "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
             "usage": {**usage, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
         }, headers)  # fmt: skip
+
+    def realistic_tokens(self, text: str) -> int:
+        # Claude's tokenizer is not public; it gives somewhat more tokens than cl100k_base on prose.
+        return math.ceil(len(tiktoken.get_encoding("cl100k_base").encode(text)) * 1.15)
 
     def events(self, ident: str, model: str, pieces: list[str], stop: str, usage: dict):
         error_after, self.error_after = self.error_after, None

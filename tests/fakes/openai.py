@@ -9,6 +9,8 @@ import time
 import uuid
 from typing import Any
 
+import tiktoken
+
 from tests.fakes.server import FakeProvider, RecordedRequest, Reply, StreamReply, serve_forever, sse
 
 MODELS = ["gpt-4o", "gpt-4o-mini", "o1", "o3-mini", "gpt-4.1", "text-embedding-3-small"]
@@ -54,7 +56,7 @@ class FakeOpenAI(FakeProvider):
             pieces, finish = pieces[: max(1, limit)], "length"
         text = "".join(pieces)
         usage = {
-            "prompt_tokens": sum(self.count_tokens(m.get("content", "")) + 4 for m in body["messages"]) + 3,
+            "prompt_tokens": self.prompt_tokens(body["messages"]),
             "completion_tokens": self.count_tokens(text),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -68,6 +70,18 @@ class FakeOpenAI(FakeProvider):
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
             "usage": usage, "system_fingerprint": "fp_fake",
         })  # fmt: skip
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        if not self.realistic:
+            return sum(self.count_tokens(m.get("content", "")) + 4 for m in messages) + 3
+        # OpenAI's published rule: 3 tokens per message around its role and text, 3 to prime the reply.
+        return (
+            sum(3 + self.count_tokens(m["role"]) + self.count_tokens(m.get("content", "")) for m in messages)
+            + 3
+        )
+
+    def realistic_tokens(self, text: str) -> int:
+        return len(tiktoken.get_encoding("o200k_base").encode(text))
 
     def chunks(self, ident: str, model: str, pieces: list[str], finish: str, usage: dict | None):
         def chunk(choices: list, **extra) -> bytes:

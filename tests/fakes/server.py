@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import tiktoken
+
 
 @dataclass
 class RecordedRequest:
@@ -70,6 +72,7 @@ class FakeProvider:
         self.requests: list[RecordedRequest] = []
         self.reply_text = "Hello from the fake provider. This is a streamed answer."
         self.chunk_delay = 0.0  # seconds between stream chunks
+        self.realistic = False  # count tokens as the real provider does
         self.client_disconnected = threading.Event()
         self.streams_completed = 0
         self._faults: list[_Fault] = []
@@ -157,10 +160,15 @@ class FakeProvider:
                 current = ""
         return pieces + ([current] if current else [])
 
-    @staticmethod
-    def count_tokens(text: str) -> int:
-        """A stand-in tokenizer: about one token per four characters, at least one per word."""
+    def count_tokens(self, text: str) -> int:
+        """A stand-in tokenizer (about one token per four characters), or in realistic mode the
+        provider's own way of counting."""
+        if self.realistic:
+            return self.realistic_tokens(text)
         return max(len(text.split()), (len(text) + 3) // 4)
+
+    def realistic_tokens(self, text: str) -> int:
+        return len(tiktoken.get_encoding("cl100k_base").encode(text))
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,202 @@
+"""Runs: price a generation before it starts, stream it, cancel it, and charge exactly what it used.
+
+The page and the websocket consumer only relay; everything a run does happens here. The usage row of
+a run is committed before its final state is handed back, so a finished run a user saw always has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Team, User
+from accounts.teams import providers_for
+from providers.base import Delta, GenerationRequest, Message
+from providers.errors import ProviderError
+from providers.models import ProviderModel
+from providers.pricing import cost
+from providers.registry import CatalogEntry, registry
+from usage import tokens
+from usage.models import Run, UsageRecord
+
+# Without history, a run is expected to use this share of its max output tokens.
+EXPECTED_OUTPUT_SHARE = Decimal("0.25")
+OVERRUN_SLACK = 1.1
+
+
+class RunRefused(Exception):
+    """A run that cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    input_tokens: int
+    exact: bool  # counted with the model's own tokenizer
+    expected_output_tokens: int
+    max_output_tokens: int
+    expected_cost: Decimal | None  # None: the model is unpriced
+    max_cost: Decimal | None
+
+
+def estimate(entry: CatalogEntry, dialect: str, messages: Sequence[Message], max_tokens: int,
+             expected_output: int | None = None) -> Estimate:  # fmt: skip
+    """The price of a run before it starts: input counted, output expected and at its ceiling."""
+    counted = tokens.count_messages(messages, entry.info.id, dialect)
+    expected = min(max_tokens, expected_output if expected_output is not None
+                   else int(max_tokens * EXPECTED_OUTPUT_SHARE))  # fmt: skip
+    info = entry.info
+    priced = info.input_per_1m is not None and info.output_per_1m is not None
+    return Estimate(
+        input_tokens=counted.tokens,
+        exact=counted.exact,
+        expected_output_tokens=expected,
+        max_output_tokens=max_tokens,
+        expected_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, expected)
+        if priced
+        else None,
+        max_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, max_tokens) if priced else None,
+    )
+
+
+def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
+    """The catalogue entry and dialect of a model the team may run, or RunRefused saying why."""
+    provider_id = model_ref.partition("/")[0]
+    provider = providers_for(team).filter(pk=provider_id).first()
+    entry = registry.model_info(model_ref) if provider else None
+    if provider is None or entry is None:
+        raise RunRefused(f"{model_ref} is not one of your team's models. Pick another model.")
+    if not provider.enabled:
+        raise RunRefused(
+            f"{provider.display_name} is disabled. An admin can enable it in Settings → Providers."
+        )
+    return entry, provider.dialect
+
+
+def create_run(user: User, team: Team, model_ref: str, messages: Sequence[Message], max_tokens: int,
+               temperature: Decimal | None = None, automation=None) -> Run:  # fmt: skip
+    """A pending run with its price estimate; it starts only when the user confirms."""
+    entry, dialect = available_model(team, model_ref)
+    max_tokens = max(1, min(max_tokens, entry.info.max_output))
+    priced = estimate(entry, dialect, messages, max_tokens, expected_output=_typical_output(automation))
+    return Run.objects.create(
+        team=team,
+        user=user,
+        automation=automation,
+        model_requested=model_ref,
+        messages=[{"role": m.role, "content": m.content} for m in messages],
+        max_tokens=max_tokens,
+        temperature=temperature,
+        estimated_input_tokens=priced.input_tokens,
+        estimated_cost_usd=priced.expected_cost,
+        max_cost_usd=priced.max_cost,
+    )
+
+
+def _typical_output(automation) -> int | None:
+    """The average output of an automation's recent completed runs, when it has some."""
+    if automation is None:
+        return None
+    recent = list(
+        automation.runs.filter(status=Run.Status.COMPLETED).values_list("output_tokens", flat=True)[:20]
+    )
+    return round(sum(recent) / len(recent)) if recent else None
+
+
+def get_for_user(user: User, run_uuid: str) -> Run | None:
+    """A run the user may watch and cancel: one of their team's."""
+    run = Run.objects.select_related("team").filter(uuid=run_uuid).first()
+    if run is None or not user.is_authenticated or not user.is_team_member(run.team):
+        return None
+    return run
+
+
+aget_for_user = sync_to_async(get_for_user)
+
+
+async def stream(run: Run) -> AsyncIterator[Delta | Run]:
+    """Run a pending run: yields the Run once started, its text as it arrives, then the Run again
+    when it has finished, its usage recorded.
+
+    Cancelling the task that iterates this (a Cancel button, a closed tab) closes the upstream
+    connection at once; the text so far is kept and the tokens it used are charged.
+    """
+    adapter = await registry.aget(run.provider_id)
+    request = GenerationRequest(
+        model=run.model_id,
+        messages=tuple(Message(m["role"], m["content"]) for m in run.messages),
+        max_tokens=run.max_tokens,
+        temperature=float(run.temperature) if run.temperature is not None else None,
+        stream=True,
+    )
+    run.status, run.started_at, run.model_used = Run.Status.STREAMING, timezone.now(), run.model_requested
+    await run.asave(update_fields=["status", "started_at", "model_used"])
+    yield run  # started
+    parts: list[str] = []
+    usage, reached_provider, streamed_tokens = None, False, 0
+    # The hard cap is sent as max_tokens; a provider that streams past it (our count, with slack for
+    # tokenizer differences) is cut off rather than trusted.
+    ceiling = run.max_tokens * OVERRUN_SLACK + 16
+    try:
+        async with aclosing(adapter.stream(request)) as events:
+            async for event in events:
+                reached_provider = True
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+                    yield event
+                    streamed_tokens += tokens.count_text(event.text, run.model_id, adapter.dialect)
+                    if streamed_tokens > ceiling:
+                        run.error_message = f"Stopped at the cap of {run.max_tokens} output tokens."
+                        break
+                else:
+                    usage = event.usage
+        run.status = Run.Status.COMPLETED
+    except asyncio.CancelledError:
+        run.status, run.error_message = Run.Status.CANCELLED, "Cancelled. The text so far is kept."
+        # The request reached the provider: its prompt is billed even if no text came back yet.
+        await asyncio.shield(_settle(run, "".join(parts), usage, adapter.dialect, charge_input=True))
+        raise
+    except ProviderError as error:
+        run.status, run.error_message = Run.Status.FAILED, error.user_message
+    await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=reached_provider)
+    yield run
+
+
+async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) -> None:
+    if usage is not None:
+        input_tokens, output_tokens = usage.input, usage.output
+    else:
+        # No final count from the provider: our own count of the prompt and of the text it streamed.
+        input_tokens = run.estimated_input_tokens if charge_input or text else 0
+        output_tokens = tokens.count_text(text, run.model_id, dialect)
+    run.output, run.input_tokens, run.output_tokens = text, input_tokens, output_tokens
+    run.finished_at = timezone.now()
+    await sync_to_async(_record)(run)
+
+
+@transaction.atomic
+def _record(run: Run) -> None:
+    row = ProviderModel.objects.filter(pk=run.model_requested).first()
+    price = row.current_price() if row else None
+    if price is not None:
+        run.cost_usd = cost(price.input_per_1m, price.output_per_1m, run.input_tokens, run.output_tokens)
+    if run.input_tokens or run.output_tokens:
+        UsageRecord.objects.create(
+            provider_id=run.provider_id,
+            model=run.model_id,
+            run_id=str(run.uuid),
+            input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens,
+            cost_usd=run.cost_usd,
+            price=price,
+            source=UsageRecord.Source.RUN,
+            team=run.team,
+            user=run.user,
+        )
+    run.save()

