@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -74,6 +75,7 @@ class Run(models.Model):
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     error_message = models.TextField(blank=True)
+    warning = models.CharField(max_length=300, blank=True, help_text="Shown before the run starts")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -95,3 +97,34 @@ class Run(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.COMPLETED, self.Status.CANCELLED, self.Status.FAILED)
+
+
+class Budget(models.Model):
+    """Limits for a scope: a provider (any team), a team (any provider), or a team on one provider.
+    Every budget whose scope matches a run applies to it."""
+
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    provider = models.ForeignKey(
+        "providers.Provider", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    daily_limit_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    monthly_limit_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    per_run_soft_cap_tokens = models.PositiveIntegerField(null=True, blank=True)
+    per_run_hard_cap_tokens = models.PositiveIntegerField(null=True, blank=True)
+    alert_threshold = models.DecimalField(max_digits=3, decimal_places=2, default=Decimal("0.80"))
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(team__isnull=False) | models.Q(provider__isnull=False),
+                name="budget_has_a_scope",
+            ),
+            models.UniqueConstraint(fields=["team", "provider"], name="one_budget_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        if self.team_id and self.provider_id:
+            return f"{self.team} on {self.provider}"
+        return str(self.team or self.provider)

@@ -23,7 +23,7 @@ from providers.errors import ProviderError
 from providers.models import ProviderModel
 from providers.pricing import cost
 from providers.registry import CatalogEntry, registry
-from usage import tokens
+from usage import budgets, tokens
 from usage.models import Run, UsageRecord
 
 # Without history, a run is expected to use this share of its max output tokens.
@@ -83,9 +83,15 @@ def create_run(user: User, team: Team, model_ref: str, messages: Sequence[Messag
                temperature: Decimal | None = None, automation=None) -> Run:  # fmt: skip
     """A pending run with its price estimate; it starts only when the user confirms."""
     entry, dialect = available_model(team, model_ref)
-    max_tokens = max(1, min(max_tokens, entry.info.max_output))
+    caps = budgets.caps_for(team, entry.provider_id)
+    max_tokens = max(1, min(max_tokens, entry.info.max_output, caps.hard or max_tokens))
+    warning = ""
+    if caps.soft is not None and max_tokens > caps.soft:
+        warning = (f"This run may write up to {max_tokens:,} tokens, over the soft cap of {caps.soft:,} "
+                   f"set by the {caps.soft_from} budget.")  # fmt: skip
     priced = estimate(entry, dialect, messages, max_tokens, expected_output=_typical_output(automation))
     return Run.objects.create(
+        warning=warning,
         team=team,
         user=user,
         automation=automation,

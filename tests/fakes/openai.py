@@ -49,7 +49,9 @@ class FakeOpenAI(FakeProvider):
                 if param in body:
                     message = f"Unsupported parameter: '{param}' is not supported with this model."
                     return Reply(400, error(message, "invalid_request_error", "unsupported_parameter", param))
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        limit = (
+            None if self.ignore_max_tokens else body.get("max_completion_tokens") or body.get("max_tokens")
+        )
         pieces = self.words(self.reply_text)
         finish = "stop"
         if limit is not None and limit < self.count_tokens(self.reply_text):

@@ -73,6 +73,7 @@ class FakeProvider:
         self.reply_text = "Hello from the fake provider. This is a streamed answer."
         self.chunk_delay = 0.0  # seconds between stream chunks
         self.realistic = False  # count tokens as the real provider does
+        self.ignore_max_tokens = False  # a misbehaving provider that streams past the limit
         self.client_disconnected = threading.Event()
         self.streams_completed = 0
         self._faults: list[_Fault] = []
