@@ -155,4 +155,6 @@ def _difference(cost: Decimal | None, current: Decimal | None) -> str:
     delta = cost - current
     if abs(delta) < Decimal("0.000001"):
         return "same price"
-    return f"~{format_usd(abs(delta))} {'more' if delta > 0 else 'less'} per run"
+    # Two significant digits are enough to compare: "~$0.0024 more per run".
+    rounded = abs(delta).quantize(Decimal(1).scaleb(abs(delta).adjusted() - 1))
+    return f"~{format_usd(rounded)} {'more' if delta > 0 else 'less'} per run"
