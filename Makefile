@@ -16,6 +16,7 @@ run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) llmhub.asgi:application
 
 test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed browser
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
