@@ -1,6 +1,7 @@
 from django.http import HttpRequest
 
 from accounts.teams import current_team, teams_of
+from usage import alerts
 
 
 def team(request: HttpRequest) -> dict:
@@ -9,8 +10,10 @@ def team(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return {}
     current = current_team(request)
+    is_admin = current is not None and user.is_team_admin(current)
     return {
         "current_team": current,
         "user_teams": list(teams_of(user)),
-        "is_team_admin": current is not None and user.is_team_admin(current),
+        "is_team_admin": is_admin,
+        "budget_alerts": [alerts.message(a) for a in alerts.current_for(current)] if is_admin else [],
     }

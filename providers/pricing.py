@@ -87,12 +87,15 @@ def _base(price: Decimal | TieredPrices | None) -> Decimal | None:
 
 
 def format_usd(amount: Decimal | None) -> str:
-    """$0.0075, $12.50, or "unpriced": small amounts keep their significant digits."""
+    """$0.0075, $0.60, $12.50, or "unpriced": small amounts keep their significant digits."""
     if amount is None:
         return "unpriced"
     if amount >= 1 or amount == 0:
         return f"${amount:,.2f}"
-    return f"${amount.normalize():f}" if amount >= Decimal("0.0001") else f"${amount:.6f}"
+    if amount < Decimal("0.0001"):
+        return f"${amount:.6f}"
+    digits = max(2, -amount.normalize().as_tuple().exponent)
+    return f"${amount:.{digits}f}"
 
 
 def format_price(amount: Decimal | None) -> str:

@@ -1,13 +1,32 @@
-"""Budgets: which apply to a run, and the per-run token caps they set."""
+"""Budgets: which apply to a run, what they have left, and the reservation that keeps concurrent
+runs from overshooting them together.
+
+A run reserves its maximum possible cost against every matching budget in one transaction before
+it starts (SQLite takes its write lock at BEGIN IMMEDIATE; PostgreSQL locks the budget rows), and
+settlement replaces the reservation with the real cost. A crashed run's reservation expires.
+"""
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
-from django.db.models import Q, QuerySet
+from django.db import transaction
+from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
 
 from accounts.models import Team
-from usage.models import Budget
+from providers.pricing import format_usd
+from usage.models import Budget, DailySpend, Run
+
+RESERVATION_TTL = timedelta(hours=1)
+ZERO = Decimal("0")
+
+
+class BudgetRefused(Exception):
+    """A run its budget cannot cover; the message names the budget and what is left."""
 
 
 @dataclass(frozen=True)
@@ -16,6 +35,25 @@ class Caps:
     hard: int | None  # the most output tokens a run may ask for, and may stream
     soft_from: Budget | None = None
     hard_from: Budget | None = None
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One limit of a budget in its current period."""
+
+    budget: Budget
+    period: str  # "day" or "month"
+    limit: Decimal
+    spent: Decimal
+    reserved: Decimal
+
+    @property
+    def left(self) -> Decimal:
+        return max(ZERO, self.limit - self.spent - self.reserved)
+
+    @property
+    def share(self) -> Decimal:
+        return (self.spent + self.reserved) / self.limit if self.limit else Decimal("1")
 
 
 def matching(team: Team, provider_id: str) -> QuerySet[Budget]:
@@ -44,3 +82,74 @@ def caps_for(team: Team, provider_id: str) -> Caps:
         soft_from=soft,
         hard_from=hard,
     )
+
+
+def period(kind: str, now: datetime | None = None) -> tuple[date, date]:
+    """[start, end) of the day or month containing `now`, in the configured time zone."""
+    today = timezone.localdate(now or timezone.now())
+    if kind == "day":
+        return today, today + timedelta(days=1)
+    days = calendar.monthrange(today.year, today.month)[1]
+    start = today.replace(day=1)
+    return start, start + timedelta(days=days)
+
+
+def label(budget: Budget) -> str:
+    if budget.team_id and budget.provider_id:
+        return f"{budget.team.name} on {budget.provider.display_name}"
+    return budget.provider.display_name if budget.provider_id else f"{budget.team.name} team"
+
+
+def spent(budget: Budget, start: date, end: date) -> Decimal:
+    rows = DailySpend.objects.filter(day__gte=start, day__lt=end)
+    if budget.team_id:
+        rows = rows.filter(team_id=budget.team_id)
+    if budget.provider_id:
+        rows = rows.filter(provider_id=budget.provider_id)
+    return rows.aggregate(total=Sum("cost_usd"))["total"] or ZERO
+
+
+def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Decimal:
+    runs = Run.objects.filter(reserved_usd__isnull=False, reservation_expires_at__gt=now)
+    if budget.team_id:
+        runs = runs.filter(team_id=budget.team_id)
+    if budget.provider_id:
+        runs = runs.filter(model_requested__startswith=f"{budget.provider_id}/")
+    if excluding is not None:
+        runs = runs.exclude(pk=excluding.pk)
+    return runs.aggregate(total=Sum("reserved_usd"))["total"] or ZERO
+
+
+def standings(budget: Budget, now: datetime | None = None) -> list[Standing]:
+    now = now or timezone.now()
+    result = []
+    for kind, limit in (("day", budget.daily_limit_usd), ("month", budget.monthly_limit_usd)):
+        if limit is not None:
+            start, end = period(kind, now)
+            result.append(Standing(budget, kind, limit, spent(budget, start, end), reserved(budget, now)))
+    return result
+
+
+def reserve(run: Run) -> None:
+    """Hold the run's maximum cost against every matching budget, or refuse it, atomically."""
+    with transaction.atomic():
+        budgets = list(matching(run.team, run.provider_id).select_for_update().order_by("pk"))
+        limited = [b for b in budgets if b.daily_limit_usd is not None or b.monthly_limit_usd is not None]
+        if not limited:
+            return
+        if run.max_cost_usd is None:
+            raise BudgetRefused(
+                f"{run.model_requested} has no known price and the {label(limited[0])} budget applies: "
+                "an admin sets its price before it can run."
+            )
+        now = timezone.now()
+        for budget in limited:
+            for standing in standings(budget, now):
+                if run.max_cost_usd > standing.left:
+                    name = "Daily" if standing.period == "day" else "Monthly"
+                    raise BudgetRefused(
+                        f"{name} {label(budget)} budget: {format_usd(standing.left)} of "
+                        f"{format_usd(standing.limit)} left; this run may cost up to {format_usd(run.max_cost_usd)}."
+                    )
+        run.reserved_usd, run.reservation_expires_at = run.max_cost_usd, now + RESERVATION_TTL
+        run.save(update_fields=["reserved_usd", "reservation_expires_at"])

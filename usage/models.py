@@ -76,6 +76,9 @@ class Run(models.Model):
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     error_message = models.TextField(blank=True)
     warning = models.CharField(max_length=300, blank=True, help_text="Shown before the run starts")
+    # Held against budgets from the start of a run until it settles; a crashed run's hold expires.
+    reserved_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+    reservation_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -128,3 +131,54 @@ class Budget(models.Model):
         if self.team_id and self.provider_id:
             return f"{self.team} on {self.provider}"
         return str(self.team or self.provider)
+
+
+class DailySpend(models.Model):
+    """Usage rolled up per day (in the configured time zone), team, user, provider and model.
+
+    Updated in the same transaction as each usage row, so budgets and charts read a few hundred
+    rows a month instead of every usage row."""
+
+    day = models.DateField()
+    team = models.ForeignKey("accounts.Team", null=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    provider_id = models.CharField(max_length=64)
+    model = models.CharField(max_length=200)
+    runs = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            # Rows without a team or user (command-line usage) may repeat a key: sums stay right.
+            models.UniqueConstraint(
+                fields=["day", "team", "user", "provider_id", "model"], name="one_rollup_per_day_and_key"
+            )
+        ]
+        indexes = [models.Index(fields=["day", "team"]), models.Index(fields=["day", "provider_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.provider_id}/{self.model}: {self.cost_usd}"
+
+
+class BudgetAlert(models.Model):
+    """A budget crossed its alert threshold in a period: raised once per budget and period."""
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    period = models.CharField(max_length=8)  # "day" or "month"
+    period_start = models.DateField()
+    spent_usd = models.DecimalField(max_digits=24, decimal_places=12)
+    limit_usd = models.DecimalField(max_digits=14, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "period", "period_start"], name="one_alert_per_budget_period"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.budget} {self.period} of {self.period_start}"

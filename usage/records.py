@@ -1,4 +1,5 @@
-"""Writing usage rows: token counts charged at the price in force, pointed at that price."""
+"""Writing usage rows: token counts charged at the price in force, rolled up by day in the same
+transaction, then any budget alert the new spend crosses."""
 
 from __future__ import annotations
 
@@ -6,27 +7,35 @@ import uuid
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
+from accounts.models import Team, User
 from providers.base import TokenCount
-from providers.models import ProviderModel
+from providers.models import Price, ProviderModel
 from providers.pricing import cost as price_cost
-from usage.models import UsageRecord
+from usage import alerts
+from usage.models import DailySpend, UsageRecord
 
 
+@transaction.atomic
 def record_usage(
     provider_id: str,
     model: str,
     tokens: TokenCount,
     source: str,
     run_id: str = "",
+    team: Team | None = None,
+    user: User | None = None,
 ) -> UsageRecord:
     """Record one generation. An unpriced model gets a null cost, never $0."""
     row = ProviderModel.objects.filter(provider_id=provider_id, model_id=model).first()
-    price = row.current_price() if row else None
+    price: Price | None = row.current_price() if row else None
     cost: Decimal | None = None
     if price is not None:
         cost = price_cost(price.input_per_1m, price.output_per_1m, tokens.input, tokens.output)
-    return UsageRecord.objects.create(
+    record = UsageRecord.objects.create(
         provider_id=provider_id,
         model=model,
         run_id=run_id or uuid.uuid4().hex,
@@ -35,7 +44,30 @@ def record_usage(
         cost_usd=cost,
         price=price,
         source=source,
+        team=team,
+        user=user,
     )
+    _roll_up(record)
+    if team is not None and cost:
+        alerts.check(team, provider_id)
+    return record
 
 
 arecord_usage = sync_to_async(record_usage)
+
+
+def _roll_up(record: UsageRecord) -> None:
+    key = {"day": timezone.localdate(record.created_at), "team": record.team, "user": record.user,
+           "provider_id": record.provider_id, "model": record.model}  # fmt: skip
+    increments = {"runs": F("runs") + 1, "input_tokens": F("input_tokens") + record.input_tokens,
+                  "output_tokens": F("output_tokens") + record.output_tokens,
+                  "cost_usd": F("cost_usd") + (record.cost_usd or 0)}  # fmt: skip
+    if DailySpend.objects.filter(**key).update(**increments):
+        return
+    try:
+        with transaction.atomic():
+            DailySpend.objects.create(**key, runs=1, input_tokens=record.input_tokens,
+                                      output_tokens=record.output_tokens, cost_usd=record.cost_usd or 0)  # fmt: skip
+    except IntegrityError:
+        # Another process created the day's row first (PostgreSQL): add to it instead.
+        DailySpend.objects.filter(**key).update(**increments)

@@ -18,13 +18,14 @@ from django.utils import timezone
 
 from accounts.models import Team, User
 from accounts.teams import providers_for
-from providers.base import Delta, GenerationRequest, Message
+from providers.base import Delta, GenerationRequest, Message, TokenCount
 from providers.errors import ProviderError
 from providers.models import ProviderModel
 from providers.pricing import cost
 from providers.registry import CatalogEntry, registry
 from usage import budgets, tokens
 from usage.models import Run, UsageRecord
+from usage.records import record_usage
 
 # Without history, a run is expected to use this share of its max output tokens.
 EXPECTED_OUTPUT_SHARE = Decimal("0.25")
@@ -141,6 +142,13 @@ async def stream(run: Run) -> AsyncIterator[Delta | Run]:
         temperature=float(run.temperature) if run.temperature is not None else None,
         stream=True,
     )
+    try:
+        await sync_to_async(budgets.reserve, thread_sensitive=False)(run)
+    except budgets.BudgetRefused as refused:
+        run.status, run.error_message, run.finished_at = Run.Status.FAILED, str(refused), timezone.now()
+        await run.asave(update_fields=["status", "error_message", "finished_at"])
+        yield run
+        return
     run.status, run.started_at, run.model_used = Run.Status.STREAMING, timezone.now(), run.model_requested
     await run.asave(update_fields=["status", "started_at", "model_used"])
     yield run  # started
@@ -188,21 +196,12 @@ async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) 
 
 @transaction.atomic
 def _record(run: Run) -> None:
-    row = ProviderModel.objects.filter(pk=run.model_requested).first()
-    price = row.current_price() if row else None
-    if price is not None:
-        run.cost_usd = cost(price.input_per_1m, price.output_per_1m, run.input_tokens, run.output_tokens)
+    """The usage row, the run's real cost in place of its reservation, in one transaction."""
     if run.input_tokens or run.output_tokens:
-        UsageRecord.objects.create(
-            provider_id=run.provider_id,
-            model=run.model_id,
-            run_id=str(run.uuid),
-            input_tokens=run.input_tokens,
-            output_tokens=run.output_tokens,
-            cost_usd=run.cost_usd,
-            price=price,
-            source=UsageRecord.Source.RUN,
-            team=run.team,
-            user=run.user,
-        )
+        usage = record_usage(run.provider_id, run.model_id, TokenCount(run.input_tokens, run.output_tokens),
+                             UsageRecord.Source.RUN, run_id=str(run.uuid), team=run.team, user=run.user)  # fmt: skip
+        run.cost_usd = usage.cost_usd
+    elif (row := ProviderModel.objects.filter(pk=run.model_requested).first()) and row.current_price():
+        run.cost_usd = Decimal("0")
+    run.reserved_usd = run.reservation_expires_at = None
     run.save()

@@ -6,4 +6,8 @@ app_name = "usage"
 urlpatterns = [
     path("playground/", views.playground, name="playground"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run"),
+    path("budget/", views.team_budget, name="team-budget"),
+    path("providers/<slug:provider_id>/budget/", views.provider_budget, name="provider-budget"),
+    path("spend/", views.spend_page, name="spend"),
+    path("spend/usage.csv", views.spend_csv, name="spend-csv"),
 ]
