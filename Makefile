@@ -8,7 +8,7 @@ VENDOR := static/vendor
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint python-version browser
+.PHONY: run test lint python-version browser bench
 
 run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) manage.py migrate --noinput
@@ -24,6 +24,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+# Benchmarks print their figures; each compares against a baseline measured in the same run.
+bench: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
+	$(PY) bench/spend.py
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

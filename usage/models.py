@@ -37,6 +37,8 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The CSV export walks each team's time range in order: streamed from the index, never sorted.
+        indexes = [models.Index(fields=["team", "created_at"], name="usage_team_time")]
 
     def __str__(self) -> str:
         return f"{self.provider_id}/{self.model} run {self.run_id}"
@@ -156,7 +158,22 @@ class DailySpend(models.Model):
                 fields=["day", "team", "user", "provider_id", "model"], name="one_rollup_per_day_and_key"
             )
         ]
-        indexes = [models.Index(fields=["day", "team"]), models.Index(fields=["day", "provider_id"])]
+        # Covering: the spend page's grouped query reads this index alone, never the table.
+        indexes = [
+            models.Index(
+                fields=[
+                    "team",
+                    "day",
+                    "provider_id",
+                    "model",
+                    "cost_usd",
+                    "runs",
+                    "input_tokens",
+                    "output_tokens",
+                ],
+                name="dailyspend_covering",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.provider_id}/{self.model}: {self.cost_usd}"

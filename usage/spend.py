@@ -1,10 +1,15 @@
-"""Where the money goes: chart data from the daily roll-ups, never from the raw usage table."""
+"""Where the money goes: chart data from the daily roll-ups, never from the raw usage table.
+
+One grouped query (day × provider × model) over the filtered range feeds every chart and total; the
+sums per provider, per model and per day are then made from those few rows.
+"""
 
 from __future__ import annotations
 
 import calendar
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db.models import QuerySet, Sum
@@ -33,30 +38,63 @@ class Filters:
             rows = rows.filter(model=self.model)
         return rows
 
+    def moments(self) -> tuple[datetime, datetime]:
+        """[start, end) of the range as aware datetimes in the configured time zone (index-friendly)."""
+        zone = timezone.get_current_timezone()
+        return (datetime.combine(self.start, time.min, zone),
+                datetime.combine(self.end + timedelta(days=1), time.min, zone))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    by_provider: list[tuple[str, Decimal]]
+    by_model: list[tuple[str, Decimal]]
+    daily: list[tuple[date, Decimal]]
+    cost: Decimal
+    runs: int
+    input_tokens: int
+    output_tokens: int
+
 
 def this_month(today: date | None = None) -> tuple[date, date]:
     today = today or timezone.localdate()
     return today.replace(day=1), today.replace(day=calendar.monthrange(today.year, today.month)[1])
 
 
-def by_provider(filters: Filters) -> list[tuple[str, Decimal]]:
-    totals = filters.rows().values("provider_id").annotate(cost=Sum("cost_usd")).order_by("-cost")
-    return [(row["provider_id"], row["cost"] or ZERO) for row in totals]
-
-
-def by_model(filters: Filters) -> list[tuple[str, Decimal]]:
-    totals = (
-        filters.rows().values("provider_id", "model").annotate(cost=Sum("cost_usd")).order_by("-cost")[:20]
+def breakdown(filters: Filters) -> Breakdown:
+    grouped = (
+        filters.rows()
+        .values("day", "provider_id", "model")
+        .annotate(
+            cost=Sum("cost_usd"), runs=Sum("runs"), input=Sum("input_tokens"), output=Sum("output_tokens")
+        )
     )
-    return [(f"{row['provider_id']}/{row['model']}", row["cost"] or ZERO) for row in totals]
-
-
-def daily(filters: Filters) -> list[tuple[date, Decimal]]:
-    totals = dict(filters.rows().values_list("day").annotate(cost=Sum("cost_usd")))
-    days = (filters.end - filters.start).days + 1
-    return [
-        (filters.start + timedelta(n), totals.get(filters.start + timedelta(n), ZERO)) for n in range(days)
-    ]
+    providers: dict[str, Decimal] = defaultdict(Decimal)
+    models: dict[str, Decimal] = defaultdict(Decimal)
+    days: dict[date, Decimal] = defaultdict(Decimal)
+    runs = input_tokens = output_tokens = 0
+    for row in grouped:
+        cost = row["cost"] or ZERO
+        providers[row["provider_id"]] += cost
+        models[f"{row['provider_id']}/{row['model']}"] += cost
+        days[row["day"]] += cost
+        runs, input_tokens, output_tokens = (
+            runs + row["runs"],
+            input_tokens + row["input"],
+            output_tokens + row["output"],
+        )
+    span = (filters.end - filters.start).days + 1
+    return Breakdown(
+        by_provider=sorted(providers.items(), key=lambda item: -item[1]),
+        by_model=sorted(models.items(), key=lambda item: -item[1])[:20],
+        daily=[
+            (filters.start + timedelta(n), days.get(filters.start + timedelta(n), ZERO)) for n in range(span)
+        ],
+        cost=sum(providers.values(), ZERO),
+        runs=runs,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
 
 
 def projection(filters: Filters, today: date | None = None) -> tuple[Decimal, Decimal]:
@@ -66,9 +104,3 @@ def projection(filters: Filters, today: date | None = None) -> tuple[Decimal, De
     spent = filters.rows(start, today).aggregate(total=Sum("cost_usd"))["total"] or ZERO
     elapsed = (today - start).days + 1
     return spent, (spent / elapsed * end.day).quantize(Decimal("0.01"))
-
-
-def totals(filters: Filters) -> dict:
-    row = filters.rows().aggregate(cost=Sum("cost_usd"), runs=Sum("runs"), input=Sum("input_tokens"),
-                                   output=Sum("output_tokens"))  # fmt: skip
-    return {key: value or 0 for key, value in row.items()}

@@ -140,10 +140,11 @@ def _filters(request: HttpRequest) -> tuple[spend.Filters, dict]:
 def spend_page(request: HttpRequest) -> HttpResponse:
     filters, choices = _filters(request)
     spent, projected = spend.projection(filters)
+    breakdown = spend.breakdown(filters)
     charts = {
-        "providers": [[name, _exact(cost)] for name, cost in spend.by_provider(filters)],
-        "models": [[name, _exact(cost)] for name, cost in spend.by_model(filters)],
-        "daily": [[day.isoformat(), _exact(cost)] for day, cost in spend.daily(filters)],
+        "providers": [[name, _exact(cost)] for name, cost in breakdown.by_provider],
+        "models": [[name, _exact(cost)] for name, cost in breakdown.by_model],
+        "daily": [[day.isoformat(), _exact(cost)] for day, cost in breakdown.daily],
         "projected": _exact(projected),
         "today": timezone.localdate().isoformat(),
     }
@@ -152,9 +153,9 @@ def spend_page(request: HttpRequest) -> HttpResponse:
         recent = recent.filter(model_requested__startswith=f"{filters.provider}/")
     team_budgets = Budget.objects.select_related("team", "provider").filter(team_id__in=filters.team_ids)
     context = {"charts": charts, "choices": choices, "spent": spent, "projected": projected,
-               "totals": spend.totals(filters), "runs": recent[:25],
+               "totals": breakdown, "runs": recent[:25],
                "standings": [s for b in team_budgets for s in budgets.standings(b)],
-               "providers": sorted({p for p, _ in spend.by_provider(filters)}),
+               "providers": sorted(name for name, _ in breakdown.by_provider),
                "query": request.GET.urlencode()}  # fmt: skip
     return render(request, "usage/spend.html", context)
 
@@ -164,8 +165,9 @@ def spend_page(request: HttpRequest) -> HttpResponse:
 def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every usage row of the filters, streamed: no page holds the whole table in memory."""
     filters, _ = _filters(request)
-    rows = UsageRecord.objects.filter(team_id__in=filters.team_ids, created_at__date__gte=filters.start,
-                                      created_at__date__lte=filters.end).select_related("team", "user")  # fmt: skip
+    start, end = filters.moments()
+    rows = UsageRecord.objects.filter(team_id__in=filters.team_ids, created_at__gte=start, created_at__lt=end)
+    rows = rows.select_related("team", "user")
     if filters.provider:
         rows = rows.filter(provider_id=filters.provider)
     if filters.model:
@@ -186,7 +188,7 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
 
     def lines():
         yield writer.writerow(header)
-        for row in rows.order_by("created_at").iterator(chunk_size=2000):
+        for row in rows.order_by("team_id", "created_at").iterator(chunk_size=2000):
             yield writer.writerow([row.created_at.isoformat(), row.team.name if row.team else "",
                                    row.user.get_username() if row.user else "", row.provider_id, row.model, row.run_id,
                                    row.input_tokens, row.output_tokens, "" if row.cost_usd is None else row.cost_usd,
