@@ -166,6 +166,8 @@ LLMHUB_TOKENIZER_DIR = Path(env("LLMHUB_TOKENIZER_DIR", str(BASE_DIR / "var" / "
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(LLMHUB_TOKENIZER_DIR))
 LLMHUB_VALIDATION_TIMEOUT = envint("LLMHUB_VALIDATION_TIMEOUT", 5)
 LLMHUB_REQUEST_TIMEOUT = envint("LLMHUB_REQUEST_TIMEOUT", 600)
+# Retries wait base × 2^attempt seconds plus jitter, or the provider's retry-after when it says.
+LLMHUB_RETRY_BASE_SECONDS = float(env("LLMHUB_RETRY_BASE_SECONDS", "1"))
 
 # ---- Email and logging
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -96,7 +96,7 @@ class StreamInterrupted(NetworkError):
 
     @property
     def user_message(self) -> str:
-        return f"{self.provider} stopped answering mid-response. The text so far is kept."
+        return f"{self.provider} stopped answering mid-response."
 
 
 class Timeout(ProviderError):

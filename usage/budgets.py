@@ -120,22 +120,24 @@ def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Dec
     return runs.aggregate(total=Sum("reserved_usd"))["total"] or ZERO
 
 
-def standings(budget: Budget, now: datetime | None = None) -> list[Standing]:
+def standings(budget: Budget, now: datetime | None = None, excluding: Run | None = None) -> list[Standing]:
     now = now or timezone.now()
     result = []
     for kind, limit in (("day", budget.daily_limit_usd), ("month", budget.monthly_limit_usd)):
         if limit is not None:
             start, end = period(kind, now)
-            result.append(Standing(budget, kind, limit, spent(budget, start, end), reserved(budget, now)))
+            held = reserved(budget, now, excluding)
+            result.append(Standing(budget, kind, limit, spent(budget, start, end), held))
     return result
 
 
-def reserve(run: Run) -> None:
+def reserve(run: Run, provider_id: str | None = None) -> None:
     """Hold the run's maximum cost against every matching budget, or refuse it, atomically."""
     with transaction.atomic():
-        budgets = list(matching(run.team, run.provider_id).select_for_update().order_by("pk"))
+        budgets = list(matching(run.team, provider_id or run.provider_id).select_for_update().order_by("pk"))
         limited = [b for b in budgets if b.daily_limit_usd is not None or b.monthly_limit_usd is not None]
         if not limited:
+            run.reserved_usd = run.reservation_expires_at = None
             return
         if run.max_cost_usd is None:
             raise BudgetRefused(
@@ -144,7 +146,7 @@ def reserve(run: Run) -> None:
             )
         now = timezone.now()
         for budget in limited:
-            for standing in standings(budget, now):
+            for standing in standings(budget, now, excluding=run):
                 if run.max_cost_usd > standing.left:
                     name = "Daily" if standing.period == "day" else "Monthly"
                     raise BudgetRefused(
@@ -152,4 +154,6 @@ def reserve(run: Run) -> None:
                         f"{format_usd(standing.limit)} left; this run may cost up to {format_usd(run.max_cost_usd)}."
                     )
         run.reserved_usd, run.reservation_expires_at = run.max_cost_usd, now + RESERVATION_TTL
-        run.save(update_fields=["reserved_usd", "reservation_expires_at"])
+        if run.pk:
+            Run.objects.filter(pk=run.pk).update(reserved_usd=run.reserved_usd,
+                                                 reservation_expires_at=run.reservation_expires_at)  # fmt: skip

@@ -10,12 +10,16 @@ from django.template.loader import render_to_string
 from django.utils.html import format_html
 
 from providers.base import Delta
-from usage import runs
+from usage import fallback, runs
 from usage.models import Run
+
+# How long ask mode waits for an answer before it takes "no" for one.
+ANSWER_TIMEOUT = 600
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
     task: asyncio.Task | None = None
+    answer: asyncio.Future | None = None
     closed = False
 
     async def connect(self) -> None:
@@ -31,15 +35,26 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             self.task = asyncio.create_task(self.relay())
         elif action == "cancel" and self.task is not None:
             self.task.cancel()
+        elif action in ("switch", "stop") and self.answer is not None and not self.answer.done():
+            self.answer.set_result(action == "switch")
+
+    async def ask(self, question: fallback.Question) -> bool:
+        self.answer = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(self.answer, ANSWER_TIMEOUT)
+        except TimeoutError:
+            return False
 
     async def relay(self) -> None:
         uuid = self.run.uuid
         try:
-            async for event in runs.stream(self.run):
+            async for event in runs.stream(self.run, ask=self.ask):
                 if isinstance(event, Delta):
                     # Escaped text, appended in place: no template lookup per token.
                     await self.send(text_data=format_html(
                         '<span id="run-{}-output" hx-swap-oob="beforeend">{}</span>', uuid, event.text))  # fmt: skip
+                elif isinstance(event, fallback.Waiting | fallback.Question):
+                    await self.send(text_data=await self.status_frame(event=event))
                 else:  # the run started or finished: its status block is replaced
                     await self.send(text_data=await self.status_frame())
         except asyncio.CancelledError:
@@ -47,10 +62,9 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
                 await self.send(text_data=await self.status_frame())
             raise
 
-    async def status_frame(self) -> str:
-        return await asyncio.to_thread(
-            render_to_string, "usage/_run_status.html", {"run": self.run, "oob": True}
-        )
+    async def status_frame(self, event: object = None) -> str:
+        context = {"run": self.run, "oob": True, "event": event}
+        return await asyncio.to_thread(render_to_string, "usage/_run_status.html", context)
 
     async def disconnect(self, code: int) -> None:
         self.closed = True

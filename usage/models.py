@@ -78,6 +78,10 @@ class Run(models.Model):
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     error_message = models.TextField(blank=True)
     warning = models.CharField(max_length=300, blank=True, help_text="Shown before the run starts")
+    error_action = models.CharField(
+        max_length=20, blank=True, help_text="What the user can do about the error"
+    )
+    attempts = models.JSONField(default=list, blank=True, help_text="Each model tried and why it was left")
     # Held against budgets from the start of a run until it settles; a crashed run's hold expires.
     reserved_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     reservation_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -199,3 +203,36 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.budget} {self.period} of {self.period_start}"
+
+
+class FallbackPolicy(models.Model):
+    """What a run does when its model fails: retries, then other models in order.
+
+    One per team; an automation may carry its own, which replaces the team's."""
+
+    team = models.OneToOneField(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="fallback_policy"
+    )
+    automation = models.OneToOneField(
+        "automations.Automation",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="fallback_policy",
+    )
+    enabled = models.BooleanField(default=True)
+    order = models.JSONField(default=list, blank=True, help_text='["provider/model", ...] tried in order')
+    retry_count = models.PositiveSmallIntegerField(default=3)
+    ask_before_switching = models.BooleanField(default=False)
+    max_total_wait_seconds = models.PositiveIntegerField(default=120)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(team__isnull=False) | models.Q(automation__isnull=False),
+                name="fallback_policy_has_an_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Fallback for {self.automation or self.team}"

@@ -7,7 +7,8 @@ a run is committed before its final state is handed back, so a finished run a us
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,7 +24,7 @@ from providers.errors import ProviderError
 from providers.models import ProviderModel
 from providers.pricing import cost
 from providers.registry import CatalogEntry, registry
-from usage import budgets, tokens
+from usage import budgets, fallback, tokens
 from usage.models import Run, UsageRecord
 from usage.records import record_usage
 
@@ -127,59 +128,151 @@ def get_for_user(user: User, run_uuid: str) -> Run | None:
 aget_for_user = sync_to_async(get_for_user)
 
 
-async def stream(run: Run) -> AsyncIterator[Delta | Run]:
+async def stream(
+    run: Run, ask: Ask | None = None
+) -> AsyncIterator[Delta | Run | fallback.Waiting | fallback.Question]:
     """Run a pending run: yields the Run once started, its text as it arrives, then the Run again
     when it has finished, its usage recorded.
 
-    Cancelling the task that iterates this (a Cancel button, a closed tab) closes the upstream
+    A retryable failure before the first token is retried (countdown ticks are yielded while it
+    waits), then the fallback models are tried in order; in ask mode a Question is yielded and
+    `ask` must consent first. Once text has been shown, a failure ends the run with the text kept:
+    it is never silently restarted elsewhere. Cancelling the iterating task closes the upstream
     connection at once; the text so far is kept and the tokens it used are charged.
     """
-    adapter = await registry.aget(run.provider_id)
+    policy = await sync_to_async(fallback.policy_for)(run)
+    models = await sync_to_async(fallback.candidates)(run, policy)
+    error: ProviderError | None = None
+    started = False
+    for index, ref in enumerate(models):
+        if index > 0:
+            if policy.ask_before_switching and ask is not None:
+                question = await sync_to_async(fallback.question)(run, ref, error)
+                yield question
+                if not await ask(question):
+                    run.status, run.error_action = Run.Status.FAILED, error.action
+                    run.error_message = f"{error.user_message} The run stopped: you chose not to switch."
+                    await sync_to_async(_release)(run)
+                    yield run
+                    return
+            await sync_to_async(fallback.record_switch)(run, models[index - 1], ref, error)
+        try:
+            await sync_to_async(_reserve, thread_sensitive=False)(run, ref)
+        except budgets.BudgetRefused as refused:
+            run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
+            if error is None and index == len(models) - 1:
+                run.status, run.error_message = Run.Status.FAILED, str(refused)
+                await sync_to_async(_release)(run)
+                yield run
+                return
+            continue
+        run.model_used = ref
+        if not started:
+            started = True
+            run.status, run.started_at = Run.Status.STREAMING, timezone.now()
+            await run.asave(
+                update_fields=["status", "started_at", "model_used", "reserved_usd", "reservation_expires_at"]
+            )
+            yield run  # started
+        async for event in _attempt(run, ref, policy):
+            if isinstance(event, ProviderError):
+                error = event
+            else:
+                yield event
+                if isinstance(event, Run):
+                    return
+        run.attempts = [*run.attempts, {"model": ref, "error": error.user_message}]
+    run.status, run.error_message, run.error_action = Run.Status.FAILED, error.user_message, error.action
+    if len(models) > 1:
+        run.error_message += " Every fallback model failed too."
+    await sync_to_async(_release)(run)
+    yield run
+
+
+Ask = Callable[["fallback.Question"], Awaitable[bool]]
+
+
+async def _attempt(run: Run, ref: str, policy) -> AsyncIterator:
+    """One model with its retries. Yields deltas and countdown ticks, then either the finished Run
+    or, when the model gave up before any text, the last ProviderError (for the caller to fall back)."""
+    adapter = await registry.aget(ref.partition("/")[0])
     request = GenerationRequest(
-        model=run.model_id,
+        model=ref.partition("/")[2],
         messages=tuple(Message(m["role"], m["content"]) for m in run.messages),
         max_tokens=run.max_tokens,
         temperature=float(run.temperature) if run.temperature is not None else None,
         stream=True,
     )
-    try:
-        await sync_to_async(budgets.reserve, thread_sensitive=False)(run)
-    except budgets.BudgetRefused as refused:
-        run.status, run.error_message, run.finished_at = Run.Status.FAILED, str(refused), timezone.now()
-        await run.asave(update_fields=["status", "error_message", "finished_at"])
-        yield run
-        return
-    run.status, run.started_at, run.model_used = Run.Status.STREAMING, timezone.now(), run.model_requested
-    await run.asave(update_fields=["status", "started_at", "model_used"])
-    yield run  # started
-    parts: list[str] = []
-    usage, reached_provider, streamed_tokens = None, False, 0
     # The hard cap is sent as max_tokens; a provider that streams past it (our count, with slack for
     # tokenizer differences) is cut off rather than trusted.
     ceiling = run.max_tokens * OVERRUN_SLACK + 16
-    try:
-        async with aclosing(adapter.stream(request)) as events:
-            async for event in events:
-                reached_provider = True
-                if isinstance(event, Delta):
-                    parts.append(event.text)
-                    yield event
-                    streamed_tokens += tokens.count_text(event.text, run.model_id, adapter.dialect)
-                    if streamed_tokens > ceiling:
-                        run.error_message = f"Stopped at the cap of {run.max_tokens} output tokens."
-                        break
-                else:
-                    usage = event.usage
-        run.status = Run.Status.COMPLETED
-    except asyncio.CancelledError:
-        run.status, run.error_message = Run.Status.CANCELLED, "Cancelled. The text so far is kept."
-        # The request reached the provider: its prompt is billed even if no text came back yet.
-        await asyncio.shield(_settle(run, "".join(parts), usage, adapter.dialect, charge_input=True))
-        raise
-    except ProviderError as error:
-        run.status, run.error_message = Run.Status.FAILED, error.user_message
-    await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=reached_provider)
-    yield run
+    waited = 0.0
+    for attempt in range(policy.retry_count + 1):
+        parts: list[str] = []
+        usage, reached_provider, streamed_tokens = None, False, 0
+        try:
+            async with aclosing(adapter.stream(request)) as events:
+                async for event in events:
+                    reached_provider = True
+                    if isinstance(event, Delta):
+                        parts.append(event.text)
+                        yield event
+                        streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)
+                        if streamed_tokens > ceiling:
+                            run.error_message = f"Stopped at the cap of {run.max_tokens} output tokens."
+                            break
+                    else:
+                        usage = event.usage
+            run.status = Run.Status.COMPLETED
+        except asyncio.CancelledError:
+            run.status, run.error_message = Run.Status.CANCELLED, "Cancelled. The text so far is kept."
+            # The request reached the provider: its prompt is billed even if no text came back yet.
+            await asyncio.shield(_settle(run, "".join(parts), usage, adapter.dialect, charge_input=True))
+            raise
+        except ProviderError as error:
+            if parts:  # text was shown: keep it, charge it, and let the user decide what next
+                run.status, run.error_action = Run.Status.FAILED, "continue"
+                run.error_message = f"{error.user_message} The text so far is kept."
+                await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=True)
+                yield run
+                return
+            wait = fallback.backoff(attempt, error, waited, policy) if error.retryable else None
+            if wait is None or attempt == policy.retry_count:
+                yield error
+                return
+            async for tick in _countdown(wait, error):
+                yield tick
+            waited += wait
+            continue
+        await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=reached_provider)
+        yield run
+        return
+
+
+async def _countdown(seconds: float, error: ProviderError) -> AsyncIterator[fallback.Waiting]:
+    remaining = seconds
+    while remaining > 0:
+        yield fallback.Waiting(math.ceil(remaining), fallback.waiting_message(error, math.ceil(remaining)))
+        step = min(1.0, remaining)
+        await asyncio.sleep(step)
+        remaining -= step
+
+
+def _reserve(run: Run, ref: str) -> None:
+    """Hold this attempt's maximum cost; a fallback model is priced for the same prompt."""
+    if ref != run.model_requested:
+        entry, dialect = available_model(run.team, ref)
+        messages = [Message(m["role"], m["content"]) for m in run.messages]
+        run.max_cost_usd = estimate(
+            entry, dialect, messages, min(run.max_tokens, entry.info.max_output)
+        ).max_cost
+    budgets.reserve(run, ref.partition("/")[0])
+
+
+def _release(run: Run) -> None:
+    run.reserved_usd = run.reservation_expires_at = None
+    run.finished_at = timezone.now()
+    run.save()
 
 
 async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) -> None:
@@ -188,7 +281,9 @@ async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) 
     else:
         # No final count from the provider: our own count of the prompt and of the text it streamed.
         input_tokens = run.estimated_input_tokens if charge_input or text else 0
-        output_tokens = tokens.count_text(text, run.model_id, dialect)
+        output_tokens = tokens.count_text(
+            text, (run.model_used or run.model_requested).partition("/")[2], dialect
+        )
     run.output, run.input_tokens, run.output_tokens = text, input_tokens, output_tokens
     run.finished_at = timezone.now()
     await sync_to_async(_record)(run)
@@ -197,11 +292,14 @@ async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) 
 @transaction.atomic
 def _record(run: Run) -> None:
     """The usage row, the run's real cost in place of its reservation, in one transaction."""
+    provider_id, _, model = (run.model_used or run.model_requested).partition("/")
     if run.input_tokens or run.output_tokens:
-        usage = record_usage(run.provider_id, run.model_id, TokenCount(run.input_tokens, run.output_tokens),
+        usage = record_usage(provider_id, model, TokenCount(run.input_tokens, run.output_tokens),
                              UsageRecord.Source.RUN, run_id=str(run.uuid), team=run.team, user=run.user)  # fmt: skip
         run.cost_usd = usage.cost_usd
-    elif (row := ProviderModel.objects.filter(pk=run.model_requested).first()) and row.current_price():
+    elif (
+        row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()
+    ) and row.current_price():
         run.cost_usd = Decimal("0")
     run.reserved_usd = run.reservation_expires_at = None
     run.save()

@@ -6,6 +6,7 @@ app_name = "usage"
 urlpatterns = [
     path("playground/", views.playground, name="playground"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run"),
+    path("runs/<uuid:run_id>/again/", views.retry, name="retry"),
     path("budget/", views.team_budget, name="team-budget"),
     path("providers/<slug:provider_id>/budget/", views.provider_budget, name="provider-budget"),
     path("spend/", views.spend_page, name="spend"),

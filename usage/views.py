@@ -24,7 +24,7 @@ from accounts.teams import (
 )
 from audit import log
 from providers.base import Message
-from usage import budgets, runs, spend
+from usage import budgets, fallback, runs, spend
 from usage.budget_forms import BudgetForm
 from usage.forms import PlaygroundForm
 from usage.models import Budget, Run, UsageRecord
@@ -207,3 +207,34 @@ def _exact(amount) -> str:
 class _Echo:
     def write(self, value: str) -> str:
         return value
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def retry(request: HttpRequest, run_id: str) -> HttpResponse:
+    """Run a failed run again, on the same or another model; after a cut stream, continue its text."""
+    run = runs.get_for_user(request.user, run_id)
+    if run is None:
+        raise Http404("No such run in your team.")
+    team = run.team
+    continuing = bool(run.output) and run.error_action == "continue"
+    suggested = next(
+        (ref for ref in fallback.candidates(run, fallback.policy_for(run)) if ref != run.model_used), ""
+    )
+    form = PlaygroundForm(model_choices(team), request.POST or None,
+                          initial={"model": suggested or run.model_requested, "max_tokens": run.max_tokens})  # fmt: skip
+    if request.method == "POST" and form.is_valid():
+        prompt = [Message(m["role"], m["content"]) for m in run.messages]
+        if continuing:
+            prompt += [
+                Message("assistant", run.output),
+                Message("user", "Continue exactly where you stopped."),
+            ]
+        try:
+            again = runs.create_run(request.user, team, form.cleaned_data["model"], prompt,
+                                    form.cleaned_data["max_tokens"], run.temperature, automation=run.automation)  # fmt: skip
+        except runs.RunRefused as refused:
+            form.add_error("model", str(refused))
+        else:
+            return redirect("usage:run", run_id=again.uuid)
+    return render(request, "usage/retry.html", {"run": run, "form": form, "continuing": continuing})

@@ -1,0 +1,88 @@
+"""Fallback: which models a run may try, how long it waits between retries, and what it tells the
+user when it switches."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from accounts.teams import providers_for
+from audit import log
+from providers.errors import ProviderError, RateLimited
+from providers.pricing import format_usd
+from providers.registry import registry
+from usage.models import FallbackPolicy, Run
+
+NO_FALLBACK = FallbackPolicy(enabled=False, order=[], retry_count=2, ask_before_switching=False)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A retry countdown tick, sent to the page every second while a run waits."""
+
+    seconds: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """Ask mode: may the run switch to another model?"""
+
+    text: str
+    to: str
+
+
+def policy_for(run: Run) -> FallbackPolicy:
+    """The automation's own policy, else the team's, else retries only."""
+    if run.automation_id:
+        own = FallbackPolicy.objects.filter(automation_id=run.automation_id).first()
+        if own:
+            return own
+    return FallbackPolicy.objects.filter(team_id=run.team_id).first() or NO_FALLBACK
+
+
+def candidates(run: Run, policy: FallbackPolicy) -> list[str]:
+    """The requested model, then each fallback the team may use that is enabled, in order."""
+    refs = [run.model_requested]
+    if policy.enabled:
+        usable = set(providers_for(run.team).filter(enabled=True).values_list("id", flat=True))
+        refs += [ref for ref in policy.order if ref not in refs and ref.partition("/")[0] in usable]
+    return refs
+
+
+def backoff(attempt: int, error: ProviderError, waited: float, policy: FallbackPolicy) -> float | None:
+    """Seconds to wait before retry number `attempt` + 1, or None when the total wait would pass
+    the policy's cap. A provider's retry-after is honoured; otherwise exponential with jitter."""
+    base = settings.LLMHUB_RETRY_BASE_SECONDS
+    wait = base * 2**attempt + random.uniform(0, base)  # noqa: S311 - jitter, not security
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        wait = max(error.retry_after, 0.0)
+    return wait if waited + wait <= policy.max_total_wait_seconds else None
+
+
+def waiting_message(error: ProviderError, seconds: int) -> str:
+    if isinstance(error, RateLimited):
+        return error.retrying_message(seconds)
+    unit = "second" if seconds == 1 else "seconds"
+    return f"{error.user_message} Retrying in {seconds} {unit}..."
+
+
+def question(run: Run, to: str, error: ProviderError) -> Question:
+    """ "OpenAI is failing: rate limited. Switch to Claude Sonnet 4.5 (~$0.002 more)?\""""
+    current, target = registry.model_info(run.model_used or run.model_requested), registry.model_info(to)
+    name = target.info.display_name if target else to
+    difference = ""
+    if current and target and run.max_cost_usd is not None and current.info.priced and target.info.priced:
+        ratio_in = target.info.input_per_1m - current.info.input_per_1m
+        ratio_out = target.info.output_per_1m - current.info.output_per_1m
+        delta = (ratio_in * run.estimated_input_tokens + ratio_out * run.max_tokens) / 1_000_000
+        difference = f" (up to ~{format_usd(abs(delta))} {'more' if delta >= 0 else 'less'})"
+    provider = current.provider_name if current else run.model_requested
+    return Question(f"{provider} is failing: {error.user_message} Switch to {name}{difference}?", to)
+
+
+def record_switch(run: Run, source: str, target: str, error: ProviderError) -> None:
+    log.record(run.user, "fallback_triggered", run, team=run.team,
+               before={"model": source}, after={"model": target, "reason": error.user_message})  # fmt: skip
