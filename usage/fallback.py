@@ -86,3 +86,11 @@ def question(run: Run, to: str, error: ProviderError) -> Question:
 def record_switch(run: Run, source: str, target: str, error: ProviderError) -> None:
     log.record(run.user, "fallback_triggered", run, team=run.team,
                before={"model": source}, after={"model": target, "reason": error.user_message})  # fmt: skip
+
+
+def suggestion(run: Run) -> str:
+    """For a model that is not available: the cheapest other priced model of the same provider."""
+    provider_id, _, model = (run.model_used or run.model_requested).partition("/")
+    others = [e for e in registry.list_models(provider_id) if e.info.id != model and e.info.priced]
+    cheapest = min(others, key=lambda e: e.info.input_per_1m + e.info.output_per_1m, default=None)
+    return cheapest.info.display_name if cheapest else ""

@@ -20,7 +20,7 @@ from django.utils import timezone
 from accounts.models import Team, User
 from accounts.teams import providers_for
 from providers.base import Delta, GenerationRequest, Message, TokenCount
-from providers.errors import ProviderError
+from providers.errors import ModelNotAvailable, ProviderError
 from providers.models import ProviderModel
 from providers.pricing import cost
 from providers.registry import CatalogEntry, registry
@@ -182,6 +182,8 @@ async def stream(
                 if isinstance(event, Run):
                     return
         run.attempts = [*run.attempts, {"model": ref, "error": error.user_message}]
+    if isinstance(error, ModelNotAvailable) and not error.suggestion:
+        error.suggestion = await sync_to_async(fallback.suggestion)(run)
     run.status, run.error_message, run.error_action = Run.Status.FAILED, error.user_message, error.action
     if len(models) > 1:
         run.error_message += " Every fallback model failed too."

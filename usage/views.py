@@ -23,11 +23,12 @@ from accounts.teams import (
     teams_of,
 )
 from audit import log
+from automations.models import Automation
 from providers.base import Message
 from usage import budgets, fallback, runs, spend
 from usage.budget_forms import BudgetForm
 from usage.forms import PlaygroundForm
-from usage.models import Budget, Run, UsageRecord
+from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 
 
 @require_http_methods(["GET", "POST"])
@@ -238,3 +239,80 @@ def retry(request: HttpRequest, run_id: str) -> HttpResponse:
         else:
             return redirect("usage:run", run_id=again.uuid)
     return render(request, "usage/retry.html", {"run": run, "form": form, "continuing": continuing})
+
+
+# ---- fallback settings
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def team_fallback(request: HttpRequest) -> HttpResponse:
+    team = require_admin(request)
+    policy = FallbackPolicy.objects.filter(team=team).first() or FallbackPolicy(team=team, enabled=False)
+    return _edit_fallback(
+        request, team, policy, f"Fallback for {team.name}", redirect_to=("usage:team-fallback",)
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def automation_fallback(request: HttpRequest, automation_id: int) -> HttpResponse:
+    team = require_admin(request)
+    automation = get_object_or_404(Automation, pk=automation_id, team=team)
+    policy = FallbackPolicy.objects.filter(automation=automation).first()
+    if request.method == "POST" and request.POST.get("inherit"):
+        if policy:
+            log.record(
+                request.user,
+                "fallback_changed",
+                automation,
+                before=_policy_values(policy),
+                after={"inherit": True},
+            )
+            policy.delete()
+        messages.success(request, f"“{automation.name}” follows the team's fallback settings.")
+        return redirect("automations:detail", automation_id=automation.pk)
+    inherited = FallbackPolicy.objects.filter(team=team).first()
+    policy = policy or FallbackPolicy(automation=automation, enabled=inherited.enabled if inherited else False,
+                                      order=list(inherited.order) if inherited else [])  # fmt: skip
+    return _edit_fallback(request, team, policy, f"Fallback for “{automation.name}”",
+                          redirect_to=("automations:detail", automation.pk), automation=automation)  # fmt: skip
+
+
+def _edit_fallback(request, team, policy, title, redirect_to, automation=None) -> HttpResponse:
+    choices = dict(item for _, group in model_choices(team) for item in group)
+    errors = []
+    if request.method == "POST":
+        before = _policy_values(policy) if policy.pk else {}
+        order = [ref for ref in request.POST.getlist("order") if ref]
+        if request.POST.get("add"):
+            order.append(request.POST["add"])
+        unknown = [ref for ref in order if ref not in choices]
+        try:
+            retries = int(request.POST.get("retry_count", "3"))
+        except ValueError:
+            retries = -1
+        if unknown:
+            errors.append(f"{unknown[0]} is not one of your team's models.")
+        if not 0 <= retries <= 10:
+            errors.append("Retries: a whole number from 0 to 10.")
+        policy.order = list(dict.fromkeys(order))
+        policy.enabled = bool(request.POST.get("enabled"))
+        policy.ask_before_switching = bool(request.POST.get("ask_before_switching"))
+        if not errors:
+            policy.retry_count = retries
+            policy.save()
+            log.record(request.user, "fallback_changed", automation or team, team=team, before=before,
+                       after=_policy_values(policy))  # fmt: skip
+            messages.success(request, "Fallback settings saved.")
+            if request.POST.get("add") and "save" not in request.POST:
+                return redirect(request.path)
+            return redirect(*redirect_to)
+    rows = [(ref, choices.get(ref, ref)) for ref in policy.order]
+    return render(request, "usage/fallback.html", {"title": title, "policy": policy, "rows": rows, "errors": errors,
+                                                   "choices": model_choices(team), "automation": automation})  # fmt: skip
+
+
+def _policy_values(policy: FallbackPolicy) -> dict:
+    return {"enabled": policy.enabled, "order": list(policy.order), "retry_count": policy.retry_count,
+            "ask_before_switching": policy.ask_before_switching}  # fmt: skip

@@ -16,3 +16,24 @@ document.addEventListener("input", (event) => {
   const number = event.target.closest("input[type=number]");
   if (number) document.querySelectorAll(`input[data-sync="${number.id}"]`).forEach((s) => (s.value = number.value));
 });
+
+// Reordering a list (fallback order): drag and drop, or the ↑ ↓ Remove buttons for keyboards.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-move]");
+  if (!button) return;
+  const item = button.closest("li");
+  if (button.dataset.move === "up" && item.previousElementSibling) item.after(item.previousElementSibling);
+  else if (button.dataset.move === "down" && item.nextElementSibling) item.before(item.nextElementSibling);
+  else if (button.dataset.move === "remove") item.remove();
+  button.focus();
+});
+let dragged = null;
+document.addEventListener("dragstart", (event) => { dragged = event.target.closest("li[draggable]"); });
+document.addEventListener("dragover", (event) => {
+  const over = event.target.closest("li[draggable]");
+  if (!dragged || !over || over === dragged || over.parentNode !== dragged.parentNode) return;
+  event.preventDefault();
+  const after = event.clientY > over.getBoundingClientRect().top + over.offsetHeight / 2;
+  after ? over.after(dragged) : over.before(dragged);
+});
+document.addEventListener("dragend", () => { dragged = null; });

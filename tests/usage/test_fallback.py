@@ -241,3 +241,12 @@ async def test_non_interactive_callers_switch_as_configured(alice, alpha, policy
     fake_openai.fail_next_as("quota_exceeded")
     run, _ = await play(await start(alice, alpha), ask=None)
     assert run.status == Run.Status.COMPLETED and run.model_used == HAIKU
+
+
+async def test_a_missing_model_suggests_a_cheaper_one_and_offers_the_picker(
+    alice, alpha, providers, fake_openai
+):
+    fake_openai.fail_next_as("model_not_found")
+    run, _ = await play(await start(alice, alpha, model="openai/gpt-4o"))
+    assert run.status == Run.Status.FAILED and run.error_action == "pick-model"
+    assert run.error_message == "gpt-4o is unavailable right now. Try GPT-4o mini instead?"
