@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from decimal import Decimal
 
@@ -250,3 +251,35 @@ async def test_a_missing_model_suggests_a_cheaper_one_and_offers_the_picker(
     run, _ = await play(await start(alice, alpha, model="openai/gpt-4o"))
     assert run.status == Run.Status.FAILED and run.error_action == "pick-model"
     assert run.error_message == "gpt-4o is unavailable right now. Try GPT-4o mini instead?"
+
+
+@pytest.fixture
+def unanswered_port():
+    """A listener whose accept queue is full: the kernel drops new connection attempts, so a
+    client's connect times out (on loopback, with no traffic anywhere else)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        # A non-blocking connect in progress fills the queue all the same.
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for sock in [listener, *fillers]:
+        sock.close()
+
+
+async def test_a_connect_timeout_falls_back(alice, alpha, policy, unanswered_port):
+    policy.retry_count = 0
+    await policy.asave()
+    await sync_to_async(registry.save)("openai", {}, endpoint=f"http://127.0.0.1:{unanswered_port}/v1")
+    run, _ = await play(await start(alice, alpha))
+    assert run.status == Run.Status.COMPLETED and run.model_used == HAIKU
+    assert run.attempts[0]["error"] == "OpenAI did not answer within 1 second. Try again."
