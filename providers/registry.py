@@ -28,6 +28,8 @@ from providers.models import Price, Provider, ProviderModel
 ADAPTERS: dict[str, str] = {  # dialect -> adapter class, imported on first use
     "openai": "providers.adapters.openai.OpenAIAdapter",
     "anthropic": "providers.adapters.anthropic.AnthropicAdapter",
+    "gemini": "providers.adapters.gemini.GeminiAdapter",
+    "ollama": "providers.adapters.ollama.OllamaAdapter",
 }
 
 # What recommend_model assumes a run uses when it compares a model's cost with a budget.

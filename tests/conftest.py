@@ -14,6 +14,8 @@ from tests.fakes.server import FakeProvider
 GOOD_KEYS = {
     "openai": "sk-test-openai-good-key-0000vX2Q",
     "anthropic": "sk-ant-test-anthropic-good-key-00a1B2",
+    "gemini": "AIza-test-gemini-good-key-0000g3M1",
+    "ollama": "sk-test-ollama-proxy-key-0000o11a",
 }
 BAD_KEY = "sk-test-wrong-key-000000000000ZZZZ"
 
@@ -37,7 +39,9 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 def builtin_definition(provider_id: str) -> ProviderDefinition:
-    definitions = load_file(BUILTIN_FILE, dialects={"openai", "anthropic"})
+    from providers.registry import ADAPTERS
+
+    definitions = load_file(BUILTIN_FILE, dialects=ADAPTERS)
     return next(d for d in definitions if d.id == provider_id)
 
 
@@ -83,6 +87,22 @@ def fake_anthropic() -> Iterator[FakeProvider]:
     from tests.fakes.anthropic import FakeAnthropic
 
     yield from _serve(FakeAnthropic(api_keys={GOOD_KEYS["anthropic"]}))
+
+
+@pytest.fixture
+def fake_gemini() -> Iterator[FakeProvider]:
+    from tests.fakes.gemini import FakeGemini
+
+    yield from _serve(FakeGemini(api_keys={GOOD_KEYS["gemini"]}))
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeProvider]:
+    """An Ollama behind a proxy that wants a key (the conformance suite checks keys); tests of a
+    plain local Ollama add "" to its keys."""
+    from tests.fakes.ollama import FakeOllama
+
+    yield from _serve(FakeOllama(api_keys={GOOD_KEYS["ollama"]}))
 
 
 # ---- the cast: Alice administers team Alpha, Bob is a member of it, Charlie has a team of his own.

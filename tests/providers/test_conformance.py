@@ -10,6 +10,8 @@ from contextlib import aclosing
 import pytest
 
 from providers.adapters.anthropic import AnthropicAdapter
+from providers.adapters.gemini import GeminiAdapter
+from providers.adapters.ollama import OllamaAdapter
 from providers.adapters.openai import OpenAIAdapter
 from providers.base import Delta, Finished, FinishReason, GenerationRequest, Message
 from providers.errors import (
@@ -28,6 +30,8 @@ from tests.conftest import BAD_KEY, adapter_for
 DIALECTS = {
     "openai": (OpenAIAdapter, "fake_openai", "gpt-4o-mini"),
     "anthropic": (AnthropicAdapter, "fake_anthropic", "claude-haiku-4-5"),
+    "gemini": (GeminiAdapter, "fake_gemini", "gemini-2.5-flash"),
+    "ollama": (OllamaAdapter, "fake_ollama", "llama3.2:latest"),
 }
 
 FAILURES = {
@@ -61,8 +65,9 @@ async def test_it_validates_a_good_key(case):
     adapter_class, fake, _ = case
     adapter = adapter_for(adapter_class, fake)
     await adapter.validate_credentials(adapter.config)
-    assert fake.last_request.method == "GET"
-    assert fake.last_request.path.endswith("/models")
+    # The free model-list call: a GET, never a completion.
+    assert [r.method for r in fake.requests] == ["GET"]
+    assert "models" in fake.last_request.path or fake.last_request.path == "/api/tags"
 
 
 async def test_it_refuses_a_bad_key_without_repeating_it(case):
