@@ -141,6 +141,9 @@ class ProviderConfig:
     endpoint: str
     credentials: Mapping[str, Secret | str] = field(default_factory=dict, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Where the key goes, when a server wants it elsewhere than the dialect's default ("api-key").
+    auth_header: str = ""
+    auth_scheme: str = "Bearer"
     models: tuple[ModelInfo, ...] = ()
     default_model: str = ""
     validation_timeout: float = 5.0

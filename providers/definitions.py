@@ -22,7 +22,7 @@ _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")
 
 PROVIDER_FIELDS = {
     "id", "name", "dialect", "endpoint", "key_url", "pricing_provider", "default_model",
-    "api_key_env", "headers", "models",
+    "api_key_env", "key_required", "auth_header", "auth_scheme", "headers", "models",
 }  # fmt: skip
 MODEL_FIELDS = {
     "id", "name", "context_window", "max_output", "streaming", "capabilities", "reasoning",
@@ -55,6 +55,9 @@ class ProviderDefinition:
     pricing_provider: str | None = None
     default_model: str = ""
     api_key_env: str = ""
+    key_required: bool = True
+    auth_header: str = ""  # "" keeps the dialect's own (Authorization: Bearer for openai)
+    auth_scheme: str = "Bearer"
     headers: tuple[tuple[str, str], ...] = ()
     models: tuple[ModelDefinition, ...] = ()
     source: str = "builtin"
@@ -154,6 +157,12 @@ class _Parser:
             self.fail(index, pid, "models", "use [[providers.models]] tables")
         models = tuple(self.model(index, pid, n, m) for n, m in enumerate(raw_models))
         default_model = text("default_model")
+        for flag in ("key_required",):
+            if not isinstance(entry.get(flag, True), bool):
+                self.fail(index, pid, flag, f"{flag} must be true or false")
+        auth_scheme = entry.get("auth_scheme", "Bearer")
+        if not isinstance(auth_scheme, str):
+            self.fail(index, pid, "auth_scheme", 'auth_scheme must be a string ("" for a bare key)')
         if default_model and models and default_model not in {m.info.id for m in models}:
             self.fail(index, pid, "default_model", f"default_model {default_model!r} is not listed")
         return ProviderDefinition(
@@ -165,6 +174,9 @@ class _Parser:
             pricing_provider=text("pricing_provider") or None,
             default_model=default_model,
             api_key_env=text("api_key_env", pattern=re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")),
+            key_required=entry.get("key_required", True),
+            auth_header=text("auth_header", pattern=re.compile(r"^[A-Za-z0-9-]+$")).lower(),
+            auth_scheme=auth_scheme,
             headers=tuple(sorted(headers.items())),
             models=models,
             source=self.source,
@@ -226,3 +238,29 @@ class _Parser:
             reasoning=entry.get("reasoning", False),
         )
         return ModelDefinition(info=info, price_given=input_price is not None)
+
+
+def load_user_files(
+    main_file: str, dialects: Collection[str], reserved_ids: Collection[str] = ()
+) -> list[ProviderDefinition]:
+    """The providers file and every `providers.d/*.toml` beside it, in name order. An id may be
+    defined once across all of them, and never as a built-in provider's."""
+    if not main_file:
+        return []
+    path = Path(main_file)
+    files = [path] + sorted((path.parent / "providers.d").glob("*.toml"))
+    definitions: list[ProviderDefinition] = []
+    seen = {pid: "the built-in providers" for pid in reserved_ids}
+    for file in files:
+        if file == path and not path.exists():
+            raise DefinitionError(
+                str(path), None, "", "LLMHUB_PROVIDERS_FILE names a file that does not exist"
+            )
+        for definition in load_file(file, dialects):
+            if definition.id in seen:
+                raise DefinitionError(
+                    str(file), None, f'"{definition.id}"', f"already defined in {seen[definition.id]}"
+                )
+            seen[definition.id] = str(file)
+            definitions.append(definition)
+    return definitions

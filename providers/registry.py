@@ -7,23 +7,34 @@ from definitions (the built-in file now; user files and the UI later), never fro
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import Team
 from providers import pricing
-from providers.base import ModelInfo, ProviderAdapter, ProviderConfig, TaskType, TokenCount
+from providers.base import CredentialField, ModelInfo, ProviderAdapter, ProviderConfig, TaskType, TokenCount
 from providers.crypto import Secret
-from providers.definitions import BUILTIN_FILE, ProviderDefinition, load_file
+from providers.definitions import (
+    BUILTIN_FILE,
+    DefinitionError,
+    ProviderDefinition,
+    load_file,
+    load_user_files,
+)
 from providers.models import Price, Provider, ProviderModel
+
+log = logging.getLogger(__name__)
 
 ADAPTERS: dict[str, str] = {  # dialect -> adapter class, imported on first use
     "openai": "providers.adapters.openai.OpenAIAdapter",
@@ -66,6 +77,9 @@ class ProviderRegistry:
 
     def __init__(self, adapters: Mapping[str, str | type[ProviderAdapter]] = ADAPTERS) -> None:
         self._adapters: dict[str, str | type[ProviderAdapter]] = dict(adapters)
+        self._file_kinds: tuple[ProviderDefinition, ...] = ()
+        self._files_loaded = False
+        self.file_error = ""  # the last providers-file error; the running set stayed as it was
 
     # ---- adapter kinds and definitions
     def register(self, dialect: str, adapter: str | type[ProviderAdapter]) -> None:
@@ -79,8 +93,45 @@ class ProviderRegistry:
         return import_string(adapter) if isinstance(adapter, str) else adapter
 
     def kinds(self) -> list[ProviderDefinition]:
-        """Every kind of provider that can be set up (the provider cards)."""
-        return [kind for kind in _builtin_kinds() if kind.dialect in self._adapters]
+        """Every kind of provider that can be set up (the provider cards): built-in, then from files."""
+        if not self._files_loaded:
+            self.reload()
+        builtin = [kind for kind in _builtin_kinds() if kind.dialect in self._adapters]
+        return builtin + list(self._file_kinds)
+
+    def reload(self) -> str:
+        """Re-read LLMHUB_PROVIDERS_FILE and providers.d/*.toml. A malformed file changes nothing:
+        the providers already running stay as they were, and the error is returned (and kept in
+        `file_error`) naming the file, line and field. Providers whose key comes from an environment
+        variable are set up (or updated) from it."""
+        self._files_loaded = True
+        try:
+            kinds = load_user_files(
+                settings.LLMHUB_PROVIDERS_FILE, self._adapters, {k.id for k in _builtin_kinds()}
+            )
+        except DefinitionError as error:
+            self.file_error = str(error)
+            return self.file_error
+        self._file_kinds, self.file_error = tuple(kinds), ""
+        for kind in kinds:
+            secret = os.environ.get(kind.api_key_env, "") if kind.api_key_env else ""
+            if secret or (kind.api_key_env == "" and not kind.key_required):
+                self._configure_from_file(kind, secret)
+        return ""
+
+    def _configure_from_file(self, kind: ProviderDefinition, secret: str) -> None:
+        try:
+            self.save(kind.id, {"api_key": secret} if secret else {}, provider_id=kind.id)
+        except DatabaseError as error:
+            # Before the first migration (a fresh install starting up) there is nowhere to save yet.
+            log.warning("Providers file: %s not saved: %s", kind.id, error)
+
+    def credential_fields(self, kind: ProviderDefinition) -> tuple[CredentialField, ...]:
+        """The dialect's fields, with the key made optional where the definition says so."""
+        fields = self.adapter_class(kind.dialect).credential_fields
+        if kind.key_required:
+            return fields
+        return tuple(dataclasses.replace(f, required=False) if f.name == "api_key" else f for f in fields)
 
     def kind(self, kind_id: str) -> ProviderDefinition:
         kinds = {k.id: k for k in self.kinds()}
@@ -123,11 +174,15 @@ class ProviderRegistry:
         adapter_class = self.adapter_class(provider.dialect)
         secret_names = {f.name for f in adapter_class.credential_fields if f.secret}
         plain = provider.credentials() if credentials is None else credentials
+        kind = next((k for k in self.kinds() if k.id == provider.kind), None)
         return ProviderConfig(
             provider_id=provider.id,
             display_name=provider.display_name,
             endpoint=provider.endpoint or adapter_class.default_endpoint,
             credentials={k: Secret(v) if k in secret_names else v for k, v in plain.items()},
+            headers=dict(kind.headers) if kind else {},
+            auth_header=kind.auth_header if kind else "",
+            auth_scheme=kind.auth_scheme if kind else "Bearer",
             models=tuple(self._model_infos(provider)),
             default_model=provider.default_model,
             validation_timeout=settings.LLMHUB_VALIDATION_TIMEOUT,
@@ -172,7 +227,9 @@ class ProviderRegistry:
         provider = Provider.objects.filter(pk=provider_id or definition.id).first()
         stored = provider.credentials() if provider else {}
         merged = {**stored, **{k: v for k, v in credentials.items() if v}}
-        missing = [f.label for f in adapter_class.credential_fields if f.required and not merged.get(f.name)]
+        missing = [
+            f.label for f in self.credential_fields(definition) if f.required and not merged.get(f.name)
+        ]
         if missing:
             raise CredentialsMissing(f"{definition.name} needs: {', '.join(missing)}.")
         known = {f.name for f in adapter_class.credential_fields}
@@ -228,6 +285,9 @@ class ProviderRegistry:
             display_name=kind.name,
             endpoint=endpoint.rstrip("/") or kind.endpoint,
             credentials={k: Secret(v) if k in secret_names else v for k, v in credentials.items() if v},
+            headers=dict(kind.headers),
+            auth_header=kind.auth_header,
+            auth_scheme=kind.auth_scheme,
             validation_timeout=settings.LLMHUB_VALIDATION_TIMEOUT,
         )
 

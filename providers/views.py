@@ -74,7 +74,7 @@ async def connect_kind(request: HttpRequest, kind_id: str) -> HttpResponse:
     explicitly saves anyway after a failed check."""
     team = await sync_to_async(require_admin)(request)
     kind = await sync_to_async(_kind_or_404)(kind_id)
-    fields = registry.adapter_class(kind.dialect).credential_fields
+    fields = registry.credential_fields(kind)
     form = ProviderSetupForm(kind, fields, request.POST or None)
     context = {"form": form, "kind": kind, "action": reverse("providers:connect-kind", args=[kind.id])}
     if request.method == "GET" or not form.is_valid():
@@ -176,6 +176,20 @@ def default_model(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
+def reload_files(request: HttpRequest) -> HttpResponse:
+    """Re-read the providers file; only instance staff, since the file serves every team."""
+    if not request.user.is_staff:
+        raise PermissionDenied
+    error = registry.reload()
+    if error:
+        messages.error(request, f"{error} Nothing was changed.")
+    else:
+        messages.success(request, "Providers file reloaded.")
+    return redirect("providers:settings")
+
+
+@require_POST
+@login_required
 def toggle(request: HttpRequest, provider_id: str) -> HttpResponse:
     require_admin(request)
     provider = _get_provider_for_admin(request, provider_id)
@@ -203,7 +217,7 @@ async def edit(request: HttpRequest, provider_id: str) -> HttpResponse:
     await sync_to_async(require_admin)(request)
     provider = await sync_to_async(_get_provider_for_admin)(request, provider_id)
     kind = await sync_to_async(_kind_or_404)(provider.kind)
-    fields = registry.adapter_class(kind.dialect).credential_fields
+    fields = registry.credential_fields(kind)
     stored = await sync_to_async(provider.credentials)()
     masked = {f.name: provider.masked_key() for f in fields if f.secret}
     initial = {"display_name": provider.display_name, "endpoint": provider.endpoint,

@@ -64,7 +64,9 @@ class OpenAIAdapter(ProviderAdapter):
     def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         headers = {}
         if key := config.credential("api_key"):
-            headers["authorization"] = f"Bearer {key}"
+            # Compatible servers may want the key in another header, or without "Bearer".
+            value = f"{config.auth_scheme} {key}".strip() if config.auth_scheme else key
+            headers[config.auth_header or "authorization"] = value
         if organization := config.credential("organization_id"):
             headers["openai-organization"] = organization
         return headers

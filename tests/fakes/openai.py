@@ -22,19 +22,26 @@ def error(message: str, type_: str, code: str | None = None, param: str | None =
 
 
 class FakeOpenAI(FakeProvider):
+    """OpenAI itself, or any server speaking its API: set `prefix` ("/openai/v1" for Groq), `models`,
+    and where the key goes (`auth_header`, `auth_scheme`)."""
+
     name = "openai"
     models = MODELS
+    auth_header = "authorization"
+    auth_scheme = "Bearer"
 
     def route(self, request: RecordedRequest) -> Reply | StreamReply:
-        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        key = request.headers.get(self.auth_header, "")
+        key = key.removeprefix(f"{self.auth_scheme} ") if self.auth_scheme else key
         if key not in self.api_keys:
             return Reply(401, self.failure("invalid_key", key)[1])
-        if request.method == "GET" and request.path == "/v1/models":
+        path = request.path.split("?")[0].removeprefix(self.prefix)
+        if request.method == "GET" and path == "/models":
             data = [
                 {"id": m, "object": "model", "created": 1715367049, "owned_by": "system"} for m in self.models
             ]
             return Reply(200, {"object": "list", "data": data})
-        if request.method == "POST" and request.path == "/v1/chat/completions":
+        if request.method == "POST" and path == "/chat/completions":
             return self.chat(request.body)
         return Reply(404, error(f"Invalid URL ({request.method} {request.path})", "invalid_request_error"))
 
