@@ -212,6 +212,11 @@ class ProviderAdapter(ABC):
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """Yield Delta events as text arrives, then exactly one Finished event."""
 
+    @classmethod
+    def catalogue(cls, credentials: Mapping[str, str]) -> list:
+        """Models that follow from the credentials themselves (Azure's deployments); most have none."""
+        return []
+
     async def fetch_model_ids(self) -> list[str]:
         """The model ids the provider lists for these credentials (for catalogue refreshes)."""
         raise NotImplementedError

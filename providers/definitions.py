@@ -26,7 +26,7 @@ PROVIDER_FIELDS = {
 }  # fmt: skip
 MODEL_FIELDS = {
     "id", "name", "context_window", "max_output", "streaming", "capabilities", "reasoning",
-    "input_per_1m", "output_per_1m",
+    "input_per_1m", "output_per_1m", "prices_as",
 }  # fmt: skip
 
 
@@ -43,6 +43,7 @@ class DefinitionError(ValueError):
 class ModelDefinition:
     info: ModelInfo
     price_given: bool  # the file states a price (source "config"), rather than the library's
+    prices_as: str = ""  # priced (and limited) as this model: an Azure deployment's underlying model
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,10 @@ class _Parser:
             capabilities=frozenset(capabilities),
             reasoning=entry.get("reasoning", False),
         )
-        return ModelDefinition(info=info, price_given=input_price is not None)
+        prices_as = entry.get("prices_as", "")
+        if not isinstance(prices_as, str):
+            fail("prices_as", 'prices_as must be a model id such as "gpt-4o"')
+        return ModelDefinition(info=info, price_given=input_price is not None, prices_as=prices_as)
 
 
 def load_user_files(

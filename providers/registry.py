@@ -41,6 +41,7 @@ ADAPTERS: dict[str, str] = {  # dialect -> adapter class, imported on first use
     "anthropic": "providers.adapters.anthropic.AnthropicAdapter",
     "gemini": "providers.adapters.gemini.GeminiAdapter",
     "ollama": "providers.adapters.ollama.OllamaAdapter",
+    "azure": "providers.adapters.azure.AzureOpenAIAdapter",
 }
 
 # What recommend_model assumes a run uses when it compares a model's cost with a budget.
@@ -245,15 +246,24 @@ class ProviderRegistry:
         provider.endpoint = endpoint.rstrip("/") or provider.endpoint or definition.endpoint
         provider.default_model = provider.default_model or definition.default_model
         provider.enabled = enabled
+        try:
+            extra_models = adapter_class.catalogue(merged)
+        except ValueError as error:
+            raise CredentialsMissing(str(error)) from None
         provider.set_credentials(merged)
         provider.save()
-        self.seed_models(provider, definition)
+        self.seed_models(provider, definition, extra_models)
         return provider
 
-    def seed_models(self, provider: Provider, definition: ProviderDefinition) -> None:
-        """Create the definition's models for a provider, each with a dated price when one is known."""
-        for model in definition.models:
+    def seed_models(self, provider: Provider, definition: ProviderDefinition, extra: Iterable = ()) -> None:
+        """Create the definition's models for a provider, each with a dated price when one is known.
+        A model priced as another takes that model's limits from the built-in catalogue."""
+        known = {m.info.id: m.info for kind in _builtin_kinds() for m in kind.models}
+        for model in [*definition.models, *extra]:
             info = model.info
+            if model.prices_as in known:
+                underlying = known[model.prices_as]
+                info = dataclasses.replace(underlying, id=info.id, display_name=info.display_name)
             row, _ = ProviderModel.objects.update_or_create(
                 id=f"{provider.id}/{info.id}",
                 defaults={
@@ -270,7 +280,7 @@ class ProviderRegistry:
             if model.price_given:
                 record_price(row, info.input_per_1m, info.output_per_1m, Price.Source.CONFIG)
             else:
-                found = pricing.library_price(info.id, definition.pricing_provider)
+                found = pricing.library_price(model.prices_as or info.id, definition.pricing_provider)
                 if found:
                     record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY)
 

@@ -16,7 +16,10 @@ GOOD_KEYS = {
     "anthropic": "sk-ant-test-anthropic-good-key-00a1B2",
     "gemini": "AIza-test-gemini-good-key-0000g3M1",
     "ollama": "sk-test-ollama-proxy-key-0000o11a",
+    "azure": "azure-test-key-00000000000000a2u7",
 }
+# Settings besides the key that some kinds need to have any model at all.
+EXTRA_CREDENTIALS = {"azure": {"deployments": "gpt4o-prod=gpt-4o, mini=gpt-4o-mini, reasoner=o3-mini"}}
 BAD_KEY = "sk-test-wrong-key-000000000000ZZZZ"
 
 
@@ -55,12 +58,14 @@ def adapter_for(
     """An adapter for a built-in provider's catalogue, pointed at a fake server."""
     provider_id = provider_id or adapter_class.dialect
     definition = builtin_definition(provider_id)
+    extra = EXTRA_CREDENTIALS.get(provider_id, {})
+    models = [m.info for m in definition.models] + [m.info for m in adapter_class.catalogue(extra)]
     config = ProviderConfig(
         provider_id=provider_id,
         display_name=definition.name,
         endpoint=fake.url,
-        credentials={"api_key": Secret(key if key is not None else GOOD_KEYS[provider_id])},
-        models=tuple(m.info for m in definition.models),
+        credentials={"api_key": Secret(key if key is not None else GOOD_KEYS[provider_id]), **extra},
+        models=tuple(models),
         default_model=definition.default_model,
         **overrides,
     )
@@ -94,6 +99,13 @@ def fake_gemini() -> Iterator[FakeProvider]:
     from tests.fakes.gemini import FakeGemini
 
     yield from _serve(FakeGemini(api_keys={GOOD_KEYS["gemini"]}))
+
+
+@pytest.fixture
+def fake_azure() -> Iterator[FakeProvider]:
+    from tests.fakes.azure import FakeAzure
+
+    yield from _serve(FakeAzure(api_keys={GOOD_KEYS["azure"]}))
 
 
 @pytest.fixture

@@ -79,7 +79,13 @@ class OpenAIAdapter(ProviderAdapter):
         return sorted(model["id"] for model in listing.get("data", []))
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        answer = await self.http.post_json("/chat/completions", self.payload(request))
+        return self._response(await self.http.post_json("/chat/completions", self.payload(request)), request)
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        async for event in self._stream_from("/chat/completions", request):
+            yield event
+
+    def _response(self, answer: dict, request: GenerationRequest) -> GenerationResponse:
         choice = (answer.get("choices") or [{}])[0]
         return GenerationResponse(
             content=(choice.get("message") or {}).get("content") or "",
@@ -88,17 +94,17 @@ class OpenAIAdapter(ProviderAdapter):
             finish_reason=FINISH_REASONS.get(choice.get("finish_reason"), FinishReason.OTHER),
         )
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+    async def _stream_from(self, path: str, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         body = {**self.payload(request), "stream": True, "stream_options": {"include_usage": True}}
         finish, usage, model = FinishReason.OTHER, TokenCount(0, 0), request.model
-        async for event in self.http.post_sse("/chat/completions", body):
+        async for event in self.http.post_sse(path, body):
             if event.data.strip() == "[DONE]":
                 yield Finished(usage, finish, model)
                 return
             chunk = self.http.parse_json(event.data)
             if "error" in chunk:
                 self._raise_error(500, {}, chunk)
-            model = chunk.get("model", model)
+            model = chunk.get("model") or model
             for choice in chunk.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content")
                 if text:

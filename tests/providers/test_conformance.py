@@ -10,6 +10,7 @@ from contextlib import aclosing
 import pytest
 
 from providers.adapters.anthropic import AnthropicAdapter
+from providers.adapters.azure import AzureOpenAIAdapter
 from providers.adapters.gemini import GeminiAdapter
 from providers.adapters.ollama import OllamaAdapter
 from providers.adapters.openai import OpenAIAdapter
@@ -32,6 +33,7 @@ DIALECTS = {
     "anthropic": (AnthropicAdapter, "fake_anthropic", "claude-haiku-4-5"),
     "gemini": (GeminiAdapter, "fake_gemini", "gemini-2.5-flash"),
     "ollama": (OllamaAdapter, "fake_ollama", "llama3.2:latest"),
+    "azure": (AzureOpenAIAdapter, "fake_azure", "mini"),
 }
 
 FAILURES = {
@@ -68,6 +70,7 @@ async def test_it_validates_a_good_key(case):
     # The free model-list call: a GET, never a completion.
     assert [r.method for r in fake.requests] == ["GET"]
     assert "models" in fake.last_request.path or fake.last_request.path == "/api/tags"
+    assert fake.last_request.body is None
 
 
 async def test_it_refuses_a_bad_key_without_repeating_it(case):

@@ -6,7 +6,7 @@ import pytest
 
 from providers.definitions import BUILTIN_FILE, DefinitionError, load_file, parse
 
-DIALECTS = {"openai", "anthropic", "gemini", "ollama"}
+DIALECTS = {"openai", "anthropic", "gemini", "ollama", "azure"}
 
 GROQ = """\
 [[providers]]
@@ -45,7 +45,7 @@ def test_it_reads_a_declarative_provider_with_decimal_prices():
     ("change", "message"),
     [
         (('dialect = "openai"', 'dialect = "openapi"'),
-         'providers.toml:4: providers[1] "groq": dialect \'openapi\' is not one of anthropic, gemini, ollama, openai'),
+         'providers.toml:4: providers[1] "groq": dialect \'openapi\' is not one of anthropic, azure, gemini, ollama, openai'),
         (('input_per_1m = "0.59"', "input_per_1m = 0.59"),
          'providers.toml:12: providers[1] "groq" models[1]: input_per_1m must be a string such as "0.59"'),
         (('context_window = 131072', 'context_window = "big"'),

@@ -26,8 +26,8 @@ def add_anthropic(endpoint: str = "") -> Provider:
 
 
 def test_it_knows_the_builtin_kinds():
-    assert [kind.id for kind in registry.kinds()] == ["openai", "anthropic", "gemini", "ollama"]
-    assert registry.dialects() == ["anthropic", "gemini", "ollama", "openai"]
+    assert [kind.id for kind in registry.kinds()] == ["openai", "anthropic", "gemini", "azure", "ollama"]
+    assert registry.dialects() == ["anthropic", "azure", "gemini", "ollama", "openai"]
 
 
 def test_it_saves_a_provider_with_its_catalogue_and_library_prices():
@@ -91,7 +91,7 @@ def test_it_refuses_a_credential_the_kind_does_not_take():
 
 
 def test_it_refuses_an_unknown_kind():
-    with pytest.raises(UnknownKind, match="Known kinds: anthropic, gemini, ollama, openai"):
+    with pytest.raises(UnknownKind, match="Known kinds: anthropic, azure, gemini, ollama, openai"):
         registry.save("openia", {"api_key": "x"})
 
 

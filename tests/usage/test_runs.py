@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -61,12 +63,13 @@ def test_a_soft_cap_warns_before_the_run_names_the_budget(alice, alpha, openai, 
 async def test_a_provider_that_streams_past_the_cap_is_cut_off(alice, alpha, openai, fake_openai):
     fake_openai.ignore_max_tokens = True
     fake_openai.reply_text = "word " * 2000
+    fake_openai.chunk_delay = 0.005  # still writing when we hang up, so the hang-up is seen
     run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o", ASK, 50)
     run, text = await finish(run)
     assert run.status == Run.Status.COMPLETED
     assert run.error_message == "Stopped at the cap of 50 output tokens."
     assert run.output_tokens <= 50 * 1.1 + 17 and len(text) < len(fake_openai.reply_text)
-    assert fake_openai.client_disconnected.wait(5)
+    assert await asyncio.to_thread(fake_openai.client_disconnected.wait, 5)
 
 
 async def test_an_unpriced_model_runs_with_its_cost_unknown_never_zero(alice, alpha, openai):
