@@ -217,6 +217,10 @@ class ProviderAdapter(ABC):
         """Models that follow from the credentials themselves (Azure's deployments); most have none."""
         return []
 
+    def is_chat_model(self, model_id: str) -> bool:
+        """Whether a listed model generates text (lists also hold embedding, speech, image models)."""
+        return True
+
     async def fetch_model_ids(self) -> list[str]:
         """The model ids the provider lists for these credentials (for catalogue refreshes)."""
         raise NotImplementedError

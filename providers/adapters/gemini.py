@@ -54,6 +54,9 @@ class GeminiAdapter(ProviderAdapter):
     async def validate_credentials(self, config: ProviderConfig) -> None:
         await self.http_for(config).get_json("/models", deadline=config.validation_timeout)
 
+    def is_chat_model(self, model_id: str) -> bool:
+        return "embedding" not in model_id and "imagen" not in model_id and "aqa" not in model_id
+
     async def fetch_model_ids(self) -> list[str]:
         listing = await self.http.get_json("/models?pageSize=1000")
         return sorted(m["name"].removeprefix("models/") for m in listing.get("models", []))

@@ -35,6 +35,18 @@ FINISH_REASONS = {
     "tool_calls": FinishReason.TOOL_CALLS,
     "function_call": FinishReason.TOOL_CALLS,
 }
+# Listed by /models but not chat models.
+NOT_CHAT = (
+    "embedding",
+    "whisper",
+    "tts",
+    "dall-e",
+    "moderation",
+    "davinci",
+    "babbage",
+    "transcribe",
+    "image",
+)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -73,6 +85,9 @@ class OpenAIAdapter(ProviderAdapter):
 
     async def validate_credentials(self, config: ProviderConfig) -> None:
         await self.http_for(config).get_json("/models", deadline=config.validation_timeout)
+
+    def is_chat_model(self, model_id: str) -> bool:
+        return not any(word in model_id for word in NOT_CHAT)
 
     async def fetch_model_ids(self) -> list[str]:
         listing = await self.http.get_json("/models")
