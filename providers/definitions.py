@@ -33,8 +33,8 @@ MODEL_FIELDS = {
 class DefinitionError(ValueError):
     """A malformed definition: `str()` says where ("providers.toml:12: providers[2] "groq": ...")."""
 
-    def __init__(self, source: str, line: int | None, where: str, message: str) -> None:
-        self.source, self.line, self.where = source, line, where
+    def __init__(self, source: str, line: int | None, where: str, message: str, field: str = "") -> None:
+        self.source, self.line, self.where, self.field, self.message = source, line, where, field, message
         location = f"{source}:{line}" if line else source
         super().__init__(f"{location}: {where}: {message}" if where else f"{location}: {message}")
 
@@ -106,7 +106,8 @@ class _Parser:
         where = f'providers[{index + 1}] "{pid}"' if pid else f"providers[{index + 1}]"
         if model is not None:
             where += f" models[{model + 1}]"
-        raise DefinitionError(self.source, self._line(index, field, model), where, message)
+        field_name = f"models.{field}" if model is not None else field
+        raise DefinitionError(self.source, self._line(index, field, model), where, message, field_name)
 
     def _line(self, index: int, field: str, model: int | None) -> int | None:
         if index >= len(self.starts):
@@ -242,6 +243,11 @@ class _Parser:
         if not isinstance(prices_as, str):
             fail("prices_as", 'prices_as must be a model id such as "gpt-4o"')
         return ModelDefinition(info=info, price_given=input_price is not None, prices_as=prices_as)
+
+
+def parse_entry(entry: dict[str, Any], source: str, dialects: Collection[str]) -> ProviderDefinition:
+    """One provider given as data (a custom provider from the UI), checked exactly as a file's."""
+    return _Parser("", source, dialects).provider(0, entry)
 
 
 def load_user_files(

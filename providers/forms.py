@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.text import slugify
 
 from providers.base import CredentialField
-from providers.definitions import ProviderDefinition
+from providers.definitions import DefinitionError, ProviderDefinition, parse_entry
 
 
 class ProviderSetupForm(forms.Form):
@@ -74,3 +75,141 @@ class DefaultModelForm(forms.Form):
     def __init__(self, choices: list[tuple[str, str]], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["model"].choices = choices
+
+
+class CustomProviderForm(forms.Form):
+    """A provider kind defined in the browser: the fields of one `[[providers]]` table of a
+    providers file, checked by the same parser (see providers.example.toml for each field)."""
+
+    name = forms.CharField(
+        label="Name", max_length=100, widget=forms.TextInput({"placeholder": "Office vLLM"})
+    )
+    id = forms.SlugField(
+        label="Id", required=False, max_length=64,
+        help_text="Lower-case letters, digits, - and _; used in model references such as office-vllm/llama-3.1-8b. "
+        "Left empty, it is made from the name.",
+    )  # fmt: skip
+    dialect = forms.ChoiceField(
+        label="Speaks", help_text="The API it understands. Most servers speak OpenAI's Chat Completions."
+    )
+    endpoint = forms.URLField(
+        label="Endpoint", assume_scheme="https", max_length=500,
+        widget=forms.URLInput({"placeholder": "http://192.168.1.20:8000/v1"}),
+        help_text="The base URL, up to and including the version path (for OpenAI-compatible servers, "
+        "the part before /chat/completions).",
+    )  # fmt: skip
+    key_required = forms.BooleanField(label="Needs an API key", required=False, initial=True)
+    key_url = forms.URLField(label="Where to find the key", required=False, assume_scheme="https")
+    auth_header = forms.CharField(
+        label="Key header", required=False, max_length=64,
+        help_text="Leave empty for the dialect's own (Authorization for OpenAI). Some servers want api-key.",
+    )  # fmt: skip
+    auth_scheme = forms.CharField(
+        label="Key prefix", required=False, max_length=32, initial="Bearer",
+        help_text='Written before the key, as in "Bearer sk-…". Empty sends the bare key.',
+    )  # fmt: skip
+    headers = forms.CharField(
+        label="Extra headers", required=False,
+        widget=forms.Textarea({"rows": 2, "placeholder": "HTTP-Referer: https://llmhub.example.com"}),
+        help_text="One per line, as Name: value. Sent with every request; not for keys (they are not encrypted).",
+    )  # fmt: skip
+    models = forms.CharField(
+        label="Models", required=False,
+        widget=forms.Textarea({"rows": 4, "placeholder": "llama-3.1-8b-instruct 131072 8192 0.10 0.20"}),
+        help_text="One per line: model id, context window, max output tokens, then the input and output "
+        "price in USD per 1M tokens (optional). Left empty, the models are read from the endpoint's list "
+        'when you connect, and show "price unknown" until priced.',
+    )  # fmt: skip
+    default_model = forms.CharField(label="Default model", required=False, max_length=200)
+
+    def __init__(
+        self, *args: Any, dialects: list[str], taken: set[str] = frozenset(), editing: str = "", **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        labels = {"openai": "OpenAI Chat Completions (LM Studio, vLLM, llama.cpp, OpenRouter, Groq…)",
+                  "anthropic": "Anthropic Messages", "gemini": "Google Gemini", "ollama": "Ollama (native API)",
+                  "azure": "Azure OpenAI (deployments)"}  # fmt: skip
+        # OpenAI's API first: it is what almost every server a team adds speaks.
+        ordered = sorted(dialects, key=lambda d: (d != "openai", d))
+        self.fields["dialect"].choices = [(d, labels.get(d, d)) for d in ordered]
+        self.dialects = dialects
+        self.taken = taken | {"custom"}  # "custom" is the address of this form
+        self.editing = editing
+        if editing:
+            self.fields["id"].disabled = True
+        self.definition: ProviderDefinition | None = None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        entry = self.entry()
+        if entry is None:
+            return data
+        try:
+            self.definition = parse_entry(entry, "custom provider", self.dialects)
+        except DefinitionError as error:
+            field = error.field.split(".")[0]
+            field = {"input_per_1m": "models", "output_per_1m": "models"}.get(field, field)
+            self.add_error(field if field in self.fields else None, error.message)
+            return data
+        if not self.editing and self.definition.id in self.taken:
+            field = "id" if data["id"] else "name"
+            self.add_error(field, f"The id {self.definition.id!r} is already taken; choose another.")
+        return data
+
+    def entry(self) -> dict[str, Any] | None:
+        """The definition as a providers-file table, or None (with form errors) if a line is malformed."""
+        data = self.cleaned_data
+        pid = self.editing or data["id"] or slugify(data["name"])[:64]
+        entry: dict[str, Any] = {
+            "id": pid, "name": data["name"], "dialect": data["dialect"], "endpoint": data["endpoint"],
+            "key_required": data["key_required"], "auth_scheme": data["auth_scheme"],
+        }  # fmt: skip
+        for name in ("key_url", "auth_header", "default_model"):
+            if data[name]:
+                entry[name] = data[name]
+        headers = {}
+        for number, line in enumerate(data["headers"].splitlines(), 1):
+            if line.strip():
+                name, colon, value = line.partition(":")
+                if not colon or not name.strip():
+                    self.add_error("headers", f"Line {number}: write Name: value.")
+                    return None
+                headers[name.strip()] = value.strip()
+        if headers:
+            entry["headers"] = headers
+        models = []
+        for number, line in enumerate(data["models"].splitlines(), 1):
+            parts = line.replace(",", " ").split()
+            if not parts:
+                continue
+            if len(parts) not in (3, 5) or not all(p.isdigit() for p in parts[1:3]):
+                self.add_error(
+                    "models",
+                    f"Line {number}: write the model id, context window and max output tokens, "
+                    "optionally followed by the input and output price per 1M tokens.",
+                )
+                return None
+            model = {"id": parts[0], "context_window": int(parts[1]), "max_output": int(parts[2])}
+            if len(parts) == 5:
+                model |= {"input_per_1m": parts[3].lstrip("$"), "output_per_1m": parts[4].lstrip("$")}
+            models.append(model)
+        if models:
+            entry["models"] = models
+        return entry
+
+    @staticmethod
+    def initial_from(definition: dict[str, Any]) -> dict[str, Any]:
+        """Form values for a stored definition (editing)."""
+        lines = []
+        for model in definition.get("models", []):
+            prices = [model["input_per_1m"], model["output_per_1m"]] if "input_per_1m" in model else []
+            lines.append(
+                " ".join(str(v) for v in [model["id"], model["context_window"], model["max_output"], *prices])
+            )
+        return {
+            **{k: v for k, v in definition.items() if k not in ("models", "headers")},
+            "headers": "\n".join(f"{k}: {v}" for k, v in definition.get("headers", {}).items()),
+            "models": "\n".join(lines),
+        }

@@ -105,3 +105,26 @@ class Price(models.Model):
 
     def same_as(self, input_per_1m: Decimal, output_per_1m: Decimal) -> bool:
         return self.input_per_1m == input_per_1m and self.output_per_1m == output_per_1m
+
+
+class CustomKind(models.Model):
+    """A kind of provider an admin defined in the browser ("+ Add provider → Custom provider").
+
+    `definition` has exactly the shape of one `[[providers]]` table in a providers file, and is
+    checked by the same parser, so a kind from the UI and one from a file behave alike.
+    """
+
+    id = models.SlugField(primary_key=True, max_length=64)
+    # The team that defined it sees it among its provider cards; no team: every team (instance staff).
+    team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="custom_kinds"
+    )
+    definition = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.definition.get("name") or self.id

@@ -11,13 +11,13 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, models, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -31,8 +31,9 @@ from providers.definitions import (
     ProviderDefinition,
     load_file,
     load_user_files,
+    parse_entry,
 )
-from providers.models import Price, Provider, ProviderModel
+from providers.models import CustomKind, Price, Provider, ProviderModel
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ ADAPTERS: dict[str, str] = {  # dialect -> adapter class, imported on first use
     "ollama": "providers.adapters.ollama.OllamaAdapter",
     "azure": "providers.adapters.azure.AzureOpenAIAdapter",
 }
+
+# The `source` of a definition stored from the UI (files have their path, built-ins "builtin").
+CUSTOM_SOURCE = "custom provider"
 
 # What recommend_model assumes a run uses when it compares a model's cost with a budget.
 TYPICAL_RUN = TokenCount(input=1000, output=1000)
@@ -94,11 +98,39 @@ class ProviderRegistry:
         return import_string(adapter) if isinstance(adapter, str) else adapter
 
     def kinds(self) -> list[ProviderDefinition]:
-        """Every kind of provider that can be set up (the provider cards): built-in, then from files."""
+        """Every kind of provider that can be set up: built-in, from files, then defined in the UI."""
         if not self._files_loaded:
             self.reload()
         builtin = [kind for kind in _builtin_kinds() if kind.dialect in self._adapters]
-        return builtin + list(self._file_kinds)
+        fixed = builtin + list(self._file_kinds)
+        return fixed + self.custom_kinds(CustomKind.objects.all(), taken={k.id for k in fixed})
+
+    def kinds_for(self, team: Team | None) -> list[ProviderDefinition]:
+        """The provider cards a team's admin sees: every fixed kind, and the custom kinds that are
+        the team's own or shared with every team."""
+        mine = (
+            CustomKind.objects.filter(team=None)
+            if team is None
+            else CustomKind.objects.filter(models.Q(team=None) | models.Q(team=team))
+        )
+        fixed = [kind for kind in self.kinds() if kind.source != CUSTOM_SOURCE]
+        return fixed + self.custom_kinds(mine, taken={k.id for k in fixed})
+
+    def custom_kinds(
+        self, rows: Iterable[CustomKind], taken: Collection[str] = ()
+    ) -> list[ProviderDefinition]:
+        """Definitions stored from the UI. One a file now shadows (same id) or a dialect no longer
+        registered is left out with a warning, rather than breaking every page."""
+        kinds = []
+        for row in rows:
+            if row.id in taken:
+                log.warning("Custom provider %s is shadowed by a provider of the same id in a file", row.id)
+                continue
+            try:
+                kinds.append(parse_entry(row.definition, CUSTOM_SOURCE, self._adapters))
+            except DefinitionError as error:
+                log.warning("Custom provider %s is not usable: %s", row.id, error)
+        return kinds
 
     def reload(self) -> str:
         """Re-read LLMHUB_PROVIDERS_FILE and providers.d/*.toml. A malformed file changes nothing:
@@ -126,10 +158,15 @@ class ProviderRegistry:
         except DatabaseError as error:
             # Before the first migration (a fresh install starting up) there is nowhere to save yet.
             log.warning("Providers file: %s not saved: %s", kind.id, error)
+        except CredentialsMissing as error:
+            # Its other settings (Azure's deployments) are entered on its set-up form instead.
+            log.warning("Providers file: %s is not connected at start: %s", kind.id, error)
 
     def credential_fields(self, kind: ProviderDefinition) -> tuple[CredentialField, ...]:
         """The dialect's fields, with the key made optional where the definition says so."""
         fields = self.adapter_class(kind.dialect).credential_fields
+        if kind.source != "builtin":  # another service's keys look different: no "sk-..." hint
+            fields = tuple(dataclasses.replace(f, placeholder="") if f.secret else f for f in fields)
         if kind.key_required:
             return fields
         return tuple(dataclasses.replace(f, required=False) if f.name == "api_key" else f for f in fields)

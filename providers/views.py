@@ -23,9 +23,10 @@ from accounts.teams import (
     require_admin,
 )
 from audit import log
+from providers.catalog import sync_models
 from providers.errors import ProviderError
-from providers.forms import DefaultModelForm, ProviderSetupForm
-from providers.models import Provider
+from providers.forms import CustomProviderForm, DefaultModelForm, ProviderSetupForm
+from providers.models import CustomKind, Provider
 from providers.registry import UnknownKind, registry
 
 # Rendering runs the context processors, which read the database: from async views, in a thread.
@@ -39,7 +40,13 @@ def _get_provider_for_admin(request: HttpRequest, provider_id: str) -> Provider:
     return provider
 
 
-def _kind_or_404(kind_id: str):
+def _kind_or_404(kind_id: str, team=None):
+    """A kind the team may set up (with a team), or any kind (editing an existing provider)."""
+    if team is not None:
+        kind = next((k for k in registry.kinds_for(team) if k.id == kind_id), None)
+        if kind is None:
+            raise Http404(f"No provider kind {kind_id!r}")
+        return kind
     try:
         return registry.kind(kind_id)
     except UnknownKind:
@@ -64,7 +71,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def connect(request: HttpRequest) -> HttpResponse:
     team = require_admin(request)
     first = not providers_for(team).exists()
-    return render(request, "providers/connect.html", {"kinds": registry.kinds(), "first": first})
+    return render(request, "providers/connect.html", {"kinds": registry.kinds_for(team), "first": first})
 
 
 @require_http_methods(["GET", "POST"])
@@ -73,7 +80,7 @@ async def connect_kind(request: HttpRequest, kind_id: str) -> HttpResponse:
     """The set-up form. "Test connection" checks in place; saving checks first, unless the admin
     explicitly saves anyway after a failed check."""
     team = await sync_to_async(require_admin)(request)
-    kind = await sync_to_async(_kind_or_404)(kind_id)
+    kind = await sync_to_async(_kind_or_404)(kind_id, team)
     fields = registry.credential_fields(kind)
     form = ProviderSetupForm(kind, fields, request.POST or None)
     context = {"form": form, "kind": kind, "action": reverse("providers:connect-kind", args=[kind.id])}
@@ -108,6 +115,13 @@ def _save_new(request: HttpRequest, team, kind, form: ProviderSetupForm, validat
         provider.last_validated_at = timezone.now()
         provider.save(update_fields=["last_validated_at"])
     log.record(request.user, "credentials_added", provider, after=_state(provider) | {"validated": validated})
+    if not provider.models.exists():
+        # A definition without models (a custom server): read them from the server's own list.
+        try:
+            report = sync_models(provider)
+            messages.info(request, str(report))
+        except ProviderError as error:
+            messages.warning(request, f"No models listed yet: {error.user_message}")
     return provider
 
 
@@ -159,7 +173,9 @@ def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None 
         provider.manageable = can_manage(request.user, provider)
     current = default_model_for(team)
     form = form or DefaultModelForm(model_choices(team), initial={"model": current.ref if current else ""})
-    return {"team": team, "providers": providers, "default_form": form, "current": current}
+    custom = CustomKind.objects.filter(team=team) if not request.user.is_staff else CustomKind.objects.all()
+    return {"team": team, "providers": providers, "default_form": form, "current": current,
+            "custom_kinds": list(custom.select_related("team"))}  # fmt: skip
 
 
 @require_POST
@@ -283,3 +299,64 @@ def _state(provider: Provider) -> dict:
     """What the audit log keeps of a provider: never a credential, at most its mask."""
     return {"name": provider.display_name, "kind": provider.kind, "endpoint": provider.endpoint,
             "enabled": provider.enabled, "masked_key": provider.masked_key()}  # fmt: skip
+
+
+# ---- custom providers: a kind of provider defined in the browser, stored in the database
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def custom_new(request: HttpRequest) -> HttpResponse:
+    """ "+ Add provider → Custom provider": define the kind, then connect it like any other."""
+    team = require_admin(request)
+    taken = {kind.id for kind in registry.kinds()}
+    form = CustomProviderForm(request.POST or None, dialects=registry.dialects(), taken=taken)
+    if request.method == "POST" and form.is_valid():
+        definition = form.entry()
+        row = CustomKind.objects.create(id=form.definition.id, team=team, definition=definition)
+        log.record(request.user, "custom_provider_defined", row, team=team, after=definition)
+        return redirect("providers:connect-kind", row.id)
+    return render(request, "providers/custom.html", {"form": form})
+
+
+def _custom_kind_for_admin(request: HttpRequest, kind_id: str) -> CustomKind:
+    team = require_admin(request)
+    row = get_object_or_404(CustomKind, pk=kind_id)
+    if not (request.user.is_staff or row.team_id == team.pk):
+        raise PermissionDenied
+    return row
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def custom_edit(request: HttpRequest, kind_id: str) -> HttpResponse:
+    """Change a custom definition; providers set up from it get its new endpoint default and models."""
+    row = _custom_kind_for_admin(request, kind_id)
+    form = CustomProviderForm(
+        request.POST or None, dialects=registry.dialects(), editing=row.id,
+        initial=CustomProviderForm.initial_from(row.definition) | {"id": row.id},
+    )  # fmt: skip
+    if request.method == "POST" and form.is_valid():
+        before, row.definition = row.definition, form.entry()
+        with transaction.atomic():
+            row.save()
+            for provider in Provider.objects.filter(kind=row.id):
+                registry.seed_models(provider, form.definition)
+            log.record(request.user, "custom_provider_updated", row, before=before, after=row.definition)
+        messages.success(request, f"{form.definition.name} saved.")
+        return redirect("providers:settings")
+    return render(request, "providers/custom.html", {"form": form, "row": row})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def custom_delete(request: HttpRequest, kind_id: str) -> HttpResponse:
+    row = _custom_kind_for_admin(request, kind_id)
+    in_use = list(Provider.objects.filter(kind=row.id))
+    if request.method == "POST" and not in_use:
+        with transaction.atomic():
+            log.record(request.user, "custom_provider_removed", row, before=row.definition)
+            row.delete()
+        messages.success(request, f"{row} removed.")
+        return redirect("providers:settings")
+    return render(request, "providers/custom_delete.html", {"row": row, "in_use": in_use})
