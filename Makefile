@@ -28,6 +28,7 @@ browser:
 # Benchmarks print their figures; each compares against a baseline measured in the same run.
 bench: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) bench/spend.py
+	$(PY) bench/gateway.py
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "automations",
     "providers",
     "usage",
+    "gateway",
 ]
 
 MIDDLEWARE = [
@@ -166,6 +167,9 @@ LLMHUB_TOKENIZER_DIR = Path(env("LLMHUB_TOKENIZER_DIR", str(BASE_DIR / "var" / "
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(LLMHUB_TOKENIZER_DIR))
 LLMHUB_VALIDATION_TIMEOUT = envint("LLMHUB_VALIDATION_TIMEOUT", 5)
 LLMHUB_REQUEST_TIMEOUT = envint("LLMHUB_REQUEST_TIMEOUT", 600)
+# The largest /v1/chat/completions body accepted (8 MiB holds a 1M-token prompt); larger gets a 400.
+LLMHUB_API_MAX_BODY_BYTES = envint("LLMHUB_API_MAX_BODY_BYTES", 8 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = LLMHUB_API_MAX_BODY_BYTES
 # Retries wait base × 2^attempt seconds plus jitter, or the provider's retry-after when it says.
 LLMHUB_RETRY_BASE_SECONDS = float(env("LLMHUB_RETRY_BASE_SECONDS", "1"))
 

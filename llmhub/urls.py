@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from gateway import api
 from providers import views as provider_views
 
 urlpatterns = [
@@ -11,4 +12,8 @@ urlpatterns = [
     path("", include("usage.urls")),
     path("automations/", include("automations.urls")),
     path("admin/", admin.site.urls),
+    path("settings/", include("gateway.urls")),
+    path("v1/models", api.models, name="api-models"),
+    path("v1/chat/completions", api.chat_completions, name="api-chat"),
+    path("v1/<path:path>", api.not_found),
 ]

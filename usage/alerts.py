@@ -16,10 +16,10 @@ from usage import budgets
 from usage.models import BudgetAlert
 
 
-def check(team: Team, provider_id: str) -> list[BudgetAlert]:
+def check(team: Team, provider_id: str, api_key_id: int | None = None) -> list[BudgetAlert]:
     """Raise the alerts the latest spend crossed; each budget and period alerts at most once."""
     raised = []
-    for budget in budgets.matching(team, provider_id):
+    for budget in budgets.matching(team, provider_id, api_key_id):
         for standing in budgets.standings(budget):
             if standing.spent < standing.limit * budget.alert_threshold:
                 continue

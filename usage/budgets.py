@@ -56,16 +56,20 @@ class Standing:
         return (self.spent + self.reserved) / self.limit if self.limit else Decimal("1")
 
 
-def matching(team: Team, provider_id: str) -> QuerySet[Budget]:
-    """Every budget whose scope covers a run of this team on this provider."""
-    return Budget.objects.select_related("team", "provider").filter(
-        (Q(team=team) | Q(team__isnull=True)) & (Q(provider_id=provider_id) | Q(provider__isnull=True))
+def matching(team: Team, provider_id: str, api_key_id: int | None = None) -> QuerySet[Budget]:
+    """Every budget whose scope covers a run of this team on this provider (and, from the API,
+    the budget of the key it came with)."""
+    key_scope = Q(api_key__isnull=True) | Q(api_key_id=api_key_id) if api_key_id else Q(api_key__isnull=True)
+    return Budget.objects.select_related("team", "provider", "api_key").filter(
+        (Q(team=team) | Q(team__isnull=True))
+        & (Q(provider_id=provider_id) | Q(provider__isnull=True))
+        & key_scope
     )
 
 
-def caps_for(team: Team, provider_id: str) -> Caps:
+def caps_for(team: Team, provider_id: str, api_key_id: int | None = None) -> Caps:
     """The tightest per-run caps among the matching budgets."""
-    budgets = list(matching(team, provider_id))
+    budgets = list(matching(team, provider_id, api_key_id))
     soft = min(
         (b for b in budgets if b.per_run_soft_cap_tokens),
         key=lambda b: b.per_run_soft_cap_tokens,
@@ -95,6 +99,8 @@ def period(kind: str, now: datetime | None = None) -> tuple[date, date]:
 
 
 def label(budget: Budget) -> str:
+    if budget.api_key_id:
+        return f"API key {budget.api_key.name}"
     if budget.team_id and budget.provider_id:
         return f"{budget.team.name} on {budget.provider.display_name}"
     return budget.provider.display_name if budget.provider_id else f"{budget.team.name} team"
@@ -106,6 +112,8 @@ def spent(budget: Budget, start: date, end: date) -> Decimal:
         rows = rows.filter(team_id=budget.team_id)
     if budget.provider_id:
         rows = rows.filter(provider_id=budget.provider_id)
+    if budget.api_key_id:
+        rows = rows.filter(api_key_id=budget.api_key_id)
     return rows.aggregate(total=Sum("cost_usd"))["total"] or ZERO
 
 
@@ -115,6 +123,8 @@ def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Dec
         runs = runs.filter(team_id=budget.team_id)
     if budget.provider_id:
         runs = runs.filter(model_requested__startswith=f"{budget.provider_id}/")
+    if budget.api_key_id:
+        runs = runs.filter(api_key_id=budget.api_key_id)
     if excluding is not None:
         runs = runs.exclude(pk=excluding.pk)
     return runs.aggregate(total=Sum("reserved_usd"))["total"] or ZERO
@@ -134,7 +144,11 @@ def standings(budget: Budget, now: datetime | None = None, excluding: Run | None
 def reserve(run: Run, provider_id: str | None = None) -> None:
     """Hold the run's maximum cost against every matching budget, or refuse it, atomically."""
     with transaction.atomic():
-        budgets = list(matching(run.team, provider_id or run.provider_id).select_for_update().order_by("pk"))
+        budgets = list(
+            matching(run.team, provider_id or run.provider_id, run.api_key_id)
+            .select_for_update()
+            .order_by("pk")
+        )
         limited = [b for b in budgets if b.daily_limit_usd is not None or b.monthly_limit_usd is not None]
         if not limited:
             run.reserved_usd = run.reservation_expires_at = None

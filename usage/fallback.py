@@ -84,7 +84,8 @@ def question(run: Run, to: str, error: ProviderError) -> Question:
 
 
 def record_switch(run: Run, source: str, target: str, error: ProviderError) -> None:
-    log.record(run.user, "fallback_triggered", run, team=run.team,
+    actor = run.user or (f"API key {run.api_key.name}" if run.api_key_id else None)
+    log.record(actor, "fallback_triggered", run, team=run.team,
                before={"model": source}, after={"model": target, "reason": error.user_message})  # fmt: skip
 
 

@@ -33,6 +33,7 @@ class UsageRecord(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices)
     team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -54,6 +55,12 @@ class Run(models.Model):
         CANCELLED = "cancelled", "Cancelled"
         FAILED = "failed", "Failed"
 
+    # What the last stream said, for callers that relay it (not stored): the provider's finish
+    # reason, the provider error that ended a failed run, or the budget refusal that stopped it.
+    finish_reason = ""
+    last_error = None
+    refusal = None
+
     uuid = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="runs")
     user = models.ForeignKey(
@@ -61,6 +68,10 @@ class Run(models.Model):
     )
     automation = models.ForeignKey(
         "automations.Automation", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    # Started by a program through the API with this key (user is then empty).
+    api_key = models.ForeignKey(
+        "gateway.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
     model_requested = models.CharField(max_length=300)
     model_used = models.CharField(max_length=300, blank=True)
@@ -118,6 +129,10 @@ class Budget(models.Model):
     provider = models.ForeignKey(
         "providers.Provider", null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
     )
+    # A budget of one API key (its team's): applies to that key's requests only.
+    api_key = models.OneToOneField(
+        "gateway.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="budget"
+    )
     daily_limit_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     monthly_limit_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     per_run_soft_cap_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -130,10 +145,14 @@ class Budget(models.Model):
                 condition=models.Q(team__isnull=False) | models.Q(provider__isnull=False),
                 name="budget_has_a_scope",
             ),
-            models.UniqueConstraint(fields=["team", "provider"], name="one_budget_per_scope"),
+            models.UniqueConstraint(
+                fields=["team", "provider"], condition=models.Q(api_key=None), name="one_budget_per_scope"
+            ),
         ]
 
     def __str__(self) -> str:
+        if self.api_key_id:
+            return f"API key {self.api_key}"
         if self.team_id and self.provider_id:
             return f"{self.team} on {self.provider}"
         return str(self.team or self.provider)
@@ -148,6 +167,7 @@ class DailySpend(models.Model):
     day = models.DateField()
     team = models.ForeignKey("accounts.Team", null=True, on_delete=models.SET_NULL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    api_key = models.ForeignKey("gateway.ApiKey", null=True, on_delete=models.SET_NULL)
     provider_id = models.CharField(max_length=64)
     model = models.CharField(max_length=200)
     runs = models.PositiveIntegerField(default=0)
@@ -159,7 +179,8 @@ class DailySpend(models.Model):
         constraints = [
             # Rows without a team or user (command-line usage) may repeat a key: sums stay right.
             models.UniqueConstraint(
-                fields=["day", "team", "user", "provider_id", "model"], name="one_rollup_per_day_and_key"
+                fields=["day", "team", "user", "api_key", "provider_id", "model"],
+                name="one_rollup_per_day_and_key",
             )
         ]
         # Covering: the spend page's grouped query reads this index alone, never the table.

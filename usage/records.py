@@ -28,6 +28,7 @@ def record_usage(
     run_id: str = "",
     team: Team | None = None,
     user: User | None = None,
+    api_key=None,
 ) -> UsageRecord:
     """Record one generation. An unpriced model gets a null cost, never $0."""
     row = ProviderModel.objects.filter(provider_id=provider_id, model_id=model).first()
@@ -46,10 +47,11 @@ def record_usage(
         source=source,
         team=team,
         user=user,
+        api_key=api_key,
     )
     _roll_up(record)
     if team is not None and cost:
-        alerts.check(team, provider_id)
+        alerts.check(team, provider_id, api_key.pk if api_key else None)
     return record
 
 
@@ -58,7 +60,7 @@ arecord_usage = sync_to_async(record_usage)
 
 def _roll_up(record: UsageRecord) -> None:
     key = {"day": timezone.localdate(record.created_at), "team": record.team, "user": record.user,
-           "provider_id": record.provider_id, "model": record.model}  # fmt: skip
+           "api_key": record.api_key, "provider_id": record.provider_id, "model": record.model}  # fmt: skip
     increments = {"runs": F("runs") + 1, "input_tokens": F("input_tokens") + record.input_tokens,
                   "output_tokens": F("output_tokens") + record.output_tokens,
                   "cost_usd": F("cost_usd") + (record.cost_usd or 0)}  # fmt: skip

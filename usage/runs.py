@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from accounts.models import Team, User
 from accounts.teams import providers_for
-from providers.base import Delta, GenerationRequest, Message, TokenCount
+from providers.base import Delta, FinishReason, GenerationRequest, Message, TokenCount
 from providers.errors import ModelNotAvailable, ProviderError
 from providers.models import ProviderModel
 from providers.pricing import cost
@@ -81,11 +81,12 @@ def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
     return entry, provider.dialect
 
 
-def create_run(user: User, team: Team, model_ref: str, messages: Sequence[Message], max_tokens: int,
-               temperature: Decimal | None = None, automation=None) -> Run:  # fmt: skip
-    """A pending run with its price estimate; it starts only when the user confirms."""
+def create_run(user: User | None, team: Team, model_ref: str, messages: Sequence[Message], max_tokens: int,
+               temperature: Decimal | None = None, automation=None, api_key=None) -> Run:  # fmt: skip
+    """A pending run with its price estimate; it starts only when the user (or the program that
+    sent it, with an API key) confirms."""
     entry, dialect = available_model(team, model_ref)
-    caps = budgets.caps_for(team, entry.provider_id)
+    caps = budgets.caps_for(team, entry.provider_id, api_key.pk if api_key else None)
     max_tokens = max(1, min(max_tokens, entry.info.max_output, caps.hard or max_tokens))
     warning = ""
     if caps.soft is not None and max_tokens > caps.soft:
@@ -97,6 +98,7 @@ def create_run(user: User, team: Team, model_ref: str, messages: Sequence[Messag
         team=team,
         user=user,
         automation=automation,
+        api_key=api_key,
         model_requested=model_ref,
         messages=[{"role": m.role, "content": m.content} for m in messages],
         max_tokens=max_tokens,
@@ -161,7 +163,7 @@ async def stream(
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             if error is None and index == len(models) - 1:
-                run.status, run.error_message = Run.Status.FAILED, str(refused)
+                run.status, run.error_message, run.refusal = Run.Status.FAILED, str(refused), refused
                 await sync_to_async(_release)(run)
                 yield run
                 return
@@ -185,6 +187,7 @@ async def stream(
     if isinstance(error, ModelNotAvailable) and not error.suggestion:
         error.suggestion = await sync_to_async(fallback.suggestion)(run)
     run.status, run.error_message, run.error_action = Run.Status.FAILED, error.user_message, error.action
+    run.last_error = error
     if len(models) > 1:
         run.error_message += " Every fallback model failed too."
     await sync_to_async(_release)(run)
@@ -222,9 +225,10 @@ async def _attempt(run: Run, ref: str, policy) -> AsyncIterator:
                         streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)
                         if streamed_tokens > ceiling:
                             run.error_message = f"Stopped at the cap of {run.max_tokens} output tokens."
+                            run.finish_reason = FinishReason.LENGTH
                             break
                     else:
-                        usage = event.usage
+                        usage, run.finish_reason = event.usage, event.finish_reason
             run.status = Run.Status.COMPLETED
         except asyncio.CancelledError:
             run.status, run.error_message = Run.Status.CANCELLED, "Cancelled. The text so far is kept."
@@ -233,7 +237,7 @@ async def _attempt(run: Run, ref: str, policy) -> AsyncIterator:
             raise
         except ProviderError as error:
             if parts:  # text was shown: keep it, charge it, and let the user decide what next
-                run.status, run.error_action = Run.Status.FAILED, "continue"
+                run.status, run.error_action, run.last_error = Run.Status.FAILED, "continue", error
                 run.error_message = f"{error.user_message} The text so far is kept."
                 await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=True)
                 yield run
@@ -296,8 +300,9 @@ def _record(run: Run) -> None:
     """The usage row, the run's real cost in place of its reservation, in one transaction."""
     provider_id, _, model = (run.model_used or run.model_requested).partition("/")
     if run.input_tokens or run.output_tokens:
-        usage = record_usage(provider_id, model, TokenCount(run.input_tokens, run.output_tokens),
-                             UsageRecord.Source.RUN, run_id=str(run.uuid), team=run.team, user=run.user)  # fmt: skip
+        source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
+        usage = record_usage(provider_id, model, TokenCount(run.input_tokens, run.output_tokens), source,
+                             run_id=str(run.uuid), team=run.team, user=run.user, api_key=run.api_key)  # fmt: skip
         run.cost_usd = usage.cost_usd
     elif (
         row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()

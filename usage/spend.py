@@ -27,6 +27,7 @@ class Filters:
     end: date  # inclusive
     provider: str = ""
     model: str = ""
+    api_key: int | None = None  # only what this API key spent
 
     def rows(self, start: date | None = None, end: date | None = None) -> QuerySet[DailySpend]:
         rows = DailySpend.objects.filter(
@@ -36,6 +37,8 @@ class Filters:
             rows = rows.filter(provider_id=self.provider)
         if self.model:
             rows = rows.filter(model=self.model)
+        if self.api_key:
+            rows = rows.filter(api_key_id=self.api_key)
         return rows
 
     def moments(self) -> tuple[datetime, datetime]:

@@ -24,6 +24,7 @@ from accounts.teams import (
 )
 from audit import log
 from automations.models import Automation
+from gateway.models import ApiKey
 from providers.base import Message
 from usage import budgets, fallback, runs, spend
 from usage.budget_forms import BudgetForm
@@ -71,7 +72,9 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
 @login_required
 def team_budget(request: HttpRequest) -> HttpResponse:
     team = require_admin(request)
-    budget = Budget.objects.filter(team=team, provider__isnull=True).first() or Budget(team=team)
+    budget = Budget.objects.filter(team=team, provider__isnull=True, api_key=None).first() or Budget(
+        team=team
+    )
     return _edit_budget(request, budget, f"{team.name} team budget", "usage:team-budget", [])
 
 
@@ -86,7 +89,7 @@ def provider_budget(request: HttpRequest, provider_id: str) -> HttpResponse:
         if can_manage(request.user, provider)
         else {"provider": provider, "team": team}
     )
-    budget = Budget.objects.filter(**scope).first() or Budget(**scope)
+    budget = Budget.objects.filter(**scope, api_key=None).first() or Budget(**scope)
     title = (
         f"{provider.display_name} budget"
         if scope["team"] is None
@@ -129,11 +132,13 @@ def _filters(request: HttpRequest) -> tuple[spend.Filters, dict]:
     if end < start or (end - start).days > 366:
         messages.error(request, "Pick a range of at most a year, ending after it starts; showing this month.")
         start, end = spend.this_month()
+    keys = list(ApiKey.objects.filter(team_id__in=team_ids))
+    key = next((k.pk for k in keys if str(k.pk) == request.GET.get("key", "")), None)
     filters = spend.Filters(
-        team_ids, start, end, request.GET.get("provider", ""), request.GET.get("model", "")
+        team_ids, start, end, request.GET.get("provider", ""), request.GET.get("model", ""), key
     )
-    return filters, {"teams": teams, "team": chosen, "from": start, "to": end,
-                     "provider": filters.provider, "model": filters.model}  # fmt: skip
+    return filters, {"teams": teams, "team": chosen, "from": start, "to": end, "keys": keys,
+                     "key": str(key or ""), "provider": filters.provider, "model": filters.model}  # fmt: skip
 
 
 @require_GET
@@ -149,10 +154,14 @@ def spend_page(request: HttpRequest) -> HttpResponse:
         "projected": _exact(projected),
         "today": timezone.localdate().isoformat(),
     }
-    recent = Run.objects.filter(team_id__in=filters.team_ids).select_related("user", "automation")
+    recent = Run.objects.filter(team_id__in=filters.team_ids).select_related("user", "automation", "api_key")
     if filters.provider:
         recent = recent.filter(model_requested__startswith=f"{filters.provider}/")
-    team_budgets = Budget.objects.select_related("team", "provider").filter(team_id__in=filters.team_ids)
+    if filters.api_key:
+        recent = recent.filter(api_key_id=filters.api_key)
+    team_budgets = Budget.objects.select_related("team", "provider", "api_key").filter(
+        team_id__in=filters.team_ids
+    )
     context = {"charts": charts, "choices": choices, "spent": spent, "projected": projected,
                "totals": breakdown, "runs": recent[:25],
                "standings": [s for b in team_budgets for s in budgets.standings(b)],
@@ -168,11 +177,13 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
     filters, _ = _filters(request)
     start, end = filters.moments()
     rows = UsageRecord.objects.filter(team_id__in=filters.team_ids, created_at__gte=start, created_at__lt=end)
-    rows = rows.select_related("team", "user")
+    rows = rows.select_related("team", "user", "api_key")
     if filters.provider:
         rows = rows.filter(provider_id=filters.provider)
     if filters.model:
         rows = rows.filter(model=filters.model)
+    if filters.api_key:
+        rows = rows.filter(api_key_id=filters.api_key)
     writer = csv.writer(_Echo())
     header = [
         "time",
@@ -185,6 +196,7 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
         "output_tokens",
         "cost_usd",
         "source",
+        "api_key",
     ]
 
     def lines():
@@ -193,7 +205,7 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
             yield writer.writerow([row.created_at.isoformat(), row.team.name if row.team else "",
                                    row.user.get_username() if row.user else "", row.provider_id, row.model, row.run_id,
                                    row.input_tokens, row.output_tokens, "" if row.cost_usd is None else row.cost_usd,
-                                   row.source])  # fmt: skip
+                                   row.source, row.api_key.name if row.api_key else ""])  # fmt: skip
 
     response = StreamingHttpResponse(lines(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="llmhub-usage-{filters.start}-{filters.end}.csv"'

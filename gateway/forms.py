@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, widget=forms.TextInput({"placeholder": "CI summarizer"}),
+                           help_text="Say which program uses it: you will recognize it in spend and the audit log.")  # fmt: skip
+    allowed_models = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every model of the team, aliases included.",
+    )  # fmt: skip
+    daily_limit_usd = forms.DecimalField(label="Daily budget (USD)", required=False, min_value=Decimal("0"),
+                                         max_digits=14, decimal_places=2)  # fmt: skip
+    monthly_limit_usd = forms.DecimalField(label="Monthly budget (USD)", required=False, min_value=Decimal("0"),
+                                           max_digits=14, decimal_places=2)  # fmt: skip
+    allow_unpriced = forms.BooleanField(
+        label="May run models with no known price", required=False,
+        help_text="Their cost cannot be shown or counted against budgets.",
+    )  # fmt: skip
+
+    def __init__(self, choices: list[str], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["allowed_models"].choices = [(c, c) for c in choices]
+
+
+class AliasForm(forms.Form):
+    name = forms.SlugField(max_length=64, widget=forms.TextInput({"placeholder": "fast"}))
+    target = forms.ChoiceField(label="Model")
+
+    def __init__(self, choices: list[str], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["target"].choices = [(c, c) for c in choices]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if name == "default":
+            raise forms.ValidationError('"default" always means the team default model.')
+        return name

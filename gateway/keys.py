@@ -1,0 +1,90 @@
+"""Creating, finding and revoking team API keys.
+
+A request is authenticated by the SHA-256 of its key. Found keys are cached in this process for a
+few seconds (KEY_CACHE_SECONDS): revoking clears this process's cache at once, and other processes
+stop accepting the key within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Team
+from audit import log
+from gateway.models import ApiKey
+
+PREFIX = "llmh-"
+KEY_CACHE_SECONDS = 5.0
+LAST_USED_EVERY = timedelta(seconds=60)  # last_used_at is written at most this often per key
+
+_cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # shown once, never stored
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@transaction.atomic
+def create(team: Team, name: str, created_by=None, allowed_models: list[str] | None = None,
+           allow_unpriced: bool = False, actor=None) -> NewKey:  # fmt: skip
+    secret = PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        team=team, name=name, digest=digest(secret), last_four=secret[-4:], created_by=created_by,
+        allowed_models=allowed_models or [], allow_unpriced=allow_unpriced,
+    )  # fmt: skip
+    log.record(actor or created_by, "api_key_created", key, team=team, after=_state(key))
+    return NewKey(key, secret)
+
+
+@transaction.atomic
+def revoke(key: ApiKey, actor) -> None:
+    if key.revoked_at is not None:
+        return
+    before = _state(key)
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    _cache.pop(key.digest, None)
+    log.record(actor, "api_key_revoked", key, team=key.team, before=before, after=_state(key))
+
+
+def _state(key: ApiKey) -> dict:
+    return {"name": key.name, "masked_key": key.masked, "allowed_models": key.allowed_models,
+            "allow_unpriced": key.allow_unpriced, "revoked": key.revoked_at is not None}  # fmt: skip
+
+
+def authenticate(header: str) -> ApiKey | None:
+    """The active key of an `Authorization: Bearer ...` header, or None."""
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.startswith(PREFIX):
+        return None
+    hashed = digest(secret.strip())
+    now = time.monotonic()
+    cached = _cache.get(hashed)
+    if cached and now - cached[0] < KEY_CACHE_SECONDS:
+        key = cached[1]
+    else:
+        key = ApiKey.objects.select_related("team").filter(digest=hashed, revoked_at=None).first()
+        _cache[hashed] = (now, key)
+    if key is not None:
+        _touch(key)
+    return key
+
+
+def _touch(key: ApiKey) -> None:
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_EVERY:
+        key.last_used_at = now
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)

@@ -1,0 +1,57 @@
+"""Team API keys and model aliases: what programs use to reach the hub."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ApiKey(models.Model):
+    """A key a program sends as `Authorization: Bearer llmh-...`. Only its SHA-256 is stored (the key
+    is 256 random bits, so a fast hash is as safe as a slow one); it is shown once, at creation."""
+
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    last_four = models.CharField(max_length=4, editable=False)
+    # Empty: every model the team may use. Otherwise "provider/model" refs and alias names.
+    allowed_models = models.JSONField(default=list, blank=True)
+    allow_unpriced = models.BooleanField(
+        default=False, help_text="Let this key run models with no known price (their cost is not recorded)."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def masked(self) -> str:
+        return f"llmh-...{self.last_four}"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ModelAlias(models.Model):
+    """A team's name for a model: `fast` → `openai/gpt-4o-mini`. `default` needs no row: it is the
+    team's default model."""
+
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="model_aliases")
+    name = models.SlugField(max_length=64)
+    target = models.CharField(max_length=300, help_text='A "provider/model" reference')
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="one_alias_name_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.target}"

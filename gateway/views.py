@@ -1,0 +1,89 @@
+"""Settings → API keys: team admins create, scope and revoke keys, and name model aliases."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.teams import model_choices, require_admin
+from audit import log
+from gateway import keys
+from gateway.forms import AliasForm, ApiKeyForm
+from gateway.models import ApiKey, ModelAlias
+from usage.models import Budget
+
+
+def _refs(team) -> list[str]:
+    return [ref for _, group in model_choices(team) for ref, _ in group]
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def keys_page(request: HttpRequest) -> HttpResponse:
+    team = require_admin(request)
+    aliases = list(ModelAlias.objects.filter(team=team))
+    choices = _refs(team) + ["default"] + [a.name for a in aliases]
+    form = ApiKeyForm(choices, request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        with transaction.atomic():
+            created = keys.create(team, data["name"], created_by=request.user, allowed_models=data["allowed_models"],
+                                  allow_unpriced=data["allow_unpriced"])  # fmt: skip
+            if data["daily_limit_usd"] is not None or data["monthly_limit_usd"] is not None:
+                Budget.objects.create(team=team, api_key=created.key, daily_limit_usd=data["daily_limit_usd"],
+                                      monthly_limit_usd=data["monthly_limit_usd"])  # fmt: skip
+        form = ApiKeyForm(choices)
+    context = {
+        "team": team, "form": form, "created": created, "aliases": aliases,
+        "alias_form": AliasForm(_refs(team)),
+        "keys": ApiKey.objects.filter(team=team).select_related("created_by", "budget"),
+        "base_url": request.build_absolute_uri("/v1"),
+    }  # fmt: skip
+    return render(request, "gateway/keys.html", context)
+
+
+@require_POST
+@login_required
+def revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    team = require_admin(request)
+    key = get_object_or_404(ApiKey, pk=key_id, team=team)
+    keys.revoke(key, request.user)
+    messages.success(request, f"API key {key.name} ({key.masked}) is revoked: programs using it are refused.")
+    return redirect("gateway:keys")
+
+
+@require_POST
+@login_required
+def add_alias(request: HttpRequest) -> HttpResponse:
+    team = require_admin(request)
+    form = AliasForm(_refs(team), request.POST)
+    if not form.is_valid():
+        errors = "; ".join(e for field in form.errors.values() for e in field)
+        messages.error(request, f"Alias not saved: {errors}")
+        return redirect("gateway:keys")
+    try:
+        with transaction.atomic():
+            alias = ModelAlias.objects.create(team=team, **form.cleaned_data)
+            log.record(request.user, "model_alias_added", alias, team=team, after=form.cleaned_data)
+    except IntegrityError:
+        messages.error(request, f"The alias {form.cleaned_data['name']} exists already; delete it first.")
+    else:
+        messages.success(request, f"{alias.name} now means {alias.target}.")
+    return redirect("gateway:keys")
+
+
+@require_POST
+@login_required
+def delete_alias(request: HttpRequest, alias_id: int) -> HttpResponse:
+    team = require_admin(request)
+    alias = get_object_or_404(ModelAlias, pk=alias_id, team=team)
+    with transaction.atomic():
+        log.record(request.user, "model_alias_removed", alias, team=team,
+                   before={"name": alias.name, "target": alias.target})  # fmt: skip
+        alias.delete()
+    return redirect("gateway:keys")
