@@ -1,7 +1,7 @@
 """The hub as a gateway: the same load sent straight to a fast fake upstream and through the hub's
 OpenAI-compatible API, in one run, so the difference is what the hub adds.
 
-    .venv/bin/python bench/gateway.py [--requests 400] [--skip-kill]
+    .venv/bin/python bench/gateway.py [--requests 400] [--skip-kill] [--server uvicorn]
 
 The hub runs as `make run` serves it (daphne, SQLite in a fresh data folder), with a team budget and
 usage recording on: every request reserves against the budget, records its usage row and settles.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -125,15 +126,11 @@ async def one_stream(client: httpx.AsyncClient, body: dict, started: float, resu
         async for line in response.aiter_lines():
             if line.startswith("data: [DONE]"):
                 done = True
-            elif (
-                first is None
-                and line.startswith("data: ")
-                and '"content":"' in line
-                and '"content":""' not in line
-            ):
-                first = time.perf_counter() - started
-            if not ident and line.startswith("data: {"):
-                ident = line.split('"id":"', 1)[1].split('"', 1)[0]
+            elif line.startswith("data: {"):
+                chunk = json.loads(line.removeprefix("data: "))
+                ident = ident or chunk.get("id", "")
+                if first is None and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                    first = time.perf_counter() - started
     if done:
         result.latencies.append(time.perf_counter() - started)
         result.first_token.append(first or 0.0)
@@ -174,11 +171,17 @@ def usage_rows(data: Path, ids: list[str]) -> tuple[int, int]:
     return total, len(wanted - present)
 
 
-def start_hub(data: Path, port: int) -> subprocess.Popen:
+SERVERS = {
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "llmhub.asgi:application"],
+    "uvicorn": ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--no-access-log",
+                "llmhub.asgi:application"],
+}  # fmt: skip
+
+
+def start_hub(data: Path, port: int, server: str) -> subprocess.Popen:
     env = {**os.environ, "LLMHUB_DATA_DIR": str(data)}
-    hub = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                            "llmhub.asgi:application"], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    command = [sys.executable, *(part.format(port=port) for part in SERVERS[server])]
+    hub = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(port, hub, "the hub")
     return hub
 
@@ -189,6 +192,8 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level and side")
     parser.add_argument("--skip-kill", action="store_true", help="skip the kill -9 check")
+    parser.add_argument("--server", choices=SERVERS, default="daphne",
+                        help="the ASGI server to run the hub with (uvicorn if installed)")  # fmt: skip
     options = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="llmhub-gateway-bench-"))
@@ -199,7 +204,7 @@ def main() -> None:
     wait_for(up_port, upstream, "the fake upstream")
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     key = set_up(data, upstream_url)
-    hub = start_hub(data, hub_port)
+    hub = start_hub(data, hub_port, options.server)
     hub_url = f"http://127.0.0.1:{hub_port}/v1"
     try:
         run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port)
@@ -212,7 +217,7 @@ def main() -> None:
 
 def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> None:
     asyncio.run(load(upstream_url, UPSTREAM_KEY, "gpt-4o-mini", 4, 100))  # warm both sides
-    asyncio.run(load(hub_url, key, "openai/gpt-4o-mini", 4, 100))
+    warm = asyncio.run(load(hub_url, key, "openai/gpt-4o-mini", 4, 100))
     idle = rss_mb(hub.pid)
     peak = [idle]
     sampling = threading.Event()
@@ -222,11 +227,12 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
             peak[0] = max(peak[0], rss_mb(hub.pid))
 
     print(
-        f"gateway benchmark: {options.requests} requests per level and side, fake upstream on {upstream_url}"
+        f"gateway benchmark ({options.server}): {options.requests} requests per level and side, "
+        f"fake upstream on {upstream_url}"
     )
     print(f"{'concurrency':>11} | {'direct p50':>10} {'p99':>7} | {'hub p50':>8} {'p99':>7} | "
-          f"{'added p50':>9} {'p99':>7} | {'direct req/s':>12} {'hub req/s':>9} | errors")  # fmt: skip
-    hub_completed: list[str] = []
+          f"{'added p50':>9} {'p99':>7} | {'direct req/s':>12} {'hub req/s':>9} {'ratio':>5} | errors")  # fmt: skip
+    hub_completed: list[str] = list(warm.completed_ids)
     for concurrency in (1, 16, 64):
         direct = asyncio.run(load(upstream_url, UPSTREAM_KEY, "gpt-4o-mini", concurrency, options.requests))
         sampler = threading.Thread(target=sample, daemon=True)
@@ -239,7 +245,8 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
         d50, d99 = direct.pct(direct.latencies, 50), direct.pct(direct.latencies, 99)
         h50, h99 = through.pct(through.latencies, 50), through.pct(through.latencies, 99)
         print(f"{concurrency:>11} | {d50:>8.2f}ms {d99:>5.2f}ms | {h50:>6.2f}ms {h99:>5.2f}ms | "
-              f"{h50 - d50:>7.2f}ms {h99 - d99:>5.2f}ms | {direct.throughput:>12.0f} {through.throughput:>9.0f} | "
+              f"{h50 - d50:>7.2f}ms {h99 - d99:>5.2f}ms | {direct.throughput:>12.0f} {through.throughput:>9.0f} "
+              f"{through.throughput / direct.throughput:>5.2f} | "
               f"{len(direct.errors) + len(through.errors)}{' ' + through.errors[0] if through.errors else ''}")  # fmt: skip
 
     direct = asyncio.run(
@@ -255,7 +262,7 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
     print(f"hub RSS: idle {idle:.0f} MB, peak under load {peak[0]:.0f} MB")
     total, missing = usage_rows(data, hub_completed)
     print(
-        f"usage rows: {total} recorded for {len(hub_completed)} completed hub requests; "
+        f"usage rows: {total} recorded for {len(hub_completed)} completed hub requests (warm-up included); "
         f"missing for a completed response: {missing}"
     )
 

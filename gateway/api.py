@@ -118,11 +118,12 @@ def _prepare(request: HttpRequest, body: bytes) -> Prepared:
         raise ApiError(400, str(error), code=error.code, param=error.param) from None
     ref = _resolve(key, chat.model)
     try:
-        entry, _ = runs.available_model(key.team, ref)
+        available = runs.available_model(key.team, ref)
     except runs.RunRefused as refused:
         raise ApiError(400, str(refused), code="model_not_found", param="model") from None
+    entry = available[0]
     run = runs.create_run(None, key.team, ref, chat.messages, chat.max_tokens or entry.info.max_output,
-                          temperature=chat.temperature, api_key=key)  # fmt: skip
+                          temperature=chat.temperature, api_key=key, available=available)  # fmt: skip
     if run.estimated_input_tokens + 1 > entry.info.context_window:
         _refuse(
             run,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +25,24 @@ from providers.errors import NetworkError, StreamInterrupted, Timeout, Unexpecte
 
 USER_AGENT = "LLMHub/0.1"
 CONNECT_TIMEOUT = 10.0
+# A gateway must not queue requests behind a pool limit; idle connections are kept for reuse.
+POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30)
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_client() -> httpx.AsyncClient:
+    """One pooled client per event loop, shared by every provider: connections to a provider and
+    the TLS context are reused from one request to the next instead of being built each time
+    (building a TLS context alone costs milliseconds). Timeouts are set per request."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = _clients[loop] = httpx.AsyncClient(follow_redirects=False, limits=POOL_LIMITS)
+    return client
+
 
 StatusHook = Callable[[int, Mapping[str, str], str], None]
 
@@ -117,16 +136,19 @@ class ProviderHTTP:
         """Open a response; leaving the block (normally, by error or by cancel) closes it."""
         seconds = timeout or self.timeout
         limits = httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
+        client = shared_client()
         try:
-            async with httpx.AsyncClient(timeout=limits, follow_redirects=False) as client:
-                request = client.build_request(method, self.base_url + path, json=json, headers=self._headers)
-                response = await client.send(request, stream=True)
-                try:
-                    if response.status_code >= 400:
-                        await self._raise_for(response)
-                    yield response
-                finally:
-                    await response.aclose()
+            request = client.build_request(
+                method, self.base_url + path, json=json, headers=self._headers, timeout=limits
+            )
+            response = await client.send(request, stream=True)
+            try:
+                if response.status_code >= 400:
+                    await self._raise_for(response)
+                yield response
+            finally:
+                # An unfinished body closes its connection: the provider sees the cancel at once.
+                await response.aclose()
         except httpx.TimeoutException:
             raise Timeout(self.provider, seconds) from None
         except httpx.TransportError:

@@ -178,15 +178,20 @@ class ProviderRegistry:
         return kinds[kind_id]
 
     # ---- configured providers
-    def get(self, provider_id: str) -> ProviderAdapter:
-        """An adapter for a configured provider, with decrypted credentials and current prices."""
+    def get(self, provider_id: str, only_model: str | None = None) -> ProviderAdapter:
+        """An adapter for a configured provider, with decrypted credentials and current prices.
+
+        `only_model` loads the catalogue of that one model instead of all of them: enough to run a
+        generation with it, and what the run path uses (a provider may list hundreds of models)."""
+        if only_model is not None and (row := self.model_row(f"{provider_id}/{only_model}")) is not None:
+            return self.adapter_class(row.provider.dialect)(self.config_for(row.provider, models=[row]))
         provider = Provider.objects.filter(pk=provider_id).first()
         if provider is None:
             raise UnknownProvider(provider_id)
-        return self.adapter_for(provider)
+        return self.adapter_for(provider, only_model)
 
-    async def aget(self, provider_id: str) -> ProviderAdapter:
-        return await sync_to_async(self.get)(provider_id)
+    async def aget(self, provider_id: str, only_model: str | None = None) -> ProviderAdapter:
+        return await sync_to_async(self.get)(provider_id, only_model)
 
     def load(self) -> dict[str, ProviderAdapter]:
         """Adapters for every configured provider."""
@@ -203,16 +208,18 @@ class ProviderRegistry:
     def list_enabled(self) -> list[Provider]:
         return list(Provider.objects.filter(enabled=True))
 
-    def adapter_for(self, provider: Provider) -> ProviderAdapter:
+    def adapter_for(self, provider: Provider, only_model: str | None = None) -> ProviderAdapter:
         adapter_class = self.adapter_class(provider.dialect)
-        config = self.config_for(provider)
+        config = self.config_for(provider, only_model=only_model)
         return adapter_class(config)
 
-    def config_for(self, provider: Provider, credentials: Mapping[str, str] | None = None) -> ProviderConfig:
+    def config_for(self, provider: Provider, credentials: Mapping[str, str] | None = None,
+                   only_model: str | None = None, models: Iterable[ProviderModel] | None = None,
+                   ) -> ProviderConfig:  # fmt: skip
         adapter_class = self.adapter_class(provider.dialect)
         secret_names = {f.name for f in adapter_class.credential_fields if f.secret}
         plain = provider.credentials() if credentials is None else credentials
-        kind = next((k for k in self.kinds() if k.id == provider.kind), None)
+        kind = self._kind_of(provider)
         return ProviderConfig(
             provider_id=provider.id,
             display_name=provider.display_name,
@@ -221,26 +228,46 @@ class ProviderRegistry:
             headers=dict(kind.headers) if kind else {},
             auth_header=kind.auth_header if kind else "",
             auth_scheme=kind.auth_scheme if kind else "Bearer",
-            models=tuple(self._model_infos(provider)),
+            models=tuple(
+                self._model_infos(provider, only_model) if models is None else map(self._info, models)
+            ),
             default_model=provider.default_model,
             validation_timeout=settings.LLMHUB_VALIDATION_TIMEOUT,
             request_timeout=settings.LLMHUB_REQUEST_TIMEOUT,
         )
 
-    def _model_infos(self, provider: Provider) -> Iterable[ModelInfo]:
-        for row in provider.models.prefetch_related("prices"):
-            price = row.current_price()
-            yield ModelInfo(
-                id=row.model_id,
-                display_name=row.display_name,
-                context_window=row.context_window,
-                max_output=row.max_output,
-                supports_streaming=row.supports_streaming,
-                input_per_1m=price.input_per_1m if price else None,
-                output_per_1m=price.output_per_1m if price else None,
-                capabilities=frozenset(row.capabilities),
-                reasoning=row.reasoning,
-            )
+    def _kind_of(self, provider: Provider) -> ProviderDefinition | None:
+        """The kind a provider was set up from: built-in or file kinds from memory, a custom kind
+        from its one row."""
+        if not self._files_loaded:
+            self.reload()
+        for kind in (*_builtin_kinds(), *self._file_kinds):
+            if kind.id == provider.kind:
+                return kind
+        rows = CustomKind.objects.filter(pk=provider.kind)
+        return next(iter(self.custom_kinds(rows)), None)
+
+    def _model_infos(self, provider: Provider, only_model: str | None = None) -> Iterable[ModelInfo]:
+        rows = provider.models.prefetch_related("prices")
+        if only_model is not None:
+            rows = rows.filter(model_id=only_model)
+        for row in rows:
+            yield self._info(row)
+
+    @staticmethod
+    def _info(row: ProviderModel) -> ModelInfo:
+        price = row.current_price()
+        return ModelInfo(
+            id=row.model_id,
+            display_name=row.display_name,
+            context_window=row.context_window,
+            max_output=row.max_output,
+            supports_streaming=row.supports_streaming,
+            input_per_1m=price.input_per_1m if price else None,
+            output_per_1m=price.output_per_1m if price else None,
+            capabilities=frozenset(row.capabilities),
+            reasoning=row.reasoning,
+        )
 
     # ---- configuration
     @transaction.atomic
@@ -384,11 +411,25 @@ class ProviderRegistry:
 
     def model_info(self, ref: str) -> CatalogEntry | None:
         """The catalogue entry for "provider/model", or None."""
+        row = self.model_row(ref)
+        return None if row is None else self.entry_for(row)
+
+    @staticmethod
+    def model_row(ref: str) -> ProviderModel | None:
+        """The model "provider/model" with its provider and prices, in two queries."""
         provider_id, _, model = ref.partition("/")
-        for entry in self.list_models(provider_id, enabled_only=False):
-            if entry.info.id == model:
-                return entry
-        return None
+        return (
+            ProviderModel.objects.select_related("provider")
+            .prefetch_related("prices")
+            .filter(provider_id=provider_id, model_id=model)
+            .first()
+        )
+
+    def entry_for(self, row: ProviderModel) -> CatalogEntry:
+        provider = row.provider
+        return CatalogEntry(ref=f"{provider.id}/{row.model_id}", provider_id=provider.id,
+                            provider_name=provider.display_name, info=self._info(row),
+                            is_default=row.model_id == provider.default_model)  # fmt: skip
 
     def recommend_model(
         self, budget_per_run: Decimal, task_type: TaskType | str, typical: TokenCount = TYPICAL_RUN

@@ -20,7 +20,7 @@ def check(team: Team, provider_id: str, api_key_id: int | None = None) -> list[B
     """Raise the alerts the latest spend crossed; each budget and period alerts at most once."""
     raised = []
     for budget in budgets.matching(team, provider_id, api_key_id):
-        for standing in budgets.standings(budget):
+        for standing in budgets.standings(budget, with_reserved=False):
             if standing.spent < standing.limit * budget.alert_threshold:
                 continue
             start, _ = budgets.period(standing.period)

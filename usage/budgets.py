@@ -106,15 +106,23 @@ def label(budget: Budget) -> str:
     return budget.provider.display_name if budget.provider_id else f"{budget.team.name} team"
 
 
-def spent(budget: Budget, start: date, end: date) -> Decimal:
-    rows = DailySpend.objects.filter(day__gte=start, day__lt=end)
+def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, Decimal]:
+    """What the budget's scope has spent in each period ({"day": (start, end), ...}), in one query."""
+    rows = DailySpend.objects.filter(day__gte=min(s for s, _ in periods.values()),
+                                     day__lt=max(e for _, e in periods.values()))  # fmt: skip
     if budget.team_id:
         rows = rows.filter(team_id=budget.team_id)
     if budget.provider_id:
         rows = rows.filter(provider_id=budget.provider_id)
     if budget.api_key_id:
         rows = rows.filter(api_key_id=budget.api_key_id)
-    return rows.aggregate(total=Sum("cost_usd"))["total"] or ZERO
+    # (aliases must not be "day": that would shadow the column in the filters)
+    sums = {
+        f"in_{kind}": Sum("cost_usd", filter=Q(day__gte=start, day__lt=end))
+        for kind, (start, end) in periods.items()
+    }
+    totals = rows.aggregate(**sums)
+    return {kind: totals[f"in_{kind}"] or ZERO for kind in periods}
 
 
 def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Decimal:
@@ -130,15 +138,18 @@ def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Dec
     return runs.aggregate(total=Sum("reserved_usd"))["total"] or ZERO
 
 
-def standings(budget: Budget, now: datetime | None = None, excluding: Run | None = None) -> list[Standing]:
+def standings(budget: Budget, now: datetime | None = None, excluding: Run | None = None,
+              with_reserved: bool = True) -> list[Standing]:  # fmt: skip
+    """The budget's limits in their current periods. Without `with_reserved`, what running runs
+    hold is left out (counted as zero): alerts look at money spent only."""
     now = now or timezone.now()
-    result = []
-    for kind, limit in (("day", budget.daily_limit_usd), ("month", budget.monthly_limit_usd)):
-        if limit is not None:
-            start, end = period(kind, now)
-            held = reserved(budget, now, excluding)
-            result.append(Standing(budget, kind, limit, spent(budget, start, end), held))
-    return result
+    limits = {kind: limit for kind, limit in (("day", budget.daily_limit_usd), ("month", budget.monthly_limit_usd))
+              if limit is not None}  # fmt: skip
+    if not limits:
+        return []
+    held = reserved(budget, now, excluding) if with_reserved else ZERO  # the same for both periods
+    totals = spent(budget, {kind: period(kind, now) for kind in limits})
+    return [Standing(budget, kind, limit, totals[kind], held) for kind, limit in limits.items()]
 
 
 def reserve(run: Run, provider_id: str | None = None) -> None:

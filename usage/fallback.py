@@ -43,6 +43,12 @@ def policy_for(run: Run) -> FallbackPolicy:
     return FallbackPolicy.objects.filter(team_id=run.team_id).first() or NO_FALLBACK
 
 
+def plan(run: Run) -> tuple[FallbackPolicy, list[str]]:
+    """The run's policy and the models it will try, in order."""
+    policy = policy_for(run)
+    return policy, candidates(run, policy)
+
+
 def candidates(run: Run, policy: FallbackPolicy) -> list[str]:
     """The requested model, then each fallback the team may use that is enabled, in order."""
     refs = [run.model_requested]

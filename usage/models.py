@@ -102,6 +102,14 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # Every reservation sums the runs holding one: a handful, among all runs ever made.
+            models.Index(
+                fields=["reservation_expires_at"],
+                condition=models.Q(reserved_usd__isnull=False),
+                name="run_active_reservation",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.uuid} ({self.status})"

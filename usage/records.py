@@ -31,7 +31,11 @@ def record_usage(
     api_key=None,
 ) -> UsageRecord:
     """Record one generation. An unpriced model gets a null cost, never $0."""
-    row = ProviderModel.objects.filter(provider_id=provider_id, model_id=model).first()
+    row = (
+        ProviderModel.objects.prefetch_related("prices")
+        .filter(provider_id=provider_id, model_id=model)
+        .first()
+    )
     price: Price | None = row.current_price() if row else None
     cost: Decimal | None = None
     if price is not None:

@@ -18,7 +18,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
-from accounts.teams import providers_for
 from providers.base import Delta, FinishReason, GenerationRequest, Message, TokenCount
 from providers.errors import ModelNotAvailable, ProviderError
 from providers.models import ProviderModel
@@ -69,23 +68,24 @@ def estimate(entry: CatalogEntry, dialect: str, messages: Sequence[Message], max
 
 def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
     """The catalogue entry and dialect of a model the team may run, or RunRefused saying why."""
-    provider_id = model_ref.partition("/")[0]
-    provider = providers_for(team).filter(pk=provider_id).first()
-    entry = registry.model_info(model_ref) if provider else None
-    if provider is None or entry is None:
+    row = registry.model_row(model_ref)
+    provider = row.provider if row else None
+    if provider is None or provider.team_id not in (None, team.pk):  # as accounts.teams.providers_for
         raise RunRefused(f"{model_ref} is not one of your team's models. Pick another model.")
     if not provider.enabled:
         raise RunRefused(
             f"{provider.display_name} is disabled. An admin can enable it in Settings → Providers."
         )
-    return entry, provider.dialect
+    return registry.entry_for(row), provider.dialect
 
 
 def create_run(user: User | None, team: Team, model_ref: str, messages: Sequence[Message], max_tokens: int,
-               temperature: Decimal | None = None, automation=None, api_key=None) -> Run:  # fmt: skip
+               temperature: Decimal | None = None, automation=None, api_key=None,
+               available: tuple[CatalogEntry, str] | None = None) -> Run:  # fmt: skip
     """A pending run with its price estimate; it starts only when the user (or the program that
-    sent it, with an API key) confirms."""
-    entry, dialect = available_model(team, model_ref)
+    sent it, with an API key) confirms. `available` is what available_model() already answered
+    for this team and model, when the caller asked it first."""
+    entry, dialect = available or available_model(team, model_ref)
     caps = budgets.caps_for(team, entry.provider_id, api_key.pk if api_key else None)
     max_tokens = max(1, min(max_tokens, entry.info.max_output, caps.hard or max_tokens))
     warning = ""
@@ -142,8 +142,7 @@ async def stream(
     it is never silently restarted elsewhere. Cancelling the iterating task closes the upstream
     connection at once; the text so far is kept and the tokens it used are charged.
     """
-    policy = await sync_to_async(fallback.policy_for)(run)
-    models = await sync_to_async(fallback.candidates)(run, policy)
+    policy, models = await sync_to_async(fallback.plan)(run)
     error: ProviderError | None = None
     started = False
     for index, ref in enumerate(models):
@@ -200,7 +199,7 @@ Ask = Callable[["fallback.Question"], Awaitable[bool]]
 async def _attempt(run: Run, ref: str, policy) -> AsyncIterator:
     """One model with its retries. Yields deltas and countdown ticks, then either the finished Run
     or, when the model gave up before any text, the last ProviderError (for the caller to fall back)."""
-    adapter = await registry.aget(ref.partition("/")[0])
+    adapter = await registry.aget(ref.partition("/")[0], only_model=ref.partition("/")[2])
     request = GenerationRequest(
         model=ref.partition("/")[2],
         messages=tuple(Message(m["role"], m["content"]) for m in run.messages),

@@ -210,3 +210,17 @@ def test_wrong_methods_and_paths_answer_in_openais_error_shape(hub, hub_url):
 
 async def test_sync_helpers_are_not_needed(hub):  # keep the async marker honest: one async test
     assert await sync_to_async(lambda: hub.key.active)()
+
+
+def test_a_second_request_is_answered_while_the_first_is_still_streaming(client, hub, fake_openai):
+    """One slow stream must not hold up the rest of the API: requests are served side by side."""
+    fake_openai.reply_text = " ".join(f"w{n}" for n in range(12))
+    fake_openai.chunk_delay = 0.2  # the first stream takes over two seconds upstream
+    first = client.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK, stream=True)
+    first_chunk = next(iter(first))
+    second = client.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK, stream=True)
+    next(iter(second))
+    running = Run.objects.get(uuid=uuid.UUID(first_chunk.id.removeprefix("chatcmpl-")))
+    assert running.status == Run.Status.STREAMING  # the second answered before the first was done
+    for stream in (first, second):
+        assert [c.choices[0].finish_reason for c in stream if c.choices][-1] == "stop"
