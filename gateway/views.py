@@ -16,6 +16,8 @@ from gateway.forms import AliasForm, ApiKeyForm
 from gateway.models import ApiKey, ModelAlias
 from usage.models import Budget
 
+NEW_SECRET = "gateway_new_api_key"
+
 
 def _refs(team) -> list[str]:
     return [ref for _, group in model_choices(team) for ref, _ in group]
@@ -28,7 +30,6 @@ def keys_page(request: HttpRequest) -> HttpResponse:
     aliases = list(ModelAlias.objects.filter(team=team))
     choices = _refs(team) + ["default"] + [a.name for a in aliases]
     form = ApiKeyForm(choices, request.POST or None)
-    created = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         with transaction.atomic():
@@ -37,9 +38,12 @@ def keys_page(request: HttpRequest) -> HttpResponse:
             if data["daily_limit_usd"] is not None or data["monthly_limit_usd"] is not None:
                 Budget.objects.create(team=team, api_key=created.key, daily_limit_usd=data["daily_limit_usd"],
                                       monthly_limit_usd=data["monthly_limit_usd"])  # fmt: skip
-        form = ApiKeyForm(choices)
+        # Redirect, so a reload cannot create a second key; the secret is shown on the next page
+        # view only, then forgotten.
+        request.session[NEW_SECRET] = created.secret
+        return redirect("gateway:keys")
     context = {
-        "team": team, "form": form, "created": created, "aliases": aliases,
+        "team": team, "form": form, "new_secret": request.session.pop(NEW_SECRET, None), "aliases": aliases,
         "alias_form": AliasForm(_refs(team)),
         "keys": ApiKey.objects.filter(team=team).select_related("created_by", "budget"),
         "base_url": request.build_absolute_uri("/v1"),

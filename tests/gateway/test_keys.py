@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 def test_an_admin_creates_a_key_that_is_shown_once_and_stored_hashed(alice_client, alpha, fake_openai):
     registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
     page = alice_client.post("/settings/api-keys/", {"name": "CI", "allowed_models": ["openai/gpt-4o-mini"],
-                                                     "monthly_limit_usd": "5"}).content.decode()  # fmt: skip
+                                                     "monthly_limit_usd": "5"}, follow=True).content.decode()  # fmt: skip
     secret = re.search(r"llmh-[A-Za-z0-9_-]{40,}", page).group(0)
     key = ApiKey.objects.get()
     assert key.digest == hashlib.sha256(secret.encode()).hexdigest() and secret not in str(vars(key))
