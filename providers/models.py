@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -70,11 +71,7 @@ class ProviderModel(models.Model):
 
     def current_price(self, at: datetime | None = None) -> Price | None:
         """The price in force: an admin's override first, then a config file's, then the library's."""
-        at = at or timezone.now()
-        in_force = [p for p in self.prices.all() if p.valid_from <= at]
-        if not in_force:
-            return None
-        return max(in_force, key=lambda p: (Price.PRECEDENCE[p.source], p.valid_from, p.pk))
+        return price_in_force(self.prices.all(), at)
 
 
 class Price(models.Model):
@@ -128,3 +125,13 @@ class CustomKind(models.Model):
 
     def __str__(self) -> str:
         return self.definition.get("name") or self.id
+
+
+def price_in_force(prices: Iterable[Price], at: datetime | None = None) -> Price | None:
+    """Of a model's prices, the one in force at `at` (now): an admin's override first, then a
+    config file's, then the library's; the latest of a source wins."""
+    at = at or timezone.now()
+    in_force = [p for p in prices if p.valid_from <= at]
+    if not in_force:
+        return None
+    return max(in_force, key=lambda p: (Price.PRECEDENCE[p.source], p.valid_from, p.pk))

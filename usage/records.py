@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Team, User
 from providers.base import TokenCount
-from providers.models import Price, ProviderModel
+from providers.models import Price, price_in_force
 from providers.pricing import cost as price_cost
 from usage import alerts
 from usage.models import DailySpend, UsageRecord
@@ -31,12 +31,7 @@ def record_usage(
     api_key=None,
 ) -> UsageRecord:
     """Record one generation. An unpriced model gets a null cost, never $0."""
-    row = (
-        ProviderModel.objects.prefetch_related("prices")
-        .filter(provider_id=provider_id, model_id=model)
-        .first()
-    )
-    price: Price | None = row.current_price() if row else None
+    price = price_in_force(Price.objects.filter(model__provider_id=provider_id, model__model_id=model))
     cost: Decimal | None = None
     if price is not None:
         cost = price_cost(price.input_per_1m, price.output_per_1m, tokens.input, tokens.output)

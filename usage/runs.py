@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
-from providers.base import Delta, FinishReason, GenerationRequest, Message, TokenCount
+from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter, TokenCount
 from providers.errors import ModelNotAvailable, ProviderError
 from providers.models import ProviderModel
 from providers.pricing import cost
@@ -158,7 +158,7 @@ async def stream(
                     return
             await sync_to_async(fallback.record_switch)(run, models[index - 1], ref, error)
         try:
-            await sync_to_async(_reserve, thread_sensitive=False)(run, ref)
+            adapter = await sync_to_async(_begin, thread_sensitive=False)(run, ref, starting=not started)
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             if error is None and index == len(models) - 1:
@@ -167,15 +167,10 @@ async def stream(
                 yield run
                 return
             continue
-        run.model_used = ref
         if not started:
             started = True
-            run.status, run.started_at = Run.Status.STREAMING, timezone.now()
-            await run.asave(
-                update_fields=["status", "started_at", "model_used", "reserved_usd", "reservation_expires_at"]
-            )
             yield run  # started
-        async for event in _attempt(run, ref, policy):
+        async for event in _attempt(run, ref, policy, adapter):
             if isinstance(event, ProviderError):
                 error = event
             else:
@@ -196,10 +191,9 @@ async def stream(
 Ask = Callable[["fallback.Question"], Awaitable[bool]]
 
 
-async def _attempt(run: Run, ref: str, policy) -> AsyncIterator:
+async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> AsyncIterator:
     """One model with its retries. Yields deltas and countdown ticks, then either the finished Run
     or, when the model gave up before any text, the last ProviderError (for the caller to fall back)."""
-    adapter = await registry.aget(ref.partition("/")[0], only_model=ref.partition("/")[2])
     request = GenerationRequest(
         model=ref.partition("/")[2],
         messages=tuple(Message(m["role"], m["content"]) for m in run.messages),
@@ -261,6 +255,20 @@ async def _countdown(seconds: float, error: ProviderError) -> AsyncIterator[fall
         step = min(1.0, remaining)
         await asyncio.sleep(step)
         remaining -= step
+
+
+def _begin(run: Run, ref: str, starting: bool) -> ProviderAdapter:
+    """An attempt on `ref` in one trip to the database: its maximum cost reserved (BudgetRefused
+    when a budget cannot cover it), the run marked started on its first attempt, and the adapter."""
+    _reserve(run, ref)
+    run.model_used = ref
+    if starting:
+        run.status, run.started_at = Run.Status.STREAMING, timezone.now()
+        run.save(
+            update_fields=["status", "started_at", "model_used", "reserved_usd", "reservation_expires_at"]
+        )
+    provider_id, _, model = ref.partition("/")
+    return registry.get(provider_id, only_model=model)
 
 
 def _reserve(run: Run, ref: str) -> None:
