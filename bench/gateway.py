@@ -6,7 +6,8 @@ OpenAI-compatible API, in one run, so the difference is what the hub adds.
 The hub runs as `make run` serves it (daphne, SQLite in a fresh data folder), with a team budget and
 usage recording on: every request reserves against the budget, records its usage row and settles.
 Printed: added latency (hub minus direct) at p50 / p99 for concurrency 1, 16 and 64, throughput at
-each, time-to-first-token overhead when streaming, the server's RSS idle and under load, usage rows
+each, the server's CPU time per request, time-to-first-token overhead when streaming, the server's
+RSS idle and under load, usage rows
 against completed requests, and whether a kill -9 under load lost a row for a completed response.
 
 Targets (issue 8, 2-core machine): added p50 <= 2 ms and p99 <= 8 ms at concurrency 1; no error and
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -58,10 +60,30 @@ def wait_for(port: int, process: subprocess.Popen, what: str) -> None:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of a process and its children (the workers of a multi-process server)."""
+    total = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += sum(rss_mb(int(child)) for child in (task / "children").read_text().split())
+    except FileNotFoundError:  # the process ended while being read
+        pass
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children so far."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += sum(cpu_seconds(int(child)) for child in (task / "children").read_text().split())
+    except FileNotFoundError:
+        pass
+    return total
 
 
 @dataclass
@@ -178,10 +200,14 @@ SERVERS = {
 }  # fmt: skip
 
 
-def start_hub(data: Path, port: int, server: str) -> subprocess.Popen:
+def start_hub(data: Path, port: int, server: str, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "LLMHUB_DATA_DIR": str(data)}
     command = [sys.executable, *(part.format(port=port) for part in SERVERS[server])]
-    hub = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if workers > 1:
+        command[-1:-1] = ["--workers", str(workers)]  # uvicorn: one process per worker
+    # Its own process group, so a kill reaches every worker process too.
+    hub = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)  # fmt: skip
     wait_for(port, hub, "the hub")
     return hub
 
@@ -194,6 +220,7 @@ def main() -> None:
     parser.add_argument("--skip-kill", action="store_true", help="skip the kill -9 check")
     parser.add_argument("--server", choices=SERVERS, default="daphne",
                         help="the ASGI server to run the hub with (uvicorn if installed)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (uvicorn only)")
     options = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="llmhub-gateway-bench-"))
@@ -204,15 +231,18 @@ def main() -> None:
     wait_for(up_port, upstream, "the fake upstream")
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     key = set_up(data, upstream_url)
-    hub = start_hub(data, hub_port, options.server)
+    if options.workers > 1 and options.server != "uvicorn":
+        parser.error("--workers needs --server uvicorn (daphne serves from one process)")
+    hub = start_hub(data, hub_port, options.server, options.workers)
     hub_url = f"http://127.0.0.1:{hub_port}/v1"
     try:
         run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port)
     finally:
-        for process in (hub, upstream):
-            if process.poll() is None:
-                process.terminate()
-                process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(hub.pid, signal.SIGTERM)  # the server and any worker left behind
+        hub.wait(10)
+        upstream.terminate()
+        upstream.wait(10)
 
 
 def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> None:
@@ -227,17 +257,20 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
             peak[0] = max(peak[0], rss_mb(hub.pid))
 
     print(
-        f"gateway benchmark ({options.server}): {options.requests} requests per level and side, "
+        f"gateway benchmark ({options.server}, {options.workers} worker(s)): {options.requests} requests per level and side, "
         f"fake upstream on {upstream_url}"
     )
     print(f"{'concurrency':>11} | {'direct p50':>10} {'p99':>7} | {'hub p50':>8} {'p99':>7} | "
-          f"{'added p50':>9} {'p99':>7} | {'direct req/s':>12} {'hub req/s':>9} {'ratio':>5} | errors")  # fmt: skip
+          f"{'added p50':>9} {'p99':>7} | {'direct req/s':>12} {'hub req/s':>9} {'ratio':>5} | "
+          f"{'hub CPU/req':>11} | errors")  # fmt: skip
     hub_completed: list[str] = list(warm.completed_ids)
     for concurrency in (1, 16, 64):
         direct = asyncio.run(load(upstream_url, UPSTREAM_KEY, "gpt-4o-mini", concurrency, options.requests))
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        cpu_before = cpu_seconds(hub.pid)
         through = asyncio.run(load(hub_url, key, "openai/gpt-4o-mini", concurrency, options.requests))
+        cpu = (cpu_seconds(hub.pid) - cpu_before) / max(1, len(through.latencies)) * 1000
         sampling.set()
         sampler.join()
         sampling.clear()
@@ -246,7 +279,7 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
         h50, h99 = through.pct(through.latencies, 50), through.pct(through.latencies, 99)
         print(f"{concurrency:>11} | {d50:>8.2f}ms {d99:>5.2f}ms | {h50:>6.2f}ms {h99:>5.2f}ms | "
               f"{h50 - d50:>7.2f}ms {h99 - d99:>5.2f}ms | {direct.throughput:>12.0f} {through.throughput:>9.0f} "
-              f"{through.throughput / direct.throughput:>5.2f} | "
+              f"{through.throughput / direct.throughput:>5.2f} | {cpu:>9.1f}ms | "
               f"{len(direct.errors) + len(through.errors)}{' ' + through.errors[0] if through.errors else ''}")  # fmt: skip
 
     direct = asyncio.run(
@@ -275,7 +308,7 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
             load(hub_url, key, "openai/gpt-4o-mini", 16, 100_000, stream=True, stop=stop)
         )
         await asyncio.sleep(2.0)
-        os.kill(hub.pid, signal.SIGKILL)
+        os.killpg(hub.pid, signal.SIGKILL)
         stop.set()
         return await task
 

@@ -4,13 +4,13 @@ budgets, fallback, usage rows and the audit log apply as for a run in the browse
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from decimal import Decimal
 
 import httpx
 import openai
 import pytest
-from asgiref.sync import sync_to_async
 
 from audit.models import AuditEntry
 from gateway import keys
@@ -208,8 +208,17 @@ def test_wrong_methods_and_paths_answer_in_openais_error_shape(hub, hub_url):
     assert httpx.get(f"{hub_url}/v1/models").status_code == 401
 
 
-async def test_sync_helpers_are_not_needed(hub):  # keep the async marker honest: one async test
-    assert await sync_to_async(lambda: hub.key.active)()
+def test_an_unreachable_provider_is_a_503(client, alpha):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    provider = registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=f"http://127.0.0.1:{port}/v1",
+                             team=alpha)  # fmt: skip
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(model=f"{provider.id}/gpt-4o-mini", messages=ASK)
+    assert failed.value.status_code == 503
+    assert failed.value.body["code"] == "upstream_unavailable"
+    assert Run.objects.get(model_requested=f"{provider.id}/gpt-4o-mini").status == Run.Status.FAILED
 
 
 def test_a_second_request_is_answered_while_the_first_is_still_streaming(client, hub, fake_openai):
