@@ -103,11 +103,12 @@ class Run(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            # Every reservation sums the runs holding one: a handful, among all runs ever made.
+            # Every reservation sums what the team's running runs hold: a handful among all the
+            # team's runs (without it SQLite walks every run of the team by the team_id index).
             models.Index(
-                fields=["reservation_expires_at"],
+                fields=["team", "reservation_expires_at"],
                 condition=models.Q(reserved_usd__isnull=False),
-                name="run_active_reservation",
+                name="run_team_active_reservation",
             )
         ]
 

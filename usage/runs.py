@@ -260,8 +260,12 @@ async def _countdown(seconds: float, error: ProviderError) -> AsyncIterator[fall
 def _begin(run: Run, ref: str, starting: bool) -> ProviderAdapter:
     """An attempt on `ref` in one trip to the database: its maximum cost reserved (BudgetRefused
     when a budget cannot cover it), the run marked started on its first attempt, and the adapter."""
-    _reserve(run, ref)
-    run.model_used = ref
+    previous, run.model_used = run.model_used, ref  # the reservation is for this model
+    try:
+        _reserve(run, ref)
+    except budgets.BudgetRefused:
+        run.model_used = previous
+        raise
     if starting:
         run.status, run.started_at = Run.Status.STREAMING, timezone.now()
         run.save(

@@ -96,6 +96,20 @@ class TestReservations:
         Run.objects.filter(pk=run.pk).update(reservation_expires_at=timezone.now() - timedelta(seconds=1))
         budgets.reserve(second)  # the crashed run's hold has expired
 
+    def test_a_fallback_attempt_holds_money_against_the_fallback_providers_budget(
+        self, alice, alpha, openai, fake_anthropic
+    ):
+        anthropic = registry.save("anthropic", {"api_key": GOOD_KEYS["anthropic"]}, endpoint=fake_anthropic.url,
+                                  team=alpha)  # fmt: skip
+        on_openai = Budget.objects.create(provider=openai, monthly_limit_usd=Decimal("50"))
+        on_anthropic = Budget.objects.create(provider=anthropic, monthly_limit_usd=Decimal("50"))
+        run = runs.create_run(alice, alpha, "openai/gpt-4o", ASK, 1000)
+        run.model_used = "anthropic/claude-haiku-4-5"  # OpenAI failed; the run now tries Claude
+        budgets.reserve(run, "anthropic")
+        now = timezone.now()
+        assert budgets.reserved(on_anthropic, now) == run.reserved_usd > 0
+        assert budgets.reserved(on_openai, now) == 0
+
     def test_an_unpriced_model_under_a_budget_is_refused_until_priced(self, alice, alpha, openai):
         Price.objects.filter(model_id="openai/o1").delete()
         Budget.objects.create(team=alpha, monthly_limit_usd=Decimal("100"))
