@@ -8,22 +8,31 @@ VENDOR := static/vendor
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint python-version browser bench
+.PHONY: run test lint python-version browser postgres bench
 
 run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) llmhub.asgi:application
 
-test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed browser
+# The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API) again
+# on a throwaway PostgreSQL cluster. `make test POSTGRES_TESTS=` skips the second pass.
+POSTGRES_TESTS ?= tests/usage tests/gateway
+test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed browser $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(if $(POSTGRES_TESTS),$(PY) -m tests.with_postgres $(PY) -m pytest -q $(POSTGRES_TESTS))
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+# PostgreSQL's server binaries, for the second pass (the tests start and stop their own cluster).
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
 
 # Benchmarks print their figures; each compares against a baseline measured in the same run.
 bench: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed

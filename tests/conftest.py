@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 
 from providers.base import ProviderAdapter, ProviderConfig
 from providers.crypto import Secret
@@ -21,6 +23,19 @@ GOOD_KEYS = {
 # Settings besides the key that some kinds need to have any model at all.
 EXTRA_CREDENTIALS = {"azure": {"deployments": "gpt4o-prod=gpt-4o, mini=gpt-4o-mini, reasoner=o3-mini"}}
 BAD_KEY = "sk-test-wrong-key-000000000000ZZZZ"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stray_connections_closed(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Async tests leave connections open in worker threads; PostgreSQL refuses to drop a test
+    database still in use, so they are ended before it is dropped."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")  # fmt: skip
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -175,3 +190,13 @@ def bob_client(bob):
 @pytest.fixture
 def charlie_client(charlie):
     return _client_for(charlie)
+
+
+def database_url_for_subprocesses() -> str:
+    """The test database (SQLite file or PostgreSQL) as a DATABASE_URL, for the server and command
+    processes tests start."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    credentials = f"{quote(db['USER'])}:{quote(db['PASSWORD'])}@" if db.get("USER") else ""
+    return f"postgres://{credentials}{db['HOST']}:{db['PORT']}/{db['NAME']}"

@@ -189,7 +189,7 @@ def reserve(run: Run, provider_id: str | None = None) -> None:
     with transaction.atomic():
         budgets = list(
             matching(run.team, provider_id or run.provider_id, run.api_key_id)
-            .select_for_update()
+            .select_for_update(of=("self",))  # lock the budget rows, not the joined ones
             .order_by("pk")
         )
         limited = [b for b in budgets if b.daily_limit_usd is not None or b.monthly_limit_usd is not None]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -158,7 +159,11 @@ async def stream(
                     return
             await sync_to_async(fallback.record_switch)(run, models[index - 1], ref, error)
         try:
-            adapter = await sync_to_async(_begin, thread_sensitive=False)(run, ref, starting=not started)
+            # Off the request's thread, so runs waiting for the budget lock do not queue behind each
+            # other's other work; database_sync_to_async closes that thread's connection when due.
+            adapter = await database_sync_to_async(_begin, thread_sensitive=False)(
+                run, ref, starting=not started
+            )
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             if error is None and index == len(models) - 1:
@@ -216,6 +221,12 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                         parts.append(event.text)
                         yield event
                         streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)
+                        if streamed_tokens > ceiling:
+                            # Counted piece by piece, a text counts high ("word " is two tokens alone,
+                            # one inside a sentence): count it whole before cutting the provider off.
+                            streamed_tokens = tokens.count_text(
+                                "".join(parts), request.model, adapter.dialect
+                            )
                         if streamed_tokens > ceiling:
                             run.error_message = f"Stopped at the cap of {run.max_tokens} output tokens."
                             run.finish_reason = FinishReason.LENGTH

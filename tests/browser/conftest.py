@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.conftest import database_url_for_subprocesses
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -29,8 +31,11 @@ def _free_port() -> int:
 def hub_url(django_db_setup, static_files) -> Iterator[str]:
     """The app served by daphne in its own process, reading and writing the test database."""
     port = _free_port()
-    database = settings.DATABASES["default"]["NAME"]
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "LLMHUB_DATA_DIR": str(settings.DATA_DIR)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocesses(),
+        "LLMHUB_DATA_DIR": str(settings.DATA_DIR),
+    }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = (ARTIFACTS / "daphne.log").open("w")
     server = subprocess.Popen(

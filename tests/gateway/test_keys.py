@@ -15,7 +15,7 @@ from gateway import keys
 from gateway.models import ApiKey
 from providers.base import TokenCount
 from providers.registry import registry
-from tests.conftest import GOOD_KEYS
+from tests.conftest import GOOD_KEYS, database_url_for_subprocesses
 from usage.models import Budget
 from usage.records import record_usage
 
@@ -63,10 +63,9 @@ def test_last_used_is_recorded_without_a_write_per_request(alpha):
 
 def test_the_command_prints_the_key_once(tmp_path, alpha, settings):
     root = Path(__file__).resolve().parents[2]
-    database = settings.DATABASES["default"]["NAME"]
     env = {
         "PATH": "/usr/bin:/bin",
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": database_url_for_subprocesses(),
         "LLMHUB_DATA_DIR": str(settings.DATA_DIR),
     }
     done = subprocess.run([sys.executable, "manage.py", "create_api_key", "--team", "Nope", "--name", "x"],
@@ -77,10 +76,9 @@ def test_the_command_prints_the_key_once(tmp_path, alpha, settings):
 @pytest.mark.django_db(transaction=True)
 def test_the_command_creates_a_key_in_the_database(settings, alpha):
     root = Path(__file__).resolve().parents[2]
-    database = settings.DATABASES["default"]["NAME"]
     env = {
         "PATH": "/usr/bin:/bin",
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": database_url_for_subprocesses(),
         "LLMHUB_DATA_DIR": str(settings.DATA_DIR),
     }
     done = subprocess.run([sys.executable, "manage.py", "create_api_key", "--team", "Alpha", "--name", "CI",

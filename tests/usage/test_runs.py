@@ -72,6 +72,18 @@ async def test_a_provider_that_streams_past_the_cap_is_cut_off(alice, alpha, ope
     assert await asyncio.to_thread(fake_openai.client_disconnected.wait, 5)
 
 
+async def test_a_provider_that_stops_at_the_cap_is_not_cut_off(alice, alpha, openai, fake_openai):
+    """Pieces like "word " count two tokens each on their own: the cap is checked on the whole text."""
+    fake_openai.realistic = True
+    fake_openai.reply_text = "word " * 600  # the provider stops at max_tokens by its own count
+    run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o", ASK, 500)
+    run, text = await finish(run)
+    assert run.status == Run.Status.COMPLETED and run.error_message == ""
+    assert text == "word " * 500 and run.output_tokens == fake_openai.realistic_tokens(
+        text
+    )  # the provider's count
+
+
 async def test_an_unpriced_model_runs_with_its_cost_unknown_never_zero(alice, alpha, openai):
     await Price.objects.filter(model_id="openai/o1").adelete()
     run = await sync_to_async(runs.create_run)(alice, alpha, "openai/o1", ASK, 100)
