@@ -22,6 +22,7 @@ from gateway.models import ApiKey
 
 PREFIX = "llmh-"
 KEY_CACHE_SECONDS = 5.0
+KEY_CACHE_SIZE = 10_000  # past this, expired entries are dropped: made-up keys cannot fill memory
 LAST_USED_EVERY = timedelta(seconds=60)  # last_used_at is written at most this often per key
 
 _cache: dict[str, tuple[float, ApiKey | None]] = {}
@@ -77,6 +78,9 @@ def authenticate(header: str) -> ApiKey | None:
         key = cached[1]
     else:
         key = ApiKey.objects.select_related("team").filter(digest=hashed, revoked_at=None).first()
+        if len(_cache) >= KEY_CACHE_SIZE:
+            for stale in [h for h, (seen, _) in _cache.items() if now - seen >= KEY_CACHE_SECONDS]:
+                del _cache[stale]
         _cache[hashed] = (now, key)
     if key is not None:
         _touch(key)

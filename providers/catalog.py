@@ -41,7 +41,7 @@ class SyncReport:
 def sync_models(provider: Provider) -> SyncReport:
     """Add the chat models the provider lists, and date any new library price. Raises ProviderError."""
     adapter = registry.adapter_for(provider)
-    kind = next((k for k in registry.kinds() if k.id == provider.kind), None)
+    kind = registry.kind_of(provider)
     pricing_provider = kind.pricing_provider if kind else None
     listed = [m for m in async_to_sync(adapter.fetch_model_ids)() if adapter.is_chat_model(m)]
     report = SyncReport(provider.id, listed=len(listed))

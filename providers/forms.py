@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -9,6 +10,9 @@ from django.utils.text import slugify
 
 from providers.base import CredentialField
 from providers.definitions import DefinitionError, ProviderDefinition, parse_entry
+
+# Extra headers are stored and audited in plain text: ones named like a credential are refused.
+SECRET_HEADER = re.compile(r"authorization|key|token|secret|password", re.IGNORECASE)
 
 
 class ProviderSetupForm(forms.Form):
@@ -175,6 +179,10 @@ class CustomProviderForm(forms.Form):
                 name, colon, value = line.partition(":")
                 if not colon or not name.strip():
                     self.add_error("headers", f"Line {number}: write Name: value.")
+                    return None
+                if SECRET_HEADER.search(name):
+                    self.add_error("headers", f"Line {number}: {name.strip()} looks like a key. Keys go in the "
+                                   "API key field (stored encrypted): set “Key header” to its name.")  # fmt: skip
                     return None
                 headers[name.strip()] = value.strip()
         if headers:

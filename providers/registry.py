@@ -184,14 +184,14 @@ class ProviderRegistry:
         `only_model` loads the catalogue of that one model instead of all of them: enough to run a
         generation with it, and what the run path uses (a provider may list hundreds of models)."""
         if only_model is not None and (row := self.model_row(f"{provider_id}/{only_model}")) is not None:
-            return self.adapter_class(row.provider.dialect)(self.config_for(row.provider, models=[row]))
+            return self.adapter_for(row.provider, models=[row])
         provider = Provider.objects.filter(pk=provider_id).first()
         if provider is None:
             raise UnknownProvider(provider_id)
-        return self.adapter_for(provider, only_model)
+        return self.adapter_for(provider)
 
-    async def aget(self, provider_id: str, only_model: str | None = None) -> ProviderAdapter:
-        return await sync_to_async(self.get)(provider_id, only_model)
+    async def aget(self, provider_id: str) -> ProviderAdapter:
+        return await sync_to_async(self.get)(provider_id)
 
     def load(self) -> dict[str, ProviderAdapter]:
         """Adapters for every configured provider."""
@@ -208,18 +208,20 @@ class ProviderRegistry:
     def list_enabled(self) -> list[Provider]:
         return list(Provider.objects.filter(enabled=True))
 
-    def adapter_for(self, provider: Provider, only_model: str | None = None) -> ProviderAdapter:
+    def adapter_for(
+        self, provider: Provider, models: Iterable[ProviderModel] | None = None
+    ) -> ProviderAdapter:
         adapter_class = self.adapter_class(provider.dialect)
-        config = self.config_for(provider, only_model=only_model)
+        config = self.config_for(provider, models=models)
         return adapter_class(config)
 
     def config_for(self, provider: Provider, credentials: Mapping[str, str] | None = None,
-                   only_model: str | None = None, models: Iterable[ProviderModel] | None = None,
-                   ) -> ProviderConfig:  # fmt: skip
+                   models: Iterable[ProviderModel] | None = None) -> ProviderConfig:  # fmt: skip
+        """`models`: the catalogue rows to include (with their prices); all the provider's by default."""
         adapter_class = self.adapter_class(provider.dialect)
         secret_names = {f.name for f in adapter_class.credential_fields if f.secret}
         plain = provider.credentials() if credentials is None else credentials
-        kind = self._kind_of(provider)
+        kind = self.kind_of(provider)
         return ProviderConfig(
             provider_id=provider.id,
             display_name=provider.display_name,
@@ -229,14 +231,14 @@ class ProviderRegistry:
             auth_header=kind.auth_header if kind else "",
             auth_scheme=kind.auth_scheme if kind else "Bearer",
             models=tuple(
-                self._model_infos(provider, only_model) if models is None else map(self._info, models)
+                map(self._info, provider.models.prefetch_related("prices") if models is None else models)
             ),
             default_model=provider.default_model,
             validation_timeout=settings.LLMHUB_VALIDATION_TIMEOUT,
             request_timeout=settings.LLMHUB_REQUEST_TIMEOUT,
         )
 
-    def _kind_of(self, provider: Provider) -> ProviderDefinition | None:
+    def kind_of(self, provider: Provider) -> ProviderDefinition | None:
         """The kind a provider was set up from: built-in or file kinds from memory, a custom kind
         from its one row."""
         if not self._files_loaded:
@@ -246,13 +248,6 @@ class ProviderRegistry:
                 return kind
         rows = CustomKind.objects.filter(pk=provider.kind)
         return next(iter(self.custom_kinds(rows)), None)
-
-    def _model_infos(self, provider: Provider, only_model: str | None = None) -> Iterable[ModelInfo]:
-        rows = provider.models.prefetch_related("prices")
-        if only_model is not None:
-            rows = rows.filter(model_id=only_model)
-        for row in rows:
-            yield self._info(row)
 
     @staticmethod
     def _info(row: ProviderModel) -> ModelInfo:
@@ -395,19 +390,12 @@ class ProviderRegistry:
             providers = providers.filter(pk=provider_id)
         if enabled_only:
             providers = providers.filter(enabled=True)
-        entries = []
-        for provider in providers:
-            for info in self._model_infos(provider):
-                entries.append(
-                    CatalogEntry(
-                        ref=f"{provider.id}/{info.id}",
-                        provider_id=provider.id,
-                        provider_name=provider.display_name,
-                        info=info,
-                        is_default=info.id == provider.default_model,
-                    )
-                )
-        return entries
+        # (a provider's own related manager hands each row its provider: no query per row)
+        return [
+            self.entry_for(row)
+            for provider in providers
+            for row in provider.models.prefetch_related("prices")
+        ]
 
     def model_info(self, ref: str) -> CatalogEntry | None:
         """The catalogue entry for "provider/model", or None."""

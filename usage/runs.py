@@ -279,9 +279,7 @@ def _begin(run: Run, ref: str, starting: bool) -> ProviderAdapter:
         raise
     if starting:
         run.status, run.started_at = Run.Status.STREAMING, timezone.now()
-        run.save(
-            update_fields=["status", "started_at", "model_used", "reserved_usd", "reservation_expires_at"]
-        )
+        run.save(update_fields=["status", "started_at", "model_used"])  # the hold is saved by reserve()
     provider_id, _, model = ref.partition("/")
     return registry.get(provider_id, only_model=model)
 

@@ -100,3 +100,12 @@ def test_spend_filters_by_key(alice_client, alpha, fake_openai):
     assert csv.count("\n") == 2 and csv.strip().endswith(",api,notebook")
     Budget.objects.create(team=alpha, api_key=ci, monthly_limit_usd=3)
     assert "API key CI" in alice_client.get("/spend/").content.decode()
+
+
+def test_made_up_keys_do_not_fill_the_key_cache(alpha, monkeypatch):
+    monkeypatch.setattr(keys, "KEY_CACHE_SIZE", 50)
+    monkeypatch.setattr(keys, "KEY_CACHE_SECONDS", 0.0)  # every earlier lookup has expired
+    keys._cache.clear()
+    for n in range(200):
+        assert keys.authenticate(f"Bearer llmh-made-up-{n}") is None
+    assert len(keys._cache) <= 50

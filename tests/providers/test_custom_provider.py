@@ -113,6 +113,7 @@ def test_without_models_the_servers_own_list_is_read_and_flagged_unpriced(alice_
         ({"id": "openai"}, "The id 'openai' is already taken; choose another."),
         ({"id": "custom"}, "The id 'custom' is already taken"),
         ({"headers": "no colon here"}, "Line 1: write Name: value."),
+        ({"headers": "X-Title: hub\nX-Api-Key: sk-abc"}, "Line 2: X-Api-Key looks like a key."),
         ({"default_model": "gpt-9"}, "default_model 'gpt-9' is not listed"),
     ],
 )
