@@ -7,16 +7,14 @@ import uuid
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import transaction
 
 from accounts.models import Team, User
 from providers.base import TokenCount
 from providers.models import Price, price_in_force
 from providers.pricing import cost as price_cost
-from usage import alerts
-from usage.models import DailySpend, UsageRecord
+from usage import alerts, rollups
+from usage.models import UsageRecord
 
 
 @transaction.atomic
@@ -48,27 +46,10 @@ def record_usage(
         user=user,
         api_key=api_key,
     )
-    _roll_up(record)
+    rollups.add(record)
     if team is not None and cost:
         alerts.check(team, provider_id, api_key.pk if api_key else None)
     return record
 
 
 arecord_usage = sync_to_async(record_usage)
-
-
-def _roll_up(record: UsageRecord) -> None:
-    key = {"day": timezone.localdate(record.created_at), "team": record.team, "user": record.user,
-           "api_key": record.api_key, "provider_id": record.provider_id, "model": record.model}  # fmt: skip
-    increments = {"runs": F("runs") + 1, "input_tokens": F("input_tokens") + record.input_tokens,
-                  "output_tokens": F("output_tokens") + record.output_tokens,
-                  "cost_usd": F("cost_usd") + (record.cost_usd or 0)}  # fmt: skip
-    if DailySpend.objects.filter(**key).update(**increments):
-        return
-    try:
-        with transaction.atomic():
-            DailySpend.objects.create(**key, runs=1, input_tokens=record.input_tokens,
-                                      output_tokens=record.output_tokens, cost_usd=record.cost_usd or 0)  # fmt: skip
-    except IntegrityError:
-        # Another process created the day's row first (PostgreSQL): add to it instead.
-        DailySpend.objects.filter(**key).update(**increments)
