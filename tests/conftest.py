@@ -192,11 +192,44 @@ def charlie_client(charlie):
     return _client_for(charlie)
 
 
+@pytest.fixture
+def database_faults(settings) -> Iterator[None]:
+    """Ready for tests/database_faults.py: SQLite connections opened from now on wait 0.3 s for a
+    lock, settlements retry once, quickly, and this thread's PostgreSQL connection (which the test
+    framework cleans up with) is never cut."""
+    from asgiref.sync import SyncToAsync
+    from django.db import connection, connections
+
+    from tests import database_faults
+
+    settings.LLMHUB_SETTLE_RETRIES = 1
+    settings.LLMHUB_SETTLE_RETRY_SECONDS = 0.05
+    if connection.vendor != "sqlite":
+        connection.ensure_connection()
+        database_faults.spared_pid = connection.connection.info.backend_pid
+        yield
+        return
+    options = connection.settings_dict["OPTIONS"]
+    before = options["timeout"]
+    options["timeout"] = 0.3
+    yield
+    options["timeout"] = before
+    # sync_to_async's shared thread keeps its connection from test to test: not with this timeout.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+@pytest.fixture
+def spool_file(settings, tmp_path):
+    """This test's own settlement spool."""
+    settings.LLMHUB_SPOOL_PATH = tmp_path / "settlements.spool"
+    return settings.LLMHUB_SPOOL_PATH
+
+
 def database_url_for_subprocesses() -> str:
     """The test database (SQLite file or PostgreSQL) as a DATABASE_URL, for the server and command
     processes tests start."""
     db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    if db["ENGINE"] == settings.SQLITE_ENGINE:
         return f"sqlite:///{db['NAME']}"
     credentials = f"{quote(db['USER'])}:{quote(db['PASSWORD'])}@" if db.get("USER") else ""
     return f"postgres://{credentials}{db['HOST']}:{db['PORT']}/{db['NAME']}"

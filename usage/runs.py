@@ -15,18 +15,15 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
-from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter, TokenCount
+from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter
 from providers.errors import ModelNotAvailable, ProviderError
-from providers.models import ProviderModel
 from providers.pricing import cost
 from providers.registry import CatalogEntry, registry
-from usage import budgets, fallback, tokens
-from usage.models import Run, UsageRecord
-from usage.records import record_usage
+from usage import budgets, fallback, records, tokens
+from usage.models import Run
 
 # Without history, a run is expected to use this share of its max output tokens.
 EXPECTED_OUTPUT_SHARE = Decimal("0.25")
@@ -164,6 +161,13 @@ async def stream(
             adapter = await database_sync_to_async(_begin, thread_sensitive=False)(
                 run, ref, starting=not started
             )
+        except budgets.BudgetUnavailable as unavailable:
+            # Nothing new is held: the database took no write. Its final state waits in the spool.
+            run.status, run.error_message, run.refusal = Run.Status.FAILED, str(unavailable), unavailable
+            run.finished_at = timezone.now()
+            await sync_to_async(records.postpone)(run, reason="no budget could be reserved")
+            yield run
+            return
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             if error is None and index == len(models) - 1:
@@ -279,7 +283,8 @@ def _begin(run: Run, ref: str, starting: bool) -> ProviderAdapter:
         raise
     if starting:
         run.status, run.started_at = Run.Status.STREAMING, timezone.now()
-        run.save(update_fields=["status", "started_at", "model_used"])  # the hold is saved by reserve()
+        with budgets.database_writable():
+            run.save(update_fields=["status", "started_at", "model_used"])  # the hold is saved by reserve()
     provider_id, _, model = ref.partition("/")
     return registry.get(provider_id, only_model=model)
 
@@ -312,21 +317,4 @@ async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) 
         )
     run.output, run.input_tokens, run.output_tokens = text, input_tokens, output_tokens
     run.finished_at = timezone.now()
-    await sync_to_async(_record)(run)
-
-
-@transaction.atomic
-def _record(run: Run) -> None:
-    """The usage row, the run's real cost in place of its reservation, in one transaction."""
-    provider_id, _, model = (run.model_used or run.model_requested).partition("/")
-    if run.input_tokens or run.output_tokens:
-        source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
-        usage = record_usage(provider_id, model, TokenCount(run.input_tokens, run.output_tokens), source,
-                             run_id=str(run.uuid), team=run.team, user=run.user, api_key=run.api_key)  # fmt: skip
-        run.cost_usd = usage.cost_usd
-    elif (
-        row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()
-    ) and row.current_price():
-        run.cost_usd = Decimal("0")
-    run.reserved_usd = run.reservation_expires_at = None
-    run.save()
+    await records.asettle(run)
