@@ -28,6 +28,7 @@ from providers.errors import ProviderError
 from providers.forms import CustomProviderForm, DefaultModelForm, ProviderSetupForm
 from providers.models import CustomKind, Provider
 from providers.registry import UnknownKind, registry
+from usage import spool
 
 # Rendering runs the context processors, which read the database: from async views, in a thread.
 arender = sync_to_async(render)
@@ -174,8 +175,14 @@ def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None 
     current = default_model_for(team)
     form = form or DefaultModelForm(model_choices(team), initial={"model": current.ref if current else ""})
     custom = CustomKind.objects.filter(team=team) if not request.user.is_staff else CustomKind.objects.all()
-    return {"team": team, "providers": providers, "default_form": form, "current": current,
-            "custom_kinds": list(custom.select_related("team"))}  # fmt: skip
+    return {
+        "team": team,
+        "providers": providers,
+        "default_form": form,
+        "current": current,
+        "custom_kinds": list(custom.select_related("team")),
+        "spooled": spool.pending(),
+    }
 
 
 @require_POST

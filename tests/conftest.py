@@ -39,6 +39,12 @@ def stray_connections_closed(django_db_setup, django_db_blocker) -> Iterator[Non
 
 
 @pytest.fixture(scope="session", autouse=True)
+def session_spool(tmp_path_factory) -> None:
+    """Settlements spooled by tests (and by the test server) stay out of the data folder."""
+    settings.LLMHUB_SPOOL_PATH = tmp_path_factory.mktemp("spool") / "settlements.spool"
+
+
+@pytest.fixture(scope="session", autouse=True)
 def static_files(django_test_environment) -> None:
     """Collect static files once, as `make run` does: pages use the manifest's hashed names."""
     from django.core.management import call_command

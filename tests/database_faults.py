@@ -70,10 +70,10 @@ def _postgres_read_only(on: bool) -> None:
 
 
 @contextmanager
-def sqlite_file_read_only(path: Path) -> Iterator[None]:
+def sqlite_file_read_only(path: Path | str) -> Iterator[None]:
     """The database file (and its write-ahead log) cannot be written: `chattr +i` as root, who
     ignores permissions, else chmod. Connections opened meanwhile open it read-only."""
-    files = [p for p in (path, Path(f"{path}-wal")) if p.exists()]
+    files = [p for p in (Path(path), Path(f"{path}-wal")) if p.exists()]
     if os.geteuid() == 0:
         if shutil.which("chattr") is None:
             pytest.skip("running as root without chattr: the database cannot be made read-only")

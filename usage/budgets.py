@@ -23,6 +23,7 @@ from django.utils import timezone
 from accounts.models import Team
 from llmhub.database import UNAVAILABLE
 from providers.pricing import format_usd
+from usage import spool
 from usage.models import Budget, DailySpend, Run
 
 RESERVATION_TTL = timedelta(hours=1)
@@ -212,6 +213,10 @@ def database_writable() -> Iterator[None]:
 def reserve(run: Run, provider_id: str | None = None) -> None:
     """Hold the run's maximum cost against every matching budget, or refuse it, atomically
     (BudgetRefused; BudgetUnavailable when the database cannot be written)."""
+    if spool.pending():  # spend that waited for the database counts before more money is held
+        from usage import records  # records imports alerts, which imports this module
+
+        records.replay_spool()
     with database_writable(), transaction.atomic():
         budgets = list(
             matching(run.team, provider_id or run.provider_id, run.api_key_id)

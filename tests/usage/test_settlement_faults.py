@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import stat
+from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
+from django.db import connection
 
 from providers.base import Delta, Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
-from tests.database_faults import writes_refused
-from usage import records, rollups, runs, spool
-from usage.models import Run, UsageRecord
+from tests.database_faults import reopen_connections, sqlite_file_read_only, writes_refused
+from usage import budgets, records, rollups, runs, spool
+from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ASK = [Message("user", "Write about budgets.")]
@@ -122,6 +124,32 @@ async def test_a_run_that_cannot_reserve_its_budget_fails_at_once_saying_why(
     assert (stored.status, stored.error_message) == (Run.Status.FAILED, UNAVAILABLE)
 
 
+async def finish(run: Run) -> Run:
+    async for event in runs.stream(run):
+        if isinstance(event, Run):
+            run = event
+    return run
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="a read-only SQLite file")
+async def test_after_a_read_only_spell_runs_go_through_again_without_a_restart(
+    alice, alpha, openai, spool_file, database_faults
+):
+    """Connections opened while the file was read-only stay read-only in SQLite: they are reopened."""
+    first = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
+    second = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
+    with sqlite_file_read_only(connection.settings_dict["NAME"]):
+        await reopen_connections()
+        first = await finish(first)
+    assert first.status == Run.Status.FAILED and first.error_message == UNAVAILABLE
+    second = await finish(second)
+    assert second.status == Run.Status.COMPLETED
+    assert await UsageRecord.objects.filter(run_id=str(second.uuid)).aexists()
+    await reopen_connections()  # the shared sync thread's opened read-only too (as a new request's would not)
+    await sync_to_async(records.replay_spool)()
+    assert (await Run.objects.aget(pk=first.pk)).status == Run.Status.FAILED
+
+
 def test_replay_spool_reports_what_it_wrote(alice, alpha, openai, spool_file, capsys):
     run = runs.create_run(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
     run.status, run.input_tokens, run.output_tokens = Run.Status.COMPLETED, 12, 30
@@ -131,3 +159,29 @@ def test_replay_spool_reports_what_it_wrote(alice, alpha, openai, spool_file, ca
     assert UsageRecord.objects.get(run_id=str(run.uuid)).output_tokens == 30
     call_command("replay_spool")
     assert "The settlement spool is empty." in capsys.readouterr().out
+
+
+def test_admins_see_how_many_settlements_wait_for_the_database(
+    alice, alpha, openai, spool_file, alice_client
+):
+    run = runs.create_run(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
+    run.status, run.input_tokens, run.output_tokens = Run.Status.COMPLETED, 12, 30
+    records.postpone(run)
+    records.postpone(run)
+    for page in ("/providers/settings/", "/spend/"):
+        html = alice_client.get(page).content.decode()
+        assert "2 finished runs are waiting to be charged: the database could not be written" in html
+    records.replay_spool()
+    assert "waiting to be charged" not in alice_client.get("/providers/settings/").content.decode()
+
+
+def test_spooled_spend_counts_before_a_new_run_reserves(alice, alpha, openai, spool_file):
+    """The database is back but the replay timer has not fired: the next reservation writes the
+    spooled spend first, so the budget sees it."""
+    Budget.objects.create(team=alpha, daily_limit_usd=Decimal("0.01"))
+    spent = runs.create_run(alice, alpha, "openai/gpt-4o", ASK, 200)
+    spent.status, spent.input_tokens, spent.output_tokens = Run.Status.COMPLETED, 2000, 500  # $0.01
+    records.postpone(spent)
+    with pytest.raises(budgets.BudgetRefused, match=r"Daily Alpha team budget: \$0.00 of \$0.01 left"):
+        budgets.reserve(runs.create_run(alice, alpha, "openai/gpt-4o", ASK, 10))
+    assert spool.pending() == 0
