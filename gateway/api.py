@@ -19,7 +19,7 @@ from gateway import keys
 from gateway import openai_format as fmt
 from gateway.models import ApiKey, ModelAlias
 from providers.base import Delta
-from providers.errors import NetworkError, RateLimited, Timeout
+from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
 from providers.registry import registry
 from usage import budgets, runs
 from usage.models import Run
@@ -157,6 +157,11 @@ def _failure(run: Run) -> ApiError:
     if isinstance(error, RateLimited):
         return ApiError(429, run.error_message, type_="rate_limit_error", code="rate_limit_exceeded",
                         headers=fmt.retry_after_header(error.retry_after))  # fmt: skip
+    if isinstance(error, CircuitOpen):
+        headers = fmt.retry_after_header(error.retry_after)
+        return ApiError(
+            503, run.error_message, type_="api_error", code="upstream_unavailable", headers=headers
+        )
     if isinstance(error, NetworkError | Timeout):
         return ApiError(503, run.error_message, type_="api_error", code="upstream_unavailable")
     return ApiError(

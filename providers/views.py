@@ -23,6 +23,7 @@ from accounts.teams import (
     require_admin,
 )
 from audit import log
+from providers import breaker
 from providers.catalog import sync_models
 from providers.errors import ProviderError
 from providers.forms import CustomProviderForm, DefaultModelForm, ProviderSetupForm
@@ -169,7 +170,7 @@ def settings(request: HttpRequest) -> HttpResponse:
 
 
 def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None = None) -> dict:
-    providers = list(providers_for(team).select_related("team"))
+    providers = list(providers_for(team).select_related("team", "breaker"))
     for provider in providers:
         provider.manageable = can_manage(request.user, provider)
     current = default_model_for(team)
@@ -229,6 +230,17 @@ def toggle(request: HttpRequest, provider_id: str) -> HttpResponse:
     if request.htmx:
         provider.manageable = True
         return render(request, "providers/settings.html#provider-row", {"provider": provider})
+    return redirect("providers:settings")
+
+
+@require_POST
+@login_required
+def breaker_reset(request: HttpRequest, provider_id: str) -> HttpResponse:
+    """Close an open circuit by hand (the provider was fixed): runs use it again at once."""
+    require_admin(request)
+    provider = _get_provider_for_admin(request, provider_id)
+    breaker.reset(provider, request.user)
+    messages.success(request, f"{provider.display_name} is tried again from now on.")
     return redirect("providers:settings")
 
 

@@ -18,8 +18,9 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from accounts.models import Team, User
+from providers import breaker
 from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter
-from providers.errors import ModelNotAvailable, ProviderError
+from providers.errors import CircuitOpen, ModelNotAvailable, ProviderError
 from providers.pricing import cost
 from providers.registry import CatalogEntry, registry
 from usage import budgets, fallback, records, tokens
@@ -140,7 +141,14 @@ async def stream(
     it is never silently restarted elsewhere. Cancelling the iterating task closes the upstream
     connection at once; the text so far is kept and the tokens it used are charged.
     """
-    policy, models = await sync_to_async(fallback.plan)(run)
+    try:
+        policy, models = await sync_to_async(fallback.plan)(run)
+    except CircuitOpen as skipped:  # every model it may use is cooling off after repeated failures
+        run.status, run.error_message = Run.Status.FAILED, skipped.user_message
+        run.error_action, run.last_error = skipped.action, skipped
+        await sync_to_async(_release)(run)
+        yield run
+        return
     error: ProviderError | None = None
     started = False
     for index, ref in enumerate(models):
@@ -238,12 +246,14 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                     else:
                         usage, run.finish_reason = event.usage, event.finish_reason
             run.status = Run.Status.COMPLETED
+            await sync_to_async(breaker.record_success)(ref.partition("/")[0])
         except asyncio.CancelledError:
             run.status, run.error_message = Run.Status.CANCELLED, "Cancelled. The text so far is kept."
             # The request reached the provider: its prompt is billed even if no text came back yet.
             await asyncio.shield(_settle(run, "".join(parts), usage, adapter.dialect, charge_input=True))
             raise
         except ProviderError as error:
+            skipped = await sync_to_async(breaker.record_failure)(ref.partition("/")[0], error)
             if parts:  # text was shown: keep it, charge it, and let the user decide what next
                 run.status, run.error_action, run.last_error = Run.Status.FAILED, "continue", error
                 run.error_message = f"{error.user_message} The text so far is kept."
@@ -251,7 +261,7 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                 yield run
                 return
             wait = fallback.backoff(attempt, error, waited, policy) if error.retryable else None
-            if wait is None or attempt == policy.retry_count:
+            if wait is None or attempt == policy.retry_count or skipped:
                 yield error
                 return
             async for tick in _countdown(wait, error):
