@@ -144,10 +144,7 @@ async def stream(
     try:
         policy, models = await sync_to_async(fallback.plan)(run)
     except CircuitOpen as skipped:  # every model it may use is cooling off after repeated failures
-        run.status, run.error_message = Run.Status.FAILED, skipped.user_message
-        run.error_action, run.last_error = skipped.action, skipped
-        await sync_to_async(_release)(run)
-        yield run
+        yield await _not_started(run, skipped)
         return
     error: ProviderError | None = None
     started = False
@@ -170,11 +167,7 @@ async def stream(
                 run, ref, starting=not started
             )
         except budgets.BudgetUnavailable as unavailable:
-            # Nothing new is held: the database took no write. Its final state waits in the spool.
-            run.status, run.error_message, run.refusal = Run.Status.FAILED, str(unavailable), unavailable
-            run.finished_at = timezone.now()
-            await sync_to_async(records.postpone)(run, reason="no budget could be reserved")
-            yield run
+            yield await _not_started(run, unavailable)
             return
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
@@ -206,6 +199,19 @@ async def stream(
 
 
 Ask = Callable[["fallback.Question"], Awaitable[bool]]
+
+
+async def _not_started(run: Run, cause: CircuitOpen | budgets.BudgetUnavailable) -> Run:
+    """A run that ends before any provider is called: its providers are skipped by the circuit
+    breaker, or the database cannot be written (nothing new was held; its end waits in the spool)."""
+    run.status, run.error_message = Run.Status.FAILED, str(cause)
+    if isinstance(cause, CircuitOpen):
+        run.error_action, run.last_error = cause.action, cause
+        await sync_to_async(_release)(run)
+    else:
+        run.refusal, run.finished_at = cause, timezone.now()
+        await sync_to_async(records.postpone)(run, reason="no budget could be reserved")
+    return run
 
 
 async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> AsyncIterator:

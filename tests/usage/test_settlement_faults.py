@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections
 
+from llmhub.asgi import application
 from providers.base import Delta, Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
@@ -21,6 +25,7 @@ from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ASK = [Message("user", "Write about budgets.")]
+ORIGIN = (b"origin", b"http://127.0.0.1")
 UNAVAILABLE = (
     "The database is busy or unavailable, so the budget cannot be checked and the run did not start. "
     "Try again in 5 seconds."
@@ -131,6 +136,21 @@ async def finish(run: Run) -> Run:
     return run
 
 
+async def test_the_run_page_says_why_a_run_could_not_start(
+    alice, alpha, openai, alice_client, spool_file, database_faults
+):
+    run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
+    session = (b"cookie", f"sessionid={alice_client.cookies['sessionid'].value}".encode())
+    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=[session, ORIGIN])
+    connected, _ = await communicator.connect()
+    assert connected
+    async with writes_refused():
+        await communicator.send_json_to({"action": "start", "HEADERS": {}})
+        frame = await communicator.receive_from(timeout=10)
+    await communicator.disconnect()
+    assert "The database is busy or unavailable, so the budget cannot be checked" in frame
+
+
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="a read-only SQLite file")
 async def test_after_a_read_only_spell_runs_go_through_again_without_a_restart(
     alice, alpha, openai, spool_file, database_faults
@@ -184,4 +204,28 @@ def test_spooled_spend_counts_before_a_new_run_reserves(alice, alpha, openai, sp
     records.postpone(spent)
     with pytest.raises(budgets.BudgetRefused, match=r"Daily Alpha team budget: \$0.00 of \$0.01 left"):
         budgets.reserve(runs.create_run(alice, alpha, "openai/gpt-4o", ASK, 10))
+    assert spool.pending() == 0
+
+
+def test_processes_replaying_at_once_write_each_settlement_once(alice, alpha, openai, spool_file):
+    spooled = []
+    for _ in range(5):
+        run = runs.create_run(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
+        run.status, run.input_tokens, run.output_tokens = Run.Status.COMPLETED, 12, 30
+        records.postpone(run)
+        spooled.append(str(run.uuid))
+    barrier = threading.Barrier(4)
+
+    def replay() -> None:
+        try:
+            barrier.wait()
+            records.replay_spool()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(replay) for _ in range(4)]:
+            future.result()
+    records.replay_spool()  # whatever a busy moment left
+    assert sorted(UsageRecord.objects.values_list("run_id", flat=True)) == sorted(spooled)
     assert spool.pending() == 0
