@@ -182,7 +182,7 @@ def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None 
         "default_form": form,
         "current": current,
         "custom_kinds": list(custom.select_related("team")),
-        "spooled": spool.pending(),
+        "spooled": spool.pending(None if request.user.is_staff else [team.pk]),
     }
 
 

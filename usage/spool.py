@@ -13,7 +13,7 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +60,11 @@ def append(entry: dict) -> None:
     line = json.dumps(entry, separators=(",", ":")) + "\n"
     with _locked():
         created = not path().exists()
-        fd = os.open(path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path(), os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # a line cut short by a crash stays alone (and is rejected on replay)
             os.write(fd, line.encode())
             os.fsync(fd)
         finally:
@@ -70,15 +73,26 @@ def append(entry: dict) -> None:
             _sync_folder()
 
 
-def pending() -> int:
-    """How many settlements wait in the spool (a stat when there are none)."""
+def pending(team_ids: Collection[int] | None = None) -> int:
+    """How many settlements wait in the spool (a stat when there are none); with `team_ids`, only
+    those of these teams' runs."""
     try:
         if path().stat().st_size == 0:
             return 0
         with path().open("rb") as spool:
-            return sum(1 for line in spool if line.strip())
+            lines = [line for line in spool if line.strip()]
     except FileNotFoundError:
         return 0
+    if team_ids is None:
+        return len(lines)
+    return sum(1 for line in lines if _team_of(line) in team_ids)
+
+
+def _team_of(line: bytes) -> int | None:
+    try:
+        return json.loads(line)["run"]["fields"]["team"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def replay(apply: Callable[[dict], bool]) -> Replayed:

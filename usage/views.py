@@ -172,7 +172,7 @@ def spend_page(request: HttpRequest) -> HttpResponse:
         "standings": [s for b in team_budgets for s in budgets.standings(b)],
         "providers": sorted(name for name, _ in breakdown.by_provider),
         "query": request.GET.urlencode(),
-        "spooled": spool.pending(),
+        "spooled": spool.pending(filters.team_ids),
     }
     return render(request, "usage/spend.html", context)
 

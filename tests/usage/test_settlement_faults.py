@@ -182,7 +182,7 @@ def test_replay_spool_reports_what_it_wrote(alice, alpha, openai, spool_file, ca
 
 
 def test_admins_see_how_many_settlements_wait_for_the_database(
-    alice, alpha, openai, spool_file, alice_client
+    alice, alpha, openai, spool_file, alice_client, charlie_client
 ):
     run = runs.create_run(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
     run.status, run.input_tokens, run.output_tokens = Run.Status.COMPLETED, 12, 30
@@ -191,8 +191,20 @@ def test_admins_see_how_many_settlements_wait_for_the_database(
     for page in ("/providers/settings/", "/spend/"):
         html = alice_client.get(page).content.decode()
         assert "2 finished runs are waiting to be charged: the database could not be written" in html
+    assert "waiting to be charged" not in charlie_client.get("/spend/").content.decode()  # not his team's
     records.replay_spool()
     assert "waiting to be charged" not in alice_client.get("/providers/settings/").content.decode()
+
+
+def test_a_line_cut_short_by_a_crash_costs_no_other_settlement(alice, alpha, openai, spool_file):
+    run = runs.create_run(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
+    run.status, run.input_tokens, run.output_tokens = Run.Status.COMPLETED, 12, 30
+    spool_file.write_text('{"run": {"model": "usage.run", "fie')  # the power went out mid-write
+    records.postpone(run)
+    replayed = records.replay_spool()
+    assert (replayed.written, replayed.rejected, replayed.left) == (1, 1, 0)
+    assert UsageRecord.objects.filter(run_id=str(run.uuid)).exists()
+    assert spool_file.with_name("settlements.spool.rejected").read_text().startswith('{"run": {"model"')
 
 
 def test_spooled_spend_counts_before_a_new_run_reserves(alice, alpha, openai, spool_file):
