@@ -24,6 +24,10 @@ GOOD_KEYS = {
 EXTRA_CREDENTIALS = {"azure": {"deployments": "gpt4o-prod=gpt-4o, mini=gpt-4o-mini, reasoner=o3-mini"}}
 BAD_KEY = "sk-test-wrong-key-000000000000ZZZZ"
 
+# No background replay of the settlement spool in the test process (importing llmhub.asgi would start
+# one): tests replay when they mean to; the test server (tests/browser/conftest.py) runs its own.
+settings.LLMHUB_SPOOL_REPLAY_SECONDS = 0
+
 
 @pytest.fixture(scope="session", autouse=True)
 def stray_connections_closed(django_db_setup, django_db_blocker) -> Iterator[None]:

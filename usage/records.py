@@ -199,10 +199,12 @@ def wake_replayer() -> None:
     _wakeup.set()
 
 
-def start_replaying(period: float | None = None) -> threading.Thread:
-    """A daemon thread that replays the spool now, every `period` seconds (LLMHUB_SPOOL_REPLAY_SECONDS)
-    and whenever a settlement got through while some waited. One per server process."""
+def start_replaying(period: float | None = None) -> threading.Thread | None:
+    """A daemon thread that replays the spool now, every `period` seconds (LLMHUB_SPOOL_REPLAY_SECONDS;
+    0 starts none) and whenever a settlement got through while some waited. One per server process."""
     period = settings.LLMHUB_SPOOL_REPLAY_SECONDS if period is None else period
+    if period <= 0:
+        return None
 
     def replay_forever() -> None:
         while True:
