@@ -19,9 +19,9 @@ from gateway import keys
 from gateway import openai_format as fmt
 from gateway.models import ApiKey, ModelAlias
 from providers.base import Delta
-from providers.errors import NetworkError, RateLimited, Timeout
+from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
 from providers.registry import registry
-from usage import runs
+from usage import budgets, runs
 from usage.models import Run
 
 
@@ -109,6 +109,7 @@ def _resolve(key: ApiKey, name: str) -> str:
     return ref
 
 
+@budgets.database_writable()  # a database that cannot be written: 503, never an HTML 500
 def _prepare(request: HttpRequest, body: bytes) -> Prepared:
     """Everything before the provider is called, in one trip to the database thread."""
     key = _authenticate(request)
@@ -148,17 +149,29 @@ def _refuse(run: Run, message: str) -> None:
 
 def _failure(run: Run) -> ApiError:
     """The HTTP error for a run that ended without an answer."""
+    if isinstance(run.refusal, budgets.BudgetUnavailable):
+        return _unavailable(run.refusal)
     if run.refusal is not None:
         return ApiError(402, str(run.refusal), type_="insufficient_quota", code="budget_exceeded")
     error = run.last_error
     if isinstance(error, RateLimited):
         return ApiError(429, run.error_message, type_="rate_limit_error", code="rate_limit_exceeded",
                         headers=fmt.retry_after_header(error.retry_after))  # fmt: skip
+    if isinstance(error, CircuitOpen):
+        headers = fmt.retry_after_header(error.retry_after)
+        return ApiError(
+            503, run.error_message, type_="api_error", code="upstream_unavailable", headers=headers
+        )
     if isinstance(error, NetworkError | Timeout):
         return ApiError(503, run.error_message, type_="api_error", code="upstream_unavailable")
     return ApiError(
         502, run.error_message or "The provider failed.", type_="api_error", code="upstream_error"
     )
+
+
+def _unavailable(error: budgets.BudgetUnavailable) -> ApiError:
+    headers = {"retry-after": str(error.retry_after)}
+    return ApiError(503, str(error), type_="api_error", code="database_unavailable", headers=headers)
 
 
 @csrf_exempt
@@ -174,6 +187,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         prepared = await sync_to_async(_prepare)(request, request.body)
     except ApiError as error:
         return error.response()
+    except budgets.BudgetUnavailable as unavailable:
+        return _unavailable(unavailable).response()
     events = aiter(runs.stream(prepared.run))
     run = prepared.run
     if not prepared.request.stream:

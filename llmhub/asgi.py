@@ -12,7 +12,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from usage import records  # noqa: E402
 from usage.routing import websocket_urlpatterns  # noqa: E402
+
+records.start_replaying()  # settlements spooled while the database was down: written when it is back
 
 application = ProtocolTypeRouter(
     {

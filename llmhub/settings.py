@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from llmhub.environment import env, envbool, envint, envlist, read_or_create_secret_file
+from llmhub.environment import env, envbool, envfloat, envint, envlist, read_or_create_secret_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -100,19 +100,23 @@ SQLITE_OPTIONS = {
     # starts, so two budget reservations can never interleave.
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     "transaction_mode": "IMMEDIATE",
-    "timeout": 20,
+    # Seconds a write waits for another's lock before "database is locked": a settlement holds it
+    # for milliseconds, so this only runs out when something holds the database far too long.
+    "timeout": envfloat("LLMHUB_SQLITE_BUSY_TIMEOUT", 20),
 }
+# Django's SQLite backend, plus: a connection that failed (read-only, locked) is reopened.
+SQLITE_ENGINE = "llmhub.sqlite"
 if DATABASE_URL:
     # Seconds a server connection is kept for reuse (0: one per request, e.g. behind pgbouncer).
     DATABASES = {
         "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("LLMHUB_DB_CONN_MAX_AGE", 60))
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        DATABASES["default"].update(CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
+        DATABASES["default"].update(ENGINE=SQLITE_ENGINE, CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": SQLITE_ENGINE,
             "NAME": DATA_DIR / "llmhub.sqlite3",
             "OPTIONS": SQLITE_OPTIONS,
             # Kept open: the threads runs reserve budgets on would otherwise reopen the file, with
@@ -178,6 +182,18 @@ LLMHUB_API_MAX_BODY_BYTES = envint("LLMHUB_API_MAX_BODY_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LLMHUB_API_MAX_BODY_BYTES
 # Retries wait base × 2^attempt seconds plus jitter, or the provider's retry-after when it says.
 LLMHUB_RETRY_BASE_SECONDS = float(env("LLMHUB_RETRY_BASE_SECONDS", "1"))
+
+# ---- Settlements the database could not take (usage/records.py): retried, then spooled to a file
+# and written when the database is back, by every server process every few seconds.
+LLMHUB_SETTLE_RETRIES = envint("LLMHUB_SETTLE_RETRIES", 3)
+LLMHUB_SETTLE_RETRY_SECONDS = envfloat("LLMHUB_SETTLE_RETRY_SECONDS", 0.25)  # tripled each retry
+LLMHUB_SPOOL_PATH = Path(env("LLMHUB_SPOOL_PATH", str(DATA_DIR / "settlements.spool")))
+LLMHUB_SPOOL_REPLAY_SECONDS = envfloat("LLMHUB_SPOOL_REPLAY_SECONDS", 30)
+
+# ---- Circuit breaker (providers/breaker.py): after this many failures in a row a provider is
+# skipped for the cooling-off period, then one probe request decides.
+LLMHUB_BREAKER_FAILURES = envint("LLMHUB_BREAKER_FAILURES", 5)
+LLMHUB_BREAKER_COOLDOWN_SECONDS = envint("LLMHUB_BREAKER_COOLDOWN_SECONDS", 60)
 
 # ---- Email and logging
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -6,7 +6,10 @@ secrets from provider bodies before an error is built.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+
+from django.utils import timezone
 
 
 class ProviderError(Exception):
@@ -128,6 +131,28 @@ class UnexpectedResponse(ProviderError):
             return f"{self.provider} is having trouble (HTTP {self.status}). Try again in a moment."
         hint = f": {self.detail}" if self.detail else ""
         return f"{self.provider} rejected the request (HTTP {self.status}){hint}"
+
+
+class CircuitOpen(ProviderError):
+    """A provider skipped by the circuit breaker after failing again and again (providers/breaker.py):
+    no request is sent until the cooling-off period ends."""
+
+    def __init__(self, provider: str, failures: int, until: datetime, detail: str = "") -> None:
+        self.failures = failures
+        self.until = until
+        super().__init__(provider, detail)
+
+    @property
+    def retry_after(self) -> float:
+        return max(1.0, (self.until - timezone.now()).total_seconds())
+
+    @property
+    def user_message(self) -> str:
+        at = timezone.localtime(self.until).strftime("%H:%M")
+        return (
+            f"{self.provider} failed {self.failures} times in a row; skipped until {at}. "
+            "Try again then, or pick another model."
+        )
 
 
 class UnpricedModel(Exception):

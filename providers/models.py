@@ -127,6 +127,27 @@ class CustomKind(models.Model):
         return self.definition.get("name") or self.id
 
 
+class CircuitBreaker(models.Model):
+    """A provider's recent failures, shared by every server process (providers/breaker.py): after
+    too many in a row it is skipped until `open_until`, then one probe request decides."""
+
+    provider = models.OneToOneField(
+        Provider, primary_key=True, on_delete=models.CASCADE, related_name="breaker"
+    )
+    failures = models.PositiveIntegerField(default=0, help_text="Failed requests in a row")
+    open_until = models.DateTimeField(null=True, blank=True, help_text="Skipped until then")
+    probe_until = models.DateTimeField(null=True, blank=True, help_text="A probe request is out until then")
+    last_error = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider_id}: {self.failures} failures"
+
+    @property
+    def skipping(self) -> bool:
+        """Open: runs skip the provider now (past `open_until`, a probe may go through)."""
+        return self.open_until is not None and self.open_until > timezone.now()
+
+
 def price_in_force(prices: Iterable[Price], at: datetime | None = None) -> Price | None:
     """Of a model's prices, the one in force at `at` (now): an admin's override first, then a
     config file's, then the library's; the latest of a source wins."""

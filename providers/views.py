@@ -23,11 +23,13 @@ from accounts.teams import (
     require_admin,
 )
 from audit import log
+from providers import breaker
 from providers.catalog import sync_models
 from providers.errors import ProviderError
 from providers.forms import CustomProviderForm, DefaultModelForm, ProviderSetupForm
 from providers.models import CustomKind, Provider
 from providers.registry import UnknownKind, registry
+from usage import spool
 
 # Rendering runs the context processors, which read the database: from async views, in a thread.
 arender = sync_to_async(render)
@@ -168,14 +170,20 @@ def settings(request: HttpRequest) -> HttpResponse:
 
 
 def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None = None) -> dict:
-    providers = list(providers_for(team).select_related("team"))
+    providers = list(providers_for(team).select_related("team", "breaker"))
     for provider in providers:
         provider.manageable = can_manage(request.user, provider)
     current = default_model_for(team)
     form = form or DefaultModelForm(model_choices(team), initial={"model": current.ref if current else ""})
     custom = CustomKind.objects.filter(team=team) if not request.user.is_staff else CustomKind.objects.all()
-    return {"team": team, "providers": providers, "default_form": form, "current": current,
-            "custom_kinds": list(custom.select_related("team"))}  # fmt: skip
+    return {
+        "team": team,
+        "providers": providers,
+        "default_form": form,
+        "current": current,
+        "custom_kinds": list(custom.select_related("team")),
+        "spooled": spool.pending(None if request.user.is_staff else [team.pk]),
+    }
 
 
 @require_POST
@@ -222,6 +230,17 @@ def toggle(request: HttpRequest, provider_id: str) -> HttpResponse:
     if request.htmx:
         provider.manageable = True
         return render(request, "providers/settings.html#provider-row", {"provider": provider})
+    return redirect("providers:settings")
+
+
+@require_POST
+@login_required
+def breaker_reset(request: HttpRequest, provider_id: str) -> HttpResponse:
+    """Close an open circuit by hand (the provider was fixed): runs use it again at once."""
+    require_admin(request)
+    provider = _get_provider_for_admin(request, provider_id)
+    breaker.reset(provider, request.user)
+    messages.success(request, f"{provider.display_name} is tried again from now on.")
     return redirect("providers:settings")
 
 

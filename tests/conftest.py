@@ -24,6 +24,10 @@ GOOD_KEYS = {
 EXTRA_CREDENTIALS = {"azure": {"deployments": "gpt4o-prod=gpt-4o, mini=gpt-4o-mini, reasoner=o3-mini"}}
 BAD_KEY = "sk-test-wrong-key-000000000000ZZZZ"
 
+# No background replay of the settlement spool in the test process (importing llmhub.asgi would start
+# one): tests replay when they mean to; the test server (tests/browser/conftest.py) runs its own.
+settings.LLMHUB_SPOOL_REPLAY_SECONDS = 0
+
 
 @pytest.fixture(scope="session", autouse=True)
 def stray_connections_closed(django_db_setup, django_db_blocker) -> Iterator[None]:
@@ -36,6 +40,12 @@ def stray_connections_closed(django_db_setup, django_db_blocker) -> Iterator[Non
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_spool(tmp_path_factory) -> None:
+    """Settlements spooled by tests (and by the test server) stay out of the data folder."""
+    settings.LLMHUB_SPOOL_PATH = tmp_path_factory.mktemp("spool") / "settlements.spool"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -192,11 +202,44 @@ def charlie_client(charlie):
     return _client_for(charlie)
 
 
+@pytest.fixture
+def database_faults(settings) -> Iterator[None]:
+    """Ready for tests/database_faults.py: SQLite connections opened from now on wait 0.3 s for a
+    lock, settlements retry once, quickly, and this thread's PostgreSQL connection (which the test
+    framework cleans up with) is never cut."""
+    from asgiref.sync import SyncToAsync
+    from django.db import connection, connections
+
+    from tests import database_faults
+
+    settings.LLMHUB_SETTLE_RETRIES = 1
+    settings.LLMHUB_SETTLE_RETRY_SECONDS = 0.05
+    if connection.vendor != "sqlite":
+        connection.ensure_connection()
+        database_faults.spared_pid = connection.connection.info.backend_pid
+        yield
+        return
+    options = connection.settings_dict["OPTIONS"]
+    before = options["timeout"]
+    options["timeout"] = 0.3
+    yield
+    options["timeout"] = before
+    # sync_to_async's shared thread keeps its connection from test to test: not with this timeout.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+@pytest.fixture
+def spool_file(settings, tmp_path):
+    """This test's own settlement spool."""
+    settings.LLMHUB_SPOOL_PATH = tmp_path / "settlements.spool"
+    return settings.LLMHUB_SPOOL_PATH
+
+
 def database_url_for_subprocesses() -> str:
     """The test database (SQLite file or PostgreSQL) as a DATABASE_URL, for the server and command
     processes tests start."""
     db = settings.DATABASES["default"]
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    if db["ENGINE"] == settings.SQLITE_ENGINE:
         return f"sqlite:///{db['NAME']}"
     credentials = f"{quote(db['USER'])}:{quote(db['PASSWORD'])}@" if db.get("USER") else ""
     return f"postgres://{credentials}{db['HOST']}:{db['PORT']}/{db['NAME']}"

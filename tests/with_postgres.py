@@ -53,8 +53,9 @@ def main(command: list[str]) -> int:
         if as_root:
             shutil.chown(home, "postgres")
         server(initdb, "-D", str(data), "-A", "trust", "-U", "llmhub", "--no-sync")
-        server(pg_ctl, "-D", str(data), "-w", "-l", str(home / "log"), "-o",
-               f"-h 127.0.0.1 -p {port} -k {home} -F", "start")  # fmt: skip
+        # Room for a connection per request of the load tests (hundreds at once; default 100).
+        options = f"-h 127.0.0.1 -p {port} -k {home} -F -c max_connections=400"
+        server(pg_ctl, "-D", str(data), "-w", "-l", str(home / "log"), "-o", options, "start")
         subprocess.run([createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "llmhub", "llmhub"], check=True)
         url = f"postgres://llmhub@127.0.0.1:{port}/llmhub"
         # Connections closed after each use: the test database can then be dropped at the end.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import calendar
 import decimal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -19,7 +21,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Team
+from llmhub.database import UNAVAILABLE
 from providers.pricing import format_usd
+from usage import spool
 from usage.models import Budget, DailySpend, Run
 
 RESERVATION_TTL = timedelta(hours=1)
@@ -29,6 +33,19 @@ SQLITE_DECIMAL = decimal.Context(prec=15)
 
 class BudgetRefused(Exception):
     """A run its budget cannot cover; the message names the budget and what is left."""
+
+
+class BudgetUnavailable(Exception):
+    """The database cannot be written (locked, read-only, unreachable), so no budget can be checked
+    or held: the run does not start. The API answers 503 with retry-after, the page shows why."""
+
+    retry_after = 5  # seconds
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The database is busy or unavailable, so the budget cannot be checked and the run did not "
+            f"start. Try again in {self.retry_after} seconds."
+        )
 
 
 @dataclass(frozen=True)
@@ -184,9 +201,23 @@ def standings(budget: Budget, now: datetime | None = None, excluding: Run | None
     return [Standing(budget, kind, limit, totals[kind], held) for kind, limit in limits.items()]
 
 
+@contextmanager
+def database_writable() -> Iterator[None]:
+    """Turns a database that cannot be written into BudgetUnavailable."""
+    try:
+        yield
+    except UNAVAILABLE as fault:
+        raise BudgetUnavailable() from fault
+
+
 def reserve(run: Run, provider_id: str | None = None) -> None:
-    """Hold the run's maximum cost against every matching budget, or refuse it, atomically."""
-    with transaction.atomic():
+    """Hold the run's maximum cost against every matching budget, or refuse it, atomically
+    (BudgetRefused; BudgetUnavailable when the database cannot be written)."""
+    if spool.pending():  # spend that waited for the database counts before more money is held
+        from usage import records  # records imports alerts, which imports this module
+
+        records.replay_spool()
+    with database_writable(), transaction.atomic():
         budgets = list(
             matching(run.team, provider_id or run.provider_id, run.api_key_id)
             .select_for_update(of=("self",))  # lock the budget rows, not the joined ones

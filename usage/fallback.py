@@ -10,6 +10,7 @@ from django.conf import settings
 
 from accounts.teams import providers_for
 from audit import log
+from providers import breaker
 from providers.errors import ProviderError, RateLimited
 from providers.pricing import format_usd
 from providers.registry import registry
@@ -44,9 +45,23 @@ def policy_for(run: Run) -> FallbackPolicy:
 
 
 def plan(run: Run) -> tuple[FallbackPolicy, list[str]]:
-    """The run's policy and the models it will try, in order."""
+    """The run's policy and the models it will try, in order: without those whose provider the
+    circuit breaker skips (noted in the run's attempts). CircuitOpen when that leaves none."""
     policy = policy_for(run)
-    return policy, candidates(run, policy)
+    refs = candidates(run, policy)
+    skip = breaker.skipped(list(dict.fromkeys(ref.partition("/")[0] for ref in refs)))
+    if not skip:
+        return policy, refs
+    usable = []
+    for ref in refs:
+        provider_id = ref.partition("/")[0]
+        if provider_id in skip:
+            run.attempts = [*run.attempts, {"model": ref, "skipped": skip[provider_id].user_message}]
+        else:
+            usable.append(ref)
+    if not usable:
+        raise skip[refs[0].partition("/")[0]]
+    return policy, usable
 
 
 def candidates(run: Run, policy: FallbackPolicy) -> list[str]:

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 
 from providers.models import Price
 
@@ -186,10 +188,17 @@ class DailySpend(models.Model):
 
     class Meta:
         constraints = [
-            # Rows without a team or user (command-line usage) may repeat a key: sums stay right.
+            # "No team", "no user" (API usage) and "no API key" are one value each: a plain key
+            # counts NULLs as distinct, and concurrent settlements then made duplicate rows that
+            # later updates all added to. usage/rollups.py upserts against exactly this index.
             models.UniqueConstraint(
-                fields=["day", "team", "user", "api_key", "provider_id", "model"],
-                name="one_rollup_per_day_and_key",
+                "day",
+                Coalesce("team", Value(0)),
+                Coalesce("user", Value(0)),
+                Coalesce("api_key", Value(0)),
+                "provider_id",
+                "model",
+                name="dailyspend_one_row_per_key",
             )
         ]
         # Covering: the spend page's grouped query reads this index alone, never the table.

@@ -1,22 +1,42 @@
-"""Writing usage rows: token counts charged at the price in force, rolled up by day in the same
-transaction, then any budget alert the new spend crosses."""
+"""Writing usage rows and settling runs.
+
+`record_usage()` charges one generation's tokens at the price in force, rolls it up by day in the same
+transaction, then raises any budget alert the new spend crosses.
+
+`settle(run)` writes a finished run's usage row, roll-up and final fields in one transaction, once per
+run. When the database cannot take it (locked past the busy timeout, read-only, connection lost) it
+is retried briefly; if the database stays down, the settlement goes to the spool (usage/spool.py)
+and is written when the database is back: at start-up and every LLMHUB_SPOOL_REPLAY_SECONDS by each
+server process, after the next settlement that does get through, and by `manage.py replay_spool`.
+Never lost, never silent: each fault is logged, and the spool's size is shown to admins.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+import time
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.core import serializers
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
+from llmhub.database import UNAVAILABLE
 from providers.base import TokenCount
-from providers.models import Price, price_in_force
+from providers.models import Price, ProviderModel, price_in_force
 from providers.pricing import cost as price_cost
-from usage import alerts
-from usage.models import DailySpend, UsageRecord
+from usage import alerts, rollups, spool
+from usage.models import Run, UsageRecord
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -29,9 +49,11 @@ def record_usage(
     team: Team | None = None,
     user: User | None = None,
     api_key=None,
+    at: datetime | None = None,
 ) -> UsageRecord:
-    """Record one generation. An unpriced model gets a null cost, never $0."""
-    price = price_in_force(Price.objects.filter(model__provider_id=provider_id, model__model_id=model))
+    """Record one generation (that happened `at`, default now). An unpriced model gets a null
+    cost, never $0."""
+    price = price_in_force(Price.objects.filter(model__provider_id=provider_id, model__model_id=model), at)
     cost: Decimal | None = None
     if price is not None:
         cost = price_cost(price.input_per_1m, price.output_per_1m, tokens.input, tokens.output)
@@ -48,7 +70,10 @@ def record_usage(
         user=user,
         api_key=api_key,
     )
-    _roll_up(record)
+    if at is not None:  # a spooled settlement counts on the day it happened, not the day it landed
+        UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
+        record.created_at = at
+    rollups.add(record)
     if team is not None and cost:
         alerts.check(team, provider_id, api_key.pk if api_key else None)
     return record
@@ -57,18 +82,142 @@ def record_usage(
 arecord_usage = sync_to_async(record_usage)
 
 
-def _roll_up(record: UsageRecord) -> None:
-    key = {"day": timezone.localdate(record.created_at), "team": record.team, "user": record.user,
-           "api_key": record.api_key, "provider_id": record.provider_id, "model": record.model}  # fmt: skip
-    increments = {"runs": F("runs") + 1, "input_tokens": F("input_tokens") + record.input_tokens,
-                  "output_tokens": F("output_tokens") + record.output_tokens,
-                  "cost_usd": F("cost_usd") + (record.cost_usd or 0)}  # fmt: skip
-    if DailySpend.objects.filter(**key).update(**increments):
-        return
+def settle(run: Run) -> bool:
+    """Charge a finished run and save its final fields: True when written, False when the database
+    stayed unavailable and the settlement was spooled instead (the run object is final either way)."""
+    at = timezone.now()
+    retries, pause = settings.LLMHUB_SETTLE_RETRIES, settings.LLMHUB_SETTLE_RETRY_SECONDS
+    for attempt in range(retries + 1):
+        try:
+            _write(run)
+            break
+        except UNAVAILABLE as fault:
+            connection.close()  # reopened for the next try: a read-only or lost one never recovers
+            if attempt == retries:
+                postpone(run, at, reason=str(fault))
+                return False
+            logger.warning("Settling run %s failed (%s); retrying in %.2f s", run.uuid, fault, pause)
+            time.sleep(pause)
+            pause *= 3
+    if spool.pending():
+        wake_replayer()  # the database is back: spooled settlements need not wait for the timer
+    return True
+
+
+# Off the caller's thread, as a budget reservation: a settlement waiting for the write lock (or
+# sleeping between retries) holds up nothing else. database_sync_to_async closes its connection.
+asettle = database_sync_to_async(settle, thread_sensitive=False)
+
+
+def postpone(run: Run, at: datetime | None = None, reason: str = "") -> None:
+    """Spool the run's settlement without trying the database (which just failed)."""
+    at = at or timezone.now()
+    entry = {"run": json.loads(serializers.serialize("json", [run]))[0], "at": at.isoformat()}
     try:
-        with transaction.atomic():
-            DailySpend.objects.create(**key, runs=1, input_tokens=record.input_tokens,
-                                      output_tokens=record.output_tokens, cost_usd=record.cost_usd or 0)  # fmt: skip
-    except IntegrityError:
-        # Another process created the day's row first (PostgreSQL): add to it instead.
-        DailySpend.objects.filter(**key).update(**increments)
+        spool.append(entry)
+    except OSError:
+        # Nowhere left to keep it: this log line is the record (an admin can charge it by hand).
+        logger.critical(
+            "Run %s could not be settled (%s) nor spooled to %s: %s, %s input and %s output tokens at %s",
+            run.uuid,
+            reason,
+            spool.path(),
+            run.model_used or run.model_requested,
+            run.input_tokens,
+            run.output_tokens,
+            entry["at"],
+            exc_info=True,
+        )
+        raise
+    logger.error(
+        "The database is unavailable (%s): run %s's settlement is spooled to %s and will be written "
+        "when it is back (%d waiting)",
+        reason or "not tried",
+        run.uuid,
+        spool.path(),
+        spool.pending(),
+    )
+
+
+@transaction.atomic
+def _write(run: Run, at: datetime | None = None) -> bool:
+    """The usage row, the run's real cost in place of its reservation, in one transaction; False
+    when the run's usage row was already written (a replay, or a settlement that did commit before
+    its connection was lost), so a run is never charged twice."""
+    exists = Run.objects.select_for_update().filter(pk=run.pk).exists()  # settlements of a run queue
+    if UsageRecord.objects.filter(run_id=str(run.uuid)).exists():
+        return False
+    provider_id, _, model = (run.model_used or run.model_requested).partition("/")
+    if run.input_tokens or run.output_tokens:
+        source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
+        team, user, api_key = (run.team, run.user, run.api_key) if exists else _survivors(run)
+        tokens = TokenCount(run.input_tokens, run.output_tokens)
+        usage = record_usage(
+            provider_id, model, tokens, source, str(run.uuid), team=team, user=user, api_key=api_key, at=at
+        )
+        run.cost_usd = usage.cost_usd
+    elif (
+        row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()
+    ) and row.current_price():
+        run.cost_usd = Decimal("0")
+    run.reserved_usd = run.reservation_expires_at = None
+    if exists:
+        run.save()
+    return True
+
+
+def _survivors(run: Run) -> tuple[Team | None, User | None, None]:
+    """A spooled run whose team was deleted meanwhile (its runs and keys with it): the provider was
+    still paid, so its usage is kept, without the owners that are gone."""
+    return None, User.objects.filter(pk=run.user_id).first(), None
+
+
+def _apply(entry: dict) -> bool:
+    run = next(serializers.deserialize("python", [entry["run"]])).object
+    return _write(run, datetime.fromisoformat(entry["at"]))
+
+
+def replay_spool() -> spool.Replayed:
+    """Write the spooled settlements the database can take now (each exactly once)."""
+    replayed = spool.replay(_apply)
+    if replayed.written or replayed.skipped:
+        logger.warning(
+            "Spooled settlements replayed: %d written, %d already recorded, %d still waiting",
+            replayed.written,
+            replayed.skipped,
+            replayed.left,
+        )
+    if replayed.left:
+        connection.close()  # a connection that failed is reopened next time
+    return replayed
+
+
+_wakeup = threading.Event()
+
+
+def wake_replayer() -> None:
+    _wakeup.set()
+
+
+def start_replaying(period: float | None = None) -> threading.Thread | None:
+    """A daemon thread that replays the spool now, every `period` seconds (LLMHUB_SPOOL_REPLAY_SECONDS;
+    0 starts none) and whenever a settlement got through while some waited. One per server process."""
+    period = settings.LLMHUB_SPOOL_REPLAY_SECONDS if period is None else period
+    if period <= 0:
+        return None
+
+    def replay_forever() -> None:
+        while True:
+            if spool.pending():
+                try:
+                    replay_spool()
+                except Exception:
+                    logger.exception("Replaying the settlement spool failed; trying again in %s s", period)
+                finally:
+                    close_old_connections()
+            _wakeup.wait(period)
+            _wakeup.clear()
+
+    thread = threading.Thread(target=replay_forever, name="settlement-spool", daemon=True)
+    thread.start()
+    return thread

@@ -15,18 +15,16 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
-from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter, TokenCount
-from providers.errors import ModelNotAvailable, ProviderError
-from providers.models import ProviderModel
+from providers import breaker
+from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter
+from providers.errors import CircuitOpen, ModelNotAvailable, ProviderError
 from providers.pricing import cost
 from providers.registry import CatalogEntry, registry
-from usage import budgets, fallback, tokens
-from usage.models import Run, UsageRecord
-from usage.records import record_usage
+from usage import budgets, fallback, records, tokens
+from usage.models import Run
 
 # Without history, a run is expected to use this share of its max output tokens.
 EXPECTED_OUTPUT_SHARE = Decimal("0.25")
@@ -143,7 +141,11 @@ async def stream(
     it is never silently restarted elsewhere. Cancelling the iterating task closes the upstream
     connection at once; the text so far is kept and the tokens it used are charged.
     """
-    policy, models = await sync_to_async(fallback.plan)(run)
+    try:
+        policy, models = await sync_to_async(fallback.plan)(run)
+    except CircuitOpen as skipped:  # every model it may use is cooling off after repeated failures
+        yield await _not_started(run, skipped)
+        return
     error: ProviderError | None = None
     started = False
     for index, ref in enumerate(models):
@@ -164,6 +166,9 @@ async def stream(
             adapter = await database_sync_to_async(_begin, thread_sensitive=False)(
                 run, ref, starting=not started
             )
+        except budgets.BudgetUnavailable as unavailable:
+            yield await _not_started(run, unavailable)
+            return
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             if error is None and index == len(models) - 1:
@@ -194,6 +199,19 @@ async def stream(
 
 
 Ask = Callable[["fallback.Question"], Awaitable[bool]]
+
+
+async def _not_started(run: Run, cause: CircuitOpen | budgets.BudgetUnavailable) -> Run:
+    """A run that ends before any provider is called: its providers are skipped by the circuit
+    breaker, or the database cannot be written (nothing new was held; its end waits in the spool)."""
+    run.status, run.error_message = Run.Status.FAILED, str(cause)
+    if isinstance(cause, CircuitOpen):
+        run.error_action, run.last_error = cause.action, cause
+        await sync_to_async(_release)(run)
+    else:
+        run.refusal, run.finished_at = cause, timezone.now()
+        await sync_to_async(records.postpone)(run, reason="no budget could be reserved")
+    return run
 
 
 async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> AsyncIterator:
@@ -234,12 +252,14 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                     else:
                         usage, run.finish_reason = event.usage, event.finish_reason
             run.status = Run.Status.COMPLETED
+            await sync_to_async(breaker.record_success)(ref.partition("/")[0])
         except asyncio.CancelledError:
             run.status, run.error_message = Run.Status.CANCELLED, "Cancelled. The text so far is kept."
             # The request reached the provider: its prompt is billed even if no text came back yet.
             await asyncio.shield(_settle(run, "".join(parts), usage, adapter.dialect, charge_input=True))
             raise
         except ProviderError as error:
+            skipped = await sync_to_async(breaker.record_failure)(ref.partition("/")[0], error)
             if parts:  # text was shown: keep it, charge it, and let the user decide what next
                 run.status, run.error_action, run.last_error = Run.Status.FAILED, "continue", error
                 run.error_message = f"{error.user_message} The text so far is kept."
@@ -247,7 +267,7 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                 yield run
                 return
             wait = fallback.backoff(attempt, error, waited, policy) if error.retryable else None
-            if wait is None or attempt == policy.retry_count:
+            if wait is None or attempt == policy.retry_count or skipped:
                 yield error
                 return
             async for tick in _countdown(wait, error):
@@ -279,7 +299,8 @@ def _begin(run: Run, ref: str, starting: bool) -> ProviderAdapter:
         raise
     if starting:
         run.status, run.started_at = Run.Status.STREAMING, timezone.now()
-        run.save(update_fields=["status", "started_at", "model_used"])  # the hold is saved by reserve()
+        with budgets.database_writable():
+            run.save(update_fields=["status", "started_at", "model_used"])  # the hold is saved by reserve()
     provider_id, _, model = ref.partition("/")
     return registry.get(provider_id, only_model=model)
 
@@ -312,21 +333,4 @@ async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) 
         )
     run.output, run.input_tokens, run.output_tokens = text, input_tokens, output_tokens
     run.finished_at = timezone.now()
-    await sync_to_async(_record)(run)
-
-
-@transaction.atomic
-def _record(run: Run) -> None:
-    """The usage row, the run's real cost in place of its reservation, in one transaction."""
-    provider_id, _, model = (run.model_used or run.model_requested).partition("/")
-    if run.input_tokens or run.output_tokens:
-        source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
-        usage = record_usage(provider_id, model, TokenCount(run.input_tokens, run.output_tokens), source,
-                             run_id=str(run.uuid), team=run.team, user=run.user, api_key=run.api_key)  # fmt: skip
-        run.cost_usd = usage.cost_usd
-    elif (
-        row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()
-    ) and row.current_price():
-        run.cost_usd = Decimal("0")
-    run.reserved_usd = run.reservation_expires_at = None
-    run.save()
+    await records.asettle(run)

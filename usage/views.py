@@ -26,7 +26,7 @@ from audit import log
 from automations.models import Automation
 from gateway.models import ApiKey
 from providers.base import Message
-from usage import budgets, fallback, runs, spend
+from usage import budgets, fallback, runs, spend, spool
 from usage.budget_forms import BudgetForm
 from usage.forms import PlaygroundForm
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
@@ -162,11 +162,18 @@ def spend_page(request: HttpRequest) -> HttpResponse:
     team_budgets = Budget.objects.select_related("team", "provider", "api_key").filter(
         team_id__in=filters.team_ids
     )
-    context = {"charts": charts, "choices": choices, "spent": spent, "projected": projected,
-               "totals": breakdown, "runs": recent[:25],
-               "standings": [s for b in team_budgets for s in budgets.standings(b)],
-               "providers": sorted(name for name, _ in breakdown.by_provider),
-               "query": request.GET.urlencode()}  # fmt: skip
+    context = {
+        "charts": charts,
+        "choices": choices,
+        "spent": spent,
+        "projected": projected,
+        "totals": breakdown,
+        "runs": recent[:25],
+        "standings": [s for b in team_budgets for s in budgets.standings(b)],
+        "providers": sorted(name for name, _ in breakdown.by_provider),
+        "query": request.GET.urlencode(),
+        "spooled": spool.pending(filters.team_ids),
+    }
     return render(request, "usage/spend.html", context)
 
 

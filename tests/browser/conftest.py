@@ -28,13 +28,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def hub_url(django_db_setup, static_files) -> Iterator[str]:
+def hub_url(django_db_setup, static_files, session_spool) -> Iterator[str]:
     """The app served by daphne in its own process, reading and writing the test database."""
     port = _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url_for_subprocesses(),
         "LLMHUB_DATA_DIR": str(settings.DATA_DIR),
+        "LLMHUB_SPOOL_PATH": str(settings.LLMHUB_SPOOL_PATH),
+        "LLMHUB_SPOOL_REPLAY_SECONDS": "0.5",
     }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = (ARTIFACTS / "daphne.log").open("w")

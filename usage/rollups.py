@@ -1,0 +1,181 @@
+"""Daily roll-ups: usage summed per day (in the configured time zone), team, user, API key, provider
+and model, kept equal to the usage rows they sum. Budgets, alerts and the spend page read them.
+
+A settlement adds to its row with one INSERT ... ON CONFLICT ... DO UPDATE (SQLite and PostgreSQL
+alike): atomic without a read first, and a single row per settlement, so concurrent settlements
+never lock roll-ups in different orders. `rebuild()` recomputes every row and `differences()`
+compares them with the usage rows (`manage.py rebuild_rollups [--check]`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Count, Model, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from usage.models import DailySpend, UsageRecord
+
+KEY = ("day", "team_id", "user_id", "api_key_id", "provider_id", "model")
+TOTALS = ("runs", "input_tokens", "output_tokens", "cost_usd")
+# DailySpend's unique index (usage/models.py), spelled the way an ON CONFLICT target must match it.
+CONFLICT = "day, COALESCE(team_id, 0), COALESCE(user_id, 0), COALESCE(api_key_id, 0), provider_id, model"
+ZERO = Decimal("0")
+# SQLite sums money as floats (15 significant digits): smaller gaps are rounding, not a difference.
+TOLERANCE = Decimal("0.000001")
+
+
+def _upsert(table: str, select: str) -> str:
+    """INSERT the (KEY..., TOTALS...) `select` yields, adding to the rows already there."""
+    added = ", ".join(f"{column} = {table}.{column} + excluded.{column}" for column in TOTALS)
+    return (
+        f"INSERT INTO {table} ({', '.join(KEY + TOTALS)}) {select} "
+        f"ON CONFLICT ({CONFLICT}) DO UPDATE SET {added}"
+    )
+
+
+def add(record: UsageRecord) -> None:
+    """Add one usage row to its day's roll-up (inside the transaction that wrote the row)."""
+    values = (
+        connection.ops.adapt_datefield_value(timezone.localdate(record.created_at)),
+        record.team_id,
+        record.user_id,
+        record.api_key_id,
+        record.provider_id,
+        record.model,
+        1,
+        record.input_tokens,
+        record.output_tokens,
+        record.cost_usd or ZERO,
+    )
+    placeholders = ", ".join(["%s"] * len(values))
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert(DailySpend._meta.db_table, f"VALUES ({placeholders})"), values)
+
+
+def fold(column: str, owner_id: int) -> None:
+    """Before a team, user or API key is deleted: its roll-ups are added to the same rows without
+    it, as its usage rows lose it (SET_NULL), so the two still agree and no key repeats."""
+    table = DailySpend._meta.db_table
+    columns = ", ".join("NULL" if name == column else name for name in KEY + TOTALS)
+    with connection.cursor() as cursor:
+        # SQLite needs the WHERE to tell this SELECT's end from the ON CONFLICT clause.
+        cursor.execute(_upsert(table, f"SELECT {columns} FROM {table} WHERE {column} = %s"), [owner_id])
+        cursor.execute(f"DELETE FROM {table} WHERE {column} = %s", [owner_id])
+
+
+def fold_deleted_owner(sender: type[Model], instance: Model, **kwargs) -> None:
+    """pre_delete receiver for Team, User and ApiKey (connected in usage/apps.py)."""
+    column = {"Team": "team_id", "User": "user_id", "ApiKey": "api_key_id"}[sender.__name__]
+    fold(column, instance.pk)
+
+
+@dataclass(frozen=True)
+class Totals:
+    runs: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = ZERO
+    rows: int = 0  # roll-up rows holding this key: more than one is a duplicate
+
+    def equals(self, other: Totals) -> bool:
+        return (
+            (self.runs, self.input_tokens, self.output_tokens)
+            == (other.runs, other.input_tokens, other.output_tokens)
+            and abs(self.cost_usd - other.cost_usd) < TOLERANCE
+            and self.rows <= 1
+        )
+
+
+@dataclass(frozen=True)
+class Difference:
+    day: date
+    team_id: int | None
+    user_id: int | None
+    api_key_id: int | None
+    provider_id: str
+    model: str
+    rollup: Totals
+    usage: Totals
+
+
+def usage_sums(usage_model: type[Model] = UsageRecord):
+    """What each roll-up should hold, from the usage rows: one dict per key."""
+    return (
+        usage_model.objects.order_by()
+        .annotate(day=TruncDate("created_at"))
+        .values(*KEY)
+        .annotate(
+            total_runs=Count("pk"),
+            total_input=Sum("input_tokens"),
+            total_output=Sum("output_tokens"),
+            total_cost=Sum("cost_usd"),
+        )
+    )
+
+
+def _totals(row: dict, rows: int = 0) -> Totals:
+    return Totals(row["total_runs"], row["total_input"], row["total_output"], row["total_cost"] or ZERO, rows)
+
+
+def rebuild(
+    usage_model: type[Model] = UsageRecord, rollup_model: type[Model] = DailySpend
+) -> tuple[int, int]:
+    """Replace every roll-up with the sums of the usage rows, in one transaction; returns (roll-ups
+    written, usage rows read). Migration 0008 calls it with historical models."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Settlements wait until the new rows are in (SQLite's IMMEDIATE transaction already holds
+            # the write lock); readers go on reading the old ones meanwhile.
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {rollup_model._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
+        rollup_model.objects.all().delete()
+        rows, read = [], 0
+        for sums in usage_sums(usage_model).iterator():
+            totals = _totals(sums)
+            read += totals.runs
+            rows.append(
+                rollup_model(
+                    **{name: sums[name] for name in KEY},
+                    runs=totals.runs,
+                    input_tokens=totals.input_tokens,
+                    output_tokens=totals.output_tokens,
+                    cost_usd=totals.cost_usd,
+                )
+            )
+        rollup_model.objects.bulk_create(rows, batch_size=500)
+    return len(rows), read
+
+
+def differences() -> list[Difference]:
+    """Every key whose roll-up does not equal the sums of its usage rows (missing, extra, wrong or
+    duplicated), in key order. An empty list means the roll-ups are exact."""
+    expected = {tuple(row[name] for name in KEY): _totals(row) for row in usage_sums().iterator()}
+    found = {}
+    rollups = (
+        DailySpend.objects.order_by()
+        .values(*KEY)
+        .annotate(
+            total_runs=Sum("runs"),
+            total_input=Sum("input_tokens"),
+            total_output=Sum("output_tokens"),
+            total_cost=Sum("cost_usd"),
+            rows=Count("pk"),
+        )
+    )
+    for row in rollups.iterator():
+        found[tuple(row[name] for name in KEY)] = _totals(row, row["rows"])
+    differ = []
+    for key in sorted(expected.keys() | found.keys(), key=_sortable):
+        usage, rollup = expected.get(key, Totals()), found.get(key, Totals())
+        if not rollup.equals(usage):
+            differ.append(Difference(*key, rollup=rollup, usage=usage))
+    return differ
+
+
+def _sortable(key: tuple) -> tuple:
+    return tuple((value is None, value if value is not None else 0) for value in key)
