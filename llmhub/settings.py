@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from llmhub.environment import env, envbool, envint, envlist, read_or_create_secret_file
+from llmhub.environment import env, envbool, envint, envlist, envseconds, read_or_create_secret_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -178,6 +178,22 @@ LLMHUB_API_MAX_BODY_BYTES = envint("LLMHUB_API_MAX_BODY_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LLMHUB_API_MAX_BODY_BYTES
 # Retries wait base × 2^attempt seconds plus jitter, or the provider's retry-after when it says.
 LLMHUB_RETRY_BASE_SECONDS = float(env("LLMHUB_RETRY_BASE_SECONDS", "1"))
+
+# ---- Runs: deadlines, leases, shutdown
+# The most a run may take, retries and fallback included; and how long a provider may send no new
+# text (keep-alives and empty chunks do not count) before the attempt is stopped.
+LLMHUB_RUN_TIME_LIMIT = envseconds("LLMHUB_RUN_TIME_LIMIT", 3600)
+LLMHUB_IDLE_TIMEOUT = envseconds("LLMHUB_IDLE_TIMEOUT", 300)
+# A running run's hold on the budget lasts this long unless renewed; its text is saved this often.
+LLMHUB_RUN_LEASE_SECONDS = envseconds("LLMHUB_RUN_LEASE_SECONDS", 60)
+LLMHUB_LEASE_RENEW_SECONDS = envseconds("LLMHUB_LEASE_RENEW_SECONDS", 15)
+LLMHUB_CHECKPOINT_SECONDS = envseconds("LLMHUB_CHECKPOINT_SECONDS", 1)
+# How often each server looks for runs whose lease ran out (their server died) and ends them.
+LLMHUB_RECOVERY_SECONDS = envseconds("LLMHUB_RECOVERY_SECONDS", 15)
+# On SIGTERM, how long running runs may take to finish before they are interrupted (and charged).
+LLMHUB_SHUTDOWN_GRACE_SECONDS = envseconds("LLMHUB_SHUTDOWN_GRACE_SECONDS", 30)
+if LLMHUB_LEASE_RENEW_SECONDS * 2 > LLMHUB_RUN_LEASE_SECONDS:
+    raise ImproperlyConfigured("LLMHUB_LEASE_RENEW_SECONDS must be at most half of LLMHUB_RUN_LEASE_SECONDS")
 
 # ---- Email and logging
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -111,6 +111,14 @@ class Timeout(ProviderError):
         return f"{self.provider} did not answer within {_seconds(self.duration)}. Try again."
 
 
+class Stalled(Timeout):
+    """Connected, but no new text for too long: keep-alives, empty chunks and trickles do not count."""
+
+    @property
+    def user_message(self) -> str:
+        return f"{self.provider} sent no text for {_seconds(self.duration)}; the attempt was stopped."
+
+
 class UnexpectedResponse(ProviderError):
     """An answer the hub cannot use: an unknown status, or (with `problem`, what the hub noticed)
     a web page, a body of the wrong shape, a count that is not a count, a line over its limit."""

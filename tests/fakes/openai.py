@@ -84,6 +84,9 @@ class FakeOpenAI(FakeProvider):
         finish = "stop"
         if limit is not None and limit < self.count_tokens(self.reply_text):
             pieces, finish = pieces[: max(1, limit)], "length"
+            if self.realistic:  # stopped after exactly `limit` tokens, as OpenAI stops
+                encoding = tiktoken.get_encoding("o200k_base")
+                pieces = self.words(encoding.decode(encoding.encode(self.reply_text)[:limit]))
         text = "".join(pieces)
         usage = {
             "prompt_tokens": self.prompt_tokens(body["messages"]),
