@@ -38,13 +38,16 @@ class Stop(Exception):
     status = Run.Status.FAILED
     action = "retry"
 
+    def message(self, text_kept: bool) -> str:
+        return f"{self} The text so far is kept." if text_kept else str(self)
+
 
 class Cancelled(Stop):
     status = Run.Status.CANCELLED
 
     def __init__(self, by: str = "") -> None:
         who = f" by {by}" if by else ""
-        super().__init__(f"Cancelled{who}. The text so far is kept.")
+        super().__init__(f"Cancelled{who}.")
 
 
 class Interrupted(Stop):
@@ -54,23 +57,21 @@ class Interrupted(Stop):
 
     def __init__(self, started: bool = True) -> None:
         if started:
-            super().__init__(
-                "The server restarted while this run was streaming. The text so far is kept and charged."
-            )
+            super().__init__("The server restarted while this run was streaming.")
         else:
             super().__init__("The server was restarting, so this run did not start. Nothing was charged.")
 
 
 class TimeLimit(Stop):
     def __init__(self, seconds: float) -> None:
-        super().__init__(f"The run reached its time limit of {_duration(seconds)}. The text so far is kept.")
+        super().__init__(f"The run reached its time limit of {_duration(seconds)}.")
 
 
 class HubError(Stop):
     """A failure of the hub itself (a bug, the database): logged with its traceback."""
 
     def __init__(self, what: str) -> None:
-        super().__init__(f"{what} The text so far is kept.")
+        super().__init__(what)
 
 
 def _duration(seconds: float) -> str:

@@ -51,4 +51,5 @@ class Flow:
 
     def stop(self, stop: Stop) -> None:
         """Ended by the hub: cancelled, interrupted, out of time, or a failure of the hub itself."""
-        self.end(stop.status, str(stop), action="continue" if self.text else stop.action, error=stop)
+        kept = bool(self.text)
+        self.end(stop.status, stop.message(kept), action="continue" if kept else stop.action, error=stop)

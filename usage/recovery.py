@@ -35,7 +35,7 @@ def recover(now=None) -> int:
     ended = 0
     for run in expired.select_related("team", "user", "api_key"):
         model, dialect = _model_of(run)
-        run.status, run.error_message = Run.Status.INTERRUPTED, str(Interrupted())
+        run.status, run.error_message = Run.Status.INTERRUPTED, Interrupted().message(bool(run.output))
         run.error_action = "continue" if run.output else "retry"
         run.input_tokens = run.estimated_input_tokens
         run.output_tokens = min(tokens.count_text(run.output, model, dialect), run.max_tokens)

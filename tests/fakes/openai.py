@@ -110,16 +110,13 @@ class FakeOpenAI(FakeProvider):
         })  # fmt: skip
 
     def prompt_tokens(self, messages: list[dict]) -> int:
-        if not self.realistic:
-            return sum(self.count_tokens(m.get("content", "")) + 4 for m in messages) + 3
-        # OpenAI's published rule: 3 tokens per message around its role and text, 3 to prime the reply.
-        return (
-            sum(3 + self.count_tokens(m["role"]) + self.count_tokens(m.get("content", "")) for m in messages)
-            + 3
-        )
+        """OpenAI's published rule, with its real tokenizer: 3 tokens per message around its role and
+        text, 3 to prime the reply (the hub counts a prompt the same way before a run)."""
+        count = self.realistic_tokens
+        return sum(3 + count(m["role"]) + count(m.get("content", "")) for m in messages) + 3
 
     def realistic_tokens(self, text: str) -> int:
-        return len(tiktoken.get_encoding("o200k_base").encode(text))
+        return len(tiktoken.get_encoding("o200k_base").encode(text, disallowed_special=()))
 
     def chunks(self, ident: str, model: str, pieces: list[str], finish: str, usage: dict | None):
         def chunk(choices: list, **extra) -> bytes:

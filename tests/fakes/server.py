@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import tiktoken
@@ -163,7 +165,7 @@ class FakeProvider:
 
     def huge_line_next(self, size: int) -> None:
         """One stream line of `size` bytes, sent in 64 KiB pieces, and nothing after it."""
-        self.stream_raw_next(_huge_line(size))
+        self.stream_raw_next(huge_line(size))
 
     def _push(self, fault: _Fault) -> None:
         with self._lock:
@@ -302,7 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def _huge_line(size: int) -> Iterator[bytes]:
+def huge_line(size: int) -> Iterator[bytes]:
     yield b'data: {"choices":[{"index":0,"delta":{"content":"'
     piece = b"x" * 65536
     for _ in range(size // len(piece)):
@@ -324,6 +326,8 @@ def serve_forever(fake_class: type[FakeProvider]) -> None:
     parser.add_argument("--key", action="append", required=True, help="an API key it accepts (repeatable)")
     parser.add_argument("--chunk-delay", type=float, default=0.05, help="seconds between streamed pieces")
     options = parser.parse_args()
+    # Token counts use the tokenizer files `make` installs (tiktoken would try to download them).
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[2] / "var" / "tiktoken"))
     fake = fake_class(api_keys=options.key)
     fake.chunk_delay = options.chunk_delay
     fake.start(options.port)
