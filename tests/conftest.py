@@ -204,22 +204,22 @@ def database_url_for_subprocesses() -> str:
 
 
 @contextmanager
-def failing_inserts(table: str) -> Iterator[None]:
-    """A real database fault, for every process using the test database: each INSERT into `table`
-    fails (as a full disk or a broken file would) until the block ends."""
+def failing_writes(table: str, event: str = "INSERT") -> Iterator[None]:
+    """A real database fault, for every process using the test database: each write of `event`
+    ("INSERT", "UPDATE OF output") on `table` fails, as a full disk would, until the block ends."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             fail = "SELECT RAISE(ABORT, 'disk I/O error (a test fault)')"
-            cursor.execute(f"CREATE TRIGGER test_fault BEFORE INSERT ON {table} BEGIN {fail}; END")
+            cursor.execute(f"CREATE TRIGGER test_fault BEFORE {event} ON {table} BEGIN {fail}; END")
         else:
             fail = "RAISE EXCEPTION 'disk I/O error (a test fault)'"
             cursor.execute(
                 f"CREATE FUNCTION test_fault() RETURNS trigger AS $$ BEGIN {fail}; END $$ LANGUAGE plpgsql"
             )
             cursor.execute(
-                f"CREATE TRIGGER test_fault BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION test_fault()"
+                f"CREATE TRIGGER test_fault BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION test_fault()"
             )
     try:
         yield

@@ -260,8 +260,9 @@ async def _close(flow: Flow) -> Ended:
     except DatabaseError:
         logger.exception("Run %s: its settlement could not be written", run.uuid)
         return Ended(run, flow.error, flow.finish_reason, settled=False)
-    except RunTaken:
-        return Ended(run, HubError("This run was ended by the hub's recovery meanwhile."), flow.finish_reason)
+    except RunTaken:  # recovered meanwhile, as if its server had died: as recovery left it
+        await run.arefresh_from_db()
+        return Ended(run, HubError(run.error_message), flow.finish_reason)
     if run.usage_warning:
         try:
             await database_sync_to_async(alerts.usage_over_cap)(run)

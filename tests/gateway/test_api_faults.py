@@ -13,7 +13,7 @@ import pytest
 from gateway import keys
 from providers.registry import registry
 from tests.browser.conftest import ARTIFACTS
-from tests.conftest import GOOD_KEYS, failing_inserts
+from tests.conftest import GOOD_KEYS, failing_writes
 from tests.fakes.server import sse
 from usage import tokens
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
@@ -108,7 +108,7 @@ def test_usage_that_is_not_a_count_after_text_ends_the_stream_with_an_error_even
 
 
 def test_a_settlement_the_database_refuses_is_a_503_or_an_error_event(hub, hub_url, fake_openai):
-    with failing_inserts("usage_usagerecord"):
+    with failing_writes("usage_usagerecord"):
         error = json_error(ask(hub, hub_url, stream=False), 503)
         assert error["code"] == "usage_not_recorded"
         streamed = ask(hub, hub_url, stream=True)

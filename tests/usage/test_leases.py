@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from providers.base import Delta, Message
 from providers.registry import registry
-from tests.conftest import GOOD_KEYS
+from tests.conftest import GOOD_KEYS, failing_writes
 from usage import recovery, runs, tokens
-from usage.events import Ended, Started
+from usage.events import Ended, HubError, Started
 from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -147,3 +147,25 @@ async def test_a_run_recovered_while_it_still_streams_is_settled_once(alice, alp
     await asyncio.sleep(0.1)
     assert await UsageRecord.objects.filter(run_id=str(run.uuid)).acount() == 1
     assert (await Run.objects.aget(pk=run.pk)).status == Run.Status.INTERRUPTED
+
+
+async def test_a_checkpoint_the_database_refuses_stops_the_run_with_an_error(
+    alice, alpha, openai, fake_openai
+):
+    fake_openai.reply_text = "word " * 400
+    fake_openai.chunk_delay = 0.02
+    run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o", ASK, 500)
+    fault = failing_writes("usage_run", "UPDATE OF output")
+    await sync_to_async(fault.__enter__)()
+    try:
+        events = [event async for event in runs.stream(run)]
+    finally:
+        await sync_to_async(fault.__exit__)(None, None, None)
+    ended = events[-1]
+    assert isinstance(ended, Ended) and not ended.completed and not ended.settled
+    assert isinstance(ended.error, HubError)
+    assert (
+        ended.run.error_message
+        == "The hub's database could not be written, so the run stopped. The text so far is kept."
+    )
+    assert len(ended.run.output) < len(fake_openai.reply_text)  # stopped early, not after the whole answer

@@ -241,3 +241,18 @@ async def test_start_falls_back_after_a_budget_refusal(
     switch = await AuditEntry.objects.aget(action="fallback_triggered")
     assert switch.after["reason"].startswith("Monthly Alpha on OpenAI budget: $0.00 of $0.00 left")
     await communicator.disconnect()
+
+
+async def test_a_failure_of_the_hub_itself_ends_the_run_with_an_error_frame(
+    alice_run, alice_client, alpha, caplog
+):
+    await FallbackPolicy.objects.acreate(team=alpha, order=[42])  # a row no form would save
+    communicator = await connect(alice_run, cookie(alice_client), ORIGIN)
+    await communicator.send_json_to({"action": "start"})
+    frames = await frames_until(communicator, "Failed.")
+    assert "The hub failed while running this (the error is logged)." in frames[-1]
+    assert "Retry" in frames[-1]
+    run = await Run.objects.aget(pk=alice_run.pk)
+    assert run.status == Run.Status.FAILED and run.reserved_usd is None and run.reservation_expires_at is None
+    assert "failed inside the hub" in caplog.text and "AttributeError" in caplog.text
+    await communicator.disconnect()
