@@ -26,7 +26,7 @@ ASK = [Message("user", "Tell me a long story.")]
 
 @pytest.fixture(autouse=True)
 def short_leases(settings):
-    settings.LLMHUB_RUN_LEASE_SECONDS = 1.2
+    settings.LLMHUB_RUN_LEASE_SECONDS = 2
     settings.LLMHUB_LEASE_RENEW_SECONDS = 0.3
     settings.LLMHUB_CHECKPOINT_SECONDS = 0.2
 
@@ -53,8 +53,8 @@ def dead_run(alice, alpha, output: str, expired: timedelta = timedelta(seconds=5
 
 
 async def test_a_live_run_renews_its_lease_and_checkpoints_its_text(alice, alpha, openai, fake_openai):
-    fake_openai.reply_text = "word " * 60
-    fake_openai.chunk_delay = 0.05  # three seconds of text: longer than the lease
+    fake_openai.reply_text = "word " * 80
+    fake_openai.chunk_delay = 0.05  # four seconds of text: longer than the lease
     run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o", ASK, 300)
     received, saved = "", []
     async for event in runs.stream(run):
@@ -69,7 +69,7 @@ async def test_a_live_run_renews_its_lease_and_checkpoints_its_text(alice, alpha
             run = event.run
     assert run.status == Run.Status.COMPLETED and run.output == received
     behind = [got - kept for got, kept in saved[20:]]  # once it has been running a while
-    assert max(behind) <= len("word ") * 12  # at most about a checkpoint interval (plus a slow write) behind
+    assert max(behind) <= len("word ") * 30  # a checkpoint interval behind, and a slow write or two
 
 
 def test_recovery_ends_a_dead_run_charged_for_what_it_delivered(alice, alpha, openai, alice_client):
