@@ -6,12 +6,14 @@ budget reservation, retries, fallback, usage row and audit entries. This module 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -24,8 +26,10 @@ from providers.errors import NetworkError, RateLimited, Timeout
 from providers.registry import registry
 from usage import runs
 from usage.budgets import BudgetRefused
-from usage.events import Cancelled, Ended, HubError, Interrupted, Started, TimeLimit
+from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, TimeLimit
 from usage.models import Run
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -152,6 +156,8 @@ def _refuse(run: Run, message: str) -> None:
 def _failure(ended: Ended) -> ApiError:
     """The HTTP error for a run that ended without a complete, recorded answer."""
     run, error = ended.run, ended.error
+    if isinstance(error, DatabaseUnavailable):  # it never started: nothing to record
+        return _database_unavailable()
     if not ended.settled:
         message = "The hub could not record this request's usage (its database refused the write); retry in a moment."
         return ApiError(
@@ -180,6 +186,12 @@ def _failure(ended: Ended) -> ApiError:
     )
 
 
+def _database_unavailable() -> ApiError:
+    message = str(DatabaseUnavailable())
+    wait = fmt.retry_after_header(5)
+    return ApiError(503, message, type_="api_error", code="database_unavailable", headers=wait)
+
+
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
@@ -193,6 +205,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         prepared = await sync_to_async(_prepare)(request, request.body)
     except ApiError as error:
         return error.response()
+    except DatabaseError:
+        logger.exception("The request's run could not be written")
+        return _database_unavailable().response()
     events = runs.stream(prepared.run)
     if not prepared.request.stream:
         async with aclosing(events):

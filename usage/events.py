@@ -67,6 +67,15 @@ class TimeLimit(Stop):
         super().__init__(f"The run reached its time limit of {_duration(seconds)}.")
 
 
+class DatabaseUnavailable(Stop):
+    """The database refused the write a run needs to start (its reservation): nothing was sent."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The hub's database is busy or unavailable, so the run could not start. Try again in a moment."
+        )
+
+
 class HubError(Stop):
     """A failure of the hub itself (a bug, the database): logged with its traceback."""
 

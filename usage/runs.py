@@ -41,7 +41,7 @@ from usage import alerts, budgets, fallback, leases, live
 from usage.ceiling import Limits, OutputCeiling, charge
 from usage.clock import RunClock
 from usage.estimates import Estimate, RunRefused, available_model, create_run, estimate
-from usage.events import Cancelled, Ended, HubError, Interrupted, Started, Stop
+from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, Stop
 from usage.flow import Flow
 from usage.models import Run, UsageRecord
 from usage.records import record_usage
@@ -133,6 +133,9 @@ async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             flow.failures.append(refused)
             continue
+        except DatabaseError:
+            logger.exception("Run %s: its reservation could not be written", run.uuid)
+            raise DatabaseUnavailable() from None
         if not flow.started:
             flow.started, flow.keeper = True, leases.Keeper(flow).start()
             yield Started(run)

@@ -173,3 +173,14 @@ def test_a_gzip_answer_that_is_really_gzip_works(hub, hub_url, fake_openai):
     body = sse({"choices": [{"index": 0, "delta": {"content": "zipped"}}]}) + sse("[DONE]")
     fake_openai.stream_raw_next([gzip.compress(body)], headers={"content-encoding": "gzip"})
     assert ask(hub, hub_url, stream=False).json()["choices"][0]["message"]["content"] == "zipped"
+
+
+@pytest.mark.parametrize("write", ["INSERT", "UPDATE OF reserved_usd"])
+def test_a_run_the_database_cannot_write_is_a_503_with_retry_after(hub, hub_url, alpha, fake_openai, write):
+    Budget.objects.create(team=alpha, monthly_limit_usd=Decimal("5"))
+    with failing_writes("usage_run", write):
+        for stream in (False, True):
+            response = ask(hub, hub_url, stream)
+            assert json_error(response, 503)["code"] == "database_unavailable"
+            assert response.headers["retry-after"] == "5"
+    assert not [r for r in fake_openai.requests if r.path.endswith("/chat/completions")]
