@@ -26,7 +26,7 @@ class Limits:
 
 
 class OutputCeiling:
-    """The text delivered so far, kept at or under `cap` tokens by our count of it.
+    """The text delivered so far, kept at or under `cap` tokens by tokens.count_output().
 
     Each piece is counted on its own against a running total. Counted alone a piece counts high
     ("word " is two tokens alone, one inside a sentence), so when the total nears the cap the whole
@@ -75,8 +75,13 @@ class OutputCeiling:
         """The exact count of the delivered text (a whole count, when the total is an estimate)."""
         return self._count(self.text)
 
+    def billed(self) -> int:
+        """What the delivered text is charged as without the provider's own count: our estimate,
+        which errs high for other providers' tokenizers, and never more than the cap."""
+        return min(tokens.count_text(self.text, self.model, self.dialect), self.cap)
+
     def _count(self, text: str) -> int:
-        return tokens.count_text(text, self.model, self.dialect)
+        return tokens.count_output(text, self.model, self.dialect)
 
 
 def charge(

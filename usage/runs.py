@@ -276,7 +276,7 @@ async def _close(flow: Flow) -> Ended:
 
 def _charge(flow: Flow) -> None:
     run = flow.run
-    delivered = flow.ceiling.count() if flow.ceiling else 0
+    delivered = flow.ceiling.billed() if flow.ceiling else 0
     # The request reached the provider: its prompt is billed even if no text came back yet.
     billed = bool(flow.text) or (flow.reached and run.status != Run.Status.FAILED)
     billed = billed or run.status in (Run.Status.CANCELLED, Run.Status.INTERRUPTED)

@@ -126,19 +126,29 @@ def approximate_text(text: str) -> int:
     return math.ceil(base * APPROXIMATION_FACTOR)
 
 
-def cut_text(text: str, most: int, model: str, dialect: str) -> str:
-    """The longest start of `text` that count_text() puts at `most` tokens or fewer: cut on a
-    token boundary of the same tokenizer (or of the approximation), never inside a character."""
-    name = encoding_for(model, dialect) or "cl100k_base"
+def count_output(text: str, model: str, dialect: str) -> int:
+    """Generated text as the output cap counts it: with the model's own tokenizer, else with
+    cl100k_base. The other providers' tokenizers give as many tokens or more on the same text, so a
+    provider that honours max_tokens stops before this count reaches it: its answer is never cut
+    short by our estimate (what it is charged errs high instead: count_text())."""
     try:
-        enc = encoding(name)
+        return len(_encode(encoding(encoding_for(model, dialect) or "cl100k_base"), text))
     except TokenizerMissing:
-        return text[: most * 3]  # the approximation without a tokenizer: three characters a token
+        return math.ceil(len(text) / 4)
+
+
+def cut_text(text: str, most: int, model: str, dialect: str) -> str:
+    """The longest start of `text` that count_output() puts at `most` tokens or fewer: cut on a
+    token boundary, never inside a character."""
+    try:
+        enc = encoding(encoding_for(model, dialect) or "cl100k_base")
+    except TokenizerMissing:
+        return text[: most * 4]
     ids = _encode(enc, text)
-    keep = most if encoding_for(model, dialect) else math.floor(most / APPROXIMATION_FACTOR)
+    keep = most
     while keep > 0:
         start = enc.decode_bytes(ids[:keep]).decode("utf-8", errors="ignore")
-        if count_text(start, model, dialect) <= most:  # re-encoded, a start can count differently
+        if len(_encode(enc, start)) <= most:  # re-encoded, a start can count differently
             return start
         keep -= 1
     return ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from decimal import Decimal
 
 import pytest
@@ -60,7 +61,17 @@ def test_a_cut_never_splits_a_character(model, dialect):
     ceiling = OutputCeiling(30, model, dialect)
     delivered = "".join(ceiling.admit(piece) for piece in ["日本語のテキスト🙂 "] * 100)
     assert "\ufffd" not in delivered and delivered
-    assert tokens.count_text(delivered, model, dialect) <= 30
+    assert tokens.count_output(delivered, model, dialect) == 30
+
+
+def test_an_honest_provider_of_another_kind_is_never_cut_short():
+    """Claude counts more tokens than cl100k_base on the same text: its answer at its own
+    max_tokens stays under the cap as we count it, and is charged as our estimate, capped."""
+    ceiling = OutputCeiling(120, "claude-haiku-4-5", "anthropic")
+    answer = "The budget is a promise the hub keeps. " * 12  # ~120 tokens of cl100k_base
+    delivered = "".join(ceiling.admit(piece) for piece in re.findall(r"\S+\s*", answer))
+    assert delivered == answer and not ceiling.exceeded
+    assert tokens.count_text(delivered, "claude-haiku-4-5", "anthropic") > 120 == ceiling.billed()
 
 
 def test_special_token_text_is_counted_not_refused():
