@@ -183,7 +183,7 @@ LLMHUB_RETRY_BASE_SECONDS = float(env("LLMHUB_RETRY_BASE_SECONDS", "1"))
 # The most a run may take, retries and fallback included; and how long a provider may send no new
 # text (keep-alives and empty chunks do not count) before the attempt is stopped.
 LLMHUB_RUN_TIME_LIMIT = envseconds("LLMHUB_RUN_TIME_LIMIT", 3600)
-LLMHUB_IDLE_TIMEOUT = envseconds("LLMHUB_IDLE_TIMEOUT", 300)
+LLMHUB_IDLE_TIMEOUT = envseconds("LLMHUB_IDLE_TIMEOUT", 600)
 # A running run's hold on the budget lasts this long unless renewed; its text is saved this often.
 LLMHUB_RUN_LEASE_SECONDS = envseconds("LLMHUB_RUN_LEASE_SECONDS", 60)
 LLMHUB_LEASE_RENEW_SECONDS = envseconds("LLMHUB_LEASE_RENEW_SECONDS", 15)
