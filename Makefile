@@ -13,7 +13,7 @@ PORT ?= 8000
 run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) llmhub.asgi:application
+	$(PY) -m llmhub.serve --host $(HOST) --port $(PORT)
 
 # The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API) again
 # on a throwaway PostgreSQL cluster. `make test POSTGRES_TESTS=` skips the second pass.

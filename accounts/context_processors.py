@@ -16,4 +16,5 @@ def team(request: HttpRequest) -> dict:
         "user_teams": list(teams_of(user)),
         "is_team_admin": is_admin,
         "budget_alerts": [alerts.message(a) for a in alerts.current_for(current)] if is_admin else [],
+        "usage_alerts": alerts.over_cap_for(current) if is_admin else [],
     }

@@ -194,10 +194,19 @@ def usage_rows(data: Path, ids: list[str]) -> tuple[int, int]:
 
 
 SERVERS = {
-    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "llmhub.asgi:application"],
-    "uvicorn": ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--no-access-log",
-                "llmhub.asgi:application"],
-}  # fmt: skip
+    # daphne as `make run` serves it (llmhub/serve.py: daphne with a drain and run recovery)
+    "daphne": ["-m", "llmhub.serve", "--host", "127.0.0.1", "--port", "{port}"],
+    "uvicorn": [
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--no-access-log",
+        "llmhub.asgi:application",
+    ],
+}
 
 
 def start_hub(data: Path, port: int, server: str, workers: int = 1) -> subprocess.Popen:

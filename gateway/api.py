@@ -6,11 +6,14 @@ budget reservation, retries, fallback, usage row and audit entries. This module 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -22,7 +25,11 @@ from providers.base import Delta
 from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
 from providers.registry import registry
 from usage import budgets, runs
+from usage.budgets import BudgetRefused
+from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, TimeLimit
 from usage.models import Run
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -147,31 +154,48 @@ def _refuse(run: Run, message: str) -> None:
     run.save(update_fields=["status", "error_message"])
 
 
-def _failure(run: Run) -> ApiError:
-    """The HTTP error for a run that ended without an answer."""
-    if isinstance(run.refusal, budgets.BudgetUnavailable):
-        return _unavailable(run.refusal)
-    if run.refusal is not None:
-        return ApiError(402, str(run.refusal), type_="insufficient_quota", code="budget_exceeded")
-    error = run.last_error
-    if isinstance(error, RateLimited):
-        return ApiError(429, run.error_message, type_="rate_limit_error", code="rate_limit_exceeded",
-                        headers=fmt.retry_after_header(error.retry_after))  # fmt: skip
+def _failure(ended: Ended) -> ApiError:
+    """The HTTP error for a run that ended without a complete, recorded answer."""
+    run, error = ended.run, ended.error
+    if isinstance(error, DatabaseUnavailable):  # it never started: nothing to record
+        return _database_unavailable()
+    if not ended.settled:
+        message = "The hub could not record this request's usage (its database refused the write); retry in a moment."
+        return ApiError(
+            503, message, type_="api_error", code="usage_not_recorded", headers=fmt.retry_after_header(5)
+        )
+    if isinstance(error, BudgetRefused):
+        return ApiError(402, str(error), type_="insufficient_quota", code="budget_exceeded")
     if isinstance(error, CircuitOpen):
         headers = fmt.retry_after_header(error.retry_after)
         return ApiError(
             503, run.error_message, type_="api_error", code="upstream_unavailable", headers=headers
         )
-    if isinstance(error, NetworkError | Timeout):
+    if isinstance(error, RateLimited):
+        wait = fmt.retry_after_header(error.retry_after)
+        return ApiError(
+            429, run.error_message, type_="rate_limit_error", code="rate_limit_exceeded", headers=wait
+        )
+    if isinstance(error, Interrupted):
+        restarting = fmt.retry_after_header(2)
+        return ApiError(
+            503, run.error_message, type_="api_error", code="server_restarting", headers=restarting
+        )
+    if isinstance(error, NetworkError | Timeout | TimeLimit):
         return ApiError(503, run.error_message, type_="api_error", code="upstream_unavailable")
+    if isinstance(error, Cancelled):
+        return ApiError(409, run.error_message, type_="api_error", code="run_cancelled")
+    if isinstance(error, HubError):
+        return ApiError(500, run.error_message, type_="server_error", code="internal_error")
     return ApiError(
         502, run.error_message or "The provider failed.", type_="api_error", code="upstream_error"
     )
 
 
-def _unavailable(error: budgets.BudgetUnavailable) -> ApiError:
-    headers = {"retry-after": str(error.retry_after)}
-    return ApiError(503, str(error), type_="api_error", code="database_unavailable", headers=headers)
+def _database_unavailable() -> ApiError:
+    message = str(DatabaseUnavailable())
+    wait = fmt.retry_after_header(5)
+    return ApiError(503, message, type_="api_error", code="database_unavailable", headers=wait)
 
 
 @csrf_exempt
@@ -187,26 +211,28 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         prepared = await sync_to_async(_prepare)(request, request.body)
     except ApiError as error:
         return error.response()
-    except budgets.BudgetUnavailable as unavailable:
-        return _unavailable(unavailable).response()
-    events = aiter(runs.stream(prepared.run))
-    run = prepared.run
+    except budgets.BudgetUnavailable:
+        return _database_unavailable().response()
+    except DatabaseError:
+        logger.exception("The request's run could not be written")
+        return _database_unavailable().response()
+    events = runs.stream(prepared.run)
     if not prepared.request.stream:
-        async for event in events:
-            if isinstance(event, Run):
-                run = event
-        if run.status != Run.Status.COMPLETED:
-            return _failure(run).response()
-        return JsonResponse(fmt.completion(run, run.model_used or run.model_requested))
+        async with aclosing(events):
+            ended = [event async for event in events if isinstance(event, Ended)][-1]
+        if not ended.completed:
+            return _failure(ended).response()
+        run = ended.run
+        return JsonResponse(fmt.completion(run, run.model_used or run.model_requested, ended.finish_reason))
     # Streaming: the status line waits for the first text (or the failure that replaces it).
     async for event in events:
         if isinstance(event, Delta):
-            return _sse(_relay(run, prepared.request, event, events))
-        if isinstance(event, Run) and event.finished:
-            if event.status == Run.Status.COMPLETED:  # finished with no text at all
-                return _sse(_relay(run, prepared.request, None, events))
+            return _sse(_relay(prepared.run, prepared.request, event, events))
+        if isinstance(event, Ended):
+            if event.completed:  # finished with no text at all
+                return _sse(_relay(prepared.run, prepared.request, None, events, event))
             return _failure(event).response()
-    return _failure(run).response()
+    raise RuntimeError("the run engine ended without an Ended event")
 
 
 def _sse(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:
@@ -216,23 +242,27 @@ def _sse(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:
     return response
 
 
-async def _relay(run: Run, chat: fmt.ChatRequest, first: Delta | None, events) -> AsyncIterator[bytes]:
-    """Each delta is written as it arrives; the usage row is committed before the last chunk."""
-    writer = fmt.ChunkWriter(run, run.model_used or run.model_requested, chat.include_usage)
-    yield writer.role()
-    if first is not None:
-        yield writer.delta(first.text)
-    async for event in events:
-        if isinstance(event, Delta):
-            yield writer.delta(event.text)
-        elif isinstance(event, Run):
-            run = event
-        else:
-            yield writer.comment(getattr(event, "message", "waiting"))
-    if run.status == Run.Status.COMPLETED:
-        yield writer.finish(run)
+async def _relay(
+    run: Run, chat: fmt.ChatRequest, first: Delta | None, events, ended: Ended | None = None
+) -> AsyncIterator[bytes]:
+    """Each delta is written as it arrives; the usage row is committed before the last chunk, and
+    a run that fails (or cannot be recorded) ends the stream with an error event, never silently."""
+    async with aclosing(events):
+        writer = fmt.ChunkWriter(run, run.model_used or run.model_requested, chat.include_usage)
+        yield writer.role()
+        if first is not None:
+            yield writer.delta(first.text)
+        async for event in events:
+            if isinstance(event, Delta):
+                yield writer.delta(event.text)
+            elif isinstance(event, Ended):
+                ended = event
+            elif not isinstance(event, Started):
+                yield writer.comment(getattr(event, "message", "waiting"))
+    if ended.completed:
+        yield writer.finish(ended.run, ended.finish_reason)
     else:
-        failure = _failure(run)
+        failure = _failure(ended)
         yield fmt.error_event(str(failure), failure.type, failure.code)
 
 

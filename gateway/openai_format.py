@@ -148,7 +148,7 @@ def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
             "total_tokens": input_tokens + output_tokens}  # fmt: skip
 
 
-def completion(run, model: str) -> dict[str, Any]:
+def completion(run, model: str, reason: str) -> dict[str, Any]:
     return {
         "id": completion_id(run.uuid),
         "object": "chat.completion",
@@ -158,7 +158,7 @@ def completion(run, model: str) -> dict[str, Any]:
             "index": 0,
             "message": {"role": "assistant", "content": run.output, "refusal": None},
             "logprobs": None,
-            "finish_reason": finish_reason(run.finish_reason),
+            "finish_reason": finish_reason(reason),
         }],
         "usage": usage(run.input_tokens or 0, run.output_tokens or 0),
     }  # fmt: skip
@@ -189,8 +189,8 @@ class ChunkWriter:
     def delta(self, text: str) -> bytes:
         return b"data: " + self._prefix + json.dumps(text).encode() + self._suffix
 
-    def finish(self, run) -> bytes:
-        reason = json.dumps(finish_reason(run.finish_reason))
+    def finish(self, run, reason: str) -> bytes:
+        reason = json.dumps(finish_reason(reason))
         out = self._event(
             self._head + f',"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":{reason}}}]}}'
         )

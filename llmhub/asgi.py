@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels' routers."""
+"""ASGI entry point: HTTP through Django (the API's errors always JSON), websockets through Channels'
+routers. `python -m llmhub.serve` serves it."""
 
 import os
 
@@ -12,6 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from gateway.errors import JsonErrors  # noqa: E402
 from usage import records  # noqa: E402
 from usage.routing import websocket_urlpatterns  # noqa: E402
 
@@ -19,7 +21,7 @@ records.start_replaying()  # settlements spooled while the database was down: wr
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": JsonErrors(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

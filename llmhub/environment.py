@@ -47,6 +47,18 @@ def envfloat(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number; got {value!r}") from None
 
 
+def envseconds(name: str, default: float) -> float:
+    """A duration in seconds (fractions allowed), more than zero."""
+    value = env(name, str(default))
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds above zero; got {value!r}")
+    return seconds
+
+
 def envlist(name: str) -> list[str]:
     """A comma-separated variable as a list, empty items dropped."""
     return [item.strip() for item in env(name, "").split(",") if item.strip()]

@@ -10,7 +10,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from llmhub.environment import env, envbool, envfloat, envint, envlist, read_or_create_secret_file
+from llmhub.environment import (
+    env,
+    envbool,
+    envfloat,
+    envint,
+    envlist,
+    envseconds,
+    read_or_create_secret_file,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -194,6 +202,21 @@ LLMHUB_SPOOL_REPLAY_SECONDS = envfloat("LLMHUB_SPOOL_REPLAY_SECONDS", 30)
 # skipped for the cooling-off period, then one probe request decides.
 LLMHUB_BREAKER_FAILURES = envint("LLMHUB_BREAKER_FAILURES", 5)
 LLMHUB_BREAKER_COOLDOWN_SECONDS = envint("LLMHUB_BREAKER_COOLDOWN_SECONDS", 60)
+# ---- Runs: deadlines, leases, shutdown
+# The most a run may take, retries and fallback included; and how long a provider may send no new
+# text (keep-alives and empty chunks do not count) before the attempt is stopped.
+LLMHUB_RUN_TIME_LIMIT = envseconds("LLMHUB_RUN_TIME_LIMIT", 3600)
+LLMHUB_IDLE_TIMEOUT = envseconds("LLMHUB_IDLE_TIMEOUT", 600)
+# A running run's hold on the budget lasts this long unless renewed; its text is saved this often.
+LLMHUB_RUN_LEASE_SECONDS = envseconds("LLMHUB_RUN_LEASE_SECONDS", 60)
+LLMHUB_LEASE_RENEW_SECONDS = envseconds("LLMHUB_LEASE_RENEW_SECONDS", 15)
+LLMHUB_CHECKPOINT_SECONDS = envseconds("LLMHUB_CHECKPOINT_SECONDS", 1)
+# How often each server looks for runs whose lease ran out (their server died) and ends them.
+LLMHUB_RECOVERY_SECONDS = envseconds("LLMHUB_RECOVERY_SECONDS", 15)
+# On SIGTERM, how long running runs may take to finish before they are interrupted (and charged).
+LLMHUB_SHUTDOWN_GRACE_SECONDS = envseconds("LLMHUB_SHUTDOWN_GRACE_SECONDS", 30)
+if LLMHUB_LEASE_RENEW_SECONDS * 2 > LLMHUB_RUN_LEASE_SECONDS:
+    raise ImproperlyConfigured("LLMHUB_LEASE_RENEW_SECONDS must be at most half of LLMHUB_RUN_LEASE_SECONDS")
 
 # ---- Email and logging
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

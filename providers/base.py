@@ -12,12 +12,17 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from providers import pricing
 from providers.crypto import Secret
-from providers.errors import ModelNotAvailable
+from providers.errors import ModelNotAvailable, UnexpectedResponse
 from providers.http import ProviderHTTP
+
+# More tokens than any model reads or writes in one request, by far: a count above this is garbage.
+ABSURD_TOKENS = 100_000_000
+# What a provider's JSON of the wrong shape raises as an adapter reads it ("choices": "none" ...).
+SHAPE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,20 @@ class Message:
 class TokenCount:
     input: int
     output: int
+
+
+def reported_tokens(provider: str, name: str, value: Any) -> int:
+    """A token count from a provider's answer (0 when absent), or UnexpectedResponse: negative,
+    fractional, absurd or non-numeric counts are never charged."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ABSURD_TOKENS:
+        raise UnexpectedResponse(
+            provider, 200, problem=f"its usage field {name} is {value!r}, not a token count"
+        )
+    return value
 
 
 class FinishReason(StrEnum):
@@ -211,6 +230,28 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """Yield Delta events as text arrives, then exactly one Finished event."""
+
+    async def events(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """stream(), with an answer of the wrong shape (valid JSON the adapter cannot read) reported
+        as an unexpected response from the provider. The run engine reads this."""
+        events = self.stream(request)
+        try:
+            while True:
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                except SHAPE_ERRORS as error:
+                    raise UnexpectedResponse(
+                        self.display_name, 200, problem="its answer did not have the expected shape"
+                    ) from error
+                if isinstance(event, Delta) and not isinstance(event.text, str):
+                    raise UnexpectedResponse(
+                        self.display_name, 200, problem="its answer did not have the expected shape"
+                    )
+                yield event
+        finally:
+            await events.aclose()
 
     @classmethod
     def catalogue(cls, credentials: Mapping[str, str]) -> list:

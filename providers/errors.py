@@ -114,10 +114,24 @@ class Timeout(ProviderError):
         return f"{self.provider} did not answer within {_seconds(self.duration)}. Try again."
 
 
+class Stalled(Timeout):
+    """Connected, but no new text for too long: keep-alives, empty chunks and trickles do not count."""
+
+    @property
+    def user_message(self) -> str:
+        return f"{self.provider} sent no text for {_seconds(self.duration)}; the attempt was stopped."
+
+
 class UnexpectedResponse(ProviderError):
-    def __init__(self, provider: str, status: int, body: str = "", detail: str = "") -> None:
+    """An answer the hub cannot use: an unknown status, or (with `problem`, what the hub noticed)
+    a web page, a body of the wrong shape, a count that is not a count, a line over its limit."""
+
+    def __init__(
+        self, provider: str, status: int, body: str = "", detail: str = "", problem: str = ""
+    ) -> None:
         self.status = status
         self.body = body[:2000]
+        self.problem = problem
         super().__init__(provider, detail)
 
     @property
@@ -127,6 +141,8 @@ class UnexpectedResponse(ProviderError):
 
     @property
     def user_message(self) -> str:
+        if self.problem:
+            return f"Unexpected response from {self.provider}: {self.problem}."
         if self.status >= 500:
             return f"{self.provider} is having trouble (HTTP {self.status}). Try again in a moment."
         hint = f": {self.detail}" if self.detail else ""

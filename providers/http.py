@@ -2,14 +2,17 @@
 
 Every transport failure leaves here as a ProviderError: timeouts as Timeout, refused or dropped
 connections as NetworkError (StreamInterrupted once a stream has begun), non-2xx answers through
-the adapter's own `raise_for_status`. Provider bodies are redacted of the configured secrets
-before any error can carry them.
+the adapter's own `raise_for_status`, answers that are not what was asked for (a web page, a body
+that cannot be decoded, a line or a body over its limit) as UnexpectedResponse. Bodies are read in
+pieces up to a limit, never whole, and redacted of the configured secrets before any error can
+carry them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -27,6 +30,12 @@ USER_AGENT = "LLMHub/0.1"
 CONNECT_TIMEOUT = 10.0
 # A gateway must not queue requests behind a pool limit; idle connections are kept for reuse.
 POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30)
+# One line of a stream, an error body, a JSON answer: the most read before the answer is refused
+# (a 10 MB line once stalled every response of the server for half a minute).
+MAX_LINE_BYTES = 1024 * 1024
+MAX_ERROR_BODY_BYTES = 64 * 1024
+MAX_JSON_BYTES = 32 * 1024 * 1024
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
@@ -96,10 +105,12 @@ class ProviderHTTP:
     async def post_sse(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[SSEEvent]:
         """Server-sent events from a POST, parsed per the WHATWG rules (event, data, blank line)."""
         async with self._send("POST", path, json=body) as response:
-            event, data = "", []
+            await self._refuse_a_page(response)
+            event, data, events, stray = "", [], 0, []
             async for line in self._lines(response):
                 if line == "":
                     if data:
+                        events += 1
                         yield SSEEvent(event or "message", "\n".join(data))
                     event, data = "", []
                 elif line.startswith(":"):
@@ -111,12 +122,24 @@ class ProviderHTTP:
                         event = value
                     elif name == "data":
                         data.append(value)
+                    elif name not in ("id", "retry") and len(stray) < 5:
+                        stray.append(line[:200])
             if data:
+                events += 1
                 yield SSEEvent(event or "message", "\n".join(data))
+            if not events and stray:
+                # Text that is not SSE at all (a proxy's notice, say): not a stream that broke off.
+                raise UnexpectedResponse(
+                    self.provider,
+                    response.status_code,
+                    self.redact("\n".join(stray)),
+                    problem="it did not answer with an event stream",
+                )
 
     async def post_ndjson(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[Any]:
         """One JSON value per line (Ollama's streaming format)."""
         async with self._send("POST", path, json=body) as response:
+            await self._refuse_a_page(response)
             async for line in self._lines(response):
                 if line.strip():
                     yield self.parse_json(line, response.status_code)
@@ -126,7 +149,7 @@ class ProviderHTTP:
             return json.loads(text)
         except ValueError:
             raise UnexpectedResponse(
-                self.provider, status, self.redact(text), detail="the answer was not valid JSON"
+                self.provider, status, self.redact(text), problem="its answer was not valid JSON"
             ) from None
 
     @asynccontextmanager
@@ -137,11 +160,13 @@ class ProviderHTTP:
         seconds = timeout or self.timeout
         limits = httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
         client = shared_client()
+        encoding = "none"
         try:
             request = client.build_request(
                 method, self.base_url + path, json=json, headers=self._headers, timeout=limits
             )
             response = await client.send(request, stream=True)
+            encoding = response.headers.get("content-encoding", encoding)
             try:
                 if response.status_code >= 400:
                     await self._raise_for(response)
@@ -151,25 +176,81 @@ class ProviderHTTP:
                 await response.aclose()
         except httpx.TimeoutException:
             raise Timeout(self.provider, seconds) from None
+        except httpx.DecodingError:
+            raise UnexpectedResponse(
+                self.provider, 200, problem=f"its answer could not be decoded (content-encoding {encoding})"
+            ) from None
         except httpx.TransportError:
             raise NetworkError(self.provider) from None
 
     async def _raise_for(self, response: httpx.Response) -> None:
-        body = self.redact((await response.aread()).decode("utf-8", errors="replace"))
+        raw, whole = await self._read(response, MAX_ERROR_BODY_BYTES)
+        body = self.redact(raw.decode("utf-8", errors="replace"))
+        if not whole:
+            raise UnexpectedResponse(
+                self.provider,
+                response.status_code,
+                body,
+                problem="its error body was over 64 KiB; it was not read further",
+            )
         self._raise_for_status(response.status_code, response.headers, body)
         raise UnexpectedResponse(self.provider, response.status_code, body)
 
+    async def _refuse_a_page(self, response: httpx.Response) -> None:
+        """A web page where a stream was asked for: a login wall or a proxy's error page, sent as 200."""
+        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind in ("text/html", "application/xhtml+xml"):
+            raw, _ = await self._read(response, 2000)
+            raise UnexpectedResponse(
+                self.provider,
+                response.status_code,
+                self.redact(raw.decode(errors="replace")),
+                problem=f"it answered with a web page ({kind}), not a stream",
+            )
+
+    async def _read(self, response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+        """At most `limit` bytes of the body, and whether that was all of it."""
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                return bytes(body[:limit]), False
+        return bytes(body), True
+
     async def _json_body(self, response: httpx.Response) -> Any:
-        text = (await response.aread()).decode("utf-8", errors="replace")
-        return self.parse_json(text, response.status_code)
+        raw, whole = await self._read(response, MAX_JSON_BYTES)
+        if not whole:
+            raise UnexpectedResponse(
+                self.provider,
+                response.status_code,
+                problem="its answer was over 32 MiB; it was not read further",
+            )
+        return self.parse_json(raw.decode("utf-8", errors="replace"), response.status_code)
 
     async def _lines(self, response: httpx.Response) -> AsyncIterator[str]:
+        """The body's lines (ended by CR, LF or CRLF, as SSE allows), each at most MAX_LINE_BYTES."""
+        pending, after_cr = bytearray(), False
         try:
-            async for line in response.aiter_lines():
-                yield line
+            async for chunk in response.aiter_bytes():
+                start = 1 if after_cr and chunk.startswith(b"\n") else 0  # the LF of a split CRLF
+                for end in _LINE_END.finditer(chunk, start):
+                    pending += chunk[start : end.start()]
+                    yield pending.decode("utf-8", errors="replace")
+                    pending.clear()
+                    start = end.end()
+                after_cr = chunk.endswith(b"\r")
+                pending += chunk[start:]
+                if len(pending) > MAX_LINE_BYTES:
+                    raise UnexpectedResponse(
+                        self.provider,
+                        response.status_code,
+                        problem="a line of its stream was over 1 MiB; it was not read further",
+                    )
         except (httpx.RemoteProtocolError, httpx.ReadError):
             # The server closed the connection before finishing the body.
             raise StreamInterrupted(self.provider) from None
+        if pending:
+            yield pending.decode("utf-8", errors="replace")
 
 
 def parse_retry_after(value: str) -> float | None:

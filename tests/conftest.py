@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -243,3 +244,32 @@ def database_url_for_subprocesses() -> str:
         return f"sqlite:///{db['NAME']}"
     credentials = f"{quote(db['USER'])}:{quote(db['PASSWORD'])}@" if db.get("USER") else ""
     return f"postgres://{credentials}{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@contextmanager
+def failing_writes(table: str, event: str = "INSERT") -> Iterator[None]:
+    """A real database fault, for every process using the test database: each write of `event`
+    ("INSERT", "UPDATE OF output") on `table` fails, as a full disk would, until the block ends."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            fail = "SELECT RAISE(ABORT, 'disk I/O error (a test fault)')"
+            cursor.execute(f"CREATE TRIGGER test_fault BEFORE {event} ON {table} BEGIN {fail}; END")
+        else:
+            fail = "RAISE EXCEPTION 'disk I/O error (a test fault)'"
+            cursor.execute(
+                f"CREATE FUNCTION test_fault() RETURNS trigger AS $$ BEGIN {fail}; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER test_fault BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION test_fault()"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("DROP TRIGGER test_fault")
+            else:
+                cursor.execute(f"DROP TRIGGER test_fault ON {table}")
+                cursor.execute("DROP FUNCTION test_fault()")

@@ -1,7 +1,10 @@
-"""Budget alerts: once spend crosses a budget's threshold in a period, its admins hear of it once:
-a banner, an email, an audit entry."""
+"""Alerts to a team's admins, each as a banner, an email and an audit entry: a budget that crossed
+its threshold in a period (once per period), and a provider that reported more usage than a run
+reserved (once per run; the run was charged at its cap)."""
 
 from __future__ import annotations
+
+from datetime import datetime, time
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -13,7 +16,7 @@ from accounts.models import Membership, Team, User
 from audit import log
 from providers.pricing import format_usd
 from usage import budgets
-from usage.models import BudgetAlert
+from usage.models import BudgetAlert, Run
 
 
 def check(team: Team, provider_id: str, api_key_id: int | None = None) -> list[BudgetAlert]:
@@ -68,4 +71,27 @@ def current_for(team: Team) -> QuerySet[BudgetAlert]:
     return BudgetAlert.objects.select_related("budget__team", "budget__provider").filter(
         Q(budget__team=team) | Q(budget__team__isnull=True),
         Q(period="month", period_start=month_start) | Q(period="day", period_start=today),
+    )
+
+
+def usage_over_cap(run: Run) -> None:
+    """The provider reported more than the run reserved, and the run was charged at its cap: the
+    provider's bill may differ from the hub's. Audited, and mailed to the team's admins."""
+    after = {"model": run.model_used, "warning": run.usage_warning, "charged": str(run.cost_usd)}
+    log.record("system", "usage_over_cap", run, team=run.team, after=after)
+    recipients = [user.email for user in admins_of(run.team) if user.email]
+    if recipients:
+        body = f"{run.usage_warning}\n\nRun {run.uuid} ({run.model_used})."
+        subject = f"LLMHub: usage above the cap on {run.model_used}"
+        transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients))
+
+
+def over_cap_for(team: Team) -> list[Run]:
+    """This month's runs of the team whose provider reported usage above the cap, newest first."""
+    month_start, _ = budgets.period("month")
+    since = timezone.make_aware(datetime.combine(month_start, time()))
+    return list(
+        Run.objects.filter(team=team, finished_at__gte=since)
+        .exclude(usage_warning="")
+        .order_by("-finished_at")[:3]
     )

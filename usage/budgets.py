@@ -3,7 +3,8 @@ runs from overshooting them together.
 
 A run reserves its maximum possible cost against every matching budget in one transaction before
 it starts (SQLite takes its write lock at BEGIN IMMEDIATE; PostgreSQL locks the budget rows), and
-settlement replaces the reservation with the real cost. A crashed run's reservation expires.
+settlement replaces the reservation with the real cost. The reservation is a lease: the running run
+renews it (usage/leases.py); a crashed run's runs out within a minute and is recovered.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -24,9 +26,9 @@ from accounts.models import Team
 from llmhub.database import UNAVAILABLE
 from providers.pricing import format_usd
 from usage import spool
+from usage.events import DatabaseUnavailable
 from usage.models import Budget, DailySpend, Run
 
-RESERVATION_TTL = timedelta(hours=1)
 ZERO = Decimal("0")
 SQLITE_DECIMAL = decimal.Context(prec=15)
 
@@ -35,17 +37,9 @@ class BudgetRefused(Exception):
     """A run its budget cannot cover; the message names the budget and what is left."""
 
 
-class BudgetUnavailable(Exception):
+class BudgetUnavailable(DatabaseUnavailable):
     """The database cannot be written (locked, read-only, unreachable), so no budget can be checked
     or held: the run does not start. The API answers 503 with retry-after, the page shows why."""
-
-    retry_after = 5  # seconds
-
-    def __init__(self) -> None:
-        super().__init__(
-            "The database is busy or unavailable, so the budget cannot be checked and the run did not "
-            f"start. Try again in {self.retry_after} seconds."
-        )
 
 
 @dataclass(frozen=True)
@@ -73,6 +67,11 @@ class Standing:
     @property
     def share(self) -> Decimal:
         return (self.spent + self.reserved) / self.limit if self.limit else Decimal("1")
+
+
+def lease_length() -> timedelta:
+    """How long a reservation holds unless its run renews it (and when a dead run is recovered)."""
+    return timedelta(seconds=settings.LLMHUB_RUN_LEASE_SECONDS)
 
 
 def matching(team: Team, provider_id: str, api_key_id: int | None = None) -> QuerySet[Budget]:
@@ -224,15 +223,17 @@ def reserve(run: Run, provider_id: str | None = None) -> None:
             .order_by("pk")
         )
         limited = [b for b in budgets if b.daily_limit_usd is not None or b.monthly_limit_usd is not None]
+        now = timezone.now()
         if not limited:
-            run.reserved_usd = run.reservation_expires_at = None
+            # Nothing to hold, but the lease still tells a live run from a dead one.
+            run.reserved_usd, run.reservation_expires_at = None, now + lease_length()
+            _save_hold(run)
             return
         if run.max_cost_usd is None:
             raise BudgetRefused(
                 f"{run.model_requested} has no known price and the {label(limited[0])} budget applies: "
                 "an admin sets its price before it can run."
             )
-        now = timezone.now()
         for budget in limited:
             for standing in standings(budget, now, excluding=run):
                 if run.max_cost_usd > standing.left:
@@ -241,7 +242,14 @@ def reserve(run: Run, provider_id: str | None = None) -> None:
                         f"{name} {label(budget)} budget: {format_usd(standing.left)} of "
                         f"{format_usd(standing.limit)} left; this run may cost up to {format_usd(run.max_cost_usd)}."
                     )
-        run.reserved_usd, run.reservation_expires_at = run.max_cost_usd, now + RESERVATION_TTL
-        if run.pk:  # with the model it is for (see reserved())
-            Run.objects.filter(pk=run.pk).update(reserved_usd=run.reserved_usd, model_used=run.model_used,
-                                                 reservation_expires_at=run.reservation_expires_at)  # fmt: skip
+        run.reserved_usd, run.reservation_expires_at = run.max_cost_usd, now + lease_length()
+        _save_hold(run)
+
+
+def _save_hold(run: Run) -> None:
+    if run.pk:  # with the model it is for (see reserved())
+        Run.objects.filter(pk=run.pk).update(
+            reserved_usd=run.reserved_usd,
+            model_used=run.model_used,
+            reservation_expires_at=run.reservation_expires_at,
+        )

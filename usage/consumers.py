@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import aclosing
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
 from providers.base import Delta
-from usage import fallback, runs
+from usage import fallback, live, runs
+from usage.events import Ended
 from usage.models import Run
 
 # How long ask mode waits for an answer before it takes "no" for one.
@@ -20,21 +23,23 @@ ANSWER_TIMEOUT = 600
 class RunConsumer(AsyncJsonWebsocketConsumer):
     task: asyncio.Task | None = None
     answer: asyncio.Future | None = None
-    closed = False
 
     async def connect(self) -> None:
-        self.run = await runs.aget_for_user(self.scope["user"], self.scope["url_route"]["kwargs"]["run_id"])
+        user = self.scope["user"]
+        self.run = await runs.aget_for_user(user, self.scope["url_route"]["kwargs"]["run_id"])
         if self.run is None:
             await self.close()  # before accept(): the handshake is refused
             return
+        self.may_cancel = await database_sync_to_async(runs.may_cancel)(user, self.run)
         await self.accept()
 
     async def receive_json(self, content: dict, **kwargs) -> None:  # ws-send: form fields + HEADERS
         action = content.get("action")
         if action == "start" and self.task is None and self.run.status == Run.Status.PENDING:
             self.task = asyncio.create_task(self.relay())
-        elif action == "cancel" and self.task is not None:
-            self.task.cancel()
+        elif action == "cancel" and self.may_cancel:
+            # To the run, wherever it runs: this socket, another tab, another server process.
+            await live.cancel(self.run, by=self.scope["user"].get_username())
         elif action in ("switch", "stop") and self.answer is not None and not self.answer.done():
             self.answer.set_result(action == "switch")
 
@@ -47,28 +52,31 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
 
     async def relay(self) -> None:
         uuid = self.run.uuid
-        try:
-            async for event in runs.stream(self.run, ask=self.ask):
+        async with aclosing(runs.stream(self.run, ask=self.ask)) as events:
+            async for event in events:
                 if isinstance(event, Delta):
                     # Escaped text, appended in place: no template lookup per token.
-                    await self.send(text_data=format_html(
-                        '<span id="run-{}-output" hx-swap-oob="beforeend">{}</span>', uuid, event.text))  # fmt: skip
+                    frame = '<span id="run-{}-output" hx-swap-oob="beforeend">{}</span>'
+                    await self.send(text_data=format_html(frame, uuid, event.text))
                 elif isinstance(event, fallback.Waiting | fallback.Question):
                     await self.send(text_data=await self.status_frame(event=event))
-                else:  # the run started or finished: its status block is replaced
-                    await self.send(text_data=await self.status_frame())
-        except asyncio.CancelledError:
-            if not self.closed:
-                await self.send(text_data=await self.status_frame())
-            raise
+                else:  # the run started or ended: its status block is replaced
+                    await self.send(
+                        text_data=await self.status_frame(ended=event if isinstance(event, Ended) else None)
+                    )
 
-    async def status_frame(self, event: object = None) -> str:
-        context = {"run": self.run, "oob": True, "event": event}
+    async def status_frame(self, event: object = None, ended: Ended | None = None) -> str:
+        context = {
+            "run": self.run,
+            "oob": True,
+            "event": event,
+            "ended": ended,
+            "may_cancel": self.may_cancel,
+        }
         return await asyncio.to_thread(render_to_string, "usage/_run_status.html", context)
 
     async def disconnect(self, code: int) -> None:
-        self.closed = True
-        if self.task is not None:  # a closed tab cancels the run
+        if self.task is not None:  # a closed tab cancels the run (settled as cancelled)
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task

@@ -90,8 +90,9 @@ def waiting_message(error: ProviderError, seconds: int) -> str:
     return f"{error.user_message} Retrying in {seconds} {unit}..."
 
 
-def question(run: Run, to: str, error: ProviderError) -> Question:
-    """ "OpenAI is failing: rate limited. Switch to Claude Sonnet 4.5 (~$0.002 more)?\""""
+def question(run: Run, to: str, reason: str) -> Question:
+    """ "OpenAI is failing: rate limited. Switch to Claude Sonnet 4.5 (~$0.002 more)?\"" `reason` is
+    what went wrong last: a provider's error, or a budget's refusal."""
     current, target = registry.model_info(run.model_used or run.model_requested), registry.model_info(to)
     name = target.info.display_name if target else to
     difference = ""
@@ -101,13 +102,20 @@ def question(run: Run, to: str, error: ProviderError) -> Question:
         delta = (ratio_in * run.estimated_input_tokens + ratio_out * run.max_tokens) / 1_000_000
         difference = f" (up to ~{format_usd(abs(delta))} {'more' if delta >= 0 else 'less'})"
     provider = current.provider_name if current else run.model_requested
-    return Question(f"{provider} is failing: {error.user_message} Switch to {name}{difference}?", to)
+    return Question(f"{provider} is failing: {reason} Switch to {name}{difference}?", to)
 
 
-def record_switch(run: Run, source: str, target: str, error: ProviderError) -> None:
-    actor = run.user or (f"API key {run.api_key.name}" if run.api_key_id else None)
-    log.record(actor, "fallback_triggered", run, team=run.team,
-               before={"model": source}, after={"model": target, "reason": error.user_message})  # fmt: skip
+def record_switch(run: Run, source: str, target: str, reason: str) -> None:
+    """Audit a switch to the next model; `reason` is why the last one was left (an error or a refusal)."""
+    actor = run.user or (f"API key {run.api_key.name}" if run.api_key_id else "command line")
+    log.record(
+        actor,
+        "fallback_triggered",
+        run,
+        team=run.team,
+        before={"model": source},
+        after={"model": target, "reason": reason},
+    )
 
 
 def suggestion(run: Run) -> str:

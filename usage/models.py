@@ -56,12 +56,8 @@ class Run(models.Model):
         COMPLETED = "completed", "Completed"
         CANCELLED = "cancelled", "Cancelled"
         FAILED = "failed", "Failed"
-
-    # What the last stream said, for callers that relay it (not stored): the provider's finish
-    # reason, the provider error that ended a failed run, or the budget refusal that stopped it.
-    finish_reason = ""
-    last_error = None
-    refusal = None
+        # Its server stopped (a restart, a crash) while it ran: ended by the drain or by recovery.
+        INTERRUPTED = "interrupted", "Interrupted"
 
     uuid = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="runs")
@@ -80,7 +76,7 @@ class Run(models.Model):
     messages = models.JSONField(default=list)
     max_tokens = models.PositiveIntegerField()
     temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     output = models.TextField(blank=True)
     # The price before the run: input counted, output at the max-tokens ceiling.
     estimated_input_tokens = models.PositiveIntegerField(default=0)
@@ -95,7 +91,10 @@ class Run(models.Model):
         max_length=20, blank=True, help_text="What the user can do about the error"
     )
     attempts = models.JSONField(default=list, blank=True, help_text="Each model tried and why it was left")
-    # Held against budgets from the start of a run until it settles; a crashed run's hold expires.
+    # The provider reported more usage than the run reserved; it was charged at the cap.
+    usage_warning = models.TextField(blank=True)
+    # Held against budgets from the start of a run until it settles. The expiry is the run's lease,
+    # renewed while it runs (set even when nothing is held); a dead run's lease runs out.
     reserved_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     reservation_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -111,7 +110,13 @@ class Run(models.Model):
                 fields=["team", "reservation_expires_at"],
                 condition=models.Q(reserved_usd__isnull=False),
                 name="run_team_active_reservation",
-            )
+            ),
+            # The admin banner for usage reported above the cap reads a team's few flagged runs.
+            models.Index(
+                fields=["team", "finished_at"],
+                condition=~models.Q(usage_warning=""),
+                name="run_team_usage_warning",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -127,7 +132,7 @@ class Run(models.Model):
 
     @property
     def finished(self) -> bool:
-        return self.status in (self.Status.COMPLETED, self.Status.CANCELLED, self.Status.FAILED)
+        return self.status not in (self.Status.PENDING, self.Status.STREAMING)
 
 
 class Budget(models.Model):

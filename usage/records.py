@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -82,14 +83,15 @@ def record_usage(
 arecord_usage = sync_to_async(record_usage)
 
 
-def settle(run: Run) -> bool:
+def settle(run: Run, claim: Callable[[], None] | None = None) -> bool:
     """Charge a finished run and save its final fields: True when written, False when the database
-    stayed unavailable and the settlement was spooled instead (the run object is final either way)."""
+    stayed unavailable and the settlement was spooled instead (the run object is final either way).
+    `claim` runs first in the same transaction and raises to stop a settlement that is not ours."""
     at = timezone.now()
     retries, pause = settings.LLMHUB_SETTLE_RETRIES, settings.LLMHUB_SETTLE_RETRY_SECONDS
     for attempt in range(retries + 1):
         try:
-            _write(run)
+            _write(run, claim=claim)
             break
         except UNAVAILABLE as fault:
             connection.close()  # reopened for the next try: a read-only or lost one never recovers
@@ -140,16 +142,20 @@ def postpone(run: Run, at: datetime | None = None, reason: str = "") -> None:
 
 
 @transaction.atomic
-def _write(run: Run, at: datetime | None = None) -> bool:
+def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | None = None) -> bool:
     """The usage row, the run's real cost in place of its reservation, in one transaction; False
     when the run's usage row was already written (a replay, or a settlement that did commit before
     its connection was lost), so a run is never charged twice."""
     exists = Run.objects.select_for_update().filter(pk=run.pk).exists()  # settlements of a run queue
+    if claim is not None:
+        claim()
     if UsageRecord.objects.filter(run_id=str(run.uuid)).exists():
         return False
     provider_id, _, model = (run.model_used or run.model_requested).partition("/")
     if run.input_tokens or run.output_tokens:
+        # A run with neither a user nor an API key came from the command line.
         source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
+        source = source if run.user_id or run.api_key_id else UsageRecord.Source.CLI
         team, user, api_key = (run.team, run.user, run.api_key) if exists else _survivors(run)
         tokens = TokenCount(run.input_tokens, run.output_tokens)
         usage = record_usage(

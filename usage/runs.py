@@ -1,125 +1,57 @@
 """Runs: price a generation before it starts, stream it, cancel it, and charge exactly what it used.
 
-The page and the websocket consumer only relay; everything a run does happens here. The usage row of
-a run is committed before its final state is handed back, so a finished run a user saw always has it.
+The page, the API and the command line only relay; everything a run does happens here. The usage row
+of a run is committed before its final state is handed back, so a finished run a user saw always
+has it. Whatever happens (a provider's fault, a deadline, a cancel from any socket, the server's
+shutdown, a bug of ours), a started run ends the same way: its status and a message saved, its
+hold released, the text it delivered charged, and one Ended event handed back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
-from decimal import Decimal
+from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Team, User
+from accounts.models import User
+from llmhub.database import UNAVAILABLE
 from providers import breaker
-from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter
+from providers.base import (
+    Delta,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    Message,
+    ProviderAdapter,
+)
 from providers.errors import CircuitOpen, ModelNotAvailable, ProviderError
-from providers.pricing import cost
-from providers.registry import CatalogEntry, registry
-from usage import budgets, fallback, records, tokens
+from providers.registry import registry
+from usage import alerts, budgets, fallback, leases, live, records
+from usage.ceiling import Limits, OutputCeiling, charge
+from usage.clock import RunClock
+from usage.estimates import Estimate, RunRefused, available_model, create_run, estimate
+from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, Stop
+from usage.flow import Flow
 from usage.models import Run
 
-# Without history, a run is expected to use this share of its max output tokens.
-EXPECTED_OUTPUT_SHARE = Decimal("0.25")
-OVERRUN_SLACK = 1.1
-
-
-class RunRefused(Exception):
-    """A run that cannot start; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Estimate:
-    input_tokens: int
-    exact: bool  # counted with the model's own tokenizer
-    expected_output_tokens: int
-    max_output_tokens: int
-    expected_cost: Decimal | None  # None: the model is unpriced
-    max_cost: Decimal | None
-
-
-def estimate(entry: CatalogEntry, dialect: str, messages: Sequence[Message], max_tokens: int,
-             expected_output: int | None = None) -> Estimate:  # fmt: skip
-    """The price of a run before it starts: input counted, output expected and at its ceiling."""
-    counted = tokens.count_messages(messages, entry.info.id, dialect)
-    expected = min(max_tokens, expected_output if expected_output is not None
-                   else int(max_tokens * EXPECTED_OUTPUT_SHARE))  # fmt: skip
-    info = entry.info
-    priced = info.input_per_1m is not None and info.output_per_1m is not None
-    return Estimate(
-        input_tokens=counted.tokens,
-        exact=counted.exact,
-        expected_output_tokens=expected,
-        max_output_tokens=max_tokens,
-        expected_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, expected)
-        if priced
-        else None,
-        max_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, max_tokens) if priced else None,
-    )
-
-
-def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
-    """The catalogue entry and dialect of a model the team may run, or RunRefused saying why."""
-    row = registry.model_row(model_ref)
-    provider = row.provider if row else None
-    if provider is None or provider.team_id not in (None, team.pk):  # as accounts.teams.providers_for
-        raise RunRefused(f"{model_ref} is not one of your team's models. Pick another model.")
-    if not provider.enabled:
-        raise RunRefused(
-            f"{provider.display_name} is disabled. An admin can enable it in Settings → Providers."
-        )
-    return registry.entry_for(row), provider.dialect
-
-
-def create_run(user: User | None, team: Team, model_ref: str, messages: Sequence[Message], max_tokens: int,
-               temperature: Decimal | None = None, automation=None, api_key=None,
-               available: tuple[CatalogEntry, str] | None = None) -> Run:  # fmt: skip
-    """A pending run with its price estimate; it starts only when the user (or the program that
-    sent it, with an API key) confirms. `available` is what available_model() already answered
-    for this team and model, when the caller asked it first."""
-    entry, dialect = available or available_model(team, model_ref)
-    caps = budgets.caps_for(team, entry.provider_id, api_key.pk if api_key else None)
-    max_tokens = max(1, min(max_tokens, entry.info.max_output, caps.hard or max_tokens))
-    warning = ""
-    if caps.soft is not None and max_tokens > caps.soft:
-        warning = (f"This run may write up to {max_tokens:,} tokens, over the soft cap of {caps.soft:,} "
-                   f"set by the {caps.soft_from} budget.")  # fmt: skip
-    priced = estimate(entry, dialect, messages, max_tokens, expected_output=_typical_output(automation))
-    return Run.objects.create(
-        warning=warning,
-        team=team,
-        user=user,
-        automation=automation,
-        api_key=api_key,
-        model_requested=model_ref,
-        messages=[{"role": m.role, "content": m.content} for m in messages],
-        max_tokens=max_tokens,
-        temperature=temperature,
-        estimated_input_tokens=priced.input_tokens,
-        estimated_cost_usd=priced.expected_cost,
-        max_cost_usd=priced.max_cost,
-    )
-
-
-def _typical_output(automation) -> int | None:
-    """The average output of an automation's recent completed runs, when it has some."""
-    if automation is None:
-        return None
-    recent = list(
-        automation.runs.filter(status=Run.Status.COMPLETED).values_list("output_tokens", flat=True)[:20]
-    )
-    return round(sum(recent) / len(recent)) if recent else None
+logger = logging.getLogger(__name__)
+# Pricing a run before it starts lives in usage/estimates.py; these names are the engine's contract.
+__all__ = ["Estimate", "RunRefused", "available_model", "create_run", "estimate", "stream", "settle"]
 
 
 def get_for_user(user: User, run_uuid: str) -> Run | None:
-    """A run the user may watch and cancel: one of their team's."""
+    """A run the user may watch: one of their team's."""
     run = Run.objects.select_related("team").filter(uuid=run_uuid).first()
     if run is None or not user.is_authenticated or not user.is_team_member(run.team):
         return None
@@ -129,208 +61,260 @@ def get_for_user(user: User, run_uuid: str) -> Run | None:
 aget_for_user = sync_to_async(get_for_user)
 
 
-async def stream(
-    run: Run, ask: Ask | None = None
-) -> AsyncIterator[Delta | Run | fallback.Waiting | fallback.Question]:
-    """Run a pending run: yields the Run once started, its text as it arrives, then the Run again
-    when it has finished, its usage recorded.
+def may_cancel(user: User, run: Run) -> bool:
+    """Its owner, or an admin of its team (a run from the API or the command line has no owner)."""
+    return user.is_authenticated and (run.user_id == user.pk or user.is_team_admin(run.team))
+
+
+class RunTaken(Exception):
+    """A run already settled elsewhere: recovered after its lease ran out, or ended by itself."""
+
+
+Ask = Callable[["fallback.Question"], Awaitable[bool]]
+Event = Started | Delta | fallback.Waiting | fallback.Question | Ended
+
+
+async def stream(run: Run, ask: Ask | None = None) -> AsyncIterator[Event]:
+    """Run a pending run: yields Started once it holds its reservation, its text as it arrives
+    (never more than its cap), then one Ended with its usage settled.
 
     A retryable failure before the first token is retried (countdown ticks are yielded while it
     waits), then the fallback models are tried in order; in ask mode a Question is yielded and
     `ask` must consent first. Once text has been shown, a failure ends the run with the text kept:
-    it is never silently restarted elsewhere. Cancelling the iterating task closes the upstream
-    connection at once; the text so far is kept and the tokens it used are charged.
+    it is never silently restarted elsewhere. A cancel (sent to the run's group from any socket, or
+    the iterating task cancelled) closes the upstream connection at once; the text so far is kept
+    and the tokens it used are charged.
     """
+    flow = Flow(run, RunClock(settings.LLMHUB_RUN_TIME_LIMIT, settings.LLMHUB_IDLE_TIMEOUT))
+    async with live.running(run, flow.clock):
+        try:
+            async for event in _attempts(flow, ask):
+                yield event
+        except Stop as stop:
+            flow.stop(stop)
+        except (asyncio.CancelledError, GeneratorExit):
+            # The task running it was cancelled (a closed tab, a client that hung up, Ctrl-C), or
+            # its caller dropped it: settled all the same, out of reach of a second cancel.
+            flow.stop(Interrupted() if live.draining() else Cancelled())
+            await asyncio.shield(_close(flow))
+            raise
+        except Exception:  # noqa: BLE001 - every failure ends the run the same way, logged
+            logger.exception("Run %s failed inside the hub", run.uuid)
+            flow.stop(HubError("The hub failed while running this (the error is logged)."))
+        yield await _close(flow)
+
+
+async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
+    """The requested model, then each fallback, until one ends the run."""
+    run = flow.run
+    if live.draining():
+        raise Interrupted(started=False)
     try:
         policy, models = await sync_to_async(fallback.plan)(run)
     except CircuitOpen as skipped:  # every model it may use is cooling off after repeated failures
-        yield await _not_started(run, skipped)
+        flow.failures.append(skipped)
+        flow.end(Run.Status.FAILED, str(skipped), skipped.action, skipped)
         return
-    error: ProviderError | None = None
-    started = False
     for index, ref in enumerate(models):
         if index > 0:
             if policy.ask_before_switching and ask is not None:
-                question = await sync_to_async(fallback.question)(run, ref, error)
+                question = await sync_to_async(fallback.question)(run, ref, flow.reason)
                 yield question
-                if not await ask(question):
-                    run.status, run.error_action = Run.Status.FAILED, error.action
-                    run.error_message = f"{error.user_message} The run stopped: you chose not to switch."
-                    await sync_to_async(_release)(run)
-                    yield run
+                if not await flow.clock.wait(lambda q=question: ask(q)):
+                    action = flow.provider_error.action if flow.provider_error else "retry"
+                    flow.end(
+                        Run.Status.FAILED, f"{flow.reason} The run stopped: you chose not to switch.", action
+                    )
                     return
-            await sync_to_async(fallback.record_switch)(run, models[index - 1], ref, error)
+            await sync_to_async(fallback.record_switch)(run, models[index - 1], ref, flow.reason)
         try:
             # Off the request's thread, so runs waiting for the budget lock do not queue behind each
             # other's other work; database_sync_to_async closes that thread's connection when due.
-            adapter = await database_sync_to_async(_begin, thread_sensitive=False)(
-                run, ref, starting=not started
+            adapter, flow.limits = await database_sync_to_async(_begin, thread_sensitive=False)(
+                run, ref, starting=not flow.started
             )
-        except budgets.BudgetUnavailable as unavailable:
-            yield await _not_started(run, unavailable)
-            return
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
-            if error is None and index == len(models) - 1:
-                run.status, run.error_message, run.refusal = Run.Status.FAILED, str(refused), refused
-                await sync_to_async(_release)(run)
-                yield run
-                return
+            flow.failures.append(refused)
             continue
-        if not started:
-            started = True
-            yield run  # started
-        async for event in _attempt(run, ref, policy, adapter):
-            if isinstance(event, ProviderError):
-                error = event
-            else:
-                yield event
-                if isinstance(event, Run):
-                    return
-        run.attempts = [*run.attempts, {"model": ref, "error": error.user_message}]
-    if isinstance(error, ModelNotAvailable) and not error.suggestion:
-        error.suggestion = await sync_to_async(fallback.suggestion)(run)
-    run.status, run.error_message, run.error_action = Run.Status.FAILED, error.user_message, error.action
-    run.last_error = error
-    if len(models) > 1:
-        run.error_message += " Every fallback model failed too."
-    await sync_to_async(_release)(run)
-    yield run
+        except DatabaseError:
+            logger.exception("Run %s: its reservation could not be written", run.uuid)
+            raise DatabaseUnavailable() from None
+        if not flow.started:
+            flow.started, flow.keeper = True, leases.Keeper(flow).start()
+            yield Started(run)
+        async for event in _attempt(flow, policy, adapter):
+            yield event
+        if flow.ended:
+            return
+        run.attempts = [*run.attempts, {"model": ref, "error": flow.reason}]
+    await _fail(flow, several=len(models) > 1)
 
 
-Ask = Callable[["fallback.Question"], Awaitable[bool]]
-
-
-async def _not_started(run: Run, cause: CircuitOpen | budgets.BudgetUnavailable) -> Run:
-    """A run that ends before any provider is called: its providers are skipped by the circuit
-    breaker, or the database cannot be written (nothing new was held; its end waits in the spool)."""
-    run.status, run.error_message = Run.Status.FAILED, str(cause)
-    if isinstance(cause, CircuitOpen):
-        run.error_action, run.last_error = cause.action, cause
-        await sync_to_async(_release)(run)
-    else:
-        run.refusal, run.finished_at = cause, timezone.now()
-        await sync_to_async(records.postpone)(run, reason="no budget could be reserved")
-    return run
-
-
-async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> AsyncIterator:
-    """One model with its retries. Yields deltas and countdown ticks, then either the finished Run
-    or, when the model gave up before any text, the last ProviderError (for the caller to fall back)."""
+async def _attempt(flow: Flow, policy, adapter: ProviderAdapter) -> AsyncIterator[Delta | fallback.Waiting]:
+    """One model with its retries. Yields text (cut at the cap) and countdown ticks; ends the run
+    (flow.ended), or records why the model gave up before any text (for the caller to fall back)."""
+    run, clock = flow.run, flow.clock
     request = GenerationRequest(
-        model=ref.partition("/")[2],
+        model=(run.model_used or run.model_requested).partition("/")[2],
         messages=tuple(Message(m["role"], m["content"]) for m in run.messages),
-        max_tokens=run.max_tokens,
+        max_tokens=flow.limits.output_tokens,
         temperature=float(run.temperature) if run.temperature is not None else None,
         stream=True,
     )
-    # The hard cap is sent as max_tokens; a provider that streams past it (our count, with slack for
-    # tokenizer differences) is cut off rather than trusted.
-    ceiling = run.max_tokens * OVERRUN_SLACK + 16
-    waited = 0.0
+    flow.provider, waited = adapter.display_name, 0.0
     for attempt in range(policy.retry_count + 1):
-        parts: list[str] = []
-        usage, reached_provider, streamed_tokens = None, False, 0
+        flow.ceiling = OutputCeiling(flow.limits.output_tokens, request.model, adapter.dialect)
+        clock.progress()
         try:
-            async with aclosing(adapter.stream(request)) as events:
-                async for event in events:
-                    reached_provider = True
-                    if isinstance(event, Delta):
-                        parts.append(event.text)
-                        yield event
-                        streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)
-                        if streamed_tokens > ceiling:
-                            # Counted piece by piece, a text counts high ("word " is two tokens alone,
-                            # one inside a sentence): count it whole before cutting the provider off.
-                            streamed_tokens = tokens.count_text(
-                                "".join(parts), request.model, adapter.dialect
-                            )
-                        if streamed_tokens > ceiling:
-                            run.error_message = f"Stopped at the cap of {run.max_tokens} output tokens."
-                            run.finish_reason = FinishReason.LENGTH
-                            break
-                    else:
-                        usage, run.finish_reason = event.usage, event.finish_reason
-            run.status = Run.Status.COMPLETED
-            await sync_to_async(breaker.record_success)(ref.partition("/")[0])
-        except asyncio.CancelledError:
-            run.status, run.error_message = Run.Status.CANCELLED, "Cancelled. The text so far is kept."
-            # The request reached the provider: its prompt is billed even if no text came back yet.
-            await asyncio.shield(_settle(run, "".join(parts), usage, adapter.dialect, charge_input=True))
-            raise
+            async with aclosing(adapter.events(request)) as events:
+                while (event := await clock.next(events, adapter.display_name)) is not None:
+                    flow.reached = True
+                    if isinstance(event, Finished):
+                        flow.usage, flow.finish_reason = event.usage, event.finish_reason
+                    elif text := flow.ceiling.admit(event.text):
+                        clock.progress()
+                        yield Delta(text)
+                    if flow.ceiling.exceeded:  # the provider went past the cap: hang up on it
+                        flow.finish_reason = FinishReason.LENGTH
+                        run.error_message = (
+                            f"Stopped at the cap of {flow.limits.output_tokens} output tokens."
+                        )
+                        break
+            flow.end(Run.Status.COMPLETED)
+            await sync_to_async(breaker.record_success)(adapter.provider_id)
+            return
         except ProviderError as error:
-            skipped = await sync_to_async(breaker.record_failure)(ref.partition("/")[0], error)
-            if parts:  # text was shown: keep it, charge it, and let the user decide what next
-                run.status, run.error_action, run.last_error = Run.Status.FAILED, "continue", error
-                run.error_message = f"{error.user_message} The text so far is kept."
-                await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=True)
-                yield run
+            skipped = await sync_to_async(breaker.record_failure)(adapter.provider_id, error)
+            if flow.text:  # text was shown: keep it, charge it, and let the user decide what next
+                flow.end(
+                    Run.Status.FAILED, f"{error.user_message} The text so far is kept.", "continue", error
+                )
                 return
+            flow.failures.append(error)
             wait = fallback.backoff(attempt, error, waited, policy) if error.retryable else None
             if wait is None or attempt == policy.retry_count or skipped:
-                yield error
                 return
-            async for tick in _countdown(wait, error):
+            async for tick in _countdown(wait, error, clock):
                 yield tick
             waited += wait
-            continue
-        await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=reached_provider)
-        yield run
-        return
 
 
-async def _countdown(seconds: float, error: ProviderError) -> AsyncIterator[fallback.Waiting]:
+async def _countdown(
+    seconds: float, error: ProviderError, clock: RunClock
+) -> AsyncIterator[fallback.Waiting]:
     remaining = seconds
     while remaining > 0:
         yield fallback.Waiting(math.ceil(remaining), fallback.waiting_message(error, math.ceil(remaining)))
         step = min(1.0, remaining)
-        await asyncio.sleep(step)
+        await clock.sleep(step)
         remaining -= step
 
 
-def _begin(run: Run, ref: str, starting: bool) -> ProviderAdapter:
+async def _fail(flow: Flow, several: bool) -> None:
+    """Every model gave up before any text: the last provider error says why, else the budget."""
+    error = flow.provider_error
+    if error is None:
+        refusal = flow.failures[-1]
+        flow.end(Run.Status.FAILED, str(refusal), "retry", refusal)
+        return
+    if isinstance(error, ModelNotAvailable) and not error.suggestion:
+        error.suggestion = await sync_to_async(fallback.suggestion)(flow.run)
+    message = error.user_message + (" Every fallback model failed too." if several else "")
+    flow.end(Run.Status.FAILED, message, error.action, error)
+
+
+def _begin(run: Run, ref: str, starting: bool) -> tuple[ProviderAdapter, Limits]:
     """An attempt on `ref` in one trip to the database: its maximum cost reserved (BudgetRefused
     when a budget cannot cover it), the run marked started on its first attempt, and the adapter."""
     previous, run.model_used = run.model_used, ref  # the reservation is for this model
     try:
-        _reserve(run, ref)
+        limits = _reserve(run, ref)
     except budgets.BudgetRefused:
         run.model_used = previous
         raise
     if starting:
         run.status, run.started_at = Run.Status.STREAMING, timezone.now()
-        with budgets.database_writable():
-            run.save(update_fields=["status", "started_at", "model_used"])  # the hold is saved by reserve()
+        with budgets.database_writable():  # the hold is saved by reserve()
+            run.save(update_fields=["status", "started_at", "model_used"])
     provider_id, _, model = ref.partition("/")
-    return registry.get(provider_id, only_model=model)
+    return registry.get(provider_id, only_model=model), limits
 
 
-def _reserve(run: Run, ref: str) -> None:
-    """Hold this attempt's maximum cost; a fallback model is priced for the same prompt."""
+def _reserve(run: Run, ref: str) -> Limits:
+    """Hold this attempt's maximum cost: its input estimate and its cap, at its price; a fallback
+    model is priced for the same prompt (with its own tokenizer and output limit)."""
+    limits = Limits(run.estimated_input_tokens, run.max_tokens)
     if ref != run.model_requested:
         entry, dialect = available_model(run.team, ref)
         messages = [Message(m["role"], m["content"]) for m in run.messages]
-        run.max_cost_usd = estimate(
-            entry, dialect, messages, min(run.max_tokens, entry.info.max_output)
-        ).max_cost
+        priced = estimate(entry, dialect, messages, min(run.max_tokens, entry.info.max_output))
+        run.max_cost_usd, limits = priced.max_cost, Limits(priced.input_tokens, priced.max_output_tokens)
     budgets.reserve(run, ref.partition("/")[0])
+    return limits
+
+
+async def _close(flow: Flow) -> Ended:
+    """Settle the run as it ended: the text delivered and the usage it is charged for, its hold
+    released, in one transaction. A settlement the database refuses is reported, never hidden."""
+    run = flow.run
+    if flow.keeper is not None:
+        await flow.keeper.stop()
+    run.finished_at = timezone.now()
+    try:
+        if flow.started:
+            _charge(flow)
+            await database_sync_to_async(settle, thread_sensitive=False)(run)
+        else:
+            await database_sync_to_async(_release, thread_sensitive=False)(run)
+    except UNAVAILABLE as fault:
+        if not flow.started:  # its end waits in the spool: its page says why once the database is back
+            with contextlib.suppress(OSError):  # no spool either: postpone() logged it
+                await sync_to_async(records.postpone)(run, reason=str(fault))
+                return Ended(run, flow.error, flow.finish_reason)
+        logger.exception("Run %s: its settlement could not be written", run.uuid)
+        return Ended(run, flow.error, flow.finish_reason, settled=False)
+    except (DatabaseError, OSError):  # neither the database nor the spool took it (records.py logged it)
+        logger.exception("Run %s: its settlement could not be written", run.uuid)
+        return Ended(run, flow.error, flow.finish_reason, settled=False)
+    except RunTaken:  # recovered meanwhile, as if its server had died: as recovery left it
+        await run.arefresh_from_db()
+        return Ended(run, HubError(run.error_message), flow.finish_reason)
+    if run.usage_warning:
+        try:
+            await database_sync_to_async(alerts.usage_over_cap)(run)
+        except DatabaseError:
+            logger.exception("Run %s: the alert about its usage could not be written", run.uuid)
+    return Ended(run, flow.error, flow.finish_reason)
+
+
+def _charge(flow: Flow) -> None:
+    run = flow.run
+    delivered = flow.ceiling.billed() if flow.ceiling else 0
+    # The request reached the provider: its prompt is billed even if no text came back yet.
+    billed = bool(flow.text) or (flow.reached and run.status != Run.Status.FAILED)
+    billed = billed or run.status in (Run.Status.CANCELLED, Run.Status.INTERRUPTED)
+    counts, run.usage_warning = charge(flow.usage, delivered, flow.limits, flow.provider, billed)
+    run.output, run.input_tokens, run.output_tokens = flow.text, counts.input, counts.output
 
 
 def _release(run: Run) -> None:
     run.reserved_usd = run.reservation_expires_at = None
-    run.finished_at = timezone.now()
     run.save()
 
 
-async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) -> None:
-    if usage is not None:
-        input_tokens, output_tokens = usage.input, usage.output
-    else:
-        # No final count from the provider: our own count of the prompt and of the text it streamed.
-        input_tokens = run.estimated_input_tokens if charge_input or text else 0
-        output_tokens = tokens.count_text(
-            text, (run.model_used or run.model_requested).partition("/")[2], dialect
-        )
-    run.output, run.input_tokens, run.output_tokens = text, input_tokens, output_tokens
-    run.finished_at = timezone.now()
-    await records.asettle(run)
+def settle(run: Run, expired_before: datetime | None = None) -> bool:
+    """Claim a streaming run and settle it (usage/records.py: retried, spooled while the database
+    cannot be written): RunTaken when it was settled already. With `expired_before`, only while its
+    lease has run out by then (recovery of a dead run). False when the settlement was spooled."""
+
+    def claim() -> None:
+        claimed = Run.objects.filter(pk=run.pk, status=Run.Status.STREAMING)
+        if expired_before is not None:
+            claimed = claimed.filter(
+                Q(reservation_expires_at__lt=expired_before) | Q(reservation_expires_at__isnull=True)
+            )
+        if not claimed.update(status=run.status):
+            raise RunTaken(run.uuid)
+
+    return records.settle(run, claim=claim)

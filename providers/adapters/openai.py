@@ -17,6 +17,7 @@ from providers.base import (
     ProviderConfig,
     StreamEvent,
     TokenCount,
+    reported_tokens,
 )
 from providers.errors import (
     InvalidCredentials,
@@ -104,7 +105,7 @@ class OpenAIAdapter(ProviderAdapter):
         choice = (answer.get("choices") or [{}])[0]
         return GenerationResponse(
             content=(choice.get("message") or {}).get("content") or "",
-            usage=_usage(answer.get("usage")),
+            usage=_usage(self.display_name, answer.get("usage")),
             model=answer.get("model", request.model),
             finish_reason=FINISH_REASONS.get(choice.get("finish_reason"), FinishReason.OTHER),
         )
@@ -127,7 +128,7 @@ class OpenAIAdapter(ProviderAdapter):
                 if choice.get("finish_reason"):
                     finish = FINISH_REASONS.get(choice["finish_reason"], FinishReason.OTHER)
             if chunk.get("usage"):
-                usage = _usage(chunk["usage"])
+                usage = _usage(self.display_name, chunk["usage"])
         # The body ended without "[DONE]": the answer may be incomplete, so it is not a success.
         raise StreamInterrupted(self.display_name)
 
@@ -170,9 +171,11 @@ class OpenAIAdapter(ProviderAdapter):
         raise UnexpectedResponse(name, status, body or str(parsed), detail=message)
 
 
-def _usage(usage: Mapping[str, Any] | None) -> TokenCount:
+def _usage(provider: str, usage: Mapping[str, Any] | None) -> TokenCount:
     usage = usage or {}
-    return TokenCount(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    return TokenCount(
+        *(reported_tokens(provider, name, usage.get(name)) for name in ("prompt_tokens", "completion_tokens"))
+    )
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

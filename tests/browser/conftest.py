@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from tests.conftest import database_url_for_subprocesses
+from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -21,42 +15,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def hub_url(django_db_setup, static_files, session_spool) -> Iterator[str]:
-    """The app served by daphne in its own process, reading and writing the test database."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocesses(),
-        "LLMHUB_DATA_DIR": str(settings.DATA_DIR),
-        "LLMHUB_SPOOL_PATH": str(settings.LLMHUB_SPOOL_PATH),
-        "LLMHUB_SPOOL_REPLAY_SECONDS": "0.5",
-    }
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = (ARTIFACTS / "daphne.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "llmhub.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start; see {ARTIFACTS / 'daphne.log'}") from None
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.terminate()
-    server.wait(10)
-    log.close()
+    """The app served as `make run` serves it, in its own process, on the test database. Runs are
+    recovered at its start only: tests that recover runs themselves must not race it."""
+    (ARTIFACTS / "daphne.log").unlink(missing_ok=True)
+    server = Server("browser/daphne", LLMHUB_RECOVERY_SECONDS="3600", LLMHUB_SPOOL_REPLAY_SECONDS="0.5")
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Run by hand: `python -m tests.fakes.openai --port 8123 --key sk-test-local-00000
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from typing import Any
@@ -23,12 +24,32 @@ def error(message: str, type_: str, code: str | None = None, param: str | None =
 
 class FakeOpenAI(FakeProvider):
     """OpenAI itself, or any server speaking its API: set `prefix` ("/openai/v1" for Groq), `models`,
-    and where the key goes (`auth_header`, `auth_scheme`)."""
+    and where the key goes (`auth_header`, `auth_scheme`).
+
+    Misbehaviours of a broken upstream, set per test:
+        fake.reported_usage = {"completion_tokens": 500}   # usage fields as sent, whatever was written
+        fake.one_chunk = True                              # the whole answer in a single delta
+        fake.endless = True                                # deltas forever, max_tokens ignored
+        fake.empty_chunks_forever_next(every=0.05)         # chunks with no text, forever
+    """
 
     name = "openai"
     models = MODELS
     auth_header = "authorization"
     auth_scheme = "Bearer"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reported_usage: dict[str, Any] | None = None
+        self.one_chunk = False
+        self.endless = False
+
+    def empty_chunks_forever_next(self, every: float = 0.05) -> None:
+        empty = [{"index": 0, "delta": {"content": ""}, "finish_reason": None}]
+        chunk = sse(
+            {"id": "chatcmpl-empty", "object": "chat.completion.chunk", "model": "gpt-4o", "choices": empty}
+        )
+        self.stream_raw_next(itertools.repeat(chunk), every=every)
 
     def route(self, request: RecordedRequest) -> Reply | StreamReply:
         key = request.headers.get(self.auth_header, "")
@@ -63,13 +84,21 @@ class FakeOpenAI(FakeProvider):
         finish = "stop"
         if limit is not None and limit < self.count_tokens(self.reply_text):
             pieces, finish = pieces[: max(1, limit)], "length"
+            if self.realistic:  # stopped after exactly `limit` tokens, as OpenAI stops
+                encoding = tiktoken.get_encoding("o200k_base")
+                pieces = self.words(encoding.decode(encoding.encode(self.reply_text)[:limit]))
         text = "".join(pieces)
         usage = {
             "prompt_tokens": self.prompt_tokens(body["messages"]),
             "completion_tokens": self.count_tokens(text),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        usage.update(self.reported_usage or {})
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if self.one_chunk:
+            pieces = [text]
+        if self.endless:
+            pieces, finish = itertools.cycle(self.words(self.reply_text)), None
         if body.get("stream"):
             include_usage = (body.get("stream_options") or {}).get("include_usage", False)
             return StreamReply(self.chunks(ident, model, pieces, finish, usage if include_usage else None))
@@ -81,16 +110,13 @@ class FakeOpenAI(FakeProvider):
         })  # fmt: skip
 
     def prompt_tokens(self, messages: list[dict]) -> int:
-        if not self.realistic:
-            return sum(self.count_tokens(m.get("content", "")) + 4 for m in messages) + 3
-        # OpenAI's published rule: 3 tokens per message around its role and text, 3 to prime the reply.
-        return (
-            sum(3 + self.count_tokens(m["role"]) + self.count_tokens(m.get("content", "")) for m in messages)
-            + 3
-        )
+        """OpenAI's published rule, with its real tokenizer: 3 tokens per message around its role and
+        text, 3 to prime the reply (the hub counts a prompt the same way before a run)."""
+        count = self.realistic_tokens
+        return sum(3 + count(m["role"]) + count(m.get("content", "")) for m in messages) + 3
 
     def realistic_tokens(self, text: str) -> int:
-        return len(tiktoken.get_encoding("o200k_base").encode(text))
+        return len(tiktoken.get_encoding("o200k_base").encode(text, disallowed_special=()))
 
     def chunks(self, ident: str, model: str, pieces: list[str], finish: str, usage: dict | None):
         def chunk(choices: list, **extra) -> bytes:

@@ -6,18 +6,25 @@ Tests, browser tests and benchmarks share these. Faults are set per test:
     fake.fail_next(429, headers={"retry-after": "2"})   # the provider's own error body
     fake.hang_next(10)                                   # answer nothing for 10 s
     fake.cut_next_stream(after=3)                        # drop the connection after 3 events
+    fake.stream_raw_next([b"data: ...\n\n"], every=0.1)  # any bytes, as a chunked stream
+    fake.keep_alives_forever_next(every=0.05)            # SSE comments and nothing else, forever
+    fake.trickle_next(every=0.2)                         # one byte at a time, never a whole line
+    fake.huge_line_next(10 * 1024 * 1024)                # one stream line of 10 MB
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import tiktoken
@@ -50,6 +57,7 @@ class StreamReply:
     content_type: str = "text/event-stream"
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    every: float | None = None  # seconds between chunks; None: the fake's chunk_delay
 
 
 @dataclass
@@ -60,6 +68,7 @@ class _Fault:
     hang: float = 0.0
     cut_after: int | None = None
     raw: bytes | None = None
+    stream: StreamReply | None = None
 
 
 class FakeProvider:
@@ -124,8 +133,39 @@ class FakeProvider:
         """Close the connection after `after` chunks of the next stream, with no end event."""
         self._push(_Fault(cut_after=after))
 
-    def reply_raw_next(self, body: bytes, status: int = 200, content_type: str = "application/json") -> None:
-        self._push(_Fault(raw=body, status=status, headers={"content-type": content_type}))
+    def reply_raw_next(
+        self,
+        body: bytes,
+        status: int = 200,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next request with these bytes as they are (an HTML page, a broken gzip body...)."""
+        self._push(_Fault(raw=body, status=status, headers={"content-type": content_type, **(headers or {})}))
+
+    def stream_raw_next(
+        self,
+        chunks: Iterable[bytes],
+        every: float = 0.0,
+        content_type: str = "text/event-stream",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next request with a 200 chunked stream of these bytes (an endless iterable is
+        written until the client hangs up)."""
+        reply = StreamReply(chunks, content_type=content_type, headers=headers or {}, every=every)
+        self._push(_Fault(stream=reply))
+
+    def keep_alives_forever_next(self, every: float = 0.05) -> None:
+        """A stream of SSE comments (keep-alives) that never sends an event."""
+        self.stream_raw_next(itertools.repeat(b": keep-alive\n\n"), every=every)
+
+    def trickle_next(self, every: float = 0.2) -> None:
+        """One byte every `every` seconds of a line that never ends."""
+        self.stream_raw_next(itertools.chain([b"data: "], itertools.repeat(b"x")), every=every)
+
+    def huge_line_next(self, size: int) -> None:
+        """One stream line of `size` bytes, sent in 64 KiB pieces, and nothing after it."""
+        self.stream_raw_next(huge_line(size))
 
     def _push(self, fault: _Fault) -> None:
         with self._lock:
@@ -213,6 +253,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(fault.hang)
             self.close_connection = True
             return
+        if fault and fault.stream is not None:
+            self._stream(fault.stream, None)
+            return
         if fault and fault.raw is not None:
             self._write(Reply(fault.status or 200, fault.raw, fault.headers))
             return
@@ -250,14 +293,23 @@ class _Handler(BaseHTTPRequestHandler):
                     return  # the connection drops with the chunked body unfinished
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.flush()
-                if self.fake.chunk_delay:
-                    time.sleep(self.fake.chunk_delay)
+                delay = self.fake.chunk_delay if reply.every is None else reply.every
+                if delay:
+                    time.sleep(delay)
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
             self.fake.streams_completed += 1
         except (BrokenPipeError, ConnectionResetError):
             self.fake.client_disconnected.set()
             self.close_connection = True
+
+
+def huge_line(size: int) -> Iterator[bytes]:
+    yield b'data: {"choices":[{"index":0,"delta":{"content":"'
+    piece = b"x" * 65536
+    for _ in range(size // len(piece)):
+        yield piece
+    yield b'"}}]}\n\n'
 
 
 def sse(data: Any, event: str | None = None) -> bytes:
@@ -274,6 +326,8 @@ def serve_forever(fake_class: type[FakeProvider]) -> None:
     parser.add_argument("--key", action="append", required=True, help="an API key it accepts (repeatable)")
     parser.add_argument("--chunk-delay", type=float, default=0.05, help="seconds between streamed pieces")
     options = parser.parse_args()
+    # Token counts use the tokenizer files `make` installs (tiktoken would try to download them).
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parents[2] / "var" / "tiktoken"))
     fake = fake_class(api_keys=options.key)
     fake.chunk_delay = options.chunk_delay
     fake.start(options.port)

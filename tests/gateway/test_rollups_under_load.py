@@ -17,6 +17,7 @@ from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from usage import rollups, runs
+from usage.events import Ended
 from usage.models import DailySpend, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,8 +39,8 @@ async def test_hundreds_of_concurrent_settlements_roll_up_to_the_cent(
 
     async def run(one: Run) -> None:
         async for event in runs.stream(one):
-            if isinstance(event, Run):
-                one = event
+            if isinstance(event, Ended):
+                one = event.run
         assert one.status == Run.Status.COMPLETED, one.error_message
 
     auth = {"authorization": f"Bearer {secret}"}

@@ -89,3 +89,16 @@ def test_envbool_refuses_what_it_cannot_read(monkeypatch):
     monkeypatch.setenv("LLMHUB_SOMETHING", "sure")
     with pytest.raises(ImproperlyConfigured, match="LLMHUB_SOMETHING"):
         envbool("LLMHUB_SOMETHING", False)
+
+
+def test_run_limits_are_seconds_and_a_lease_outlives_two_renewals(tmp_path, monkeypatch):
+    from llmhub.environment import envseconds
+
+    monkeypatch.setenv("LLMHUB_IDLE_TIMEOUT", "0.5")
+    assert envseconds("LLMHUB_IDLE_TIMEOUT", 600) == 0.5
+    for bad in ("soon", "0", "-3"):
+        monkeypatch.setenv("LLMHUB_IDLE_TIMEOUT", bad)
+        with pytest.raises(ImproperlyConfigured, match="LLMHUB_IDLE_TIMEOUT must be a number of seconds"):
+            envseconds("LLMHUB_IDLE_TIMEOUT", 600)
+    result = django(tmp_path, "", LLMHUB_RUN_LEASE_SECONDS="20", LLMHUB_LEASE_RENEW_SECONDS="15")
+    assert "LLMHUB_LEASE_RENEW_SECONDS must be at most half of LLMHUB_RUN_LEASE_SECONDS" in result.stderr

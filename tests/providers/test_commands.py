@@ -27,6 +27,9 @@ class Hub:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMHUB_", "DATABASE_URL"))}
         self.env["LLMHUB_DATA_DIR"] = str(data)
         self.manage("migrate", "--noinput", "-v0")
+        self.execute(
+            "insert into accounts_team (name, default_model, created_at) values ('Ops', '', datetime('now'))"
+        )
 
     def manage(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -37,6 +40,10 @@ class Hub:
     def query(self, sql: str) -> list[tuple]:
         with sqlite3.connect(self.data / "llmhub.sqlite3") as db:
             return db.execute(sql).fetchall()
+
+    def execute(self, sql: str) -> None:
+        with sqlite3.connect(self.data / "llmhub.sqlite3") as db:
+            db.execute(sql)
 
     def database_bytes(self) -> bytes:
         return b"".join(p.read_bytes() for p in self.data.glob("llmhub.sqlite3*"))
@@ -147,7 +154,10 @@ def test_generate_prints_the_text_then_tokens_and_cost_and_records_usage(
         "cli",
     )
     assert Decimal(str(cost)) == expected and price_id is not None
-    assert bool(fake.last_request.json.get("stream")) is stream
+    assert fake.last_request.json["stream"] is True  # streamed from the provider either way
+    assert hub.query("select status, model_used, output from usage_run") == [
+        ("completed", f"{kind}/{model}", text.strip())
+    ]
 
 
 def test_generate_streams_text_as_it_arrives(hub, fake_openai):
@@ -204,3 +214,58 @@ def test_rotate_credentials_re_encrypts_with_the_newest_key(hub, fake_openai):
     assert "Re-encrypted the credentials of 1 provider(s)" in rotated.stdout
     works = hub.manage("provider_test", "openai", LLMHUB_ENCRYPTION_KEYS=new)
     assert works.returncode == 0, works.stderr
+
+
+def test_generate_is_refused_by_the_teams_budget(hub, fake_openai):
+    add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
+    hub.execute("insert into usage_budget (team_id, monthly_limit_usd, alert_threshold) values (1, 0, 0.8)")
+    result = hub.manage("generate", "openai/gpt-4o", "Hi")
+    assert result.returncode == 1
+    assert "Monthly Ops team budget: $0.00 of $0.00 left; this run may cost up to $" in result.stderr
+    assert not [r for r in fake_openai.requests if r.path.endswith("/chat/completions")]
+    assert hub.query("select status from usage_run") == [("failed",)]
+
+
+def test_generate_stops_a_provider_at_the_cap(hub, fake_openai):
+    add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
+    fake_openai.endless = True
+    result = hub.manage("generate", "openai/gpt-4o", "Hi", "--max-tokens", "20")
+    assert result.returncode == 0, result.stderr
+    assert USAGE_LINE.search(result.stdout).group(2) == "20"
+    assert hub.query("select output_tokens, source from usage_usagerecord") == [(20, "cli")]
+
+
+def test_generate_falls_back_as_the_team_says(hub, fake_openai, fake_anthropic):
+    add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
+    add(hub, "anthropic", fake_anthropic, GOOD_KEYS["anthropic"])
+    hub.execute(
+        'insert into usage_fallbackpolicy (team_id, enabled, "order", retry_count, ask_before_switching, '
+        "max_total_wait_seconds) values (1, 1, '[\"anthropic/claude-haiku-4-5\"]', 0, 0, 120)"
+    )
+    fake_openai.fail_next_as("server_error")
+    result = hub.manage("generate", "openai/gpt-4o", "Hi")
+    assert result.returncode == 0, result.stderr
+    assert fake_anthropic.reply_text in result.stdout
+    assert hub.query(
+        "select actor_name, action from audit_auditentry where action = 'fallback_triggered'"
+    ) == [("command line", "fallback_triggered")]
+
+
+def test_generate_needs_a_team_named_when_there_are_several(hub, fake_openai):
+    add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
+    hub.execute(
+        "insert into accounts_team (name, default_model, created_at) values ('Lab', '', datetime('now'))"
+    )
+    several = hub.manage("generate", "openai/gpt-4o", "Hi")
+    assert (
+        several.returncode == 1
+        and "There are several teams (Lab, Ops): name one with --team." in several.stderr
+    )
+    assert (
+        hub.manage("generate", "openai/gpt-4o", "Hi", "--team", "Nope")
+        .stderr.strip()
+        .endswith("No team 'Nope'. Teams: Lab, Ops.")
+    )
+    chosen = hub.manage("generate", "openai/gpt-4o", "Hi", "--team", "Lab")
+    assert chosen.returncode == 0, chosen.stderr
+    assert hub.query("select t.name from usage_run r join accounts_team t on t.id = r.team_id") == [("Lab",)]

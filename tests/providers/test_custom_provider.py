@@ -15,6 +15,7 @@ from providers.models import CustomKind, Provider
 from providers.registry import registry
 from tests.fakes.openai import FakeOpenAI
 from usage import runs
+from usage.events import Ended
 from usage.models import Budget, Run, UsageRecord
 
 VLLM_KEY = "vllm-local-key-000000000000Qz7"
@@ -85,8 +86,8 @@ async def run_to_end(user, team, prompt: str) -> tuple[Run, str]:
     async for event in runs.stream(run):
         if isinstance(event, Delta):
             text += event.text
-        elif isinstance(event, Run):
-            run = event
+        elif isinstance(event, Ended):
+            run = event.run
     return run, text
 
 

@@ -15,6 +15,7 @@ from providers.models import Provider
 from providers.registry import registry
 from tests.fakes.openai import FakeOpenAI
 from usage import runs
+from usage.events import Ended
 from usage.models import Budget, Run, UsageRecord
 
 GROQ_KEY = "gsk_test_groq_key_000000000000aB9z"
@@ -87,8 +88,8 @@ async def test_a_file_provider_runs_with_streaming_cost_and_budget(providers_fil
     async for event in runs.stream(run):
         if isinstance(event, Delta):
             text += event.text
-        elif isinstance(event, Run):
-            run = event
+        elif isinstance(event, Ended):
+            run = event.run
     assert run.status == Run.Status.COMPLETED and text == fake_groq.reply_text
     usage = await UsageRecord.objects.aget(run_id=str(run.uuid))
     expected = (Decimal("0.59") * usage.input_tokens + Decimal("0.79") * usage.output_tokens) / 1_000_000

@@ -49,7 +49,7 @@ def openai_down(fake_openai):
 async def play(alice, alpha, model="openai/gpt-4o-mini") -> tuple[Run, list]:
     run = await sync_to_async(runs.create_run)(alice, alpha, model, ASK, 200)
     events = [event async for event in runs.stream(run)]
-    return events[-1], events
+    return events[-1].run, events
 
 
 def chat_requests(fake) -> int:

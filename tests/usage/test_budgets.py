@@ -12,11 +12,12 @@ from django.core import mail
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from providers.base import Delta, Message, TokenCount
+from providers.base import Message, TokenCount
 from providers.models import Price
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from usage import budgets, runs
+from usage.events import Ended
 from usage.models import Budget, BudgetAlert, DailySpend, Run, UsageRecord
 from usage.records import record_usage
 
@@ -30,8 +31,8 @@ def openai(alpha, fake_openai):
 
 async def finish(run: Run) -> Run:
     async for event in runs.stream(run):
-        if not isinstance(event, Delta):
-            run = event
+        if isinstance(event, Ended):
+            run = event.run
     return run
 
 

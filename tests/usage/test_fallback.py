@@ -49,7 +49,7 @@ async def play(run: Run, ask=None) -> tuple[Run, list]:
     events = []
     async for event in runs.stream(run, ask=ask):
         events.append(event)
-    return events[-1], events
+    return events[-1].run, events
 
 
 async def test_a_rate_limit_is_waited_out_with_a_countdown_then_succeeds(
@@ -135,11 +135,21 @@ async def test_a_malformed_sse_line_before_text_moves_on(alice, alpha, policy, f
     assert run.status == Run.Status.COMPLETED and run.model_used == HAIKU
 
 
-async def test_an_invalid_json_body_is_never_a_success(alice, alpha, providers, fake_openai):
+async def test_a_web_page_instead_of_a_stream_is_never_a_success(alice, alpha, providers, fake_openai):
     fake_openai.reply_raw_next(b"<html>502 Bad Gateway</html>", content_type="text/html")
     run, _ = await play(await start(alice, alpha))
-    assert run.status == Run.Status.COMPLETED  # retried: the body had no end-of-stream event
-    assert len([r for r in fake_openai.requests if r.path.endswith("/chat/completions")]) == 2
+    assert run.status == Run.Status.FAILED and not run.output
+    assert (
+        run.error_message
+        == "Unexpected response from OpenAI: it answered with a web page (text/html), not a stream."
+    )
+    assert not await UsageRecord.objects.aexists() and run.reserved_usd is None
+
+
+async def test_a_web_page_instead_of_a_stream_moves_on_to_the_fallback(alice, alpha, policy, fake_openai):
+    fake_openai.reply_raw_next(b"<html>Sign in to the proxy</html>", content_type="text/html")
+    run, _ = await play(await start(alice, alpha))
+    assert run.status == Run.Status.COMPLETED and run.model_used == HAIKU
 
 
 async def test_when_every_model_fails_the_run_says_so(alice, alpha, policy, fake_openai, fake_anthropic):

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import re
+from decimal import Decimal
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from audit.models import AuditEntry
 from llmhub.asgi import application
 from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
-from usage import runs
-from usage.models import Run, UsageRecord
+from usage import runs, tokens
+from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://127.0.0.1")
@@ -83,7 +88,7 @@ async def test_cancel_stops_upstream_keeps_the_text_and_charges_what_was_used(
     for _ in range(4):
         await communicator.receive_from(timeout=5)
     await communicator.send_json_to({"action": "cancel"})
-    frames = await frames_until(communicator, "Cancelled.")
+    frames = await frames_until(communicator, "Cancelled by alice.")
     assert await asyncio.to_thread(fake_openai.client_disconnected.wait, 5)
     run = await Run.objects.aget(pk=alice_run.pk)
     assert run.status == Run.Status.CANCELLED
@@ -150,3 +155,104 @@ async def test_it_refuses_the_wrong_people_and_places(alice_run, alice_client, c
     assert not connected
     await communicator.disconnect()
     assert (await Run.objects.aget(pk=alice_run.pk)).status == Run.Status.PENDING
+
+
+async def test_cancel_from_another_tab_stops_the_run(alice_run, alice_client, fake_openai):
+    fake_openai.reply_text = "word " * 300
+    fake_openai.chunk_delay = 0.02
+    first = await connect(alice_run, cookie(alice_client), ORIGIN)
+    second = await connect(alice_run, cookie(alice_client), ORIGIN)
+    await first.send_json_to({"action": "start"})
+    await frames_until(first, "beforeend")
+    await second.send_json_to({"action": "cancel"})
+    frames = await frames_until(first, "Cancelled by alice.")
+    assert "The text so far is kept." in frames[-1]
+    run = await Run.objects.aget(pk=alice_run.pk)
+    assert run.status == Run.Status.CANCELLED and 0 < len(run.output) < len(fake_openai.reply_text)
+    assert (await UsageRecord.objects.aget(run_id=str(run.uuid))).output_tokens == run.output_tokens
+    for communicator in (first, second):
+        await communicator.disconnect()
+
+
+async def test_a_member_may_watch_but_not_cancel_anothers_run(
+    alice_run, alice_client, bob_client, fake_openai
+):
+    fake_openai.reply_text = "word " * 40
+    fake_openai.chunk_delay = 0.02
+    alices = await connect(alice_run, cookie(alice_client), ORIGIN)
+    bobs = await connect(alice_run, cookie(bob_client), ORIGIN)
+    await alices.send_json_to({"action": "start"})
+    await frames_until(alices, "beforeend")
+    await bobs.send_json_to({"action": "cancel"})
+    await frames_until(alices, "✓ Completed.")
+    assert (await Run.objects.aget(pk=alice_run.pk)).status == Run.Status.COMPLETED
+    for communicator in (alices, bobs):
+        await communicator.disconnect()
+
+
+async def test_a_team_admin_may_cancel_a_members_run(alpha, bob, bob_client, alice_client, fake_openai):
+    await sync_to_async(registry.save)(
+        "openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha
+    )
+    run = await sync_to_async(runs.create_run)(bob, alpha, "openai/gpt-4o-mini", [Message("user", "Go")], 500)
+    fake_openai.reply_text = "word " * 300
+    fake_openai.chunk_delay = 0.02
+    bobs = await connect(run, cookie(bob_client), ORIGIN)
+    alices = await connect(run, cookie(alice_client), ORIGIN)
+    await bobs.send_json_to({"action": "start"})
+    await frames_until(bobs, "beforeend")
+    await alices.send_json_to({"action": "cancel"})
+    await frames_until(bobs, "Cancelled by alice.")
+    for communicator in (alices, bobs):
+        await communicator.disconnect()
+
+
+async def test_the_socket_never_receives_text_past_the_cap(alice, alpha, alice_client, fake_openai):
+    await sync_to_async(registry.save)(
+        "openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha
+    )
+    run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o", [Message("user", "Go")], 40)
+    fake_openai.endless = True
+    communicator = await connect(run, cookie(alice_client), ORIGIN)
+    await communicator.send_json_to({"action": "start"})
+    frames = await frames_until(communicator, "✓ Completed.")
+    text = html.unescape("".join(re.sub(r"<[^>]+>", "", f) for f in frames if 'hx-swap-oob="beforeend"' in f))
+    assert tokens.count_text(text, "gpt-4o", "openai") == 40
+    assert "Stopped at the cap of 40 output tokens." in frames[-1]
+    await communicator.disconnect()
+
+
+async def test_start_falls_back_after_a_budget_refusal(
+    alice, alpha, alice_client, fake_openai, fake_anthropic
+):
+    openai = await sync_to_async(registry.save)(
+        "openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha
+    )
+    await sync_to_async(registry.save)(
+        "anthropic", {"api_key": GOOD_KEYS["anthropic"]}, endpoint=fake_anthropic.url, team=alpha
+    )
+    await Budget.objects.acreate(team=alpha, provider=openai, monthly_limit_usd=Decimal("0"))
+    await FallbackPolicy.objects.acreate(team=alpha, order=["anthropic/claude-haiku-4-5"])
+    run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o", [Message("user", "Go")], 50)
+    communicator = await connect(run, cookie(alice_client), ORIGIN)
+    await communicator.send_json_to({"action": "start"})
+    frames = await frames_until(communicator, "✓ Completed.")
+    assert "Answered by <code>anthropic/claude-haiku-4-5</code>" in frames[-1]
+    switch = await AuditEntry.objects.aget(action="fallback_triggered")
+    assert switch.after["reason"].startswith("Monthly Alpha on OpenAI budget: $0.00 of $0.00 left")
+    await communicator.disconnect()
+
+
+async def test_a_failure_of_the_hub_itself_ends_the_run_with_an_error_frame(
+    alice_run, alice_client, alpha, caplog
+):
+    await FallbackPolicy.objects.acreate(team=alpha, order=[42])  # a row no form would save
+    communicator = await connect(alice_run, cookie(alice_client), ORIGIN)
+    await communicator.send_json_to({"action": "start"})
+    frames = await frames_until(communicator, "Failed.")
+    assert "The hub failed while running this (the error is logged)." in frames[-1]
+    assert "Retry" in frames[-1]
+    run = await Run.objects.aget(pk=alice_run.pk)
+    assert run.status == Run.Status.FAILED and run.reserved_usd is None and run.reservation_expires_at is None
+    assert "failed inside the hub" in caplog.text and "AttributeError" in caplog.text
+    await communicator.disconnect()

@@ -21,6 +21,7 @@ from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from tests.database_faults import reopen_connections, sqlite_file_read_only, writes_refused
 from usage import budgets, records, rollups, runs, spool
+from usage.events import Ended
 from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,8 +46,8 @@ async def settle_while_writes_are_refused(run: Run) -> tuple[Run, str]:
             if not text:
                 await refusal.__aenter__()
             text += event.text
-        else:
-            run = event
+        elif isinstance(event, Ended):
+            run = event.run
     await refusal.__aexit__(None, None, None)
     return run, text
 
@@ -80,8 +81,8 @@ async def test_a_spooled_settlement_that_had_landed_is_not_charged_twice(
     of a settlement already written is skipped."""
     run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
     async for event in runs.stream(run):
-        if isinstance(event, Run):
-            run = event
+        if isinstance(event, Ended):
+            run = event.run
     await sync_to_async(records.postpone)(run)
     await sync_to_async(records.postpone)(run)
     replayed = await sync_to_async(records.replay_spool)()
@@ -120,7 +121,8 @@ async def test_a_run_that_cannot_reserve_its_budget_fails_at_once_saying_why(
     async with writes_refused():
         async for event in runs.stream(run):
             assert not isinstance(event, Delta)
-            run = event
+            if isinstance(event, Ended):
+                run = event.run
     assert run.status == Run.Status.FAILED and run.error_message == UNAVAILABLE
     assert not [r for r in fake_openai.requests if r.path.endswith("/chat/completions")]
     # The run's end waited in the spool: once the database is back, the page says what happened.
@@ -131,8 +133,8 @@ async def test_a_run_that_cannot_reserve_its_budget_fails_at_once_saying_why(
 
 async def finish(run: Run) -> Run:
     async for event in runs.stream(run):
-        if isinstance(event, Run):
-            run = event
+        if isinstance(event, Ended):
+            run = event.run
     return run
 
 

@@ -1,0 +1,86 @@
+"""Real LLMHub server processes for tests (`python -m llmhub.serve`, as `make run` starts it), on
+the test database: started, killed, restarted and drained by the tests that need them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from tests.conftest import database_url_for_subprocesses
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+class Server:
+    """One server process; its output goes to test-artifacts/<name>.log."""
+
+    def __init__(self, name: str, port: int | None = None, **env: str) -> None:
+        self.name, self.port = name, port or free_port()
+        self.log_path = ARTIFACTS / f"{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_subprocesses(),
+            "LLMHUB_DATA_DIR": str(settings.DATA_DIR),
+            "LLMHUB_SPOOL_PATH": str(settings.LLMHUB_SPOOL_PATH),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self._log = self.log_path.open("a")
+        command = [sys.executable, "-m", "llmhub.serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 60
+        while not listening(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server did not start; see {self.log_path}")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """kill -9: no handler runs, nothing is settled."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text()

@@ -1,0 +1,120 @@
+"""A run's price before it starts: its input counted, its output expected and at its ceiling, and
+the pending run that carries that estimate until the user (or the program) starts it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from accounts.models import Team, User
+from providers.base import Message
+from providers.pricing import cost
+from providers.registry import CatalogEntry, registry
+from usage import budgets, tokens
+from usage.models import Run
+
+# Without history, a run is expected to use this share of its max output tokens.
+EXPECTED_OUTPUT_SHARE = Decimal("0.25")
+
+
+class RunRefused(Exception):
+    """A run that cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    input_tokens: int
+    exact: bool  # counted with the model's own tokenizer
+    expected_output_tokens: int
+    max_output_tokens: int
+    expected_cost: Decimal | None  # None: the model is unpriced
+    max_cost: Decimal | None
+
+
+def estimate(
+    entry: CatalogEntry,
+    dialect: str,
+    messages: Sequence[Message],
+    max_tokens: int,
+    expected_output: int | None = None,
+) -> Estimate:
+    """The price of a run before it starts: input counted, output expected and at its ceiling."""
+    counted = tokens.count_messages(messages, entry.info.id, dialect)
+    typical = expected_output if expected_output is not None else int(max_tokens * EXPECTED_OUTPUT_SHARE)
+    expected = min(max_tokens, typical)
+    info = entry.info
+    priced = info.input_per_1m is not None and info.output_per_1m is not None
+    return Estimate(
+        input_tokens=counted.tokens,
+        exact=counted.exact,
+        expected_output_tokens=expected,
+        max_output_tokens=max_tokens,
+        expected_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, expected)
+        if priced
+        else None,
+        max_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, max_tokens) if priced else None,
+    )
+
+
+def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
+    """The catalogue entry and dialect of a model the team may run, or RunRefused saying why."""
+    row = registry.model_row(model_ref)
+    provider = row.provider if row else None
+    if provider is None or provider.team_id not in (None, team.pk):  # as accounts.teams.providers_for
+        raise RunRefused(f"{model_ref} is not one of your team's models. Pick another model.")
+    if not provider.enabled:
+        raise RunRefused(
+            f"{provider.display_name} is disabled. An admin can enable it in Settings → Providers."
+        )
+    return registry.entry_for(row), provider.dialect
+
+
+def create_run(
+    user: User | None,
+    team: Team,
+    model_ref: str,
+    messages: Sequence[Message],
+    max_tokens: int,
+    temperature: Decimal | None = None,
+    automation=None,
+    api_key=None,
+    available: tuple[CatalogEntry, str] | None = None,
+) -> Run:
+    """A pending run with its price estimate; it starts only when the user (or the program that
+    sent it, with an API key) confirms. `available` is what available_model() already answered
+    for this team and model, when the caller asked it first."""
+    entry, dialect = available or available_model(team, model_ref)
+    caps = budgets.caps_for(team, entry.provider_id, api_key.pk if api_key else None)
+    max_tokens = max(1, min(max_tokens, entry.info.max_output, caps.hard or max_tokens))
+    warning = ""
+    if caps.soft is not None and max_tokens > caps.soft:
+        warning = (
+            f"This run may write up to {max_tokens:,} tokens, over the soft cap of {caps.soft:,} "
+            f"set by the {caps.soft_from} budget."
+        )
+    priced = estimate(entry, dialect, messages, max_tokens, expected_output=_typical_output(automation))
+    return Run.objects.create(
+        warning=warning,
+        team=team,
+        user=user,
+        automation=automation,
+        api_key=api_key,
+        model_requested=model_ref,
+        messages=[{"role": m.role, "content": m.content} for m in messages],
+        max_tokens=max_tokens,
+        temperature=temperature,
+        estimated_input_tokens=priced.input_tokens,
+        estimated_cost_usd=priced.expected_cost,
+        max_cost_usd=priced.max_cost,
+    )
+
+
+def _typical_output(automation) -> int | None:
+    """The average output of an automation's recent completed runs, when it has some."""
+    if automation is None:
+        return None
+    recent = list(
+        automation.runs.filter(status=Run.Status.COMPLETED).values_list("output_tokens", flat=True)[:20]
+    )
+    return round(sum(recent) / len(recent)) if recent else None
