@@ -89,7 +89,10 @@ def encoding_for(model: str, dialect: str) -> str | None:
 
 
 def count_messages(messages: Sequence[Message], model: str, dialect: str) -> TokenCount:
-    """The prompt tokens a provider will bill for these messages (exact for OpenAI models)."""
+    """The prompt tokens a provider will bill for these messages (exact for OpenAI models).
+
+    Text is encoded as ordinary text: "<|endoftext|>" in a prompt is words and punctuation to a
+    provider, and tiktoken's plain encode() would refuse it."""
     name = encoding_for(model, dialect)
     if name:
         try:
@@ -97,7 +100,9 @@ def count_messages(messages: Sequence[Message], model: str, dialect: str) -> Tok
         except TokenizerMissing as missing:
             log.warning("%s Estimating instead.", missing)
         else:
-            text_tokens = sum(len(enc.encode(m.role)) + len(enc.encode(m.content)) for m in messages)
+            text_tokens = sum(
+                len(enc.encode_ordinary(m.role)) + len(enc.encode_ordinary(m.content)) for m in messages
+            )
             return TokenCount(text_tokens + TOKENS_PER_MESSAGE * len(messages) + REPLY_PRIMING, exact=True)
     approximate = sum(approximate_text(m.content) + APPROXIMATION_PER_MESSAGE for m in messages)
     return TokenCount(approximate + APPROXIMATION_PER_MESSAGE, exact=False)
@@ -108,7 +113,7 @@ def count_text(text: str, model: str, dialect: str) -> int:
     name = encoding_for(model, dialect)
     if name:
         try:
-            return len(encoding(name).encode(text))
+            return len(encoding(name).encode_ordinary(text))
         except TokenizerMissing as missing:
             log.warning("%s Estimating instead.", missing)
     return approximate_text(text)
@@ -120,7 +125,7 @@ def approximate_text(text: str) -> int:
     if not text:
         return 0
     try:
-        base = len(encoding("cl100k_base").encode(text))
+        base = len(encoding("cl100k_base").encode_ordinary(text))
     except TokenizerMissing:
         return math.ceil(len(text) / 3)
     return math.ceil(base * APPROXIMATION_FACTOR)

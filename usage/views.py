@@ -202,10 +202,20 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
     def lines():
         yield writer.writerow(header)
         for row in rows.order_by("team_id", "created_at").iterator(chunk_size=2000):
-            yield writer.writerow([row.created_at.isoformat(), row.team.name if row.team else "",
-                                   row.user.get_username() if row.user else "", row.provider_id, row.model, row.run_id,
-                                   row.input_tokens, row.output_tokens, "" if row.cost_usd is None else row.cost_usd,
-                                   row.source, row.api_key.name if row.api_key else ""])  # fmt: skip
+            cells = [
+                row.created_at.isoformat(),
+                row.team.name if row.team else "",
+                row.user.get_username() if row.user else "",
+                row.provider_id,
+                row.model,
+                row.run_id,
+                row.input_tokens,
+                row.output_tokens,
+                "" if row.cost_usd is None else row.cost_usd,
+                row.source,
+                row.api_key.name if row.api_key else "",
+            ]
+            yield writer.writerow([_inert(cell) for cell in cells])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="llmhub-usage-{filters.start}-{filters.end}.csv"'
@@ -215,6 +225,15 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
 def _exact(amount) -> str:
     """A Decimal as its shortest exact string: "0.0105", not "0.010500000000"."""
     return f"{amount.normalize():f}" if amount else "0"
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(cell):
+    """Text a spreadsheet would evaluate, quoted so that it shows as the text it is."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
 
 
 class _Echo:
