@@ -1,6 +1,8 @@
 """Reading settings from the environment, loudly: a bad value names its variable."""
 
+import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -9,6 +11,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$"
+)
 
 
 def env(name: str, default: str) -> str:
@@ -42,6 +47,20 @@ def envint(name: str, default: int) -> int:
 def envlist(name: str) -> list[str]:
     """A comma-separated variable as a list, empty items dropped."""
     return [item.strip() for item in env(name, "").split(",") if item.strip()]
+
+
+def envnetworks(name: str) -> list[str]:
+    """A comma-separated list of IP networks (10.0.0.0/8, ::1) and host names (ollama.lan)."""
+    entries = envlist(name)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if not _HOST_NAME.match(entry):
+                raise ImproperlyConfigured(
+                    f"{name}: {entry!r} is neither an IP network (10.0.0.0/8) nor a host name"
+                ) from None
+    return entries
 
 
 def read_or_create_secret_file(path: Path, kind: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from llmhub.environment import env, envbool, envint, envlist, read_or_create_secret_file
+from llmhub.environment import env, envbool, envint, envlist, envnetworks, read_or_create_secret_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -171,6 +171,9 @@ LLMHUB_PROVIDERS_FILE = env("LLMHUB_PROVIDERS_FILE", "")
 # tiktoken reads its encoding files from here; `manage.py install_tokenizers` fills it at set-up.
 LLMHUB_TOKENIZER_DIR = Path(env("LLMHUB_TOKENIZER_DIR", str(BASE_DIR / "var" / "tiktoken")))
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(LLMHUB_TOKENIZER_DIR))
+# Addresses (CIDRs such as 192.168.1.0/24, or host names) on the hub's own network that any team
+# admin may point a provider at; otherwise only a site admin may (providers/network.py).
+LLMHUB_ALLOWED_PRIVATE_NETWORKS = envnetworks("LLMHUB_ALLOWED_PRIVATE_NETWORKS")
 LLMHUB_VALIDATION_TIMEOUT = envint("LLMHUB_VALIDATION_TIMEOUT", 5)
 LLMHUB_REQUEST_TIMEOUT = envint("LLMHUB_REQUEST_TIMEOUT", 600)
 # The largest /v1/chat/completions body accepted (8 MiB holds a 1M-token prompt); larger gets a 400.

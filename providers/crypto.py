@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -75,20 +76,31 @@ def _fernet(keys: Sequence[str] | None = None) -> MultiFernet:
         ) from None
 
 
-def encrypt(credentials: Mapping[str, str]) -> str:
-    return _fernet().encrypt(json.dumps(dict(credentials)).encode()).decode()
+def encrypt(credentials: Mapping[str, str], bound_to: Mapping[str, Any] | None = None) -> str:
+    """Ciphertext of the credentials together with what they are bound to (the endpoint and headers
+    they may be sent with): changing the binding in the database cannot redirect a key."""
+    plain = {"credentials": dict(credentials), "bound_to": dict(bound_to or {})}
+    return _fernet().encrypt(json.dumps(plain).encode()).decode()
 
 
 def decrypt(token: str) -> dict[str, str]:
+    return decrypt_bound(token)[0]
+
+
+def decrypt_bound(token: str) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The credentials and their binding; None for credentials saved before keys were bound."""
     if not token:
-        return {}
+        return {}, None
     try:
-        return json.loads(_fernet().decrypt(token.encode()))
+        plain = json.loads(_fernet().decrypt(token.encode()))
     except InvalidToken:
         raise CredentialsUnreadable(
             "Stored credentials cannot be decrypted with the configured keys. "
             "Was LLMHUB_ENCRYPTION_KEYS or the key file changed?"
         ) from None
+    if set(plain) == {"credentials", "bound_to"} and isinstance(plain["credentials"], dict):
+        return plain["credentials"], plain["bound_to"] or None
+    return plain, None
 
 
 def rotate(token: str) -> str:

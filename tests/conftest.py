@@ -93,7 +93,7 @@ def adapter_for(
     config = ProviderConfig(
         provider_id=provider_id,
         display_name=definition.name,
-        endpoint=fake.url,
+        endpoint=overrides.pop("endpoint", fake.url),
         credentials={"api_key": Secret(key if key is not None else GOOD_KEYS[provider_id]), **extra},
         models=tuple(models),
         default_model=definition.default_model,

@@ -172,6 +172,10 @@ async def stream(
                 yield run
                 return
             continue
+        except ProviderError as unusable:  # its saved key cannot be used: nothing was sent
+            error = unusable
+            run.attempts = [*run.attempts, {"model": ref, "error": error.user_message}]
+            continue
         if not started:
             started = True
             yield run  # started
