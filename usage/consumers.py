@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
 from providers.base import Delta
-from usage import fallback, runs
+from usage import access, fallback, runs
 from usage.models import Run
 
 # How long ask mode waits for an answer before it takes "no" for one.
@@ -21,15 +22,21 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     task: asyncio.Task | None = None
     answer: asyncio.Future | None = None
     closed = False
+    can_control = False
 
     async def connect(self) -> None:
-        self.run = await runs.aget_for_user(self.scope["user"], self.scope["url_route"]["kwargs"]["run_id"])
+        user = self.scope["user"]
+        self.run = await runs.aget_for_user(user, self.scope["url_route"]["kwargs"]["run_id"])
         if self.run is None:
             await self.close()  # before accept(): the handshake is refused
             return
+        # Whoever may see a run may watch it; only its owner or a team admin starts or cancels it.
+        self.can_control = await sync_to_async(access.can_control)(user, self.run)
         await self.accept()
 
     async def receive_json(self, content: dict, **kwargs) -> None:  # ws-send: form fields + HEADERS
+        if not self.can_control:
+            return
         action = content.get("action")
         if action == "start" and self.task is None and self.run.status == Run.Status.PENDING:
             self.task = asyncio.create_task(self.relay())
@@ -63,7 +70,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             raise
 
     async def status_frame(self, event: object = None) -> str:
-        context = {"run": self.run, "oob": True, "event": event}
+        context = {"run": self.run, "oob": True, "event": event, "can_control": self.can_control}
         return await asyncio.to_thread(render_to_string, "usage/_run_status.html", context)
 
     async def disconnect(self, code: int) -> None:

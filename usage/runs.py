@@ -24,7 +24,7 @@ from providers.errors import ModelNotAvailable, ProviderError
 from providers.models import ProviderModel
 from providers.pricing import cost
 from providers.registry import CatalogEntry, registry
-from usage import budgets, fallback, tokens
+from usage import access, budgets, fallback, tokens
 from usage.models import Run, UsageRecord
 from usage.records import record_usage
 
@@ -121,9 +121,9 @@ def _typical_output(automation) -> int | None:
 
 
 def get_for_user(user: User, run_uuid: str) -> Run | None:
-    """A run the user may watch and cancel: one of their team's."""
+    """A run the user may watch (usage.access decides; access.can_control says who starts it)."""
     run = Run.objects.select_related("team").filter(uuid=run_uuid).first()
-    if run is None or not user.is_authenticated or not user.is_team_member(run.team):
+    if run is None or not access.can_see(user, run):
         return None
     return run
 

@@ -26,7 +26,7 @@ from audit import log
 from automations.models import Automation
 from gateway.models import ApiKey
 from providers.base import Message
-from usage import budgets, fallback, runs, spend
+from usage import access, budgets, fallback, runs, spend
 from usage.budget_forms import BudgetForm
 from usage.forms import PlaygroundForm
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
@@ -62,7 +62,9 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = runs.get_for_user(request.user, run_id)
     if run is None:
         raise Http404("No such run in your team.")
-    return render(request, "usage/run.html", {"run": run})
+    return render(
+        request, "usage/run.html", {"run": run, "can_control": access.can_control(request.user, run)}
+    )
 
 
 # ---- budgets
@@ -154,7 +156,11 @@ def spend_page(request: HttpRequest) -> HttpResponse:
         "projected": _exact(projected),
         "today": timezone.localdate().isoformat(),
     }
-    recent = Run.objects.filter(team_id__in=filters.team_ids).select_related("user", "automation", "api_key")
+    visible = Run.objects.none()
+    for team in choices["teams"]:
+        if team.pk in filters.team_ids:
+            visible |= access.visible_runs(request.user, team)
+    recent = visible.select_related("user", "automation", "api_key")
     if filters.provider:
         recent = recent.filter(model_requested__startswith=f"{filters.provider}/")
     if filters.api_key:

@@ -279,7 +279,8 @@ def unanswered_port():
 async def test_a_connect_timeout_falls_back(alice, alpha, policy, unanswered_port):
     policy.retry_count = 0
     await policy.asave()
-    await sync_to_async(registry.save)("openai", {}, endpoint=f"http://127.0.0.1:{unanswered_port}/v1")
+    key = {"api_key": GOOD_KEYS["openai"]}  # a key moves to another endpoint only when typed again
+    await sync_to_async(registry.save)("openai", key, endpoint=f"http://127.0.0.1:{unanswered_port}/v1")
     run, _ = await play(await start(alice, alpha))
     assert run.status == Run.Status.COMPLETED and run.model_used == HAIKU
     assert run.attempts[0]["error"] == "OpenAI did not answer within 1 second. Try again."

@@ -130,7 +130,9 @@ async def test_a_run_starts_only_once(alice_run, alice_client, fake_openai):
     await communicator.disconnect()
 
 
-async def test_bob_from_the_same_team_may_watch(alice_run, bob_client):
+async def test_bob_from_the_same_team_may_watch_when_the_team_shows_runs(alice_run, alpha, bob_client):
+    alpha.run_visibility = alpha.RunVisibility.TEAM
+    await alpha.asave()
     communicator = await connect(alice_run, cookie(bob_client), ORIGIN)
     await communicator.disconnect()
 
