@@ -30,7 +30,7 @@ def first_admin(request: HttpRequest) -> HttpResponse:
             log.record(
                 user, "admin_created", user, team=team, after={"username": user.username, "team": team.name}
             )
-        login(request, user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("providers:connect")
     return render(request, "accounts/first_admin.html", {"form": form})
 

@@ -5,6 +5,7 @@ database, a generated Django secret key and a generated credential encryption ke
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "axes",
     "accounts",
     "audit",
     "automations",
@@ -66,6 +68,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "accounts.first_run.FirstRunMiddleware",
+    # Last: it turns a lockout raised while signing in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "llmhub.urls"
@@ -142,6 +146,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out account or address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in lockout (django-axes): after this many failures for one account, or from one address,
+# both are refused (the right password too) until the cool-off has passed. Audited.
+AXES_FAILURE_LIMIT = envint("LLMHUB_SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LLMHUB_SIGNIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # the audit log records each failure and lockout
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "accounts.clients.client_address"
+# Reverse proxies in front of the hub that append the client's address to X-Forwarded-For.
+LLMHUB_TRUSTED_PROXIES = envint("LLMHUB_TRUSTED_PROXIES", 0)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -179,6 +198,8 @@ LLMHUB_REQUEST_TIMEOUT = envint("LLMHUB_REQUEST_TIMEOUT", 600)
 # The largest /v1/chat/completions body accepted (8 MiB holds a 1M-token prompt); larger gets a 400.
 LLMHUB_API_MAX_BODY_BYTES = envint("LLMHUB_API_MAX_BODY_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LLMHUB_API_MAX_BODY_BYTES
+# Wrong API keys one address may send in a minute before it is answered 429 (gateway/keys.py).
+LLMHUB_API_KEY_FAILURES_PER_MINUTE = envint("LLMHUB_API_KEY_FAILURES_PER_MINUTE", 20)
 # Retries wait base × 2^attempt seconds plus jitter, or the provider's retry-after when it says.
 LLMHUB_RETRY_BASE_SECONDS = float(env("LLMHUB_RETRY_BASE_SECONDS", "1"))
 
