@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from llmhub.environment import env, envbool, envint, envlist, envnetworks, read_or_create_secret_file
@@ -34,6 +35,18 @@ DEBUG = envbool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS") or ["127.0.0.1", "localhost", "[::1]", "testserver"]
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
 
+# ---- HTTPS (README: "Running it on a network"). Behind a reverse proxy that ends TLS, name the
+# header it sets (X-Forwarded-Proto) so the hub knows a request came over HTTPS.
+LLMHUB_HTTPS = envbool("LLMHUB_HTTPS", False)
+if proto_header := env("LLMHUB_FORWARDED_PROTO_HEADER", ""):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + proto_header.upper().replace("-", "_"), "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LLMHUB_HTTPS
+SECURE_SSL_REDIRECT = envbool("LLMHUB_SSL_REDIRECT", LLMHUB_HTTPS)
+SECURE_HSTS_SECONDS = envint("LLMHUB_HSTS_SECONDS", 31_536_000 if LLMHUB_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("LLMHUB_HSTS_INCLUDE_SUBDOMAINS", LLMHUB_HTTPS)
+SECURE_HSTS_PRELOAD = envbool("LLMHUB_HSTS_PRELOAD", LLMHUB_HTTPS)
+SESSION_COOKIE_HTTPONLY = True
+
 # ---- Applications
 INSTALLED_APPS = [
     "daphne",
@@ -48,6 +61,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "csp",
     "axes",
     "accounts",
     "audit",
@@ -59,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -71,6 +86,23 @@ MIDDLEWARE = [
     # Last: it turns a lockout raised while signing in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+
+# Content-Security-Policy on every page (django-csp): scripts and styles from the hub's own static
+# files only, never inline; no plugins, no framing, forms post only to the hub.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],  # 'self' includes the page's own ws:// and wss:// (CSP level 3)
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "llmhub.urls"
 WSGI_APPLICATION = None

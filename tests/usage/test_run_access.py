@@ -18,6 +18,7 @@ from usage import access, runs
 from usage.models import Run
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")
 PROMPT = [Message("user", "Alice's confidential draft")]
 
 
@@ -105,7 +106,7 @@ async def test_a_member_watching_a_teammates_run_cannot_start_or_cancel_it(
     alpha.run_visibility = Team.RunVisibility.TEAM
     await alpha.asave()
     communicator = WebsocketCommunicator(
-        application, f"/ws/runs/{alice_run.uuid}/", headers=[cookie(bob_client), ORIGIN]
+        application, f"/ws/runs/{alice_run.uuid}/", headers=[cookie(bob_client), ORIGIN, HOST]
     )
     connected, _ = await communicator.connect()
     assert connected
@@ -119,7 +120,7 @@ async def test_a_member_watching_a_teammates_run_cannot_start_or_cancel_it(
 @pytest.mark.django_db(transaction=True)
 async def test_by_default_a_member_cannot_even_connect_to_a_teammates_run(bob_client, alice_run):
     communicator = WebsocketCommunicator(
-        application, f"/ws/runs/{alice_run.uuid}/", headers=[cookie(bob_client), ORIGIN]
+        application, f"/ws/runs/{alice_run.uuid}/", headers=[cookie(bob_client), ORIGIN, HOST]
     )
     connected, _ = await communicator.connect()
     assert not connected

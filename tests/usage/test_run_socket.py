@@ -16,6 +16,7 @@ from usage.models import Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")
 
 
 def cookie(client) -> tuple[bytes, bytes]:
@@ -29,7 +30,7 @@ def alice_run(alice, alpha, fake_openai):
 
 
 async def connect(run: Run, *headers) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=list(headers))
+    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=[HOST, *headers])
     connected, _ = await communicator.connect()
     assert connected
     return communicator
@@ -139,13 +140,17 @@ async def test_bob_from_the_same_team_may_watch_when_the_team_shows_runs(alice_r
 
 @pytest.mark.parametrize(
     "who",
-    ["another team", "no session", "wrong origin"],
+    ["another team", "no session", "wrong origin", "another port", "another scheme", "no origin"],
 )
 async def test_it_refuses_the_wrong_people_and_places(alice_run, alice_client, charlie_client, who):
     headers = {
-        "another team": [cookie(charlie_client), ORIGIN],
-        "no session": [ORIGIN],
-        "wrong origin": [cookie(alice_client), (b"origin", b"https://evil.example")],
+        "another team": [cookie(charlie_client), ORIGIN, HOST],
+        "no session": [ORIGIN, HOST],
+        "wrong origin": [cookie(alice_client), (b"origin", b"https://evil.example"), HOST],
+        # Another service on the hub's host (another port or scheme) is another origin.
+        "another port": [cookie(alice_client), (b"origin", b"http://127.0.0.1:8080"), HOST],
+        "another scheme": [cookie(alice_client), (b"origin", b"https://127.0.0.1"), HOST],
+        "no origin": [cookie(alice_client), HOST],
     }[who]
     communicator = WebsocketCommunicator(application, f"/ws/runs/{alice_run.uuid}/", headers=headers)
     connected, _ = await communicator.connect()
