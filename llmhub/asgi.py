@@ -12,13 +12,16 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from llmhub.body_limit import BodyLimitMiddleware  # noqa: E402
+from llmhub.checks import StartupGuard  # noqa: E402
 from llmhub.origin import SameOriginValidator  # noqa: E402
 from providers.network import NoteOwnAddressMiddleware  # noqa: E402
 from usage.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": NoteOwnAddressMiddleware(BodyLimitMiddleware(django_asgi_app)),
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+application = StartupGuard(
+    ProtocolTypeRouter(
+        {
+            "http": NoteOwnAddressMiddleware(BodyLimitMiddleware(django_asgi_app)),
+            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

@@ -1,5 +1,6 @@
 """Reading settings from the environment, loudly: a bad value names its variable."""
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -78,3 +79,25 @@ def read_or_create_secret_file(path: Path, kind: str) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret file's contents, or "" when there is none."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def create_private_folder(path: Path) -> None:
+    """The folder, created readable by its owner only (an existing one keeps its mode: the start-up
+    check warns when it is wider)."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode passes through the umask
+
+
+def create_private_file(path: Path) -> None:
+    """An empty file of mode 0600 where none exists yet."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

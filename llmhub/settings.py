@@ -12,13 +12,23 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from llmhub.environment import env, envbool, envint, envlist, envnetworks, read_or_create_secret_file
+from llmhub.environment import (
+    create_private_file,
+    create_private_folder,
+    env,
+    envbool,
+    envint,
+    envlist,
+    envnetworks,
+    read_or_create_secret_file,
+    read_secret_file,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # ---- Data folder and generated secrets
 DATA_DIR = Path(env("LLMHUB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+create_private_folder(DATA_DIR)  # 0700: it holds the database and the keys
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", "") or read_or_create_secret_file(
     DATA_DIR / "secret_key", kind="django"
@@ -26,9 +36,11 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", "") or read_or_create_secret_file(
 
 # Credential encryption keys, newest first: the first encrypts, all of them decrypt (MultiFernet),
 # so a key is rotated by putting a new one in front and running `manage.py rotate_credentials`.
+# Without LLMHUB_ENCRYPTION_KEYS, the key file; it is created when the first credential is saved,
+# never while credentials are stored (providers/keyfile.py: a lost file is an error, not a new key).
+LLMHUB_ENCRYPTION_KEY_FILE = DATA_DIR / "encryption.key"
 LLMHUB_ENCRYPTION_KEYS = (
-    envlist("LLMHUB_ENCRYPTION_KEYS")
-    or read_or_create_secret_file(DATA_DIR / "encryption.key", kind="fernet").split()
+    envlist("LLMHUB_ENCRYPTION_KEYS") or read_secret_file(LLMHUB_ENCRYPTION_KEY_FILE).split()
 )
 
 DEBUG = envbool("DJANGO_DEBUG", False)
@@ -50,6 +62,7 @@ SESSION_COOKIE_HTTPONLY = True
 # ---- Applications
 INSTALLED_APPS = [
     "daphne",
+    "llmhub",  # start-up checks: encryption keys, file modes
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -146,6 +159,8 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"].update(CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
 else:
+    # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+    create_private_file(DATA_DIR / "llmhub.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",

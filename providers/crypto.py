@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from providers import keyfile
 
 
 class Secret:
@@ -63,10 +64,11 @@ def mask(secret: str) -> str:
     return f"{prefix.group(0) if prefix else ''}...{secret[-4:]}"
 
 
-def _fernet(keys: Sequence[str] | None = None) -> MultiFernet:
-    keys = list(keys if keys is not None else settings.LLMHUB_ENCRYPTION_KEYS)
+def _fernet(keys: Sequence[str] | None = None, encrypting: bool = False) -> MultiFernet:
+    if keys is None:
+        keys = keyfile.for_new_credentials() if encrypting else keyfile.configured()
     if not keys:
-        raise ImproperlyConfigured("No credential encryption key: set LLMHUB_ENCRYPTION_KEYS.")
+        raise CredentialsUnreadable(keyfile.missing_key_message())
     try:
         return MultiFernet([Fernet(key.encode() if isinstance(key, str) else key) for key in keys])
     except (ValueError, TypeError):
@@ -80,7 +82,7 @@ def encrypt(credentials: Mapping[str, str], bound_to: Mapping[str, Any] | None =
     """Ciphertext of the credentials together with what they are bound to (the endpoint and headers
     they may be sent with): changing the binding in the database cannot redirect a key."""
     plain = {"credentials": dict(credentials), "bound_to": dict(bound_to or {})}
-    return _fernet().encrypt(json.dumps(plain).encode()).decode()
+    return _fernet(encrypting=True).encrypt(json.dumps(plain).encode()).decode()
 
 
 def decrypt(token: str) -> dict[str, str]:
