@@ -94,3 +94,24 @@ def test_test_connection_is_audited_without_the_key(alice_client, alpha, openai,
     )
     failed = AuditEntry.objects.filter(action="connection_tested").first()
     assert "invalid" in failed.after["outcome"] and "sk-wrong" not in str(failed.after)
+
+
+def test_an_endpoint_changed_in_the_django_admin_is_audited_and_gets_no_key(admin_client, openai, evil):
+    data = {
+        "id": "openai",
+        "display_name": "OpenAI",
+        "enabled": "on",
+        "endpoint": evil.url,
+        "default_model": "",
+        "models-TOTAL_FORMS": "0",
+        "models-INITIAL_FORMS": "0",
+        "models-MIN_NUM_FORMS": "0",
+        "models-MAX_NUM_FORMS": "1000",
+    }
+    response = admin_client.post("/admin/providers/provider/openai/change/", data)
+    assert response.status_code == 302, response.content.decode()[:1500]
+    entry = AuditEntry.objects.get(action="provider_updated")
+    assert entry.after["endpoint"] == evil.url and entry.before["endpoint"] == openai.endpoint
+    with pytest.raises(KeyUnusable):
+        registry.get("openai")
+    assert evil.requests == []
