@@ -186,20 +186,7 @@ class _Parser:
             check_url(endpoint)
         except AddressRefused as refused:
             self.fail(index, pid, "endpoint", refused.reason)
-        headers = entry.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            self.fail(index, pid, "headers", "headers must be a table of strings")
-        for name, value in headers.items():
-            if not _HEADER_NAME.match(name) or "\n" in value or "\r" in value:
-                self.fail(index, pid, "headers", f"header {name!r} is not a valid HTTP header")
-            if name.lower() in FORBIDDEN_HEADERS:
-                self.fail(
-                    index,
-                    pid,
-                    "headers",
-                    f"header {name} cannot be set: the hub sets it, or it "
-                    "would open a cloud's metadata service",
-                )
+        headers = self.headers(index, pid, entry.get("headers", {}))
         raw_models = entry.get("models", [])
         if not isinstance(raw_models, list):
             self.fail(index, pid, "models", "use [[providers.models]] tables")
@@ -229,6 +216,18 @@ class _Parser:
             models=models,
             source=self.source,
         )
+
+    def headers(self, index: int, pid: str, headers: Any) -> dict[str, str]:
+        """Extra headers: strings, valid names, none the HTTP layer sets or a metadata service wants."""
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            self.fail(index, pid, "headers", "headers must be a table of strings")
+        for name, value in headers.items():
+            if not _HEADER_NAME.match(name) or "\n" in value or "\r" in value:
+                self.fail(index, pid, "headers", f"header {name!r} is not a valid HTTP header")
+            if name.lower() in FORBIDDEN_HEADERS:
+                reason = "the hub sets it, or it would open a cloud's metadata service"
+                self.fail(index, pid, "headers", f"header {name} cannot be set: {reason}")
+        return headers
 
     def model(self, index: int, pid: str, number: int, entry: Any) -> ModelDefinition:
         def fail(field: str, message: str) -> None:

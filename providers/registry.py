@@ -343,17 +343,7 @@ class ProviderRegistry:
         if moved:
             network.check_endpoint(target, private_network)
         merged = self.merge_credentials(provider, definition, credentials, target)
-        missing = [
-            f.label for f in self.credential_fields(definition) if f.required and not merged.get(f.name)
-        ]
-        if missing:
-            raise CredentialsMissing(f"{definition.name} needs: {', '.join(missing)}.")
-        known = {f.name for f in adapter_class.credential_fields}
-        unknown = sorted(set(credentials) - known)
-        if unknown:
-            raise CredentialsMissing(
-                f"{definition.name} has no setting {unknown[0]!r}; it takes: {', '.join(sorted(known))}."
-            )
+        self._check_settings(definition, credentials, merged)
         provider = provider or Provider(id=pid, team=team)
         if moved:
             provider.private_network, provider.endpoint_set_by = private_network, set_by
@@ -378,6 +368,22 @@ class ProviderRegistry:
             provider.save()
         self.seed_models(provider, definition, extra_models)
         return provider
+
+    def _check_settings(
+        self, definition: ProviderDefinition, given: Mapping[str, str], merged: Mapping[str, str]
+    ) -> None:
+        """CredentialsMissing naming a required setting left empty, or one the kind does not take."""
+        missing = [
+            f.label for f in self.credential_fields(definition) if f.required and not merged.get(f.name)
+        ]
+        if missing:
+            raise CredentialsMissing(f"{definition.name} needs: {', '.join(missing)}.")
+        known = {f.name for f in self.adapter_class(definition.dialect).credential_fields}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise CredentialsMissing(
+                f"{definition.name} has no setting {unknown[0]!r}; it takes: {', '.join(sorted(known))}."
+            )
 
     def seed_models(self, provider: Provider, definition: ProviderDefinition, extra: Iterable = ()) -> None:
         """Create the definition's models for a provider, each with a dated price when one is known.

@@ -1,14 +1,14 @@
 from django.urls import path
 
-from providers import views
+from providers import custom_views, views
 
 app_name = "providers"
 urlpatterns = [
     path("connect/", views.connect, name="connect"),
-    path("connect/custom/", views.custom_new, name="custom-new"),
+    path("connect/custom/", custom_views.custom_new, name="custom-new"),
     path("connect/<slug:kind_id>/", views.setup, name="connect-kind"),
-    path("custom/<slug:kind_id>/edit/", views.custom_edit, name="custom-edit"),
-    path("custom/<slug:kind_id>/delete/", views.custom_delete, name="custom-delete"),
+    path("custom/<slug:kind_id>/edit/", custom_views.custom_edit, name="custom-edit"),
+    path("custom/<slug:kind_id>/delete/", custom_views.custom_delete, name="custom-delete"),
     path("<slug:provider_id>/models/", views.models, name="models"),
     path("settings/", views.settings, name="settings"),
     path("settings/default-model/", views.default_model, name="default-model"),

@@ -190,3 +190,11 @@ def test_the_hub_refuses_itself_as_an_upstream(hub_url, alpha, admin_user):
             headers={"x-csrftoken": browser.cookies["csrftoken"], "hx-request": "true"},
         ).text
     assert "is this hub: a provider cannot point back at it" in html
+
+
+def test_a_redirect_is_never_followed(fake_openai):
+    """Followed, a redirect would take the request (and its key) wherever the answer says."""
+    fake_openai.fail_next(307, body={}, headers={"location": f"{fake_openai.url}/elsewhere"})
+    adapter = adapter_for(OpenAIAdapter, fake_openai)
+    asyncio.run(adapter.validate_credentials(adapter.config))
+    assert [request.path for request in fake_openai.requests] == ["/v1/models"]
