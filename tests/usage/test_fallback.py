@@ -192,13 +192,19 @@ async def test_soak_200_runs_with_random_faults_on_the_primary_all_succeed(alice
     assert await UsageRecord.objects.acount() == 200
 
 
+def socket_headers(client) -> list[tuple[bytes, bytes]]:
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    return [(b"cookie", cookie), (b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+
+
 async def test_ask_mode_waits_and_switches_on_consent(alice, alpha, policy, fake_openai, alice_client):
     policy.ask_before_switching = True
     await policy.asave()
     fake_openai.fail_next_as("quota_exceeded")
     run = await start(alice, alpha)
-    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=[
-        (b"cookie", f"sessionid={alice_client.cookies['sessionid'].value}".encode()), (b"origin", b"http://127.0.0.1")])  # fmt: skip
+    communicator = WebsocketCommunicator(
+        application, f"/ws/runs/{run.uuid}/", headers=socket_headers(alice_client)
+    )
     assert (await communicator.connect())[0]
     await communicator.send_json_to({"action": "start"})
     frame = ""
@@ -219,8 +225,9 @@ async def test_ask_mode_refusal_ends_the_run_cleanly(alice, alpha, policy, fake_
     await policy.asave()
     fake_openai.fail_next_as("quota_exceeded")
     run = await start(alice, alpha)
-    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=[
-        (b"cookie", f"sessionid={alice_client.cookies['sessionid'].value}".encode()), (b"origin", b"http://127.0.0.1")])  # fmt: skip
+    communicator = WebsocketCommunicator(
+        application, f"/ws/runs/{run.uuid}/", headers=socket_headers(alice_client)
+    )
     assert (await communicator.connect())[0]
     await communicator.send_json_to({"action": "start"})
     frame = ""
