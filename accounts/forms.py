@@ -7,6 +7,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth.password_validation import validate_password
 
+from accounts.models import Team
+
 
 class FirstAdminForm(forms.Form):
     username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username"}))
@@ -29,3 +31,11 @@ class FirstAdminForm(forms.Form):
             except forms.ValidationError as error:
                 self.add_error("password1", error)
         return data
+
+
+class TeamSettingsForm(forms.ModelForm):
+    class Meta:
+        model = Team
+        fields = ["run_visibility"]
+        widgets = {"run_visibility": forms.RadioSelect}
+        labels = {"run_visibility": "Who sees the team's runs (prompts and answers)"}

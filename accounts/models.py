@@ -8,8 +8,16 @@ from django.db import models
 
 
 class Team(models.Model):
+    class RunVisibility(models.TextChoices):
+        """Whose runs (prompts and answers) a member sees; team admins see all of them."""
+
+        OWN = "own", "Members see only their own runs"
+        TEAM = "team", "Members see each other's runs from the browser (API requests: admins only)"
+        ALL = "all", "Members see all the team's runs, API requests included"
+
     name = models.CharField(max_length=100, unique=True)
     default_model = models.CharField(max_length=300, blank=True, help_text='"provider/model"')
+    run_visibility = models.CharField(max_length=8, choices=RunVisibility.choices, default=RunVisibility.OWN)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

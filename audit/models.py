@@ -2,13 +2,15 @@
 
 Entries are written through `audit.log.record()`. The model refuses updates and deletes, and the
 database refuses them too (triggers in migration 0002), so no screen, admin page or API can edit
-history. Values are scrubbed of credentials before they are stored.
+history; and each entry carries a hash chained to the previous one, so a change made with direct
+access to the database shows (`manage.py verify_audit`). Values are scrubbed of credentials.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class AppendOnly(Exception):
@@ -38,7 +40,10 @@ class AuditEntry(models.Model):
     object_id = models.CharField(max_length=300)
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # SHA-256 of this entry's content and the previous entry's hash (audit/log.py): changing,
+    # removing or inserting an entry anywhere breaks the chain from there on (manage.py verify_audit).
+    chain_hash = models.CharField(max_length=64, editable=False)
 
     objects = AuditQuerySet.as_manager()
 

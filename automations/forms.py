@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import re
-import string
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxLengthValidator
 
+from automations import prompts
 from automations.models import Automation
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class AutomationForm(forms.ModelForm):
@@ -28,18 +26,15 @@ class AutomationForm(forms.ModelForm):
         self.fields["model"] = forms.ChoiceField(
             choices=[("", "The team's default model"), *choices], required=False, label="Model"
         )
+        for name in ("system_prompt", "prompt_template"):
+            self.fields[name].validators.append(MaxLengthValidator(prompts.MAX_TEMPLATE_CHARS))
 
     def clean_prompt_template(self) -> str:
         template = self.cleaned_data["prompt_template"]
         try:
-            fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
-        except ValueError as error:
-            raise forms.ValidationError(
-                f"Braces do not match: {error}. Write {{{{ and }}}} for literal braces."
-            ) from None
-        for field in fields:
-            if not _NAME.match(field):
-                raise forms.ValidationError(f"“{{{field}}}” is not an input name: use letters, digits and _.")
+            prompts.check(template)
+        except prompts.TemplateError as error:
+            raise forms.ValidationError(str(error)) from None
         return template
 
 
@@ -49,5 +44,8 @@ class RunForm(forms.Form):
     def __init__(self, names: list[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in names:
-            self.fields[name] = forms.CharField(label=name.replace("_", " ").capitalize(),
-                                                widget=forms.Textarea(attrs={"rows": 3}))  # fmt: skip
+            self.fields[name] = forms.CharField(
+                label=name.replace("_", " ").capitalize(),
+                max_length=prompts.MAX_INPUT_CHARS,
+                widget=forms.Textarea(attrs={"rows": 3}),
+            )

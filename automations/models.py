@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import string
-
 from django.conf import settings
 from django.db import models
 
+from automations import prompts
 from providers.base import Message
 
 
@@ -37,13 +36,9 @@ class Automation(models.Model):
 
     def input_names(self) -> list[str]:
         """The named inputs of the template, in order of first use."""
-        names: list[str] = []
-        for _, field, _, _ in string.Formatter().parse(self.prompt_template):
-            if field and field not in names:
-                names.append(field)
-        return names
+        return prompts.input_names(self.prompt_template)
 
     def messages(self, inputs: dict[str, str]) -> tuple[Message, ...]:
-        prompt = self.prompt_template.format_map({name: inputs.get(name, "") for name in self.input_names()})
+        prompt = prompts.fill(self.prompt_template, inputs)
         system = (Message("system", self.system_prompt),) if self.system_prompt else ()
         return (*system, Message("user", prompt))

@@ -17,7 +17,7 @@ from automations.models import Automation
 from providers.base import Message
 from providers.pricing import format_usd
 from providers.registry import registry
-from usage import runs
+from usage import access, runs
 
 
 def _get_automation(request: HttpRequest, automation_id: int, admin: bool = False) -> Automation:
@@ -88,7 +88,7 @@ def automation_detail(request: HttpRequest, automation_id: int) -> HttpResponse:
         else:
             return redirect("usage:run", run_id=run.uuid)
     context = {"automation": automation, "form": form, "model": registry.model_info(ref) if ref else None,
-               "runs": automation.runs.all()[:20],
+               "runs": access.visible_runs(request.user, automation.team).filter(automation=automation)[:20],
                "is_admin": request.user.is_team_admin(automation.team)}  # fmt: skip
     return render(request, "automations/detail.html", context)
 

@@ -179,7 +179,7 @@ def set_up(data: Path, upstream_url: str) -> str:
 
     call_command("migrate", verbosity=0)
     team = Team.objects.create(name="Bench")
-    registry.save("openai", {"api_key": UPSTREAM_KEY}, endpoint=upstream_url, team=team)
+    registry.save("openai", {"api_key": UPSTREAM_KEY}, endpoint=upstream_url, team=team, private_network=True)
     Budget.objects.create(team=team, monthly_limit_usd=Decimal("100000"), daily_limit_usd=Decimal("10000"))
     return keys.create(team, "bench").secret
 

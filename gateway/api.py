@@ -7,6 +7,7 @@ budget reservation, retries, fallback, usage row and audit entries. This module 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.clients import client_address
 from accounts.teams import default_model_for, providers_for
 from gateway import keys
 from gateway import openai_format as fmt
@@ -50,8 +52,19 @@ class ApiError(Exception):
 
 
 def _authenticate(request: HttpRequest) -> ApiKey:
+    address = client_address(request)
+    if wait := keys.failure_wait(address):
+        message = f"Too many wrong API keys from your address. Try again in {math.ceil(wait)} seconds."
+        raise ApiError(
+            429,
+            message,
+            type_="rate_limit_error",
+            code="too_many_failed_attempts",
+            headers=fmt.retry_after_header(wait),
+        )
     key = keys.authenticate(request.headers.get("authorization", ""))
     if key is None:
+        keys.note_failure(address)
         raise ApiError(401, "Incorrect or revoked API key. Create one in LLMHub under Settings → API keys.",
                        code="invalid_api_key")  # fmt: skip
     return key

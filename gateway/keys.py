@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,6 +28,11 @@ KEY_CACHE_SIZE = 10_000  # past this, expired entries are dropped: made-up keys 
 LAST_USED_EVERY = timedelta(seconds=60)  # last_used_at is written at most this often per key
 
 _cache: dict[str, tuple[float, ApiKey | None]] = {}
+# Wrong keys per client address: past LLMHUB_API_KEY_FAILURES_PER_MINUTE in a minute, the address
+# is answered 429 until the oldest failure is a minute old (guessing keys is pointless anyway at
+# 256 bits; this keeps a guesser from costing the database a query per guess).
+FAILURE_WINDOW_SECONDS = 60.0
+_failures: dict[str, deque[float]] = {}
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,27 @@ def authenticate(header: str) -> ApiKey | None:
     if key is not None:
         _touch(key)
     return key
+
+
+def failure_wait(address: str) -> float | None:
+    """Seconds until this address may try a key again, after too many wrong ones; None if it may."""
+    failures = _failures.get(address)
+    if not failures or len(failures) < settings.LLMHUB_API_KEY_FAILURES_PER_MINUTE:
+        return None
+    wait = failures[0] + FAILURE_WINDOW_SECONDS - time.monotonic()
+    return wait if wait > 0 else None
+
+
+def note_failure(address: str) -> None:
+    """Count a wrong or revoked key from this address (in this process; kept for a minute)."""
+    now = time.monotonic()
+    if len(_failures) >= KEY_CACHE_SIZE:  # addresses made up by the thousand cannot fill memory
+        for stale in [a for a, times in _failures.items() if now - times[-1] >= FAILURE_WINDOW_SECONDS]:
+            del _failures[stale]
+    failures = _failures.setdefault(address, deque())
+    while failures and now - failures[0] >= FAILURE_WINDOW_SECONDS:
+        failures.popleft()
+    failures.append(now)
 
 
 def _touch(key: ApiKey) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from gateway import json_body
 from providers.base import Message
 
 # Accepted and used.
@@ -47,9 +48,9 @@ class ChatRequest:
 
 def parse(body: bytes) -> ChatRequest:
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BadRequest(f"The request body is not valid JSON: {error}.", code="invalid_json") from None
+        data = json_body.load(body)
+    except json_body.BadBody as error:
+        raise BadRequest(str(error), param=error.param, code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")
     for name, value in data.items():

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.teams import model_choices, require_admin
@@ -25,6 +26,7 @@ def _refs(team) -> list[str]:
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@never_cache  # it shows a new key once: no browser or proxy may keep a copy
 def keys_page(request: HttpRequest) -> HttpResponse:
     team = require_admin(request)
     aliases = list(ModelAlias.objects.filter(team=team))

@@ -11,17 +11,22 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from gateway.errors import JsonErrors  # noqa: E402
+from llmhub.body_limit import BodyLimitMiddleware  # noqa: E402
+from llmhub.checks import StartupGuard  # noqa: E402
+from llmhub.origin import SameOriginValidator  # noqa: E402
+from providers.network import NoteOwnAddressMiddleware  # noqa: E402
 from usage import records  # noqa: E402
 from usage.routing import websocket_urlpatterns  # noqa: E402
 
 records.start_replaying()  # settlements spooled while the database was down: written when it is back
 
-application = ProtocolTypeRouter(
-    {
-        "http": JsonErrors(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+application = StartupGuard(
+    ProtocolTypeRouter(
+        {
+            "http": JsonErrors(NoteOwnAddressMiddleware(BodyLimitMiddleware(django_asgi_app))),
+            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

@@ -1,6 +1,9 @@
 """Reading settings from the environment, loudly: a bad value names its variable."""
 
+import contextlib
+import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -9,6 +12,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$"
+)
 
 
 def env(name: str, default: str) -> str:
@@ -64,6 +70,20 @@ def envlist(name: str) -> list[str]:
     return [item.strip() for item in env(name, "").split(",") if item.strip()]
 
 
+def envnetworks(name: str) -> list[str]:
+    """A comma-separated list of IP networks (10.0.0.0/8, ::1) and host names (ollama.lan)."""
+    entries = envlist(name)
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if not _HOST_NAME.match(entry):
+                raise ImproperlyConfigured(
+                    f"{name}: {entry!r} is neither an IP network (10.0.0.0/8) nor a host name"
+                ) from None
+    return entries
+
+
 def read_or_create_secret_file(path: Path, kind: str) -> str:
     """Read a generated secret, creating it (mode 0600, never overwritten) on first start."""
     try:
@@ -79,3 +99,25 @@ def read_or_create_secret_file(path: Path, kind: str) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret file's contents, or "" when there is none."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def create_private_folder(path: Path) -> None:
+    """The folder, created readable by its owner only (an existing one keeps its mode: the start-up
+    check warns when it is wider)."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)  # mkdir's mode passes through the umask
+
+
+def create_private_file(path: Path) -> None:
+    """An empty file of mode 0600 where none exists yet."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -5,26 +5,32 @@ database, a generated Django secret key and a generated credential encryption ke
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from llmhub.environment import (
+    create_private_file,
+    create_private_folder,
     env,
     envbool,
     envfloat,
     envint,
     envlist,
+    envnetworks,
     envseconds,
     read_or_create_secret_file,
+    read_secret_file,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # ---- Data folder and generated secrets
 DATA_DIR = Path(env("LLMHUB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+create_private_folder(DATA_DIR)  # 0700: it holds the database and the keys
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", "") or read_or_create_secret_file(
     DATA_DIR / "secret_key", kind="django"
@@ -32,18 +38,33 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", "") or read_or_create_secret_file(
 
 # Credential encryption keys, newest first: the first encrypts, all of them decrypt (MultiFernet),
 # so a key is rotated by putting a new one in front and running `manage.py rotate_credentials`.
+# Without LLMHUB_ENCRYPTION_KEYS, the key file; it is created when the first credential is saved,
+# never while credentials are stored (providers/keyfile.py: a lost file is an error, not a new key).
+LLMHUB_ENCRYPTION_KEY_FILE = DATA_DIR / "encryption.key"
 LLMHUB_ENCRYPTION_KEYS = (
-    envlist("LLMHUB_ENCRYPTION_KEYS")
-    or read_or_create_secret_file(DATA_DIR / "encryption.key", kind="fernet").split()
+    envlist("LLMHUB_ENCRYPTION_KEYS") or read_secret_file(LLMHUB_ENCRYPTION_KEY_FILE).split()
 )
 
 DEBUG = envbool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS") or ["127.0.0.1", "localhost", "[::1]", "testserver"]
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
 
+# ---- HTTPS (README: "Running it on a network"). Behind a reverse proxy that ends TLS, name the
+# header it sets (X-Forwarded-Proto) so the hub knows a request came over HTTPS.
+LLMHUB_HTTPS = envbool("LLMHUB_HTTPS", False)
+if proto_header := env("LLMHUB_FORWARDED_PROTO_HEADER", ""):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + proto_header.upper().replace("-", "_"), "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LLMHUB_HTTPS
+SECURE_SSL_REDIRECT = envbool("LLMHUB_SSL_REDIRECT", LLMHUB_HTTPS)
+SECURE_HSTS_SECONDS = envint("LLMHUB_HSTS_SECONDS", 31_536_000 if LLMHUB_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("LLMHUB_HSTS_INCLUDE_SUBDOMAINS", LLMHUB_HTTPS)
+SECURE_HSTS_PRELOAD = envbool("LLMHUB_HSTS_PRELOAD", LLMHUB_HTTPS)
+SESSION_COOKIE_HTTPONLY = True
+
 # ---- Applications
 INSTALLED_APPS = [
     "daphne",
+    "llmhub",  # start-up checks: encryption keys, file modes
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -55,6 +76,8 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "csp",
+    "axes",
     "accounts",
     "audit",
     "automations",
@@ -65,6 +88,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -74,7 +98,26 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "accounts.first_run.FirstRunMiddleware",
+    # Last: it turns a lockout raised while signing in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Content-Security-Policy on every page (django-csp): scripts and styles from the hub's own static
+# files only, never inline; no plugins, no framing, forms post only to the hub.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],  # 'self' includes the page's own ws:// and wss:// (CSP level 3)
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "llmhub.urls"
 WSGI_APPLICATION = None
@@ -122,6 +165,8 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"].update(ENGINE=SQLITE_ENGINE, CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
 else:
+    # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+    create_private_file(DATA_DIR / "llmhub.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": SQLITE_ENGINE,
@@ -154,6 +199,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out account or address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in lockout (django-axes): after this many failures for one account, or from one address,
+# both are refused (the right password too) until the cool-off has passed. Audited.
+AXES_FAILURE_LIMIT = envint("LLMHUB_SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LLMHUB_SIGNIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # the audit log records each failure and lockout
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "accounts.clients.client_address"
+# Reverse proxies in front of the hub that append the client's address to X-Forwarded-For.
+LLMHUB_TRUSTED_PROXIES = envint("LLMHUB_TRUSTED_PROXIES", 0)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
@@ -183,11 +243,16 @@ LLMHUB_PROVIDERS_FILE = env("LLMHUB_PROVIDERS_FILE", "")
 # tiktoken reads its encoding files from here; `manage.py install_tokenizers` fills it at set-up.
 LLMHUB_TOKENIZER_DIR = Path(env("LLMHUB_TOKENIZER_DIR", str(BASE_DIR / "var" / "tiktoken")))
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(LLMHUB_TOKENIZER_DIR))
+# Addresses (CIDRs such as 192.168.1.0/24, or host names) on the hub's own network that any team
+# admin may point a provider at; otherwise only a site admin may (providers/network.py).
+LLMHUB_ALLOWED_PRIVATE_NETWORKS = envnetworks("LLMHUB_ALLOWED_PRIVATE_NETWORKS")
 LLMHUB_VALIDATION_TIMEOUT = envint("LLMHUB_VALIDATION_TIMEOUT", 5)
 LLMHUB_REQUEST_TIMEOUT = envint("LLMHUB_REQUEST_TIMEOUT", 600)
 # The largest /v1/chat/completions body accepted (8 MiB holds a 1M-token prompt); larger gets a 400.
 LLMHUB_API_MAX_BODY_BYTES = envint("LLMHUB_API_MAX_BODY_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LLMHUB_API_MAX_BODY_BYTES
+# Wrong API keys one address may send in a minute before it is answered 429 (gateway/keys.py).
+LLMHUB_API_KEY_FAILURES_PER_MINUTE = envint("LLMHUB_API_KEY_FAILURES_PER_MINUTE", 20)
 # Retries wait base × 2^attempt seconds plus jitter, or the provider's retry-after when it says.
 LLMHUB_RETRY_BASE_SECONDS = float(env("LLMHUB_RETRY_BASE_SECONDS", "1"))
 

@@ -1,8 +1,11 @@
 """Django admin for providers. Credentials are never shown: only the mask, read-only."""
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from audit import log
+from providers import network
 from providers.models import Price, Provider, ProviderModel
 
 
@@ -13,15 +16,66 @@ class ProviderModelInline(admin.TabularInline):
     show_change_link = True
 
 
+class ProviderAdminForm(forms.ModelForm):
+    class Meta:
+        model = Provider
+        fields = ["id", "display_name", "enabled", "endpoint", "default_model"]
+        help_texts = {
+            "endpoint": "A saved key is only sent to the endpoint it was saved for: after changing it, "
+            "enter the key again in Settings → Providers."
+        }
+
+    def clean_endpoint(self) -> str:
+        endpoint = self.cleaned_data["endpoint"].rstrip("/")
+        if endpoint != self.instance.endpoint:
+            try:  # a site admin may use the hub's own network, never the hub itself
+                network.check_endpoint(endpoint, private_network=True)
+            except network.AddressRefused as refused:
+                raise forms.ValidationError(refused.reason) from None
+        return endpoint
+
+
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderAdminForm
     list_display = ["id", "display_name", "kind", "enabled", "masked_key", "last_validated_at"]
     list_filter = ["enabled", "kind"]
     # credentials_encrypted is not editable and never listed here: even its ciphertext stays out.
-    fields = ["id", "display_name", "kind", "dialect", "enabled", "endpoint", "default_model",
-              "masked_key", "last_validated_at", "created_at", "updated_at"]  # fmt: skip
-    readonly_fields = ["kind", "dialect", "masked_key", "last_validated_at", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "display_name",
+        "kind",
+        "dialect",
+        "enabled",
+        "endpoint",
+        "private_network",
+        "endpoint_set_by",
+        "default_model",
+        "masked_key",
+        "last_validated_at",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = [
+        "kind",
+        "dialect",
+        "private_network",
+        "endpoint_set_by",
+        "masked_key",
+        "last_validated_at",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [ProviderModelInline]
+
+    def save_model(self, request: HttpRequest, obj: Provider, form: forms.ModelForm, change: bool) -> None:
+        if "endpoint" in form.changed_data:
+            obj.private_network, obj.endpoint_set_by = True, request.user
+        super().save_model(request, obj, form, change)
+        if change and form.changed_data:
+            before = {name: form.initial.get(name) for name in form.changed_data}
+            after = {name: form.cleaned_data.get(name) for name in form.changed_data}
+            log.record(request.user, "provider_updated", obj, before=before, after=after)
 
     @admin.display(description="API key")
     def masked_key(self, provider: Provider) -> str:

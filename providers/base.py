@@ -36,6 +36,8 @@ class CredentialField:
     help_text: str = ""
     help_url: str = ""  # "Where to find your key"
     placeholder: str = ""
+    # Only the vendor's own service has it (OpenAI's organization id): not asked of compatible servers.
+    vendor_only: bool = False
 
 
 class TaskType(StrEnum):
@@ -167,6 +169,8 @@ class ProviderConfig:
     default_model: str = ""
     validation_timeout: float = 5.0
     request_timeout: float = 600.0
+    # May connect to loopback and private addresses (providers/network.py): a site admin set it.
+    private_network: bool = False
 
     def credential(self, name: str) -> str:
         """The plaintext value of a credential, or "" when it is not set."""
@@ -210,6 +214,7 @@ class ProviderAdapter(ABC):
             secrets=config.secrets(),
             raise_for_status=self.raise_for_status,
             timeout=config.request_timeout,
+            private_network=config.private_network,
         )
 
     @abstractmethod

@@ -12,6 +12,7 @@ from providers.registry import record_price, registry
 
 # A model the catalogue did not know: limits kept small until an admin sets the real ones.
 UNKNOWN_MAX_OUTPUT = 4096
+UNKNOWN_CONTEXT = 8192
 
 
 @dataclass
@@ -38,6 +39,17 @@ class SyncReport:
         return "; ".join(parts) + "."
 
 
+def limits_for(model_id: str) -> tuple[int, int]:
+    """A model's context window and max output when nobody typed them: the built-in catalogue's,
+    else the pricing library's context window, else small limits until an admin sets real ones."""
+    known = registry.builtin_model(model_id)
+    if known is not None:
+        return known.context_window, known.max_output
+    found = pricing.library_price(model_id)
+    context = found.context_window if found and found.context_window else UNKNOWN_CONTEXT
+    return context, min(context, UNKNOWN_MAX_OUTPUT)
+
+
 def sync_models(provider: Provider) -> SyncReport:
     """Add the chat models the provider lists, and date any new library price. Raises ProviderError."""
     adapter = registry.adapter_for(provider)
@@ -50,7 +62,7 @@ def sync_models(provider: Provider) -> SyncReport:
         row = known.get(model_id)
         found = pricing.library_price(model_id, pricing_provider)
         if row is None:
-            context = found.context_window if found and found.context_window else 8192
+            context = found.context_window if found and found.context_window else UNKNOWN_CONTEXT
             row = ProviderModel.objects.create(
                 id=f"{provider.id}/{model_id}", provider=provider, model_id=model_id,
                 display_name=found.name if found else model_id, context_window=context,

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from providers import keyfile
 
 
 class Secret:
@@ -62,10 +64,11 @@ def mask(secret: str) -> str:
     return f"{prefix.group(0) if prefix else ''}...{secret[-4:]}"
 
 
-def _fernet(keys: Sequence[str] | None = None) -> MultiFernet:
-    keys = list(keys if keys is not None else settings.LLMHUB_ENCRYPTION_KEYS)
+def _fernet(keys: Sequence[str] | None = None, encrypting: bool = False) -> MultiFernet:
+    if keys is None:
+        keys = keyfile.for_new_credentials() if encrypting else keyfile.configured()
     if not keys:
-        raise ImproperlyConfigured("No credential encryption key: set LLMHUB_ENCRYPTION_KEYS.")
+        raise CredentialsUnreadable(keyfile.missing_key_message())
     try:
         return MultiFernet([Fernet(key.encode() if isinstance(key, str) else key) for key in keys])
     except (ValueError, TypeError):
@@ -75,20 +78,31 @@ def _fernet(keys: Sequence[str] | None = None) -> MultiFernet:
         ) from None
 
 
-def encrypt(credentials: Mapping[str, str]) -> str:
-    return _fernet().encrypt(json.dumps(dict(credentials)).encode()).decode()
+def encrypt(credentials: Mapping[str, str], bound_to: Mapping[str, Any] | None = None) -> str:
+    """Ciphertext of the credentials together with what they are bound to (the endpoint and headers
+    they may be sent with): changing the binding in the database cannot redirect a key."""
+    plain = {"credentials": dict(credentials), "bound_to": dict(bound_to or {})}
+    return _fernet(encrypting=True).encrypt(json.dumps(plain).encode()).decode()
 
 
 def decrypt(token: str) -> dict[str, str]:
+    return decrypt_bound(token)[0]
+
+
+def decrypt_bound(token: str) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The credentials and their binding; None for credentials saved before keys were bound."""
     if not token:
-        return {}
+        return {}, None
     try:
-        return json.loads(_fernet().decrypt(token.encode()))
+        plain = json.loads(_fernet().decrypt(token.encode()))
     except InvalidToken:
         raise CredentialsUnreadable(
             "Stored credentials cannot be decrypted with the configured keys. "
             "Was LLMHUB_ENCRYPTION_KEYS or the key file changed?"
         ) from None
+    if set(plain) == {"credentials", "bound_to"} and isinstance(plain["credentials"], dict):
+        return plain["credentials"], plain["bound_to"] or None
+    return plain, None
 
 
 def rotate(token: str) -> str:

@@ -15,10 +15,41 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import ModelInfo, TaskType
+from providers.network import AddressRefused, check_url
 
 BUILTIN_FILE = Path(__file__).with_name("builtin.toml")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$")
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+# Headers a definition may not add: the HTTP layer's own, and those that open a cloud provider's
+# instance metadata service (169.254.169.254 wants Metadata-Flavor: Google, Metadata: true, ...).
+FORBIDDEN_HEADERS = frozenset(
+    [
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "cookie",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "metadata",
+        "metadata-flavor",
+        "x-google-metadata-request",
+        "x-aws-ec2-metadata-token",
+        "x-aws-ec2-metadata-token-ttl-seconds",
+        "x-identity-header",
+    ]
+)
 
 PROVIDER_FIELDS = {
     "id", "name", "dialect", "endpoint", "key_url", "pricing_provider", "default_model",
@@ -151,9 +182,11 @@ class _Parser:
         endpoint = text("endpoint", required=True)
         if not re.match(r"^https?://[^\s/]+", endpoint):
             self.fail(index, pid, "endpoint", f"endpoint {endpoint!r} is not an http(s) URL")
-        headers = entry.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            self.fail(index, pid, "headers", "headers must be a table of strings")
+        try:
+            check_url(endpoint)
+        except AddressRefused as refused:
+            self.fail(index, pid, "endpoint", refused.reason)
+        headers = self.headers(index, pid, entry.get("headers", {}))
         raw_models = entry.get("models", [])
         if not isinstance(raw_models, list):
             self.fail(index, pid, "models", "use [[providers.models]] tables")
@@ -183,6 +216,18 @@ class _Parser:
             models=models,
             source=self.source,
         )
+
+    def headers(self, index: int, pid: str, headers: Any) -> dict[str, str]:
+        """Extra headers: strings, valid names, none the HTTP layer sets or a metadata service wants."""
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            self.fail(index, pid, "headers", "headers must be a table of strings")
+        for name, value in headers.items():
+            if not _HEADER_NAME.match(name) or "\n" in value or "\r" in value:
+                self.fail(index, pid, "headers", f"header {name!r} is not a valid HTTP header")
+            if name.lower() in FORBIDDEN_HEADERS:
+                reason = "the hub sets it, or it would open a cloud's metadata service"
+                self.fail(index, pid, "headers", f"header {name} cannot be set: {reason}")
+        return headers
 
     def model(self, index: int, pid: str, number: int, entry: Any) -> ModelDefinition:
         def fail(field: str, message: str) -> None:

@@ -39,6 +39,29 @@ class InvalidCredentials(ProviderError):
         return f"Your {self.provider} API key is invalid. Please check and try again."
 
 
+class KeyUnusable(ProviderError):
+    """A saved key that is not sent: no configured encryption key reads it, or the provider now
+    points elsewhere than the endpoint and headers it was saved for."""
+
+    action = "re-enter-key"
+
+    def __init__(self, provider: str, unreadable: bool = False) -> None:
+        self.unreadable = unreadable
+        super().__init__(provider)
+
+    @property
+    def user_message(self) -> str:
+        if self.unreadable:
+            return (
+                f"The saved {self.provider} key cannot be read with the configured encryption keys: "
+                "re-enter the key."
+            )
+        return (
+            f"The saved {self.provider} key was saved for another endpoint: re-enter the key. "
+            "A saved key is only sent to the endpoint it was saved for."
+        )
+
+
 class RateLimited(ProviderError):
     retryable = True
 
@@ -102,6 +125,20 @@ class StreamInterrupted(NetworkError):
         return f"{self.provider} stopped answering mid-response."
 
 
+class EndpointRefused(ProviderError):
+    """The hub's network policy forbids the endpoint's address (providers/network.py)."""
+
+    action = "provider-settings"
+
+    def __init__(self, provider: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(provider)
+
+    @property
+    def user_message(self) -> str:
+        return f"{self.provider} was not contacted: {self.reason}"
+
+
 class Timeout(ProviderError):
     retryable = True
 
@@ -145,7 +182,7 @@ class UnexpectedResponse(ProviderError):
             return f"Unexpected response from {self.provider}: {self.problem}."
         if self.status >= 500:
             return f"{self.provider} is having trouble (HTTP {self.status}). Try again in a moment."
-        hint = f": {self.detail}" if self.detail else ""
+        hint = f": {_short(self.detail)}" if self.detail else ""
         return f"{self.provider} rejected the request (HTTP {self.status}){hint}"
 
 
@@ -177,6 +214,16 @@ class UnpricedModel(Exception):
     def __init__(self, model: str) -> None:
         self.model = model
         super().__init__(f"{model} has no known price. An admin can set one in Settings.")
+
+
+# What of a provider's own error text a user sees: one line, this long at most. More would let the
+# answer of whatever listens at an endpoint be read through the hub.
+REASON_CHARS = 120
+
+
+def _short(text: str) -> str:
+    line = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 1].rstrip() + "…"
 
 
 def _seconds(value: float | Decimal) -> str:

@@ -8,33 +8,47 @@ from typing import Any
 from django import forms
 from django.utils.text import slugify
 
+from providers import network
 from providers.base import CredentialField
+from providers.catalog import limits_for
+from providers.crypto import CredentialsUnreadable
 from providers.definitions import DefinitionError, ProviderDefinition, parse_entry
+from providers.models import Provider
+from providers.registry import CredentialsMissing, registry
 
 # Extra headers are stored and audited in plain text: ones named like a credential are refused.
 SECRET_HEADER = re.compile(r"authorization|key|token|secret|password", re.IGNORECASE)
 
 
 class ProviderSetupForm(forms.Form):
-    """Credentials, an optional endpoint and a name. With `editing`, empty secrets mean "unchanged"."""
+    """Connecting a provider and editing one: its credentials, endpoint and name.
+
+    Editing, an empty secret means "unchanged", as long as the endpoint stays the one the key was
+    saved for (registry.merge_credentials). `private_network`: whether this user may point it at the
+    hub's own network (a site admin). After is_valid(): `endpoint`, `merged` (what a connection test
+    may send) and `private_network` (what the endpoint is saved with).
+    """
 
     def __init__(
         self,
         kind: ProviderDefinition,
         fields: tuple[CredentialField, ...],
         *args: Any,
-        editing: bool = False,
-        masked: dict[str, str] | None = None,
+        provider: Provider | None = None,
+        private_network: bool = False,
         **kwargs: Any,
     ) -> None:
+        if provider is not None:
+            kwargs.setdefault("initial", _initial(provider, fields))
         super().__init__(*args, **kwargs)
-        self.kind = kind
+        self.kind, self.provider = kind, provider
         self.credential_fields = fields
-        masked = masked or {}
+        self.user_private_network = self.private_network = private_network
+        self.endpoint, self.merged = "", {}
         for field in fields:
             placeholder = field.placeholder
-            if editing and field.secret and masked.get(field.name):
-                placeholder = f"unchanged ({masked[field.name]})"
+            if provider is not None and field.secret and (masked := provider.masked_key()):
+                placeholder = f"unchanged ({masked})"
             attrs = {"placeholder": placeholder, "autocomplete": "off", "spellcheck": "false"}
             # A secret is never rendered back into the page, not even the one just typed.
             widget = (
@@ -44,7 +58,7 @@ class ProviderSetupForm(forms.Form):
             )
             self.fields[field.name] = forms.CharField(
                 label=field.label,
-                required=field.required and not editing,
+                required=field.required and provider is None,
                 help_text=field.help_text,
                 widget=widget,
                 strip=True,
@@ -53,6 +67,7 @@ class ProviderSetupForm(forms.Form):
             label="Endpoint",
             required=False,
             assume_scheme="https",
+            max_length=500,
             help_text=f"Leave empty for {kind.endpoint}. For proxies and compatible servers.",
             widget=forms.URLInput(attrs={"placeholder": kind.endpoint}),
         )
@@ -63,14 +78,51 @@ class ProviderSetupForm(forms.Form):
             widget=forms.TextInput(attrs={"placeholder": kind.name}),
         )
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        self.endpoint = (data["endpoint"] or self.kind.endpoint).rstrip("/")
+        # A site admin's endpoint on the hub's network stays usable while only the name or key changes.
+        unchanged = self.provider is not None and self.endpoint == self.provider.endpoint
+        self.private_network = self.user_private_network or (unchanged and self.provider.private_network)
+        try:
+            network.check_endpoint(self.endpoint, self.private_network)
+        except network.AddressRefused as refused:
+            self.add_error("endpoint", refused.reason)
+            return data
+        try:
+            self.merged = registry.merge_credentials(
+                self.provider, self.kind, self.credentials(), self.endpoint
+            )
+        except CredentialsMissing as missing:
+            secret = next((f.name for f in self.credential_fields if f.secret), None)
+            self.add_error(secret, str(missing))
+        return data
+
     def credentials(self) -> dict[str, str]:
         return {f.name: self.cleaned_data.get(f.name, "") for f in self.credential_fields}
+
+    def changes_connection(self) -> bool:
+        """A new key typed, or another endpoint: what must be tested before it is saved."""
+        typed = any(self.cleaned_data.get(f.name) for f in self.credential_fields if f.secret)
+        return self.provider is None or typed or self.endpoint != self.provider.endpoint
 
     def secret_fields(self) -> list[forms.BoundField]:
         return [self[f.name] for f in self.credential_fields if f.secret]
 
     def other_fields(self) -> list[forms.BoundField]:
         return [self[f.name] for f in self.credential_fields if not f.secret]
+
+
+def _initial(provider: Provider, fields: tuple[CredentialField, ...]) -> dict[str, str]:
+    """A provider's values for its form: never a secret, and nothing it cannot decrypt."""
+    try:
+        stored = provider.credentials()
+    except CredentialsUnreadable:
+        stored = {}
+    plain = {f.name: stored.get(f.name, "") for f in fields if not f.secret}
+    return {"display_name": provider.display_name, "endpoint": provider.endpoint, **plain}
 
 
 class DefaultModelForm(forms.Form):
@@ -118,18 +170,29 @@ class CustomProviderForm(forms.Form):
         help_text="One per line, as Name: value. Sent with every request; not for keys (they are not encrypted).",
     )  # fmt: skip
     models = forms.CharField(
-        label="Models", required=False,
-        widget=forms.Textarea({"rows": 4, "placeholder": "llama-3.1-8b-instruct 131072 8192 0.10 0.20"}),
-        help_text="One per line: model id, context window, max output tokens, then the input and output "
-        "price in USD per 1M tokens (optional). Left empty, the models are read from the endpoint's list "
-        'when you connect, and show "price unknown" until priced.',
-    )  # fmt: skip
+        label="Models",
+        required=False,
+        widget=forms.Textarea(
+            {"rows": 4, "placeholder": "llama-3.1-8b-instruct\nqwen2.5-72b 131072 8192 0.10 0.20"}
+        ),
+        help_text="One per line: the model id, optionally followed by its context window and max output "
+        "tokens (else those of the catalogue or small defaults), then the input and output price in USD per "
+        "1M tokens. Left empty, the models are read from the endpoint's list when you connect, and show \"price "
+        'unknown" until priced.',
+    )
     default_model = forms.CharField(label="Default model", required=False, max_length=200)
 
     def __init__(
-        self, *args: Any, dialects: list[str], taken: set[str] = frozenset(), editing: str = "", **kwargs: Any
+        self,
+        *args: Any,
+        dialects: list[str],
+        taken: set[str] = frozenset(),
+        editing: str = "",
+        private_network: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.private_network = private_network  # whether its endpoint may be on the hub's network
         labels = {"openai": "OpenAI Chat Completions (LM Studio, vLLM, llama.cpp, OpenRouter, Groq…)",
                   "anthropic": "Anthropic Messages", "gemini": "Google Gemini", "ollama": "Ollama (native API)",
                   "azure": "Azure OpenAI (deployments)"}  # fmt: skip
@@ -146,6 +209,12 @@ class CustomProviderForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if self.errors:
+            return data
+        unchanged = bool(self.editing) and data["endpoint"] == self.initial.get("endpoint")
+        try:
+            network.check_endpoint(data["endpoint"], self.private_network or unchanged)
+        except network.AddressRefused as refused:
+            self.add_error("endpoint", refused.reason)
             return data
         entry = self.entry()
         if entry is None:
@@ -192,14 +261,15 @@ class CustomProviderForm(forms.Form):
             parts = line.replace(",", " ").split()
             if not parts:
                 continue
-            if len(parts) not in (3, 5) or not all(p.isdigit() for p in parts[1:3]):
+            if len(parts) not in (1, 3, 5) or not all(p.isdigit() for p in parts[1:3]):
                 self.add_error(
                     "models",
-                    f"Line {number}: write the model id, context window and max output tokens, "
-                    "optionally followed by the input and output price per 1M tokens.",
+                    f"Line {number}: write the model id, optionally followed by its context window and max "
+                    "output tokens, then the input and output price per 1M tokens.",
                 )
                 return None
-            model = {"id": parts[0], "context_window": int(parts[1]), "max_output": int(parts[2])}
+            context, max_output = (int(parts[1]), int(parts[2])) if len(parts) > 1 else limits_for(parts[0])
+            model = {"id": parts[0], "context_window": context, "max_output": max_output}
             if len(parts) == 5:
                 model |= {"input_per_1m": parts[3].lstrip("$"), "output_per_1m": parts[4].lstrip("$")}
             models.append(model)

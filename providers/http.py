@@ -23,8 +23,9 @@ from typing import Any
 
 import httpx
 
+from providers import network
 from providers.crypto import mask
-from providers.errors import NetworkError, StreamInterrupted, Timeout, UnexpectedResponse
+from providers.errors import EndpointRefused, NetworkError, StreamInterrupted, Timeout, UnexpectedResponse
 
 USER_AGENT = "LLMHub/0.1"
 CONNECT_TIMEOUT = 10.0
@@ -37,19 +38,24 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_JSON_BYTES = 32 * 1024 * 1024
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def shared_client() -> httpx.AsyncClient:
+def shared_client(private_network: bool = False) -> httpx.AsyncClient:
     """One pooled client per event loop, shared by every provider: connections to a provider and
     the TLS context are reused from one request to the next instead of being built each time
-    (building a TLS context alone costs milliseconds). Timeouts are set per request."""
+    (building a TLS context alone costs milliseconds). Timeouts are set per request.
+
+    Providers that may reach the hub's own network get a client of their own: a pooled connection
+    to a private address must never be handed to a provider that may not open one."""
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+    clients = _clients.setdefault(loop, {})
+    client = clients.get(private_network)
     if client is None or client.is_closed:
-        client = _clients[loop] = httpx.AsyncClient(follow_redirects=False, limits=POOL_LIMITS)
+        transport = network.guarded_transport(private_network, POOL_LIMITS)
+        client = clients[private_network] = httpx.AsyncClient(follow_redirects=False, transport=transport)
     return client
 
 
@@ -73,8 +79,10 @@ class ProviderHTTP:
         secrets: Sequence[str],
         raise_for_status: StatusHook,
         timeout: float,
+        private_network: bool = False,
     ) -> None:
         self.provider = provider
+        self.private_network = private_network
         self.base_url = base_url.rstrip("/")
         self._headers = {"user-agent": USER_AGENT, **headers}
         self._secrets = [s for s in secrets if len(s) >= 4]
@@ -159,7 +167,7 @@ class ProviderHTTP:
         """Open a response; leaving the block (normally, by error or by cancel) closes it."""
         seconds = timeout or self.timeout
         limits = httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
-        client = shared_client()
+        client = shared_client(self.private_network)
         encoding = "none"
         try:
             request = client.build_request(
@@ -174,6 +182,8 @@ class ProviderHTTP:
             finally:
                 # An unfinished body closes its connection: the provider sees the cancel at once.
                 await response.aclose()
+        except network.AddressRefused as refused:
+            raise EndpointRefused(self.provider, refused.reason) from None
         except httpx.TimeoutException:
             raise Timeout(self.provider, seconds) from None
         except httpx.DecodingError:

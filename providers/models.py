@@ -26,6 +26,12 @@ class Provider(models.Model):
     enabled = models.BooleanField(default=True)
     credentials_encrypted = models.TextField(blank=True, editable=False)
     endpoint = models.URLField(max_length=500, blank=True)
+    # Whether the endpoint may be on the hub's own network (loopback, private, link-local): only when
+    # a site admin, the command line or the providers file set it (providers/network.py).
+    private_network = models.BooleanField(default=False)
+    endpoint_set_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     default_model = models.CharField(max_length=200, blank=True)
     last_validated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -40,11 +46,23 @@ class Provider(models.Model):
     def credentials(self) -> dict[str, str]:
         return crypto.decrypt(self.credentials_encrypted)
 
-    def set_credentials(self, credentials: dict[str, str]) -> None:
-        self.credentials_encrypted = crypto.encrypt({k: v for k, v in credentials.items() if v})
+    def bound_credentials(self) -> tuple[dict[str, str], dict | None]:
+        """The credentials and the endpoint and headers they were saved for (None: saved before
+        keys were bound). Raises crypto.CredentialsUnreadable."""
+        return crypto.decrypt_bound(self.credentials_encrypted)
+
+    def set_credentials(self, credentials: dict[str, str], bound_to: dict | None = None) -> None:
+        self.credentials_encrypted = crypto.encrypt({k: v for k, v in credentials.items() if v}, bound_to)
 
     def masked_key(self) -> str:
-        return crypto.mask(self.credentials().get("api_key", ""))
+        """The key's mask; a key no configured encryption key can read says so instead of failing."""
+        try:
+            return crypto.mask(self.credentials().get("api_key", ""))
+        except crypto.CredentialsUnreadable:
+            return UNREADABLE_KEY
+
+
+UNREADABLE_KEY = "unreadable: re-enter the key"
 
 
 class ProviderModel(models.Model):

@@ -14,16 +14,19 @@ import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import Team
-from providers import pricing
+from providers import credentials as saved_keys
+from providers import network, pricing
 from providers.base import CredentialField, ModelInfo, ProviderAdapter, ProviderConfig, TaskType, TokenCount
+from providers.credentials import CredentialsMissing
 from providers.crypto import Secret
 from providers.definitions import (
     BUILTIN_FILE,
@@ -62,8 +65,11 @@ class UnknownKind(LookupError):
         super().__init__(f"No provider kind {kind!r}. Known kinds: {', '.join(sorted(known))}.")
 
 
-class CredentialsMissing(ValueError):
-    pass
+class ProviderTaken(LookupError):
+    """The provider id is another team's (or was taken by a concurrent set-up)."""
+
+    def __init__(self, provider_id: str) -> None:
+        super().__init__(f"The provider id {provider_id!r} is taken.")
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,10 @@ class ProviderRegistry:
 
     def _configure_from_file(self, kind: ProviderDefinition, secret: str) -> None:
         try:
-            self.save(kind.id, {"api_key": secret} if secret else {}, provider_id=kind.id)
+            # The providers file is the operator's: its endpoints may be on the hub's own network.
+            self.save(
+                kind.id, {"api_key": secret} if secret else {}, provider_id=kind.id, private_network=True
+            )
         except DatabaseError as error:
             # Before the first migration (a fresh install starting up) there is nowhere to save yet.
             log.warning("Providers file: %s not saved: %s", kind.id, error)
@@ -165,8 +174,12 @@ class ProviderRegistry:
     def credential_fields(self, kind: ProviderDefinition) -> tuple[CredentialField, ...]:
         """The dialect's fields, with the key made optional where the definition says so."""
         fields = self.adapter_class(kind.dialect).credential_fields
-        if kind.source != "builtin":  # another service's keys look different: no "sk-..." hint
-            fields = tuple(dataclasses.replace(f, placeholder="") if f.secret else f for f in fields)
+        if kind not in _builtin_kinds():
+            # Another service's keys look different (no "sk-..." hint), and it has none of the
+            # vendor's own settings (a vLLM server has no OpenAI organization).
+            fields = tuple(
+                dataclasses.replace(f, placeholder="") if f.secret else f for f in fields if not f.vendor_only
+            )
         if kind.key_required:
             return fields
         return tuple(dataclasses.replace(f, required=False) if f.name == "api_key" else f for f in fields)
@@ -197,10 +210,21 @@ class ProviderRegistry:
         """Adapters for every configured provider."""
         return {p.id: self.adapter_for(p) for p in Provider.objects.all()}
 
-    def free_id(self, kind: str) -> str:
-        """An unused provider id for a new provider of this kind: "openai", then "openai-2", ..."""
+    def create(
+        self, kind: str, credentials: Mapping[str, str], *, team: Team | None, **fields: Any
+    ) -> Provider:
+        """A new provider of this kind under the first free id: "openai", then "openai-2", ... An id
+        is taken by inserting its row, so two teams connecting the same kind at once get one each
+        (the second insert fails and moves on to the next id); never one row with both keys."""
         taken = set(Provider.objects.filter(id__startswith=kind).values_list("id", flat=True))
-        return next(c for c in [kind, *(f"{kind}-{n}" for n in range(2, 1000))] if c not in taken)
+        for candidate in [kind, *(f"{kind}-{n}" for n in range(2, 1000))]:
+            if candidate in taken:
+                continue
+            try:
+                return self.save(kind, credentials, provider_id=candidate, team=team, new=True, **fields)
+            except ProviderTaken:
+                continue
+        raise ProviderTaken(kind)
 
     def list(self) -> list[Provider]:
         return list(Provider.objects.all())
@@ -220,12 +244,13 @@ class ProviderRegistry:
         """`models`: the catalogue rows to include (with their prices); all the provider's by default."""
         adapter_class = self.adapter_class(provider.dialect)
         secret_names = {f.name for f in adapter_class.credential_fields if f.secret}
-        plain = provider.credentials() if credentials is None else credentials
         kind = self.kind_of(provider)
+        plain = self.usable_credentials(provider, kind) if credentials is None else credentials
         return ProviderConfig(
             provider_id=provider.id,
             display_name=provider.display_name,
             endpoint=provider.endpoint or adapter_class.default_endpoint,
+            private_network=provider.private_network,
             credentials={k: Secret(v) if k in secret_names else v for k, v in plain.items()},
             headers=dict(kind.headers) if kind else {},
             auth_header=kind.auth_header if kind else "",
@@ -238,6 +263,20 @@ class ProviderRegistry:
             request_timeout=settings.LLMHUB_REQUEST_TIMEOUT,
         )
 
+    def usable_credentials(self, provider: Provider, kind: ProviderDefinition | None) -> dict[str, str]:
+        """The stored credentials, when they may be sent where the provider now points (KeyUnusable)."""
+        return saved_keys.usable(provider, kind, self._secret_names(provider.dialect))
+
+    def merge_credentials(
+        self, provider: Provider | None, kind: ProviderDefinition, typed: Mapping[str, str], endpoint: str
+    ) -> dict[str, str]:
+        """What a save or a connection test may use (see credentials.merge)."""
+        saved_kind = self.kind_of(provider) if provider else None
+        return saved_keys.merge(provider, saved_kind, kind, typed, endpoint, self._secret_names(kind.dialect))
+
+    def _secret_names(self, dialect: str) -> set[str]:
+        return {f.name for f in self.adapter_class(dialect).credential_fields if f.secret}
+
     def kind_of(self, provider: Provider) -> ProviderDefinition | None:
         """The kind a provider was set up from: built-in or file kinds from memory, a custom kind
         from its one row."""
@@ -248,6 +287,11 @@ class ProviderRegistry:
                 return kind
         rows = CustomKind.objects.filter(pk=provider.kind)
         return next(iter(self.custom_kinds(rows)), None)
+
+    @staticmethod
+    def builtin_model(model_id: str) -> ModelInfo | None:
+        """A model of the built-in catalogue by its id ("gpt-4o"), whichever provider lists it."""
+        return next((m.info for kind in _builtin_kinds() for m in kind.models if m.info.id == model_id), None)
 
     @staticmethod
     def _info(row: ProviderModel) -> ModelInfo:
@@ -274,45 +318,72 @@ class ProviderRegistry:
         provider_id: str = "",
         display_name: str = "",
         endpoint: str = "",
-        enabled: bool = True,
+        enabled: bool | None = True,
         team: Team | None = None,
+        private_network: bool = False,
+        set_by: Any = None,
+        new: bool = False,
     ) -> Provider:
         """Create or update a provider from a kind, encrypting its credentials; seeds its models.
 
         Credentials left empty on update keep their stored value (a key is never sent back to a
-        form, so an empty field means "unchanged").
+        form), but only while the endpoint and headers stay those the key was saved for. With a
+        team, only that team's provider is updated; `new` only creates (ProviderTaken if the id
+        exists). A new endpoint is checked against the network policy (network.AddressRefused):
+        `private_network` says whether whoever sets it may use the hub's own network.
         """
         definition = self.kind(kind)
         adapter_class = self.adapter_class(definition.dialect)
-        provider = Provider.objects.filter(pk=provider_id or definition.id).first()
-        stored = provider.credentials() if provider else {}
-        merged = {**stored, **{k: v for k, v in credentials.items() if v}}
+        pid = provider_id or definition.id
+        provider = None if new else Provider.objects.filter(pk=pid).first()
+        if provider is not None and team is not None and provider.team_id != team.pk:
+            raise ProviderTaken(pid)
+        target = endpoint.rstrip("/") or (provider.endpoint if provider else "") or definition.endpoint
+        moved = provider is None or target != provider.endpoint
+        if moved:
+            network.check_endpoint(target, private_network)
+        merged = self.merge_credentials(provider, definition, credentials, target)
+        self._check_settings(definition, credentials, merged)
+        provider = provider or Provider(id=pid, team=team)
+        if moved:
+            provider.private_network, provider.endpoint_set_by = private_network, set_by
+        provider.kind = definition.id
+        provider.dialect = definition.dialect
+        provider.display_name = display_name or provider.display_name or definition.name
+        provider.endpoint = target
+        provider.default_model = provider.default_model or definition.default_model
+        provider.enabled = provider.enabled if enabled is None else enabled
+        try:
+            extra_models = adapter_class.catalogue(merged)
+        except ValueError as error:
+            raise CredentialsMissing(str(error)) from None
+        provider.set_credentials(merged, saved_keys.binding(target, definition))
+        if new:
+            try:
+                with transaction.atomic():
+                    provider.save(force_insert=True)
+            except IntegrityError:
+                raise ProviderTaken(pid) from None
+        else:
+            provider.save()
+        self.seed_models(provider, definition, extra_models)
+        return provider
+
+    def _check_settings(
+        self, definition: ProviderDefinition, given: Mapping[str, str], merged: Mapping[str, str]
+    ) -> None:
+        """CredentialsMissing naming a required setting left empty, or one the kind does not take."""
         missing = [
             f.label for f in self.credential_fields(definition) if f.required and not merged.get(f.name)
         ]
         if missing:
             raise CredentialsMissing(f"{definition.name} needs: {', '.join(missing)}.")
-        known = {f.name for f in adapter_class.credential_fields}
-        unknown = sorted(set(credentials) - known)
+        known = {f.name for f in self.adapter_class(definition.dialect).credential_fields}
+        unknown = sorted(set(given) - known)
         if unknown:
             raise CredentialsMissing(
                 f"{definition.name} has no setting {unknown[0]!r}; it takes: {', '.join(sorted(known))}."
             )
-        provider = provider or Provider(id=provider_id or definition.id, team=team)
-        provider.kind = definition.id
-        provider.dialect = definition.dialect
-        provider.display_name = display_name or provider.display_name or definition.name
-        provider.endpoint = endpoint.rstrip("/") or provider.endpoint or definition.endpoint
-        provider.default_model = provider.default_model or definition.default_model
-        provider.enabled = enabled
-        try:
-            extra_models = adapter_class.catalogue(merged)
-        except ValueError as error:
-            raise CredentialsMissing(str(error)) from None
-        provider.set_credentials(merged)
-        provider.save()
-        self.seed_models(provider, definition, extra_models)
-        return provider
 
     def seed_models(self, provider: Provider, definition: ProviderDefinition, extra: Iterable = ()) -> None:
         """Create the definition's models for a provider, each with a dated price when one is known.
@@ -344,7 +415,11 @@ class ProviderRegistry:
                     record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY)
 
     def config_from(
-        self, kind: ProviderDefinition, credentials: Mapping[str, str], endpoint: str = ""
+        self,
+        kind: ProviderDefinition,
+        credentials: Mapping[str, str],
+        endpoint: str = "",
+        private_network: bool = False,
     ) -> ProviderConfig:
         """A configuration that is not saved yet: what "Test connection" checks."""
         adapter_class = self.adapter_class(kind.dialect)
@@ -353,6 +428,7 @@ class ProviderRegistry:
             provider_id=kind.id,
             display_name=kind.name,
             endpoint=endpoint.rstrip("/") or kind.endpoint,
+            private_network=private_network,
             credentials={k: Secret(v) if k in secret_names else v for k, v in credentials.items() if v},
             headers=dict(kind.headers),
             auth_header=kind.auth_header,
@@ -361,10 +437,15 @@ class ProviderRegistry:
         )
 
     async def validate_config(
-        self, kind: ProviderDefinition, credentials: Mapping[str, str], endpoint: str = ""
+        self,
+        kind: ProviderDefinition,
+        credentials: Mapping[str, str],
+        endpoint: str = "",
+        private_network: bool = False,
     ) -> None:
-        """Check credentials before they are saved; raises a ProviderError."""
-        config = self.config_from(kind, credentials, endpoint)
+        """Check credentials before they are saved; raises a ProviderError. The caller passes only
+        what a form holds, or stored values merge_credentials allowed for this same endpoint."""
+        config = self.config_from(kind, credentials, endpoint, private_network)
         await self.adapter_class(kind.dialect)(config).validate_credentials(config)
 
     async def validate(self, provider_id: str) -> None:

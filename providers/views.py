@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 from accounts.teams import (
     can_manage,
@@ -26,9 +26,10 @@ from audit import log
 from providers import breaker
 from providers.catalog import sync_models
 from providers.errors import ProviderError
-from providers.forms import CustomProviderForm, DefaultModelForm, ProviderSetupForm
+from providers.forms import DefaultModelForm, ProviderSetupForm
 from providers.models import CustomKind, Provider
-from providers.registry import UnknownKind, registry
+from providers.network import AddressRefused
+from providers.registry import CredentialsMissing, ProviderTaken, UnknownKind, registry
 from usage import spool
 
 # Rendering runs the context processors, which read the database: from async views, in a thread.
@@ -78,46 +79,133 @@ def connect(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-async def connect_kind(request: HttpRequest, kind_id: str) -> HttpResponse:
-    """The set-up form. "Test connection" checks in place; saving checks first, unless the admin
+async def setup(request: HttpRequest, kind_id: str = "", provider_id: str = "") -> HttpResponse:
+    """Connecting a provider (by kind) and editing one: one form, one flow. "Test connection"
+    checks in place and is audited; saving checks a new key or endpoint first, unless the admin
     explicitly saves anyway after a failed check."""
-    team = await sync_to_async(require_admin)(request)
-    kind = await sync_to_async(_kind_or_404)(kind_id, team)
-    fields = registry.credential_fields(kind)
-    form = ProviderSetupForm(kind, fields, request.POST or None)
-    context = {"form": form, "kind": kind, "action": reverse("providers:connect-kind", args=[kind.id])}
-    if request.method == "GET" or not form.is_valid():
+    team, kind, provider = await sync_to_async(_setup_subject)(request, kind_id, provider_id)
+    form = ProviderSetupForm(
+        kind,
+        registry.credential_fields(kind),
+        request.POST or None,
+        provider=provider,
+        private_network=request.user.is_staff,
+    )
+    action_url = (
+        reverse("providers:edit", args=[provider.id])
+        if provider
+        else reverse("providers:connect-kind", args=[kind.id])
+    )
+    context = {
+        "form": form,
+        "kind": kind,
+        "provider": provider,
+        "editing": provider is not None,
+        "action": action_url,
+        "key_required": any(f.required and f.secret for f in form.credential_fields),
+    }
+    if request.method == "GET":
         return await arender(request, "providers/connect_kind.html", context)
+    if not await sync_to_async(form.is_valid)():
+        return await _form_with_errors(request, context)
     action = request.POST.get("action", "save")
-    credentials, endpoint = form.credentials(), form.cleaned_data["endpoint"]
     error = None
-    if action != "save_anyway":
-        try:
-            await registry.validate_config(kind, credentials, endpoint)
-        except ProviderError as exc:
-            error = exc
+    if action == "test" or (form.changes_connection() and action != "save_anyway"):
+        error = await _test_connection(request, team, form)
     if action == "test" or error:
-        return await arender(request, "providers/connect_kind.html#result", {**context, "error": error, "tested": True,
-                                                                       "saving": action == "save"})  # fmt: skip
-    provider = await sync_to_async(_save_new)(request, team, kind, form, validated=action != "save_anyway")
-    url = reverse("providers:models", args=[provider.id])
+        result = {**context, "error": error, "tested": True, "saving": action == "save"}
+        return await arender(request, "providers/connect_kind.html#result", result)
+    validated = form.changes_connection() and action != "save_anyway"
+    try:
+        provider = await sync_to_async(_save)(request, team, form, validated)
+    except (CredentialsMissing, AddressRefused, ProviderTaken) as refused:
+        form.add_error(None, getattr(refused, "reason", str(refused)))
+        return await _form_with_errors(request, context)
+    url = (
+        reverse("providers:settings")
+        if context["editing"]
+        else reverse("providers:models", args=[provider.id])
+    )
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def _save_new(request: HttpRequest, team, kind, form: ProviderSetupForm, validated: bool) -> Provider:
-    provider = registry.save(
-        kind.id,
-        form.credentials(),
-        provider_id=registry.free_id(kind.id),
-        display_name=form.cleaned_data["display_name"],
-        endpoint=form.cleaned_data["endpoint"],
+def _setup_subject(request: HttpRequest, kind_id: str, provider_id: str):
+    """The team, the kind and (editing) the provider of the set-up form, each checked for access."""
+    team = require_admin(request)
+    if provider_id:
+        provider = _get_provider_for_admin(request, provider_id)
+        return team, _kind_or_404(provider.kind), provider
+    return team, _kind_or_404(kind_id, team), None
+
+
+async def _form_with_errors(request: HttpRequest, context: dict) -> HttpResponse:
+    """The form again with its errors (typed values kept, secrets excepted), in place of itself."""
+    if not request.htmx:
+        return await arender(request, "providers/connect_kind.html", context)
+    response = await arender(request, "providers/connect_kind.html#setup-form", context)
+    return reswap(retarget(response, "#setup-form"), "outerHTML")
+
+
+async def _test_connection(request: HttpRequest, team, form: ProviderSetupForm) -> ProviderError | None:
+    """Check what the form holds (or what is stored for this same endpoint); audited, never the key."""
+    error = None
+    try:
+        await registry.validate_config(form.kind, form.merged, form.endpoint, form.private_network)
+    except ProviderError as exc:
+        error = exc
+    outcome = error.user_message if error else "connected"
+    await sync_to_async(log.record)(
+        request.user,
+        "connection_tested",
+        form.provider or team,
         team=team,
+        after={"kind": form.kind.id, "endpoint": form.endpoint, "outcome": outcome},
     )
-    if validated:
-        provider.last_validated_at = timezone.now()
-        provider.save(update_fields=["last_validated_at"])
-    log.record(request.user, "credentials_added", provider, after=_state(provider) | {"validated": validated})
-    if not provider.models.exists():
+    return error
+
+
+def _save(request: HttpRequest, team, form: ProviderSetupForm, validated: bool) -> Provider:
+    fields = {
+        "display_name": form.cleaned_data["display_name"],
+        "endpoint": form.endpoint,
+        "private_network": form.private_network,
+        "set_by": request.user,
+    }
+    provider = form.provider
+    before = _state(provider) if provider else None
+    with transaction.atomic():
+        if provider is None:
+            provider = registry.create(form.kind.id, form.credentials(), team=team, **fields)
+        else:
+            provider = registry.save(
+                form.kind.id,
+                form.credentials(),
+                provider_id=provider.id,
+                enabled=None,
+                team=provider.team,
+                **fields,
+            )
+        if validated:
+            provider.last_validated_at = timezone.now()
+            provider.save(update_fields=["last_validated_at"])
+        if before is None:
+            action = "credentials_added"
+        else:
+            action = (
+                "credentials_updated"
+                if any(form.cleaned_data.get(f.name) for f in form.credential_fields if f.secret)
+                else "provider_updated"
+            )
+        log.record(
+            request.user,
+            action,
+            provider,
+            before=before or {},
+            after=_state(provider) | {"validated": validated},
+        )
+    if before is not None:
+        messages.success(request, f"{provider.display_name} saved.")
+    elif not provider.models.exists():
         # A definition without models (a custom server): read them from the server's own list.
         try:
             report = sync_models(provider)
@@ -246,62 +334,6 @@ def breaker_reset(request: HttpRequest, provider_id: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-async def edit(request: HttpRequest, provider_id: str) -> HttpResponse:
-    """Replace a key (never shown again), rename, or move the endpoint; a new key or endpoint is
-    checked before it is saved."""
-    await sync_to_async(require_admin)(request)
-    provider = await sync_to_async(_get_provider_for_admin)(request, provider_id)
-    kind = await sync_to_async(_kind_or_404)(provider.kind)
-    fields = registry.credential_fields(kind)
-    stored = await sync_to_async(provider.credentials)()
-    masked = {f.name: provider.masked_key() for f in fields if f.secret}
-    initial = {"display_name": provider.display_name, "endpoint": provider.endpoint,
-               **{f.name: stored.get(f.name, "") for f in fields if not f.secret}}  # fmt: skip
-    form = ProviderSetupForm(kind, fields, request.POST or None, initial=initial, editing=True, masked=masked)
-    context = {"form": form, "kind": kind, "provider": provider, "editing": True,
-               "action": reverse("providers:edit", args=[provider.id])}  # fmt: skip
-    if request.method == "GET" or not form.is_valid():
-        return await arender(request, "providers/connect_kind.html", context)
-    new_credentials = form.credentials()
-    endpoint = form.cleaned_data["endpoint"] or kind.endpoint
-    changed = any(new_credentials[f.name] for f in fields if f.secret) or endpoint != provider.endpoint
-    action = request.POST.get("action", "save")
-    error = None
-    if (changed or action == "test") and action != "save_anyway":
-        merged = {**stored, **{k: v for k, v in new_credentials.items() if v}}
-        try:
-            await registry.validate_config(kind, merged, endpoint)
-        except ProviderError as exc:
-            error = exc
-    if action == "test" or error:
-        return await arender(request, "providers/connect_kind.html#result", {**context, "error": error, "tested": True,
-                                                                       "saving": action == "save"})  # fmt: skip
-    await sync_to_async(_save_edit)(request, provider, form, validated=changed and action != "save_anyway")
-    url = reverse("providers:settings")
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-
-
-def _save_edit(request: HttpRequest, provider: Provider, form: ProviderSetupForm, validated: bool) -> None:
-    before = _state(provider)
-    credentials = form.credentials()
-    # Non-secret fields (an organization id) can be cleared; an empty secret means "unchanged".
-    secret = {f.name for f in form.credential_fields if f.secret}
-    updated = {**provider.credentials(), **{k: v for k, v in credentials.items() if v or k not in secret}}
-    provider.set_credentials(updated)
-    provider.display_name = form.cleaned_data["display_name"] or provider.display_name
-    provider.endpoint = (form.cleaned_data["endpoint"] or form.kind.endpoint).rstrip("/")
-    if validated:
-        provider.last_validated_at = timezone.now()
-    provider.save()
-    after = _state(provider)
-    key_changed = any(credentials[name] for name in secret)
-    action = "credentials_updated" if key_changed else "provider_updated"
-    log.record(request.user, action, provider, before=before, after=after)
-    messages.success(request, f"{provider.display_name} saved.")
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
 def delete(request: HttpRequest, provider_id: str) -> HttpResponse:
     require_admin(request)
     provider = _get_provider_for_admin(request, provider_id)
@@ -318,64 +350,3 @@ def _state(provider: Provider) -> dict:
     """What the audit log keeps of a provider: never a credential, at most its mask."""
     return {"name": provider.display_name, "kind": provider.kind, "endpoint": provider.endpoint,
             "enabled": provider.enabled, "masked_key": provider.masked_key()}  # fmt: skip
-
-
-# ---- custom providers: a kind of provider defined in the browser, stored in the database
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def custom_new(request: HttpRequest) -> HttpResponse:
-    """ "+ Add provider → Custom provider": define the kind, then connect it like any other."""
-    team = require_admin(request)
-    taken = {kind.id for kind in registry.kinds()}
-    form = CustomProviderForm(request.POST or None, dialects=registry.dialects(), taken=taken)
-    if request.method == "POST" and form.is_valid():
-        definition = form.entry()
-        row = CustomKind.objects.create(id=form.definition.id, team=team, definition=definition)
-        log.record(request.user, "custom_provider_defined", row, team=team, after=definition)
-        return redirect("providers:connect-kind", row.id)
-    return render(request, "providers/custom.html", {"form": form})
-
-
-def _custom_kind_for_admin(request: HttpRequest, kind_id: str) -> CustomKind:
-    team = require_admin(request)
-    row = get_object_or_404(CustomKind, pk=kind_id)
-    if not (request.user.is_staff or row.team_id == team.pk):
-        raise PermissionDenied
-    return row
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def custom_edit(request: HttpRequest, kind_id: str) -> HttpResponse:
-    """Change a custom definition; providers set up from it get its new endpoint default and models."""
-    row = _custom_kind_for_admin(request, kind_id)
-    form = CustomProviderForm(
-        request.POST or None, dialects=registry.dialects(), editing=row.id,
-        initial=CustomProviderForm.initial_from(row.definition) | {"id": row.id},
-    )  # fmt: skip
-    if request.method == "POST" and form.is_valid():
-        before, row.definition = row.definition, form.entry()
-        with transaction.atomic():
-            row.save()
-            for provider in Provider.objects.filter(kind=row.id):
-                registry.seed_models(provider, form.definition)
-            log.record(request.user, "custom_provider_updated", row, before=before, after=row.definition)
-        messages.success(request, f"{form.definition.name} saved.")
-        return redirect("providers:settings")
-    return render(request, "providers/custom.html", {"form": form, "row": row})
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def custom_delete(request: HttpRequest, kind_id: str) -> HttpResponse:
-    row = _custom_kind_for_admin(request, kind_id)
-    in_use = list(Provider.objects.filter(kind=row.id))
-    if request.method == "POST" and not in_use:
-        with transaction.atomic():
-            log.record(request.user, "custom_provider_removed", row, before=row.definition)
-            row.delete()
-        messages.success(request, f"{row} removed.")
-        return redirect("providers:settings")
-    return render(request, "providers/custom_delete.html", {"row": row, "in_use": in_use})

@@ -60,11 +60,26 @@ def static_files(django_test_environment) -> None:
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Tests wipe tables between cases, which the audit log's triggers would refuse: unlock them
-    (tests/audit/test_audit_log.py locks them again to prove they hold)."""
+    (tests/audit/test_audit_log.py locks them again to prove they hold). When the selected tests
+    need no database, none was created and the connection still names the real one: leave it be."""
     from django.db import connection
 
+    if not _is_test_database(connection):
+        return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute("UPDATE audit_guard SET locked = 0")
+
+
+def _is_test_database(connection) -> bool:
+    """Whether pytest-django has switched the connection to a test database it created."""
+    from django.db.backends.base.creation import TEST_DATABASE_PREFIX
+
+    name, test_name = str(connection.settings_dict["NAME"]), connection.settings_dict["TEST"].get("NAME")
+    if test_name:
+        return name == str(test_name)
+    if connection.vendor == "sqlite":
+        return connection.is_in_memory_db()
+    return name.startswith(TEST_DATABASE_PREFIX)
 
 
 def builtin_definition(provider_id: str) -> ProviderDefinition:
@@ -89,7 +104,7 @@ def adapter_for(
     config = ProviderConfig(
         provider_id=provider_id,
         display_name=definition.name,
-        endpoint=fake.url,
+        endpoint=overrides.pop("endpoint", fake.url),
         credentials={"api_key": Secret(key if key is not None else GOOD_KEYS[provider_id]), **extra},
         models=tuple(models),
         default_model=definition.default_model,

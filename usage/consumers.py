@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 from contextlib import aclosing
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 from django.utils.html import format_html
 
 from providers.base import Delta
-from usage import fallback, live, runs
+from usage import access, fallback, live, runs
 from usage.events import Ended
 from usage.models import Run
 
@@ -23,6 +23,7 @@ ANSWER_TIMEOUT = 600
 class RunConsumer(AsyncJsonWebsocketConsumer):
     task: asyncio.Task | None = None
     answer: asyncio.Future | None = None
+    can_control = False
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -30,14 +31,17 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if self.run is None:
             await self.close()  # before accept(): the handshake is refused
             return
-        self.may_cancel = await database_sync_to_async(runs.may_cancel)(user, self.run)
+        # Whoever may see a run may watch it; only its owner or a team admin starts or cancels it.
+        self.can_control = await sync_to_async(access.can_control)(user, self.run)
         await self.accept()
 
     async def receive_json(self, content: dict, **kwargs) -> None:  # ws-send: form fields + HEADERS
+        if not self.can_control:
+            return
         action = content.get("action")
         if action == "start" and self.task is None and self.run.status == Run.Status.PENDING:
             self.task = asyncio.create_task(self.relay())
-        elif action == "cancel" and self.may_cancel:
+        elif action == "cancel":
             # To the run, wherever it runs: this socket, another tab, another server process.
             await live.cancel(self.run, by=self.scope["user"].get_username())
         elif action in ("switch", "stop") and self.answer is not None and not self.answer.done():
@@ -71,7 +75,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             "oob": True,
             "event": event,
             "ended": ended,
-            "may_cancel": self.may_cancel,
+            "can_control": self.can_control,
         }
         return await asyncio.to_thread(render_to_string, "usage/_run_status.html", context)
 

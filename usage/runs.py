@@ -37,7 +37,7 @@ from providers.base import (
 )
 from providers.errors import CircuitOpen, ModelNotAvailable, ProviderError
 from providers.registry import registry
-from usage import alerts, budgets, fallback, leases, live, records
+from usage import access, alerts, budgets, fallback, leases, live, records
 from usage.ceiling import Limits, OutputCeiling, charge
 from usage.clock import RunClock
 from usage.estimates import Estimate, RunRefused, available_model, create_run, estimate
@@ -51,19 +51,14 @@ __all__ = ["Estimate", "RunRefused", "available_model", "create_run", "estimate"
 
 
 def get_for_user(user: User, run_uuid: str) -> Run | None:
-    """A run the user may watch: one of their team's."""
+    """A run the user may watch (usage.access decides; access.can_control says who starts it)."""
     run = Run.objects.select_related("team").filter(uuid=run_uuid).first()
-    if run is None or not user.is_authenticated or not user.is_team_member(run.team):
+    if run is None or not access.can_see(user, run):
         return None
     return run
 
 
 aget_for_user = sync_to_async(get_for_user)
-
-
-def may_cancel(user: User, run: Run) -> bool:
-    """Its owner, or an admin of its team (a run from the API or the command line has no owner)."""
-    return user.is_authenticated and (run.user_id == user.pk or user.is_team_admin(run.team))
 
 
 class RunTaken(Exception):
@@ -136,6 +131,10 @@ async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             flow.failures.append(refused)
+            continue
+        except ProviderError as unusable:  # its saved key cannot be used: nothing was sent
+            run.attempts = [*run.attempts, {"model": ref, "error": unusable.user_message}]
+            flow.failures.append(unusable)
             continue
         except DatabaseError:
             logger.exception("Run %s: its reservation could not be written", run.uuid)

@@ -89,7 +89,10 @@ def encoding_for(model: str, dialect: str) -> str | None:
 
 
 def count_messages(messages: Sequence[Message], model: str, dialect: str) -> TokenCount:
-    """The prompt tokens a provider will bill for these messages (exact for OpenAI models)."""
+    """The prompt tokens a provider will bill for these messages (exact for OpenAI models).
+
+    Text is encoded as ordinary text: "<|endoftext|>" in a prompt is words and punctuation to a
+    provider, and tiktoken's plain encode() would refuse it."""
     name = encoding_for(model, dialect)
     if name:
         try:

@@ -26,7 +26,7 @@ from audit import log
 from automations.models import Automation
 from gateway.models import ApiKey
 from providers.base import Message
-from usage import budgets, fallback, runs, spend, spool
+from usage import access, budgets, fallback, runs, spend, spool
 from usage.budget_forms import BudgetForm
 from usage.forms import PlaygroundForm
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
@@ -62,7 +62,9 @@ def run_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = runs.get_for_user(request.user, run_id)
     if run is None:
         raise Http404("No such run in your team.")
-    return render(request, "usage/run.html", {"run": run, "may_cancel": runs.may_cancel(request.user, run)})
+    return render(
+        request, "usage/run.html", {"run": run, "can_control": access.can_control(request.user, run)}
+    )
 
 
 # ---- budgets
@@ -154,7 +156,11 @@ def spend_page(request: HttpRequest) -> HttpResponse:
         "projected": _exact(projected),
         "today": timezone.localdate().isoformat(),
     }
-    recent = Run.objects.filter(team_id__in=filters.team_ids).select_related("user", "automation", "api_key")
+    visible = Run.objects.none()
+    for team in choices["teams"]:
+        if team.pk in filters.team_ids:
+            visible |= access.visible_runs(request.user, team)
+    recent = visible.select_related("user", "automation", "api_key")
     if filters.provider:
         recent = recent.filter(model_requested__startswith=f"{filters.provider}/")
     if filters.api_key:
@@ -209,10 +215,20 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
     def lines():
         yield writer.writerow(header)
         for row in rows.order_by("team_id", "created_at").iterator(chunk_size=2000):
-            yield writer.writerow([row.created_at.isoformat(), row.team.name if row.team else "",
-                                   row.user.get_username() if row.user else "", row.provider_id, row.model, row.run_id,
-                                   row.input_tokens, row.output_tokens, "" if row.cost_usd is None else row.cost_usd,
-                                   row.source, row.api_key.name if row.api_key else ""])  # fmt: skip
+            cells = [
+                row.created_at.isoformat(),
+                row.team.name if row.team else "",
+                row.user.get_username() if row.user else "",
+                row.provider_id,
+                row.model,
+                row.run_id,
+                row.input_tokens,
+                row.output_tokens,
+                "" if row.cost_usd is None else row.cost_usd,
+                row.source,
+                row.api_key.name if row.api_key else "",
+            ]
+            yield writer.writerow([_inert(cell) for cell in cells])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="llmhub-usage-{filters.start}-{filters.end}.csv"'
@@ -222,6 +238,15 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
 def _exact(amount) -> str:
     """A Decimal as its shortest exact string: "0.0105", not "0.010500000000"."""
     return f"{amount.normalize():f}" if amount else "0"
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(cell):
+    """Text a spreadsheet would evaluate, quoted so that it shows as the text it is."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
 
 
 class _Echo:

@@ -71,6 +71,7 @@ class OpenAIAdapter(ProviderAdapter):
             required=False,
             help_text="Only for keys that belong to several organizations.",
             placeholder="org-...",
+            vendor_only=True,
         ),
     )
 

@@ -1,3 +1,17 @@
+// Every behaviour lives here, never inline: the Content-Security-Policy allows no inline script.
+
+// A <select data-autosubmit> submits its form when changed (the team switch).
+document.addEventListener("change", (event) => {
+  const select = event.target.closest("select[data-autosubmit]");
+  if (select) select.form.submit();
+});
+
+// A <form data-confirm="question"> asks before it is submitted.
+document.addEventListener("submit", (event) => {
+  const form = event.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+});
+
 // Show / hide a secret input: the one piece of behaviour htmx does not cover.
 document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-toggle-secret]");

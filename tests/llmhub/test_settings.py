@@ -35,10 +35,14 @@ def test_a_first_start_creates_the_data_folder_with_private_keys(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     data = tmp_path / "data"
-    for name in ("secret_key", "encryption.key"):
-        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
     with sqlite3.connect(data / "llmhub.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute("SELECT count(*) FROM django_migrations")  # open: the WAL and SHM files exist
+        for name in ("secret_key", "llmhub.sqlite3", "llmhub.sqlite3-wal", "llmhub.sqlite3-shm"):
+            assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    # The encryption key comes with the first credential saved (tests/llmhub/test_keys_and_modes.py).
+    assert not (data / "encryption.key").exists()
 
 
 def test_generated_keys_survive_a_restart(tmp_path):

@@ -106,10 +106,10 @@ def test_without_models_the_servers_own_list_is_read_and_flagged_unpriced(alice_
 @pytest.mark.parametrize(
     ("overrides", "field_error"),
     [
-        ({"models": "llama 131072"}, "Line 1: write the model id, context window and max output tokens"),
+        ({"models": "llama 131072"}, "Line 1: write the model id, optionally followed by its context window"),
         ({"models": "llama 131072 8192 cheap free"}, "input_per_1m 'cheap' is not a number"),
         ({"models": "llama 131072 0"}, "max_output must be a positive whole number of tokens"),
-        ({"endpoint": "ftp://10.0.0.1/v1"}, "endpoint 'ftp://10.0.0.1/v1' is not an http(s) URL"),
+        ({"endpoint": "ftp://10.0.0.1/v1"}, "The endpoint must be an http:// or https:// URL"),
         ({"endpoint": "not a url"}, "Enter a valid URL."),
         ({"id": "openai"}, "The id 'openai' is already taken; choose another."),
         ({"id": "custom"}, "The id 'custom' is already taken"),

@@ -202,13 +202,19 @@ async def test_soak_200_runs_with_random_faults_on_the_primary_all_succeed(alice
     assert await UsageRecord.objects.acount() == 200
 
 
+def socket_headers(client) -> list[tuple[bytes, bytes]]:
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    return [(b"cookie", cookie), (b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+
+
 async def test_ask_mode_waits_and_switches_on_consent(alice, alpha, policy, fake_openai, alice_client):
     policy.ask_before_switching = True
     await policy.asave()
     fake_openai.fail_next_as("quota_exceeded")
     run = await start(alice, alpha)
-    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=[
-        (b"cookie", f"sessionid={alice_client.cookies['sessionid'].value}".encode()), (b"origin", b"http://127.0.0.1")])  # fmt: skip
+    communicator = WebsocketCommunicator(
+        application, f"/ws/runs/{run.uuid}/", headers=socket_headers(alice_client)
+    )
     assert (await communicator.connect())[0]
     await communicator.send_json_to({"action": "start"})
     frame = ""
@@ -229,8 +235,9 @@ async def test_ask_mode_refusal_ends_the_run_cleanly(alice, alpha, policy, fake_
     await policy.asave()
     fake_openai.fail_next_as("quota_exceeded")
     run = await start(alice, alpha)
-    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=[
-        (b"cookie", f"sessionid={alice_client.cookies['sessionid'].value}".encode()), (b"origin", b"http://127.0.0.1")])  # fmt: skip
+    communicator = WebsocketCommunicator(
+        application, f"/ws/runs/{run.uuid}/", headers=socket_headers(alice_client)
+    )
     assert (await communicator.connect())[0]
     await communicator.send_json_to({"action": "start"})
     frame = ""
@@ -289,7 +296,8 @@ def unanswered_port():
 async def test_a_connect_timeout_falls_back(alice, alpha, policy, unanswered_port):
     policy.retry_count = 0
     await policy.asave()
-    await sync_to_async(registry.save)("openai", {}, endpoint=f"http://127.0.0.1:{unanswered_port}/v1")
+    key = {"api_key": GOOD_KEYS["openai"]}  # a key moves to another endpoint only when typed again
+    await sync_to_async(registry.save)("openai", key, endpoint=f"http://127.0.0.1:{unanswered_port}/v1")
     run, _ = await play(await start(alice, alpha))
     assert run.status == Run.Status.COMPLETED and run.model_used == HAIKU
     assert run.attempts[0]["error"] == "OpenAI did not answer within 1 second. Try again."

@@ -21,6 +21,7 @@ from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")
 
 
 def cookie(client) -> tuple[bytes, bytes]:
@@ -34,7 +35,7 @@ def alice_run(alice, alpha, fake_openai):
 
 
 async def connect(run: Run, *headers) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=list(headers))
+    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=[HOST, *headers])
     connected, _ = await communicator.connect()
     assert connected
     return communicator
@@ -135,20 +136,26 @@ async def test_a_run_starts_only_once(alice_run, alice_client, fake_openai):
     await communicator.disconnect()
 
 
-async def test_bob_from_the_same_team_may_watch(alice_run, bob_client):
+async def test_bob_from_the_same_team_may_watch_when_the_team_shows_runs(alice_run, alpha, bob_client):
+    alpha.run_visibility = alpha.RunVisibility.TEAM
+    await alpha.asave()
     communicator = await connect(alice_run, cookie(bob_client), ORIGIN)
     await communicator.disconnect()
 
 
 @pytest.mark.parametrize(
     "who",
-    ["another team", "no session", "wrong origin"],
+    ["another team", "no session", "wrong origin", "another port", "another scheme", "no origin"],
 )
 async def test_it_refuses_the_wrong_people_and_places(alice_run, alice_client, charlie_client, who):
     headers = {
-        "another team": [cookie(charlie_client), ORIGIN],
-        "no session": [ORIGIN],
-        "wrong origin": [cookie(alice_client), (b"origin", b"https://evil.example")],
+        "another team": [cookie(charlie_client), ORIGIN, HOST],
+        "no session": [ORIGIN, HOST],
+        "wrong origin": [cookie(alice_client), (b"origin", b"https://evil.example"), HOST],
+        # Another service on the hub's host (another port or scheme) is another origin.
+        "another port": [cookie(alice_client), (b"origin", b"http://127.0.0.1:8080"), HOST],
+        "another scheme": [cookie(alice_client), (b"origin", b"https://127.0.0.1"), HOST],
+        "no origin": [cookie(alice_client), HOST],
     }[who]
     communicator = WebsocketCommunicator(application, f"/ws/runs/{alice_run.uuid}/", headers=headers)
     connected, _ = await communicator.connect()

@@ -111,3 +111,11 @@ async def test_the_estimate_is_never_below_what_the_provider_reports(
 def test_without_tokenizer_files_it_estimates_instead_of_downloading(empty_cache):
     counted = tokens.count_messages([Message("user", "a" * 30)], "gpt-4o", "openai")
     assert not counted.exact and counted.tokens >= 10
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_special_tokens_in_a_prompt_are_counted_as_the_text_they_are(dialect):
+    text = "Explain <|endoftext|> and <|im_start|>."
+    counted = tokens.count_messages([Message("user", text)], "gpt-4o", dialect)
+    assert counted.tokens > tokens.count_messages([Message("user", "Explain.")], "gpt-4o", dialect).tokens + 8
+    assert tokens.count_text("<|endoftext|>", "gpt-4o", dialect) > 1

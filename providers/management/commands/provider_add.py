@@ -5,6 +5,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from providers.network import AddressRefused
 from providers.registry import CredentialsMissing, UnknownKind, registry
 
 
@@ -42,8 +43,9 @@ class Command(BaseCommand):
                 display_name=options["name"],
                 endpoint=options["endpoint"],
                 enabled=not options["disabled"],
+                private_network=True,  # whoever runs manage.py administers the machine
             )
-        except (UnknownKind, CredentialsMissing) as exc:
+        except (UnknownKind, CredentialsMissing, AddressRefused) as exc:
             raise CommandError(str(exc)) from None
         key = provider.masked_key()
         models = provider.models.count()

@@ -1,0 +1,79 @@
+"""Reading a JSON request body of the API without letting it break what comes after.
+
+Python's parser accepts what the rest of the hub cannot handle: a lone surrogate ("\\ud800") fails
+when the text is encoded for the database or a provider, NUL is refused by PostgreSQL's text and
+jsonb columns, NaN is not JSON, a 5,000-digit number and 100,000 nested arrays raise errors that are
+not JSON errors. Each becomes a BadBody naming the problem, which the API answers as a 400.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# Deeper than any chat request needs (messages[0].content[0].text is four levels).
+MAX_DEPTH = 32
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class BadBody(ValueError):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def load(body: bytes) -> Any:
+    """The parsed body, or BadBody."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadBody(f"The request body is not valid UTF-8 (byte {error.start}).") from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except BadBody:
+        raise
+    except RecursionError:
+        raise BadBody(f"The request body is nested too deeply (at most {MAX_DEPTH} levels).") from None
+    except json.JSONDecodeError as error:
+        raise BadBody(f"The request body is not valid JSON: {error}.") from None
+    except ValueError:
+        # int() refuses more than 4,300 digits (sys.get_int_max_str_digits).
+        raise BadBody("A number in the request body is too long.") from None
+    _check(data)
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise BadBody(f"{name} is not valid JSON: send numbers as numbers.")
+
+
+def _check(data: Any) -> None:
+    """Walk the parsed value without recursion: depth, and text the hub could not store or send."""
+    pending = [(data, 1, "")]
+    while pending:
+        value, depth, path = pending.pop()
+        if depth > MAX_DEPTH:
+            raise BadBody(
+                f"The request body is nested too deeply (at most {MAX_DEPTH} levels).", path or None
+            )
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                _check_text(name, path)
+                pending.append((item, depth + 1, f"{path}.{name}" if path else name))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1, f"{path}[{index}]") for index, item in enumerate(value))
+
+
+def _check_text(text: str, path: str) -> None:
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return
+    where = f"{path} contains" if path else "The request body contains"
+    if found.group() == "\x00":
+        raise BadBody(f"{where} a NUL character (\\u0000), which the hub cannot store.", path or None)
+    raise BadBody(
+        f"{where} a lone surrogate (\\u{ord(found.group()):04x}): text must be valid Unicode.", path or None
+    )
