@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import ModelInfo, TaskType
+from providers.chat import Feature
 
 BUILTIN_FILE = Path(__file__).with_name("builtin.toml")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -219,7 +220,7 @@ class _Parser:
             return amount
 
         capabilities = entry.get("capabilities", ["chat"])
-        known = {t.value for t in TaskType}
+        known = {t.value for t in TaskType} | {f.value for f in Feature}
         if not isinstance(capabilities, list) or not set(capabilities) <= known:
             fail("capabilities", f"capabilities must be a list of {', '.join(sorted(known))}")
         input_price, output_price = price("input_per_1m"), price("output_per_1m")

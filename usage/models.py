@@ -28,6 +28,11 @@ class UsageRecord(models.Model):
     run_id = models.CharField(max_length=64, db_index=True)
     input_tokens = models.PositiveBigIntegerField()
     output_tokens = models.PositiveBigIntegerField()
+    # Of the input: read from / written to the provider's prompt cache (each at its own price);
+    # of the output: reasoning the answer does not show (priced as output).
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     price = models.ForeignKey(Price, null=True, blank=True, on_delete=models.PROTECT)
     source = models.CharField(max_length=8, choices=Source.choices)
@@ -78,8 +83,13 @@ class Run(models.Model):
     messages = models.JSONField(default=list)
     max_tokens = models.PositiveIntegerField()
     temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
+    # Every other option of the request (tools, response_format, stop, ...), as
+    # GenerationRequest.options_json() wrote it: a new option needs no new column.
+    options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     output = models.TextField(blank=True)
+    # What the answer held besides its text: tool calls, logprobs, the other choices when n > 1.
+    answer = models.JSONField(default=dict, blank=True)
     # The price before the run: input counted, output at the max-tokens ceiling.
     estimated_input_tokens = models.PositiveIntegerField(default=0)
     estimated_cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)

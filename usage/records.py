@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import Team, User
 from providers.base import TokenCount
 from providers.models import Price, price_in_force
-from providers.pricing import cost as price_cost
+from providers.pricing import usage_cost
 from usage import alerts
 from usage.models import DailySpend, UsageRecord
 
@@ -34,13 +34,16 @@ def record_usage(
     price = price_in_force(Price.objects.filter(model__provider_id=provider_id, model__model_id=model))
     cost: Decimal | None = None
     if price is not None:
-        cost = price_cost(price.input_per_1m, price.output_per_1m, tokens.input, tokens.output)
+        cost = usage_cost(price, tokens)
     record = UsageRecord.objects.create(
         provider_id=provider_id,
         model=model,
         run_id=run_id or uuid.uuid4().hex,
         input_tokens=tokens.input,
         output_tokens=tokens.output,
+        cache_read_tokens=tokens.cache_read,
+        cache_write_tokens=tokens.cache_write,
+        reasoning_tokens=tokens.reasoning,
         cost_usd=cost,
         price=price,
         source=source,

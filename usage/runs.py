@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -19,12 +20,22 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
-from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter, TokenCount
-from providers.errors import ModelNotAvailable, ProviderError
+from providers.base import (
+    Delta,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    Message,
+    ProviderAdapter,
+    TokenCount,
+    ToolCallDelta,
+)
+from providers.errors import ModelNotAvailable, ProviderError, UnsupportedRequest
 from providers.models import ProviderModel
-from providers.pricing import cost
+from providers.pricing import cost, worst_input_price
 from providers.registry import CatalogEntry, registry
 from usage import budgets, fallback, tokens
+from usage.answers import Answer
 from usage.models import Run, UsageRecord
 from usage.records import record_usage
 
@@ -37,6 +48,14 @@ class RunRefused(Exception):
     """A run that cannot start; the message says why and what to do."""
 
 
+class UnsupportedFields(RunRefused):
+    """The request asks for what the model cannot do: `refused` names each field."""
+
+    def __init__(self, model_ref: str, refused: list[str]) -> None:
+        self.refused = refused
+        super().__init__(UnsupportedRequest("", model_ref, refused).user_message)
+
+
 @dataclass(frozen=True)
 class Estimate:
     input_tokens: int
@@ -47,23 +66,31 @@ class Estimate:
     max_cost: Decimal | None
 
 
-def estimate(entry: CatalogEntry, dialect: str, messages: Sequence[Message], max_tokens: int,
-             expected_output: int | None = None) -> Estimate:  # fmt: skip
-    """The price of a run before it starts: input counted, output expected and at its ceiling."""
-    counted = tokens.count_messages(messages, entry.info.id, dialect)
-    expected = min(max_tokens, expected_output if expected_output is not None
-                   else int(max_tokens * EXPECTED_OUTPUT_SHARE))  # fmt: skip
+def estimate(
+    entry: CatalogEntry,
+    dialect: str,
+    messages: Sequence[Message],
+    max_tokens: int,
+    expected_output: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Estimate:
+    """The price of a run before it starts: input counted (tools and images included), output
+    expected and at its ceiling, for each of the `n` choices the options ask for."""
+    options = options or {}
+    counted = tokens.count_messages(messages, entry.info.id, dialect, options)
+    choices = int(options.get("n", 1))
+    share = expected_output if expected_output is not None else int(max_tokens * EXPECTED_OUTPUT_SHARE)
+    expected = min(max_tokens, share) * choices
     info = entry.info
-    priced = info.input_per_1m is not None and info.output_per_1m is not None
+    if not info.priced:
+        return Estimate(counted.tokens, counted.exact, expected, max_tokens * choices, None, None)
     return Estimate(
         input_tokens=counted.tokens,
         exact=counted.exact,
         expected_output_tokens=expected,
-        max_output_tokens=max_tokens,
-        expected_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, expected)
-        if priced
-        else None,
-        max_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, max_tokens) if priced else None,
+        max_output_tokens=max_tokens * choices,
+        expected_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, expected),
+        max_cost=cost(worst_input_price(info), info.output_per_1m, counted.tokens, max_tokens * choices),
     )
 
 
@@ -80,20 +107,43 @@ def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
     return registry.entry_for(row), provider.dialect
 
 
-def create_run(user: User | None, team: Team, model_ref: str, messages: Sequence[Message], max_tokens: int,
-               temperature: Decimal | None = None, automation=None, api_key=None,
-               available: tuple[CatalogEntry, str] | None = None) -> Run:  # fmt: skip
+def create_run(
+    user: User | None,
+    team: Team,
+    model_ref: str,
+    messages: Sequence[Message],
+    max_tokens: int,
+    temperature: Decimal | None = None,
+    automation=None,
+    api_key=None,
+    available: tuple[CatalogEntry, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Run:
     """A pending run with its price estimate; it starts only when the user (or the program that
     sent it, with an API key) confirms. `available` is what available_model() already answered
-    for this team and model, when the caller asked it first."""
+    for this team and model, when the caller asked it first. `options` are the request's other
+    options (GenerationRequest.options_json()), stored untouched; UnsupportedFields names those
+    the model cannot honour."""
     entry, dialect = available or available_model(team, model_ref)
+    options = dict(options or {})
+    request = GenerationRequest.from_stored(
+        entry.info.id,
+        [m.to_json() for m in messages],
+        options,
+        temperature=float(temperature) if temperature is not None else None,
+    )
+    refused = registry.adapter_class(dialect).refusals(request, entry.info)
+    if refused:
+        raise UnsupportedFields(model_ref, refused)
     caps = budgets.caps_for(team, entry.provider_id, api_key.pk if api_key else None)
     max_tokens = max(1, min(max_tokens, entry.info.max_output, caps.hard or max_tokens))
     warning = ""
     if caps.soft is not None and max_tokens > caps.soft:
-        warning = (f"This run may write up to {max_tokens:,} tokens, over the soft cap of {caps.soft:,} "
-                   f"set by the {caps.soft_from} budget.")  # fmt: skip
-    priced = estimate(entry, dialect, messages, max_tokens, expected_output=_typical_output(automation))
+        warning = (
+            f"This run may write up to {max_tokens:,} tokens, over the soft cap of {caps.soft:,} "
+            f"set by the {caps.soft_from} budget."
+        )
+    priced = estimate(entry, dialect, messages, max_tokens, _typical_output(automation), options)
     return Run.objects.create(
         warning=warning,
         team=team,
@@ -101,9 +151,10 @@ def create_run(user: User | None, team: Team, model_ref: str, messages: Sequence
         automation=automation,
         api_key=api_key,
         model_requested=model_ref,
-        messages=[{"role": m.role, "content": m.content} for m in messages],
+        messages=[m.to_json() for m in messages],
         max_tokens=max_tokens,
         temperature=temperature,
+        options=options,
         estimated_input_tokens=priced.input_tokens,
         estimated_cost_usd=priced.expected_cost,
         max_cost_usd=priced.max_cost,
@@ -133,7 +184,7 @@ aget_for_user = sync_to_async(get_for_user)
 
 async def stream(
     run: Run, ask: Ask | None = None
-) -> AsyncIterator[Delta | Run | fallback.Waiting | fallback.Question]:
+) -> AsyncIterator[Delta | ToolCallDelta | Run | fallback.Waiting | fallback.Question]:
     """Run a pending run: yields the Run once started, its text as it arrives, then the Run again
     when it has finished, its usage recorded.
 
@@ -199,51 +250,56 @@ Ask = Callable[["fallback.Question"], Awaitable[bool]]
 async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> AsyncIterator:
     """One model with its retries. Yields deltas and countdown ticks, then either the finished Run
     or, when the model gave up before any text, the last ProviderError (for the caller to fall back)."""
-    request = GenerationRequest(
-        model=ref.partition("/")[2],
-        messages=tuple(Message(m["role"], m["content"]) for m in run.messages),
+    request = GenerationRequest.from_stored(
+        ref.partition("/")[2],
+        run.messages,
+        run.options,
         max_tokens=run.max_tokens,
         temperature=float(run.temperature) if run.temperature is not None else None,
         stream=True,
     )
     # The hard cap is sent as max_tokens; a provider that streams past it (our count, with slack for
     # tokenizer differences) is cut off rather than trusted.
-    ceiling = run.max_tokens * OVERRUN_SLACK + 16
+    ceiling = run.max_tokens * request.n * OVERRUN_SLACK + 16
     waited = 0.0
     for attempt in range(policy.retry_count + 1):
-        parts: list[str] = []
+        answer = Answer()
         usage, reached_provider, streamed_tokens = None, False, 0
         try:
             async with aclosing(adapter.stream(request)) as events:
                 async for event in events:
                     reached_provider = True
-                    if isinstance(event, Delta):
-                        parts.append(event.text)
-                        yield event
-                        streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)
-                        if streamed_tokens > ceiling:
-                            # Counted piece by piece, a text counts high ("word " is two tokens alone,
-                            # one inside a sentence): count it whole before cutting the provider off.
-                            streamed_tokens = tokens.count_text(
-                                "".join(parts), request.model, adapter.dialect
-                            )
-                        if streamed_tokens > ceiling:
-                            run.error_message = f"Stopped at the cap of {run.max_tokens} output tokens."
-                            run.finish_reason = FinishReason.LENGTH
-                            break
-                    else:
-                        usage, run.finish_reason = event.usage, event.finish_reason
+                    if isinstance(event, Finished):
+                        usage, run.finish_reason, answer.finishes = (
+                            event.usage,
+                            event.finish_reason,
+                            event.choices,
+                        )
+                        continue
+                    generated = answer.add(event)
+                    yield event
+                    streamed_tokens += tokens.count_text(generated, request.model, adapter.dialect)
+                    if streamed_tokens > ceiling:
+                        # Counted piece by piece, a text counts high ("word " is two tokens alone,
+                        # one inside a sentence): count it whole before cutting the provider off.
+                        streamed_tokens = tokens.count_text(
+                            answer.generated(), request.model, adapter.dialect
+                        )
+                    if streamed_tokens > ceiling:
+                        run.error_message = f"Stopped at the cap of {run.max_tokens} output tokens."
+                        run.finish_reason = FinishReason.LENGTH
+                        break
             run.status = Run.Status.COMPLETED
         except asyncio.CancelledError:
             run.status, run.error_message = Run.Status.CANCELLED, "Cancelled. The text so far is kept."
             # The request reached the provider: its prompt is billed even if no text came back yet.
-            await asyncio.shield(_settle(run, "".join(parts), usage, adapter.dialect, charge_input=True))
+            await asyncio.shield(_settle(run, answer, usage, adapter.dialect, charge_input=True))
             raise
         except ProviderError as error:
-            if parts:  # text was shown: keep it, charge it, and let the user decide what next
+            if answer.shown:  # text was shown: keep it, charge it, and let the user decide what next
                 run.status, run.error_action, run.last_error = Run.Status.FAILED, "continue", error
                 run.error_message = f"{error.user_message} The text so far is kept."
-                await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=True)
+                await _settle(run, answer, usage, adapter.dialect, charge_input=True)
                 yield run
                 return
             wait = fallback.backoff(attempt, error, waited, policy) if error.retryable else None
@@ -254,7 +310,7 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                 yield tick
             waited += wait
             continue
-        await _settle(run, "".join(parts), usage, adapter.dialect, charge_input=reached_provider)
+        await _settle(run, answer, usage, adapter.dialect, charge_input=reached_provider)
         yield run
         return
 
@@ -288,10 +344,9 @@ def _reserve(run: Run, ref: str) -> None:
     """Hold this attempt's maximum cost; a fallback model is priced for the same prompt."""
     if ref != run.model_requested:
         entry, dialect = available_model(run.team, ref)
-        messages = [Message(m["role"], m["content"]) for m in run.messages]
-        run.max_cost_usd = estimate(
-            entry, dialect, messages, min(run.max_tokens, entry.info.max_output)
-        ).max_cost
+        messages = [Message.from_json(m) for m in run.messages]
+        max_tokens = min(run.max_tokens, entry.info.max_output)
+        run.max_cost_usd = estimate(entry, dialect, messages, max_tokens, options=run.options).max_cost
     budgets.reserve(run, ref.partition("/")[0])
 
 
@@ -301,16 +356,18 @@ def _release(run: Run) -> None:
     run.save()
 
 
-async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) -> None:
-    if usage is not None:
-        input_tokens, output_tokens = usage.input, usage.output
-    else:
+async def _settle(
+    run: Run, answer: Answer, usage: TokenCount | None, dialect: str, charge_input: bool
+) -> None:
+    if usage is None:
         # No final count from the provider: our own count of the prompt and of the text it streamed.
-        input_tokens = run.estimated_input_tokens if charge_input or text else 0
-        output_tokens = tokens.count_text(
-            text, (run.model_used or run.model_requested).partition("/")[2], dialect
+        generated = answer.generated()
+        usage = TokenCount(
+            run.estimated_input_tokens if charge_input or generated else 0,
+            tokens.count_text(generated, (run.model_used or run.model_requested).partition("/")[2], dialect),
         )
-    run.output, run.input_tokens, run.output_tokens = text, input_tokens, output_tokens
+    run.output, run.answer, run.usage = answer.text(), answer.stored(), usage
+    run.input_tokens, run.output_tokens = usage.input, usage.output
     run.finished_at = timezone.now()
     await sync_to_async(_record)(run)
 
@@ -321,8 +378,17 @@ def _record(run: Run) -> None:
     provider_id, _, model = (run.model_used or run.model_requested).partition("/")
     if run.input_tokens or run.output_tokens:
         source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
-        usage = record_usage(provider_id, model, TokenCount(run.input_tokens, run.output_tokens), source,
-                             run_id=str(run.uuid), team=run.team, user=run.user, api_key=run.api_key)  # fmt: skip
+        counted = getattr(run, "usage", None) or TokenCount(run.input_tokens, run.output_tokens)
+        usage = record_usage(
+            provider_id,
+            model,
+            counted,
+            source,
+            run_id=str(run.uuid),
+            team=run.team,
+            user=run.user,
+            api_key=run.api_key,
+        )
         run.cost_usd = usage.cost_usd
     elif (
         row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()
