@@ -145,7 +145,7 @@ def _sample_messages(automation: Automation) -> tuple[Message, ...]:
     """The last run's prompt, or the template itself: what a typical run sends."""
     last = automation.runs.first()
     if last is not None:
-        return tuple(Message(m["role"], m["content"]) for m in last.messages)
+        return tuple(Message.from_json(m) for m in last.messages)
     return automation.messages({name: "{" + name + "}" for name in automation.input_names()})
 
 

@@ -142,7 +142,8 @@ class UnsupportedRequest(ProviderError):
 
     @property
     def user_message(self) -> str:
-        return f"{self.model} does not accept {_listed(self.refused)}. Send the request without them or pick another model."
+        them = "it" if len(self.refused) == 1 else "them"
+        return f"{self.model} does not accept {_listed(self.refused)}. Send the request without {them} or pick another model."
 
 
 class UnpricedModel(Exception):
