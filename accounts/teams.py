@@ -75,5 +75,6 @@ def model_choices(team: Team) -> list[tuple[str, list[tuple[str, str]]]]:
     ids = _provider_ids(team)
     for entry in registry.list_models(enabled_only=True):
         if entry.provider_id in ids:
-            groups.setdefault(entry.provider_name, []).append((entry.ref, entry.info.display_name))
+            label = entry.info.display_name + (f" · {entry.info.features}" if entry.info.features else "")
+            groups.setdefault(entry.provider_name, []).append((entry.ref, label))
     return list(groups.items())

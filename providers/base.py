@@ -24,6 +24,7 @@ from providers.chat import (
     ToolCall,
     ToolChoice,
     capabilities_needed,
+    features_label,
     fit_within,
     json_value,
     options_from_json,
@@ -80,8 +81,10 @@ class ModelInfo:
             return self.context_window >= LONG_CONTEXT_TOKENS
         return task in self.capabilities
 
-    def accepts(self, capability: str) -> bool:
-        return capability in self.capabilities
+    @property
+    def features(self) -> str:
+        """What it accepts besides text, for the model pickers: "tools, JSON schema, images"."""
+        return features_label(self.capabilities)
 
 
 LONG_CONTEXT_TOKENS = 200_000
@@ -335,7 +338,7 @@ class ProviderAdapter(ABC):
         ("logit_bias", "audio input"); empty when it can all be sent or translated."""
         refused = [name for name in request.options_given() if name not in cls.accepts]
         needed = capabilities_needed(request)
-        refused += [CAPABILITY_NAMES[c] for c in needed if not info.accepts(c)]
+        refused += [CAPABILITY_NAMES[c] for c in needed if c not in info.capabilities]
         refused += [reason for reason in cls.dialect_refusals(request, info) if reason not in refused]
         return list(dict.fromkeys(refused))
 

@@ -219,6 +219,21 @@ CAPABILITY_NAMES = {
 }
 
 
+# How the model pickers name what a model accepts besides text ("GPT-4o mini · tools, JSON schema, images").
+FEATURE_LABELS = {
+    "tools": "tools",
+    "structured_output": "JSON schema",
+    "images": "images",
+    "audio": "audio",
+    "files": "files",
+    "reasoning": "reasoning",
+}
+
+
+def features_label(capabilities: Any) -> str:
+    return ", ".join(label for key, label in FEATURE_LABELS.items() if key in capabilities)
+
+
 def capabilities_needed(request: Any) -> list[str]:
     """The capabilities a GenerationRequest needs of its model."""
     needed: list[str] = []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 
+from providers.chat import Message
 from providers.models import Price
 
 
@@ -136,6 +138,34 @@ class Run(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.COMPLETED, self.Status.CANCELLED, self.Status.FAILED)
+
+    def prompt_shown(self) -> list[dict[str, str]]:
+        """The prompt as the run page shows it: each message's text, and a note of what else it held."""
+        shown = []
+        for message in map(Message.from_json, self.messages):
+            notes = [f"{len(message.images)} image(s)"] if message.images else []
+            notes += [f"calls {call.name}({call.arguments})" for call in message.tool_calls]
+            notes += [f"result of {message.tool_call_id}"] if message.tool_call_id else []
+            shown.append({"role": message.role, "text": message.text, "note": "; ".join(notes)})
+        return shown
+
+    def tool_calls_shown(self) -> list[dict[str, str]]:
+        """The tool calls the answer asked for, their arguments pretty-printed."""
+        return [
+            {**call, "arguments": _pretty(call["arguments"])}
+            for call in (self.answer or {}).get("tool_calls", [])
+        ]
+
+    def structured_output(self) -> str:
+        """The output pretty-printed, when JSON was asked for; "" otherwise."""
+        return _pretty(self.output) if (self.options or {}).get("response_format") and self.output else ""
+
+
+def _pretty(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except json.JSONDecodeError:
+        return text  # not JSON after all (a cut-off answer): shown as it came
 
 
 class Budget(models.Model):

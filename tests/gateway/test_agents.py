@@ -138,3 +138,13 @@ def test_a_pydantic_ai_agent_runs_its_tool_loop_through_the_hub(api_key, hub_url
     assert asked == ["Paris"]
     assert "sunny in Paris" in result.output
     assert Run.objects.filter(status=Run.Status.COMPLETED).count() == 2  # the call, then the answer
+
+
+def test_the_run_page_shows_tool_calls_and_structured_output(sdk, every_kind, alice_client):
+    called = sdk.chat.completions.create(model="anthropic/claude-haiku-4-5", messages=ASK, tools=[WEATHER])
+    parsed = sdk.chat.completions.parse(model="gemini/gemini-2.5-flash", messages=ASK, response_format=City)
+    page = alice_client.get(f"/runs/{uuid.UUID(called.id.removeprefix('chatcmpl-'))}/").content.decode()
+    assert "Tool calls" in page and "<code>get_weather</code>" in page
+    assert "{\n  &quot;city&quot;: &quot;Paris&quot;\n}" in page  # the arguments, laid out
+    page = alice_client.get(f"/runs/{uuid.UUID(parsed.id.removeprefix('chatcmpl-'))}/").content.decode()
+    assert "Structured output" in page and "&quot;population&quot;: 3," in page
