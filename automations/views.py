@@ -48,7 +48,7 @@ def automation_edit(request: HttpRequest, automation_id: int | None = None) -> H
     automation = (
         _get_automation(request, automation_id, admin=True) if automation_id else Automation(team=team)
     )
-    form = AutomationForm(model_choices(team), request.POST or None, instance=automation)
+    form = AutomationForm(model_choices(team, with_features=True), request.POST or None, instance=automation)
     if request.method == "POST" and form.is_valid():
         creating = automation.pk is None
         automation = form.save(commit=False)

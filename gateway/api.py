@@ -124,8 +124,12 @@ def _resolve(key: ApiKey, name: str) -> str:
     if name == "default":
         entry = default_model_for(key.team)
         if entry is None:
-            raise ApiError(400, "Your team has no default model yet: an admin picks one in LLMHub.",
-                           code="model_not_found", param="model")  # fmt: skip
+            raise ApiError(
+                400,
+                "Your team has no default model yet: an admin picks one in LLMHub.",
+                code="model_not_found",
+                param="model",
+            )
         ref = entry.ref
     elif "/" in name:
         ref = name
@@ -133,8 +137,12 @@ def _resolve(key: ApiKey, name: str) -> str:
         alias = ModelAlias.objects.filter(team=key.team, name=name).first()
         ref = alias.target if alias else _bare(key, name)
     if key.allowed_models and name not in key.allowed_models and ref not in key.allowed_models:
-        raise ApiError(403, f"This API key may not use {name}. It may use: {', '.join(key.allowed_models)}.",
-                       code="model_not_allowed", param="model")  # fmt: skip
+        raise ApiError(
+            403,
+            f"This API key may not use {name}. It may use: {', '.join(key.allowed_models)}.",
+            code="model_not_allowed",
+            param="model",
+        )
     return ref
 
 

@@ -23,7 +23,7 @@ from providers.base import (
     TokenCount,
     ToolCallDelta,
 )
-from providers.chat import ImagePart, Part, TextPart
+from providers.chat import ImagePart, Part, TextPart, fit_within
 from providers.errors import (
     InvalidCredentials,
     ModelNotAvailable,
@@ -106,8 +106,9 @@ class GeminiAdapter(ProviderAdapter):
 
     @classmethod
     def image_tokens(cls, model: str, size: tuple[int, int] | None, detail: str) -> int:
-        """Gemini's rule: 258 tokens for an image of at most 384 x 384, else 258 per 768-pixel tile."""
-        width, height = size or (3072, 3072)
+        """Gemini's rule: 258 tokens for an image of at most 384 x 384, else 258 per 768-pixel tile
+        (of the image scaled to fit 3072 x 3072, so a forged huge size cannot inflate it)."""
+        width, height = fit_within(size or (3072, 3072), 3072)
         if width <= 384 and height <= 384:
             return 258
         return 258 * math.ceil(width / 768) * math.ceil(height / 768)

@@ -148,3 +148,24 @@ def test_the_run_page_shows_tool_calls_and_structured_output(sdk, every_kind, al
     assert "{\n  &quot;city&quot;: &quot;Paris&quot;\n}" in page  # the arguments, laid out
     page = alice_client.get(f"/runs/{uuid.UUID(parsed.id.removeprefix('chatcmpl-'))}/").content.decode()
     assert "Structured output" in page and "&quot;population&quot;: 3," in page
+
+
+def test_a_stream_cut_inside_a_tool_call_fails_and_charges_what_came(sdk, every_kind):
+    import openai
+
+    every_kind["openai"].cut_next_stream(after=4)  # role, the call's first piece, two argument pieces
+    with pytest.raises(openai.APIStatusError) as failed:
+        sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK, tools=[WEATHER])
+    assert failed.value.status_code == 503 and "stopped answering mid-response" in failed.value.message
+    run = Run.objects.get()
+    assert run.status == Run.Status.FAILED and run.answer["tool_calls"][0]["name"] == "get_weather"
+    row = UsageRecord.objects.get(run_id=str(run.uuid))
+    assert row.input_tokens == run.estimated_input_tokens and row.output_tokens > 0 and row.cost_usd > 0
+    assert run.reserved_usd is None  # the hold is released
+
+
+def test_the_model_picker_says_what_each_model_accepts(every_kind, alice_client):
+    page = alice_client.get("/playground/").content.decode()
+    assert "GPT-4o mini · tools, JSON schema, images</option>" in page
+    assert "o3-mini · tools, JSON schema, reasoning</option>" in page
+    assert "Llama 3.2 · tools, JSON schema</option>" in page
