@@ -32,6 +32,13 @@ MODELS = {
 }
 
 
+def _text(content: str | list) -> str:
+    """A turn's text as the model reads it (other blocks as their JSON)."""
+    if isinstance(content, str):
+        return content
+    return "".join(b["text"] if b.get("type") == "text" else json.dumps(b) for b in content)
+
+
 def error(type_: str, message: str) -> dict:
     return {"type": "error", "error": {"type": type_, "message": message}}
 
@@ -97,10 +104,7 @@ class FakeAnthropic(FakeProvider):
                 "input": decided.arguments,
             }
         prompt = [body.get("system", ""), json.dumps(body.get("tools", "")) if body.get("tools") else ""]
-        prompt += [
-            m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])
-            for m in body["messages"]
-        ]
+        prompt += [_text(m["content"]) for m in body["messages"]]
         total = sum(self.count_tokens(p) + 4 for p in prompt if p) + 3
         read, written = min(self.cache_read, total), min(self.cache_write, max(0, total - self.cache_read))
         usage = {

@@ -85,7 +85,7 @@ class FakeOpenAI(FakeProvider):
         choices = int(body.get("n") or 1)
         usage = {
             "prompt_tokens": self.prompt_tokens(body["messages"])
-            + self.count_tokens(json.dumps(body.get("tools", ""))),
+            + (self.count_tokens(json.dumps(body["tools"])) if body.get("tools") else 0),
             "completion_tokens": (self.count_tokens(text + arguments) + self.reasoning_tokens) * choices,
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -157,7 +157,9 @@ class FakeOpenAI(FakeProvider):
     def prompt_tokens(self, messages: list[dict]) -> int:
         def text(message: dict) -> str:
             content = message.get("content") or ""
-            return content if isinstance(content, str) else json.dumps(content)
+            if isinstance(content, str):
+                return content
+            return "".join(p["text"] if p.get("type") == "text" else json.dumps(p) for p in content)
 
         if not self.realistic:
             return sum(self.count_tokens(text(m)) + 4 for m in messages) + 3
