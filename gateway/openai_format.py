@@ -160,8 +160,10 @@ def _sampling(data: dict) -> dict[str, Any]:
         stop = [stop]
     if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop)):
         raise BadRequest("stop must be a string or an array of up to 4 strings.", param="stop")
+    if stop and len(stop) > 4:
+        raise BadRequest("stop may hold at most 4 sequences.", param="stop")
     if stop:
-        options["stop"] = tuple(stop[:4]) if len(stop) <= 4 else _too_many_stops()
+        options["stop"] = tuple(stop)
     bias = data.get("logit_bias")
     if bias is not None:
         if not isinstance(bias, dict) or not all(
@@ -170,9 +172,8 @@ def _sampling(data: dict) -> dict[str, Any]:
             raise BadRequest("logit_bias must map token ids to numbers from -100 to 100.", param="logit_bias")
         if bias:
             options["logit_bias"] = {str(k): v for k, v in bias.items()}
-    for name in ("logprobs",):
-        if data.get(name) is not None and not isinstance(data[name], bool):
-            raise BadRequest(f"{name} must be true or false.", param=name)
+    if data.get("logprobs") is not None and not isinstance(data["logprobs"], bool):
+        raise BadRequest("logprobs must be true or false.", param="logprobs")
     if data.get("logprobs"):
         options["logprobs"] = True
     for name, allowed in (("reasoning_effort", EFFORTS), ("verbosity", ("low", "medium", "high"))):
@@ -185,10 +186,6 @@ def _sampling(data: dict) -> dict[str, Any]:
             raise BadRequest("prediction must be an object.", param="prediction")
         options["prediction"] = data["prediction"]
     return options
-
-
-def _too_many_stops() -> tuple[str, ...]:
-    raise BadRequest("stop may hold at most 4 sequences.", param="stop")
 
 
 def _tools(data: dict, legacy: bool) -> dict[str, Any]:

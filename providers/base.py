@@ -82,8 +82,7 @@ class ModelInfo:
         return task in self.capabilities
 
     @property
-    def features(self) -> str:
-        """What it accepts besides text, for the model pickers: "tools, JSON schema, images"."""
+    def features(self) -> str:  # for the model pickers: "tools, JSON schema, images"
         return features_label(self.capabilities)
 
 
@@ -149,7 +148,7 @@ class GenerationRequest:
 
     def options_given(self) -> list[str]:
         """The names of the options this request sets to something other than their default."""
-        return [f.name for f in fields(self)[5:] if getattr(self, f.name) != f.default]
+        return [f.name for f in fields(self) if f.name not in _CORE and getattr(self, f.name) != f.default]
 
     def options_json(self) -> dict[str, Any]:
         return {name: json_value(getattr(self, name)) for name in self.options_given()}
@@ -165,6 +164,9 @@ class GenerationRequest:
             **options_from_json(options),
             **given,
         )
+
+
+_CORE = {"model", "messages", "max_tokens", "temperature", "stream"}  # a run's own columns, not options
 
 
 @dataclass(frozen=True)
@@ -355,8 +357,7 @@ class ProviderAdapter(ABC):
 
     @classmethod
     def image_tokens(cls, model: str, size: tuple[int, int] | None, detail: str) -> int:
-        """Input tokens one image costs on this provider (an upper bound when the size is unknown).
-        Without a published rule: Anthropic's (width x height / 750, at most about 1,600)."""
+        """Input tokens of an image here (an upper bound for an unknown size); by default Anthropic's rule."""
         if size is None:
             return 1600
         width, height = fit_within(size, 1568)

@@ -52,7 +52,8 @@ def test_openai_cached_input_is_charged_at_the_cache_price(sdk, every_kind):
 
 def test_anthropic_cache_reads_and_writes_have_their_own_prices(sdk, every_kind):
     every_kind["anthropic"].cache_read, every_kind["anthropic"].cache_write = 10, 5
-    answer = sdk.chat.completions.create(model="anthropic/claude-haiku-4-5", messages=ASK)
+    long = [{"role": "system", "content": "You answer briefly and politely. " * 10}, *ASK]
+    answer = sdk.chat.completions.create(model="anthropic/claude-haiku-4-5", messages=long)
     row = usage_row(answer)
     assert (row.cache_read_tokens, row.cache_write_tokens) == (10, 5)
     assert row.input_tokens == answer.usage.prompt_tokens > 15  # cached tokens are prompt tokens too
