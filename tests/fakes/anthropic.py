@@ -39,6 +39,20 @@ def _text(content: str | list) -> str:
     return "".join(b["text"] if b.get("type") == "text" else json.dumps(b) for b in content)
 
 
+def _orphan_result(turns: list[dict]) -> tuple[int, str] | None:
+    """(turn, id) of a tool_result whose tool_use is not in the turn just before, as Anthropic refuses it."""
+    for number, turn in enumerate(turns):
+        blocks = turn["content"] if isinstance(turn["content"], list) else []
+        before = (
+            turns[number - 1]["content"] if number and isinstance(turns[number - 1]["content"], list) else []
+        )
+        used = {block.get("id") for block in before if block.get("type") == "tool_use"}
+        for block in blocks:
+            if block.get("type") == "tool_result" and block.get("tool_use_id") not in used:
+                return number, block.get("tool_use_id", "")
+    return None
+
+
 def error(type_: str, message: str) -> dict:
     return {"type": "error", "error": {"type": type_, "message": message}}
 
@@ -89,6 +103,12 @@ class FakeAnthropic(FakeProvider):
             return Reply(404, error("not_found_error", f"model: {model}"), headers)
         if (body.get("temperature") or 0) > 1:
             return Reply(400, error("invalid_request_error", "temperature: range: 0..1"), headers)
+        if orphan := _orphan_result(body["messages"]):
+            message = (
+                f"messages.{orphan[0]}.content.0: unexpected `tool_use_id` found in `tool_result` blocks: "
+                f"{orphan[1]}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+            )
+            return Reply(400, error("invalid_request_error", message), headers)
         decided = self.decide(body)
         pieces = self.words(decided.text)
         stop = "tool_use" if decided.calls else "end_turn"

@@ -72,6 +72,18 @@ class FakeGemini(FakeProvider):
             return Reply(400, error(400, "INVALID_ARGUMENT", "Please use a valid role: user, model."))
         config = body.get("generationConfig") or {}
         limit = config.get("maxOutputTokens")
+        called = {
+            p["functionCall"]["name"] for c in contents for p in c.get("parts", []) if "functionCall" in p
+        }
+        answered = {
+            p["functionResponse"]["name"]
+            for c in contents
+            for p in c.get("parts", [])
+            if "functionResponse" in p
+        }
+        if answered - called:
+            message = f"Function response for {sorted(answered - called)[0]!r} has no matching function call."
+            return Reply(400, error(400, "INVALID_ARGUMENT", message))
         decided = self.decide(body)
         pieces, finish = self.words(decided.text), "STOP"
         if limit is not None and limit < self.count_tokens(decided.text):

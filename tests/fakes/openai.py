@@ -74,6 +74,9 @@ class FakeOpenAI(FakeProvider):
         limit = (
             None if self.ignore_max_tokens else body.get("max_completion_tokens") or body.get("max_tokens")
         )
+        if unanswered := _orphan_results(body["messages"]):
+            message = f"Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'. ({unanswered})"
+            return Reply(400, error(message, "invalid_request_error", None, "messages"))
         decided = self.decide(body)
         reply = decided.text if not decided.calls else ""
         pieces = self.words(reply)
@@ -285,6 +288,16 @@ class FakeOpenAI(FakeProvider):
             ),
         }
         return failures[name]
+
+
+def _orphan_results(messages: list[dict]) -> str:
+    """The tool_call_id of a tool message that answers no earlier call, as OpenAI refuses it."""
+    called = set()
+    for message in messages:
+        called |= {call["id"] for call in message.get("tool_calls") or []}
+        if message.get("role") == "tool" and message.get("tool_call_id") not in called:
+            return message.get("tool_call_id") or "no tool_call_id"
+    return ""
 
 
 def _logprobs(pieces: list[str]) -> dict:
