@@ -37,6 +37,10 @@ def refusals(request: GenerationRequest, info: ModelInfo) -> list[str]:
             refused.append("tool_choice required or named with reasoning_effort")
         if request.response_format is not None:
             refused.append("response_format with reasoning_effort")
+        if any(message.tool_calls for message in request.messages):
+            # Anthropic wants its signed thinking blocks back beside earlier tool calls, and the
+            # OpenAI format has no place to carry them.
+            refused.append("reasoning_effort after earlier tool calls")
     return refused
 
 

@@ -19,7 +19,7 @@ from providers.adapters.azure import AzureOpenAIAdapter
 from providers.adapters.gemini import GeminiAdapter
 from providers.adapters.ollama import OllamaAdapter
 from providers.adapters.openai import OpenAIAdapter
-from tests.conftest import EXTRA_CREDENTIALS, adapter_for, builtin_definition
+from tests.conftest import adapter_for
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 FUNCTIONS = [{"name": "get_weather", "parameters": {"type": "object"}}]
@@ -205,11 +205,6 @@ def outcome(dialect: str, field: str) -> tuple[list[str], dict, dict]:
     """(refused, upstream body, upstream body without the field) of a request with `field` set."""
     adapter_class, model, thinker, _ = DIALECTS[dialect]
     adapter = adapter_for(adapter_class, SimpleNamespace(url="http://127.0.0.1:9/v1"))
-    if dialect == "azure":  # deployments take their model's capabilities, as the registry gives them
-        known = {m.info.id: m.info for m in builtin_definition("openai").models}
-        deployed = AzureOpenAIAdapter.catalogue(EXTRA_CREDENTIALS["azure"])
-        infos = tuple(replace(known[d.prices_as], id=d.info.id) for d in deployed)
-        adapter = AzureOpenAIAdapter(replace(adapter.config, models=infos))
     model = thinker if field == "reasoning_effort" else model
     base = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
     chat = openai_format.parse(json.dumps({**base, **SAMPLES[field]}).encode())
@@ -266,3 +261,22 @@ def test_one_400_lists_every_unsupported_field_with_the_model(hub_url, api_key, 
     )
     assert error["code"] == "unsupported_parameter" and error["param"] == "audio"
     assert not [r for r in every_kind["anthropic"].requests if r.method == "POST"]
+
+
+def test_anthropic_refuses_thinking_it_could_not_continue_after_tool_calls():
+    adapter = adapter_for(AnthropicAdapter, SimpleNamespace(url="http://127.0.0.1:9/v1"))
+    history = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+    ]
+    body = {"model": "claude-sonnet-4-5", "messages": history, "tools": TOOLS, "reasoning_effort": "low"}
+    request = openai_format.parse(json.dumps(body).encode()).request
+    assert adapter.refusals(request, adapter.model_info("claude-sonnet-4-5")) == [
+        "reasoning_effort after earlier tool calls"
+    ]
