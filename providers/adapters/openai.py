@@ -65,8 +65,10 @@ PASSED = (
     "verbosity",
     "prediction",
 )
-# Image tokens (base, per 512-pixel tile) of models whose rule differs from gpt-4o's 85 and 170.
-IMAGE_TOKENS = {"gpt-4o-mini": (2833, 5667)}
+# Image tokens (base, per 512-pixel tile) by OpenAI's published rules. A model not listed (an Azure
+# deployment's own name, a compatible server's model) is counted by the costliest rule, gpt-4o-mini's,
+# so that an estimate never falls short of what an image costs.
+IMAGE_TOKENS = {"gpt-4o": (85, 170), "gpt-4.1": (85, 170), "o1": (75, 150), "gpt-4o-mini": (2833, 5667)}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -133,8 +135,8 @@ class OpenAIAdapter(ProviderAdapter):
     def image_tokens(cls, model: str, size: tuple[int, int] | None, detail: str) -> int:
         """OpenAI's rule: 85 tokens at low detail; otherwise the image is fitted into 2048 x 2048,
         its shorter side scaled to 768, and each 512-pixel tile costs 170 more (gpt-4o-mini: 2,833
-        and 5,667, the same money at its lower price). An unknown size counts as the largest."""
-        base, per_tile = IMAGE_TOKENS.get(model, (85, 170))
+        and 5,667, about the same money at its lower price). An unknown size counts as the largest."""
+        base, per_tile = IMAGE_TOKENS.get(model, IMAGE_TOKENS["gpt-4o-mini"])
         if detail == "low":
             return base
         width, height = fit_within(size or (768, 2048), 2048)
