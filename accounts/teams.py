@@ -69,11 +69,15 @@ def _provider_ids(team: Team) -> set[str]:
     return set(providers_for(team).values_list("id", flat=True))
 
 
-def model_choices(team: Team) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The team's enabled models grouped by provider, for a model <select>."""
+def model_choices(team: Team, with_features: bool = False) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The team's enabled models grouped by provider, for a model <select>; `with_features` adds
+    what each accepts besides text to its name ("GPT-4o mini · tools, JSON schema, images")."""
     groups: dict[str, list[tuple[str, str]]] = {}
     ids = _provider_ids(team)
     for entry in registry.list_models(enabled_only=True):
         if entry.provider_id in ids:
-            groups.setdefault(entry.provider_name, []).append((entry.ref, entry.info.display_name))
+            label = entry.info.display_name
+            if with_features and entry.info.features:
+                label += f" · {entry.info.features}"
+            groups.setdefault(entry.provider_name, []).append((entry.ref, label))
     return list(groups.items())

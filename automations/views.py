@@ -48,7 +48,7 @@ def automation_edit(request: HttpRequest, automation_id: int | None = None) -> H
     automation = (
         _get_automation(request, automation_id, admin=True) if automation_id else Automation(team=team)
     )
-    form = AutomationForm(model_choices(team), request.POST or None, instance=automation)
+    form = AutomationForm(model_choices(team, with_features=True), request.POST or None, instance=automation)
     if request.method == "POST" and form.is_valid():
         creating = automation.pk is None
         automation = form.save(commit=False)
@@ -145,7 +145,7 @@ def _sample_messages(automation: Automation) -> tuple[Message, ...]:
     """The last run's prompt, or the template itself: what a typical run sends."""
     last = automation.runs.first()
     if last is not None:
-        return tuple(Message(m["role"], m["content"]) for m in last.messages)
+        return tuple(Message.from_json(m) for m in last.messages)
     return automation.messages({name: "{" + name + "}" for name in automation.input_names()})
 
 

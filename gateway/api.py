@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -22,9 +22,11 @@ from accounts.clients import client_address
 from accounts.teams import default_model_for, providers_for
 from gateway import keys
 from gateway import openai_format as fmt
+from gateway import openai_response as answer
 from gateway.models import ApiKey, ModelAlias
-from providers.base import Delta
+from providers.base import Delta, ToolCallDelta
 from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
+from providers.models import ProviderModel
 from providers.registry import registry
 from usage import budgets, runs
 from usage.budgets import BudgetRefused
@@ -35,8 +37,15 @@ logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None, headers: dict | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.type, self.code, self.param, self.headers = (
             status,
@@ -47,7 +56,7 @@ class ApiError(Exception):
         )
 
     def response(self) -> JsonResponse:
-        body = fmt.error_body(str(self), self.type, self.code, self.param)
+        body = answer.error_body(str(self), self.type, self.code, self.param)
         return JsonResponse(body, status=self.status, headers=self.headers)
 
 
@@ -60,38 +69,61 @@ def _authenticate(request: HttpRequest) -> ApiKey:
             message,
             type_="rate_limit_error",
             code="too_many_failed_attempts",
-            headers=fmt.retry_after_header(wait),
+            headers=answer.retry_after_header(wait),
         )
     key = keys.authenticate(request.headers.get("authorization", ""))
     if key is None:
         keys.note_failure(address)
-        raise ApiError(401, "Incorrect or revoked API key. Create one in LLMHub under Settings → API keys.",
-                       code="invalid_api_key")  # fmt: skip
+        raise ApiError(
+            401,
+            "Incorrect or revoked API key. Create one in LLMHub under Settings → API keys.",
+            code="invalid_api_key",
+        )
     return key
 
 
 # ---- GET /v1/models
 
 
-def _model_list(request: HttpRequest) -> dict:
-    key = _authenticate(request)
+def _model_names(key: ApiKey) -> list[str]:
     ids = set(providers_for(key.team).filter(enabled=True).values_list("id", flat=True))
     refs = [entry.ref for entry in registry.list_models(enabled_only=True) if entry.provider_id in ids]
     names = refs + ["default"] + list(ModelAlias.objects.filter(team=key.team).values_list("name", flat=True))
     if key.allowed_models:
         names = [name for name in names if name in key.allowed_models]
+    return names
+
+
+def _model_list(request: HttpRequest) -> dict:
+    key = _authenticate(request)
     owner = f"team:{key.team.name}"
-    return {
-        "object": "list",
-        "data": [{"id": n, "object": "model", "created": 0, "owned_by": owner} for n in names],
-    }
+    return {"object": "list", "data": [_model(name, owner) for name in _model_names(key)]}
+
+
+def _model(name: str, owner: str) -> dict:
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+def _one_model(request: HttpRequest, model_id: str) -> dict:
+    key = _authenticate(request)
+    if model_id not in _model_names(key):
+        raise ApiError(
+            404,
+            f"The model '{model_id}' does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
+    return _model(model_id, f"team:{key.team.name}")
 
 
 @csrf_exempt
-async def models(request: HttpRequest) -> HttpResponse:
+async def models(request: HttpRequest, model_id: str = "") -> HttpResponse:
+    """GET /v1/models, and GET /v1/models/{id} (ids hold a slash: "openai/gpt-4o")."""
     if request.method != "GET":
         return ApiError(405, "Use GET for /v1/models.", code="method_not_allowed").response()
     try:
+        if model_id:
+            return JsonResponse(await sync_to_async(_one_model)(request, model_id))
         return JsonResponse(await sync_to_async(_model_list)(request))
     except ApiError as error:
         return error.response()
@@ -112,21 +144,51 @@ def _resolve(key: ApiKey, name: str) -> str:
     if name == "default":
         entry = default_model_for(key.team)
         if entry is None:
-            raise ApiError(400, "Your team has no default model yet: an admin picks one in LLMHub.",
-                           code="model_not_found", param="model")  # fmt: skip
+            raise ApiError(
+                400,
+                "Your team has no default model yet: an admin picks one in LLMHub.",
+                code="model_not_found",
+                param="model",
+            )
         ref = entry.ref
     elif "/" in name:
         ref = name
     else:
         alias = ModelAlias.objects.filter(team=key.team, name=name).first()
-        if alias is None:
-            raise ApiError(400, f"The model {name!r} does not exist: use a provider/model id from /v1/models "
-                           "or one of your team's aliases.", code="model_not_found", param="model")  # fmt: skip
-        ref = alias.target
+        ref = alias.target if alias else _bare(key, name)
     if key.allowed_models and name not in key.allowed_models and ref not in key.allowed_models:
-        raise ApiError(403, f"This API key may not use {name}. It may use: {', '.join(key.allowed_models)}.",
-                       code="model_not_allowed", param="model")  # fmt: skip
+        raise ApiError(
+            403,
+            f"This API key may not use {name}. It may use: {', '.join(key.allowed_models)}.",
+            code="model_not_allowed",
+            param="model",
+        )
     return ref
+
+
+def _bare(key: ApiKey, name: str) -> str:
+    """A model named without its provider ("gpt-4o-mini", as litellm and the tools built on it send
+    it): the one enabled provider of the team that offers it, or a 400 listing the choices."""
+    providers = providers_for(key.team).filter(enabled=True)
+    refs = sorted(
+        ProviderModel.objects.filter(provider__in=providers, model_id=name).values_list("id", flat=True)
+    )
+    if len(refs) == 1:
+        return refs[0]
+    if refs:
+        raise ApiError(
+            400,
+            f"Several of your providers offer {name}: name one of {', '.join(refs)}.",
+            code="model_ambiguous",
+            param="model",
+        )
+    raise ApiError(
+        400,
+        f"The model {name!r} does not exist: use a provider/model id from /v1/models "
+        "or one of your team's aliases.",
+        code="model_not_found",
+        param="model",
+    )
 
 
 @budgets.database_writable()  # a database that cannot be written: 503, never an HTML 500
@@ -142,9 +204,27 @@ def _prepare(request: HttpRequest, body: bytes) -> Prepared:
         available = runs.available_model(key.team, ref)
     except runs.RunRefused as refused:
         raise ApiError(400, str(refused), code="model_not_found", param="model") from None
-    entry = available[0]
-    run = runs.create_run(None, key.team, ref, chat.messages, chat.max_tokens or entry.info.max_output,
-                          temperature=chat.temperature, api_key=key, available=available)  # fmt: skip
+    entry, dialect = available
+    # One 400 names everything the model cannot honour, the hub's own refusals included.
+    model_request = replace(chat.request, model=entry.info.id)
+    refused = chat.refused + registry.adapter_class(dialect).refusals(model_request, entry.info)
+    if refused:
+        field = refused[0].split(" ")[0]
+        param = field if field in fmt.USED or field in fmt.REFUSED else "messages"
+        message = runs.UnsupportedFields(ref, refused).args[0]
+        raise ApiError(400, message, code="unsupported_parameter", param=param)
+    wanted = chat.request
+    run = runs.create_run(
+        None,
+        key.team,
+        ref,
+        wanted.messages,
+        wanted.max_tokens or entry.info.max_output,
+        temperature=chat.temperature,
+        api_key=key,
+        available=available,
+        options=wanted.options_json(),
+    )
     if run.estimated_input_tokens + 1 > entry.info.context_window:
         _refuse(
             run,
@@ -175,22 +255,25 @@ def _failure(ended: Ended) -> ApiError:
     if not ended.settled:
         message = "The hub could not record this request's usage (its database refused the write); retry in a moment."
         return ApiError(
-            503, message, type_="api_error", code="usage_not_recorded", headers=fmt.retry_after_header(5)
+            503, message, type_="api_error", code="usage_not_recorded", headers=answer.retry_after_header(5)
         )
     if isinstance(error, BudgetRefused):
         return ApiError(402, str(error), type_="insufficient_quota", code="budget_exceeded")
     if isinstance(error, CircuitOpen):
-        headers = fmt.retry_after_header(error.retry_after)
+        headers = answer.retry_after_header(error.retry_after)
         return ApiError(
             503, run.error_message, type_="api_error", code="upstream_unavailable", headers=headers
         )
     if isinstance(error, RateLimited):
-        wait = fmt.retry_after_header(error.retry_after)
         return ApiError(
-            429, run.error_message, type_="rate_limit_error", code="rate_limit_exceeded", headers=wait
+            429,
+            run.error_message,
+            type_="rate_limit_error",
+            code="rate_limit_exceeded",
+            headers=answer.retry_after_header(error.retry_after),
         )
     if isinstance(error, Interrupted):
-        restarting = fmt.retry_after_header(2)
+        restarting = answer.retry_after_header(2)
         return ApiError(
             503, run.error_message, type_="api_error", code="server_restarting", headers=restarting
         )
@@ -207,7 +290,7 @@ def _failure(ended: Ended) -> ApiError:
 
 def _database_unavailable() -> ApiError:
     message = str(DatabaseUnavailable())
-    wait = fmt.retry_after_header(5)
+    wait = answer.retry_after_header(5)
     return ApiError(503, message, type_="api_error", code="database_unavailable", headers=wait)
 
 
@@ -236,10 +319,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         if not ended.completed:
             return _failure(ended).response()
         run = ended.run
-        return JsonResponse(fmt.completion(run, run.model_used or run.model_requested, ended.finish_reason))
+        legacy = prepared.request.legacy_functions
+        return JsonResponse(answer.completion(run, run.model_used or run.model_requested, legacy))
     # Streaming: the status line waits for the first text (or the failure that replaces it).
     async for event in events:
-        if isinstance(event, Delta):
+        if isinstance(event, Delta | ToolCallDelta):
             return _sse(_relay(prepared.run, prepared.request, event, events))
         if isinstance(event, Ended):
             if event.completed:  # finished with no text at all
@@ -256,27 +340,32 @@ def _sse(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:
 
 
 async def _relay(
-    run: Run, chat: fmt.ChatRequest, first: Delta | None, events, ended: Ended | None = None
+    run: Run,
+    chat: fmt.ChatRequest,
+    first: Delta | ToolCallDelta | None,
+    events,
+    ended: Ended | None = None,
 ) -> AsyncIterator[bytes]:
     """Each delta is written as it arrives; the usage row is committed before the last chunk, and
     a run that fails (or cannot be recorded) ends the stream with an error event, never silently."""
     async with aclosing(events):
-        writer = fmt.ChunkWriter(run, run.model_used or run.model_requested, chat.include_usage)
+        model = run.model_used or run.model_requested
+        writer = answer.ChunkWriter(run, model, chat.include_usage, chat.legacy_functions)
         yield writer.role()
         if first is not None:
-            yield writer.delta(first.text)
+            yield writer.event(first)
         async for event in events:
-            if isinstance(event, Delta):
-                yield writer.delta(event.text)
+            if isinstance(event, Delta | ToolCallDelta):
+                yield writer.event(event)
             elif isinstance(event, Ended):
                 ended = event
             elif not isinstance(event, Started):
                 yield writer.comment(getattr(event, "message", "waiting"))
     if ended.completed:
-        yield writer.finish(ended.run, ended.finish_reason)
+        yield writer.finish(ended.run)
     else:
         failure = _failure(ended)
-        yield fmt.error_event(str(failure), failure.type, failure.code)
+        yield answer.error_event(str(failure), failure.type, failure.code)
 
 
 @csrf_exempt

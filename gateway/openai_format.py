@@ -1,49 +1,84 @@
-"""OpenAI's Chat Completions schema at the hub's edge: reading a request, writing a response, a
-stream chunk or an error, exactly as the official SDKs expect them.
+"""OpenAI's Chat Completions request at the hub's edge: every field of it read into the hub's own
+GenerationRequest, or refused by name.
 
-A request field that would change the answer and that the hub cannot honour is refused with a 400
-naming it, never silently dropped.
+Each field is in exactly one of the sets below: used (carried to the provider, translated by each
+adapter, or refused by the adapter of a model that cannot honour it), accepted without effect on the
+answer, or refused by the whole hub unless it has its neutral value. An unknown field is a 400.
+Answers are written by gateway.openai_response.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from gateway import json_body
-from providers.base import Message
+from gateway import json_body, openai_messages
+from gateway.openai_messages import BadRequest
+from providers.base import GenerationRequest, ResponseFormat, Tool, ToolChoice
 
-# Accepted and used.
-USED = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "stream", "stream_options"}
-# Accepted and ignored: they do not change the answer.
-IGNORED = {"user", "metadata", "store", "service_tier"}
-# Accepted only at the value that leaves the answer as it would be without them.
-NEUTRAL = {"n": 1, "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0, "logprobs": False,
-           "stop": None, "tools": None, "tool_choice": None, "functions": None, "function_call": None,
-           "response_format": {"type": "text"}, "logit_bias": None, "parallel_tool_calls": None,
-           "seed": None, "top_logprobs": None, "modalities": ["text"]}  # fmt: skip
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
-
-
-class BadRequest(ValueError):
-    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.param, self.code = param, code
+# Carried to the provider (or refused by the model's adapter, by name).
+USED = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "stream",
+    "stream_options",
+    "top_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "response_format",
+    "reasoning_effort",
+    "verbosity",
+    "prediction",
+}
+# Accepted, with no effect on the answer: bookkeeping for OpenAI's own dashboards and caches.
+IGNORED = {
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "prompt_cache_options",
+}
+# Refused by every model unless neutral, with the reason: what they ask cannot be priced or kept.
+REFUSED = {
+    "modalities": (["text"], "audio output (modalities)"),
+    "audio": (None, "audio output (audio)"),
+    "web_search_options": (None, "web_search_options (its search fees have no price in the hub)"),
+    "moderation": (None, "moderation (a second, unpriced model)"),
+}
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
 @dataclass(frozen=True)
 class ChatRequest:
-    model: str
-    messages: tuple[Message, ...]
-    max_tokens: int | None
+    request: GenerationRequest  # its model is the name as the client sent it, not yet resolved
     temperature: Decimal | None
     stream: bool
     include_usage: bool
+    legacy_functions: bool = False  # asked with `functions`: answered with `function_call`
+    refused: list[str] = field(default_factory=list)  # refused whatever the model
+
+    @property
+    def model(self) -> str:
+        return self.request.model
 
 
 def parse(body: bytes) -> ChatRequest:
@@ -53,167 +88,189 @@ def parse(body: bytes) -> ChatRequest:
         raise BadRequest(str(error), param=error.param, code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.", code="invalid_json")
+    refused = []
     for name, value in data.items():
-        if name in USED or name in IGNORED:
-            continue
-        if name not in NEUTRAL:
+        if name in REFUSED:
+            neutral, reason = REFUSED[name]
+            if value not in (neutral, None):
+                refused.append(reason)
+        elif name not in USED and name not in IGNORED:
             raise BadRequest(f"Unrecognized request argument supplied: {name}", param=name)
-        if value not in (NEUTRAL[name], None) and not (value == [] and NEUTRAL[name] is None):
-            raise BadRequest(
-                f"{name} is not supported by this hub; send the request without it.",
-                param=name, code="unsupported_parameter",
-            )  # fmt: skip
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("you must provide a model parameter", param="model")
-    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
-    if max_tokens is not None and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
-    ):
-        raise BadRequest("max_tokens must be a positive integer.", param="max_tokens")
-    temperature = data.get("temperature")
-    if temperature is not None:
-        if (
-            not isinstance(temperature, int | float)
-            or isinstance(temperature, bool)
-            or not 0 <= temperature <= 2
-        ):
-            raise BadRequest("temperature must be a number from 0 to 2.", param="temperature")
-        temperature = Decimal(str(temperature)).quantize(Decimal("0.01"))
+    temperature = _number(data, "temperature", 0, 2)
     stream = data.get("stream") or False
     if not isinstance(stream, bool):
         raise BadRequest("stream must be true or false.", param="stream")
     options = data.get("stream_options") or {}
     if not isinstance(options, dict) or set(options) - {"include_usage", "include_obfuscation"}:
         raise BadRequest("stream_options may only hold include_usage.", param="stream_options")
-    return ChatRequest(
+    legacy = "functions" in data or "function_call" in data
+    request = GenerationRequest(
         model=model,
-        messages=_messages(data.get("messages")),
-        max_tokens=max_tokens,
-        temperature=temperature,
-        stream=stream,
-        include_usage=bool(options.get("include_usage")),
+        messages=openai_messages.parse(data.get("messages")),
+        max_tokens=_max_tokens(data),
+        temperature=float(temperature) if temperature is not None else None,
+        **_sampling(data),
+        **_tools(data, legacy),
+        response_format=_response_format(data.get("response_format")),
     )
+    return ChatRequest(request, temperature, stream, bool(options.get("include_usage")), legacy, refused)
 
 
-def _messages(raw: Any) -> tuple[Message, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise BadRequest("messages must be a non-empty array.", param="messages")
-    messages = []
-    for index, item in enumerate(raw):
-        param = f"messages[{index}]"
-        if not isinstance(item, dict) or item.get("role") not in ROLES:
-            role = item.get("role") if isinstance(item, dict) else None
-            raise BadRequest(f"{param}: role {role!r} is not supported (system, developer, user, assistant).",
-                             param=f"{param}.role")  # fmt: skip
-        if item.get("tool_calls") or item.get("function_call"):
-            raise BadRequest(f"{param}: tool calls are not supported by this hub.", param=param)
-        messages.append(Message(ROLES[item["role"]], _text(item.get("content"), param)))
-    return tuple(messages)
+def _max_tokens(data: dict) -> int | None:
+    value = data.get("max_completion_tokens", data.get("max_tokens"))
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise BadRequest("max_tokens must be a positive integer.", param="max_tokens")
+    return value
 
 
-def _text(content: Any, param: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if (
-                not isinstance(part, dict)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise BadRequest(f"{param}: content parts of type {kind!r} are not supported; send text.",
-                                 param=f"{param}.content")  # fmt: skip
-            texts.append(part["text"])
-        return "".join(texts)
-    raise BadRequest(
-        f"{param}: content must be a string or an array of text parts.", param=f"{param}.content"
-    )
+def _number(data: dict, name: str, low: float, high: float) -> Decimal | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise BadRequest(f"{name} must be a number from {low:g} to {high:g}.", param=name)
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be a number from {low:g} to {high:g}.", param=name)
+    return Decimal(str(value)).quantize(Decimal("0.01")) if name == "temperature" else Decimal(str(value))
 
 
-# ---- responses
+def _integer(data: dict, name: str, low: int, high: int) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(f"{name} must be a whole number from {low:,} to {high:,}.", param=name)
+    return value
 
 
-def completion_id(run_uuid) -> str:
-    return f"chatcmpl-{run_uuid.hex}"
+def _sampling(data: dict) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, low, high in (("top_p", 0, 1), ("presence_penalty", -2, 2), ("frequency_penalty", -2, 2)):
+        if (value := _number(data, name, low, high)) is not None:
+            options[name] = float(value)
+    for name, low, high in (("seed", -(2**63), 2**63 - 1), ("n", 1, 128), ("top_logprobs", 0, 20)):
+        if (value := _integer(data, name, low, high)) is not None:
+            options[name] = value
+    stop = data.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None and (not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop)):
+        raise BadRequest("stop must be a string or an array of up to 4 strings.", param="stop")
+    if stop and len(stop) > 4:
+        raise BadRequest("stop may hold at most 4 sequences.", param="stop")
+    if stop:
+        options["stop"] = tuple(stop)
+    bias = data.get("logit_bias")
+    if bias is not None:
+        if not isinstance(bias, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and -100 <= v <= 100 for v in bias.values()
+        ):
+            raise BadRequest("logit_bias must map token ids to numbers from -100 to 100.", param="logit_bias")
+        if bias:
+            options["logit_bias"] = {str(k): v for k, v in bias.items()}
+    if data.get("logprobs") is not None and not isinstance(data["logprobs"], bool):
+        raise BadRequest("logprobs must be true or false.", param="logprobs")
+    if data.get("logprobs"):
+        options["logprobs"] = True
+    for name, allowed in (("reasoning_effort", EFFORTS), ("verbosity", ("low", "medium", "high"))):
+        if data.get(name) is not None:
+            if data[name] not in allowed:
+                raise BadRequest(f"{name} must be one of {', '.join(allowed)}.", param=name)
+            options[name] = data[name]
+    if data.get("prediction") is not None:
+        if not isinstance(data["prediction"], dict):
+            raise BadRequest("prediction must be an object.", param="prediction")
+        options["prediction"] = data["prediction"]
+    return options
 
 
-def finish_reason(reason: str) -> str:
-    return FINISH.get(str(reason), "stop")
+def _tools(data: dict, legacy: bool) -> dict[str, Any]:
+    """`tools` and `tool_choice`, or the legacy `functions` and `function_call` read as them."""
+    if legacy and ("tools" in data or "tool_choice" in data):
+        raise BadRequest("Send tools or the legacy functions, not both.", param="functions")
+    raw = data.get("functions") if legacy else data.get("tools")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise BadRequest(f"{'functions' if legacy else 'tools'} must be an array.", param="tools")
+    tools = tuple(_tool(item, index, legacy) for index, item in enumerate(raw))
+    names = {tool.name for tool in tools}
+    options: dict[str, Any] = {"tools": tools} if tools else {}
+    choice = _tool_choice(data.get("function_call") if legacy else data.get("tool_choice"), legacy, names)
+    if choice is not None:
+        options["tool_choice"] = choice
+    parallel = data.get("parallel_tool_calls")
+    if parallel is not None:
+        if not isinstance(parallel, bool):
+            raise BadRequest("parallel_tool_calls must be true or false.", param="parallel_tool_calls")
+        options["parallel_tool_calls"] = parallel
+    return options
 
 
-def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
-            "total_tokens": input_tokens + output_tokens}  # fmt: skip
-
-
-def completion(run, model: str, reason: str) -> dict[str, Any]:
-    return {
-        "id": completion_id(run.uuid),
-        "object": "chat.completion",
-        "created": int(run.created_at.timestamp()) if run.created_at else int(time.time()),
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": run.output, "refusal": None},
-            "logprobs": None,
-            "finish_reason": finish_reason(reason),
-        }],
-        "usage": usage(run.input_tokens or 0, run.output_tokens or 0),
-    }  # fmt: skip
-
-
-class ChunkWriter:
-    """SSE chunks of one completion. The envelope is encoded once; each delta costs one
-    json.dumps of its text."""
-
-    def __init__(self, run, model: str, include_usage: bool) -> None:
-        self.include_usage = include_usage
-        envelope = {"id": completion_id(run.uuid), "object": "chat.completion.chunk", "created": int(time.time()),
-                    "model": model}  # fmt: skip
-        if include_usage:
-            envelope["usage"] = None
-        head = json.dumps(envelope, separators=(",", ":"))[:-1]
-        self._prefix = (head + ',"choices":[{"index":0,"delta":{"content":').encode()
-        self._suffix = b'},"logprobs":null,"finish_reason":null}]}\n\n'
-        self._head = head
-
-    def _event(self, body: str) -> bytes:
-        return b"data: " + body.encode() + b"\n\n"
-
-    def role(self) -> bytes:
-        return self._event(self._head + ',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                           '"logprobs":null,"finish_reason":null}]}')  # fmt: skip
-
-    def delta(self, text: str) -> bytes:
-        return b"data: " + self._prefix + json.dumps(text).encode() + self._suffix
-
-    def finish(self, run, reason: str) -> bytes:
-        reason = json.dumps(finish_reason(reason))
-        out = self._event(
-            self._head + f',"choices":[{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":{reason}}}]}}'
+def _tool(item: Any, index: int, legacy: bool) -> Tool:
+    param = f"functions[{index}]" if legacy else f"tools[{index}]"
+    function = item if legacy else (item.get("function") if isinstance(item, dict) else None)
+    if not legacy and isinstance(item, dict) and item.get("type") != "function":
+        raise BadRequest(
+            f"{param}: tools of type {item.get('type')!r} are not supported by this hub; "
+            "send function tools.",
+            param=f"{param}.type",
         )
-        if self.include_usage:
-            head = self._head.replace(',"usage":null', "")
-            totals = json.dumps(usage(run.input_tokens or 0, run.output_tokens or 0), separators=(",", ":"))
-            out += self._event(head + f',"choices":[],"usage":{totals}}}')
-        return out + b"data: [DONE]\n\n"
-
-    @staticmethod
-    def comment(text: str) -> bytes:
-        """An SSE comment: clients ignore it; it keeps the connection alive while the hub retries."""
-        return b": " + text.encode() + b"\n\n"
-
-
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise BadRequest(f"{param}: a function needs a name.", param=param)
+    parameters = function.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise BadRequest(f"{param}: parameters must be a JSON schema object.", param=f"{param}.parameters")
+    strict = function.get("strict")
+    return Tool(
+        function["name"],
+        str(function.get("description") or ""),
+        parameters,
+        strict if isinstance(strict, bool) else None,
+    )
 
 
-def error_event(message: str, type_: str, code: str | None = None) -> bytes:
-    return b"data: " + json.dumps(error_body(message, type_, code)).encode() + b"\n\n"
+def _tool_choice(raw: Any, legacy: bool, names: set[str]) -> ToolChoice | None:
+    param = "function_call" if legacy else "tool_choice"
+    if raw is None:
+        return None
+    if raw in ("auto", "none", "required") and not (legacy and raw == "required"):
+        return ToolChoice(raw)
+    name = None
+    if isinstance(raw, dict):
+        name = raw.get("name") if legacy else (raw.get("function") or {}).get("name")
+        if not legacy and raw.get("type") != "function":
+            raise BadRequest(
+                f"{param} of type {raw.get('type')!r} is not supported by this hub.", param=param
+            )
+    if not isinstance(name, str) or name not in names:
+        raise BadRequest(f"{param} must be auto, none, required or one of the tools by name.", param=param)
+    return ToolChoice("function", name)
 
 
-def retry_after_header(seconds: float | None) -> dict[str, str]:
-    return {"retry-after": str(max(1, math.ceil(seconds)))} if seconds else {}
+def _response_format(raw: Any) -> ResponseFormat | None:
+    if raw is None or raw == {"type": "text"}:
+        return None
+    if not isinstance(raw, dict) or raw.get("type") not in ("json_object", "json_schema"):
+        raise BadRequest(
+            "response_format type must be text, json_object or json_schema.", param="response_format"
+        )
+    if raw["type"] == "json_object":
+        return ResponseFormat("json_object")
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise BadRequest("response_format.json_schema needs a name and a schema.", param="response_format")
+    schema = spec.get("schema")
+    if schema is not None and not isinstance(schema, dict):
+        raise BadRequest("response_format.json_schema.schema must be an object.", param="response_format")
+    strict = spec.get("strict")
+    return ResponseFormat(
+        "json_schema",
+        spec["name"],
+        schema,
+        str(spec.get("description") or ""),
+        strict if isinstance(strict, bool) else None,
+    )

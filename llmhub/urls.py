@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("settings/", include("gateway.urls")),
     path("v1/models", api.models, name="api-models"),
+    path("v1/models/<path:model_id>", api.models, name="api-model"),
     path("v1/chat/completions", api.chat_completions, name="api-chat"),
     path("v1/<path:path>", api.not_found),
 ]

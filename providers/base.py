@@ -7,16 +7,30 @@ touches the ORM or settings, never logs, and raises only `providers.errors.Provi
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from providers import pricing
+from providers.chat import (
+    CAPABILITY_NAMES,
+    Message,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    capabilities_needed,
+    features_label,
+    fit_within,
+    json_value,
+    options_from_json,
+)
 from providers.crypto import Secret
-from providers.errors import ModelNotAvailable, UnexpectedResponse
+from providers.errors import ModelNotAvailable, UnexpectedResponse, UnsupportedRequest
 from providers.http import ProviderHTTP
 
 # More tokens than any model reads or writes in one request, by far: a count above this is garbage.
@@ -42,7 +56,7 @@ class CredentialField:
 
 class TaskType(StrEnum):
     CHAT = "chat"
-    REASONING = "reasoning"
+    REASONING = "reasoning"  # also: takes reasoning_effort (a thinking budget)
     CODE = "code"
     LONG_CONTEXT = "long_context"
 
@@ -58,6 +72,9 @@ class ModelInfo:
     supports_streaming: bool = True
     input_per_1m: Decimal | None = None
     output_per_1m: Decimal | None = None
+    # Cached prompt tokens, read from and written to the provider's cache; None: priced as input.
+    cache_read_per_1m: Decimal | None = None
+    cache_write_per_1m: Decimal | None = None
     capabilities: frozenset[str] = frozenset({TaskType.CHAT, TaskType.CODE})
     # Reasoning models (OpenAI's o-series) take max_completion_tokens and no temperature.
     reasoning: bool = False
@@ -71,20 +88,25 @@ class ModelInfo:
             return self.context_window >= LONG_CONTEXT_TOKENS
         return task in self.capabilities
 
+    @property
+    def features(self) -> str:  # for the model pickers: "tools, JSON schema, images"
+        return features_label(self.capabilities)
+
 
 LONG_CONTEXT_TOKENS = 200_000
 
 
 @dataclass(frozen=True)
-class Message:
-    role: str  # "system", "user" or "assistant"
-    content: str
-
-
-@dataclass(frozen=True)
 class TokenCount:
+    """Tokens of one generation. `input` counts every prompt token, cached ones included;
+    `output` every generated one, reasoning included. The others say how many of those were
+    read from or written to the prompt cache, and how many were reasoning."""
+
     input: int
     output: int
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
 
 
 def reported_tokens(provider: str, name: str, value: Any) -> int:
@@ -111,19 +133,61 @@ class FinishReason(StrEnum):
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """One request, whatever the provider. The options after `stream` are stored with a run as
+    JSON (`options_json`): a new option is a field here, in the OpenAI format module and in the
+    adapters that can send it, nothing else."""
+
     model: str
     messages: tuple[Message, ...]
     max_tokens: int | None = None
     temperature: float | None = None
     stream: bool = False
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: Mapping[str, int] | None = None
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    prediction: Mapping[str, Any] | None = None
 
     @property
     def system_prompt(self) -> str:
-        return "\n\n".join(m.content for m in self.messages if m.role == "system")
+        return "\n\n".join(m.named_text() for m in self.messages if m.role == "system")
 
     @property
     def conversation(self) -> tuple[Message, ...]:
         return tuple(m for m in self.messages if m.role != "system")
+
+    def options_given(self) -> list[str]:
+        """The names of the options this request sets to something other than their default."""
+        return [f.name for f in fields(self) if f.name not in _CORE and getattr(self, f.name) != f.default]
+
+    def options_json(self) -> dict[str, Any]:
+        return {name: json_value(getattr(self, name)) for name in self.options_given()}
+
+    @classmethod
+    def from_stored(
+        cls, model: str, messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any], **given: Any
+    ) -> GenerationRequest:
+        """A request rebuilt from what a run stored: its messages and `options_json()`."""
+        return cls(
+            model=model,
+            messages=tuple(Message.from_json(m) for m in messages),
+            **options_from_json(options),
+            **given,
+        )
+
+
+_CORE = {"model", "messages", "max_tokens", "temperature", "stream"}  # a run's own columns, not options
 
 
 @dataclass(frozen=True)
@@ -132,25 +196,42 @@ class GenerationResponse:
     usage: TokenCount
     model: str
     finish_reason: FinishReason
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of generated text, as it arrives."""
+    """A piece of generated text, as it arrives; `choice` tells the answers apart when n > 1."""
 
     text: str
+    choice: int = 0
+    logprobs: tuple[Mapping[str, Any], ...] = ()  # OpenAI-shaped, for each token of the text
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call: the first piece of call `index` carries its id and name, every
+    piece a fragment of its JSON arguments."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+    choice: int = 0
 
 
 @dataclass(frozen=True)
 class Finished:
-    """The last event of a stream: the provider's own token counts and why it stopped."""
+    """The last event of a stream: the provider's own token counts and why it stopped (for each
+    choice, when there were several)."""
 
     usage: TokenCount
     finish_reason: FinishReason
     model: str
+    choices: Mapping[int, FinishReason] = field(default_factory=dict)
 
 
-StreamEvent = Delta | Finished
+StreamEvent = Delta | ToolCallDelta | Finished
 
 
 @dataclass(frozen=True)
@@ -182,12 +263,21 @@ class ProviderConfig:
 
 
 class ProviderAdapter(ABC):
-    """One wire dialect (openai, anthropic, ...). One instance talks to one configured provider."""
+    """One wire dialect (openai, anthropic, ...). One instance talks to one configured provider.
+
+    A dialect implements `auth_headers`, `raise_error` (a non-2xx answer as a ProviderError) and
+    `stream`; it names the request options it can send in `accepts`. Everything else is shared.
+    """
 
     dialect: ClassVar[str]
     kind_name: ClassVar[str]  # "OpenAI": the name of the kind, for cards before any is configured
     default_endpoint: ClassVar[str]
     credential_fields: ClassVar[tuple[CredentialField, ...]]
+    validation_path: ClassVar[str] = "/models"  # a free GET that needs a good key
+    # The options of GenerationRequest this dialect sends or translates; any other is refused.
+    accepts: ClassVar[frozenset[str]] = frozenset()
+    # Tokens a provider adds to the prompt when tools are offered (its tool-use instructions).
+    tool_prompt_tokens: ClassVar[int] = 0
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -221,20 +311,81 @@ class ProviderAdapter(ABC):
     def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         """The headers that carry the credentials (and API version) on every request."""
 
-    @abstractmethod
     def raise_for_status(self, status: int, headers: Mapping[str, str], body: str) -> None:
-        """Map a non-2xx response to the matching ProviderError. Must raise."""
+        """Map a non-2xx response to the matching ProviderError, from its JSON body when it has one."""
+        try:
+            parsed = self.http.parse_json(body, status)
+        except UnexpectedResponse:
+            parsed = {}
+        self.raise_error(status, headers, parsed if isinstance(parsed, dict) else {}, body)
 
     @abstractmethod
+    def raise_error(self, status: int, headers: Mapping[str, str], parsed: dict, body: str = "") -> None:
+        """Raise the ProviderError for this status and parsed error body (also for errors sent
+        inside a stream). Must raise."""
+
     async def validate_credentials(self, config: ProviderConfig) -> None:
         """A request to the free model-list endpoint; returns on success, raises a ProviderError."""
+        await self.http_for(config).get_json(
+            self.validation_path_for(config), deadline=config.validation_timeout
+        )
 
-    @abstractmethod
-    async def generate(self, request: GenerationRequest) -> GenerationResponse: ...
+    def validation_path_for(self, config: ProviderConfig) -> str:
+        return self.validation_path
+
+    async def generate(self, request: GenerationRequest) -> GenerationResponse:
+        """The whole answer at once: the stream, drained (so the output cap and cancelling work
+        the same way for both)."""
+        text: list[str] = []
+        calls: dict[int, list[str]] = {}
+        async for event in self.stream(request):
+            if isinstance(event, Delta) and event.choice == 0:
+                text.append(event.text)
+            elif isinstance(event, ToolCallDelta) and event.choice == 0:
+                call = calls.setdefault(event.index, ["", "", ""])
+                call[0], call[1] = call[0] or event.id, call[1] or event.name
+                call[2] += event.arguments
+            elif isinstance(event, Finished):
+                tool_calls = tuple(ToolCall(*calls[index]) for index in sorted(calls))
+                return GenerationResponse(
+                    "".join(text), event.usage, event.model, event.finish_reason, tool_calls
+                )
+        raise UnexpectedResponse(self.display_name, 200, detail="the stream ended without a final event")
 
     @abstractmethod
     def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """Yield Delta events as text arrives, then exactly one Finished event."""
+        """Yield Delta and ToolCallDelta events as they arrive, then exactly one Finished event.
+        Call `self.check(request)` before sending anything."""
+
+    # ---- what a model accepts
+    @classmethod
+    def refusals(cls, request: GenerationRequest, info: ModelInfo) -> list[str]:
+        """What of this request the model cannot honour, each named as the client named it
+        ("logit_bias", "audio input"); empty when it can all be sent or translated."""
+        refused = [name for name in request.options_given() if name not in cls.accepts]
+        needed = capabilities_needed(request)
+        refused += [CAPABILITY_NAMES[c] for c in needed if c not in info.capabilities]
+        refused += [reason for reason in cls.dialect_refusals(request, info) if reason not in refused]
+        return list(dict.fromkeys(refused))
+
+    @classmethod
+    def dialect_refusals(cls, request: GenerationRequest, info: ModelInfo) -> list[str]:
+        """Refusals that depend on a value, not just on a field being set (a dialect's own rules)."""
+        return []
+
+    def check(self, request: GenerationRequest) -> None:
+        """Raise UnsupportedRequest when the model cannot honour all of the request."""
+        refused = self.refusals(request, self.model_info(request.model))
+        if refused:
+            raise UnsupportedRequest(self.display_name, f"{self.provider_id}/{request.model}", refused)
+
+    @classmethod
+    def image_tokens(cls, model: str, size: tuple[int, int] | None, detail: str) -> int:
+        """Input tokens of an image here (an upper bound for an unknown size); by default Anthropic's rule."""
+        if size is None:
+            return 1600
+        width, height = fit_within(size, 1568)
+        return min(1600, max(1, math.ceil(width * height / 750)))
 
     async def events(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """stream(), with an answer of the wrong shape (valid JSON the adapter cannot read) reported
@@ -250,7 +401,7 @@ class ProviderAdapter(ABC):
                     raise UnexpectedResponse(
                         self.display_name, 200, problem="its answer did not have the expected shape"
                     ) from error
-                if isinstance(event, Delta) and not isinstance(event.text, str):
+                if not _well_formed(event):
                     raise UnexpectedResponse(
                         self.display_name, 200, problem="its answer did not have the expected shape"
                     )
@@ -292,3 +443,12 @@ class ProviderAdapter(ABC):
     def estimate_cost(self, model: str, tokens: TokenCount) -> Decimal:
         """USD for these token counts; raises UnpricedModel rather than guess $0."""
         return self.pricing(model).cost(tokens.input, tokens.output)
+
+
+def _well_formed(event: StreamEvent) -> bool:
+    """Whether an event's text fields are text (a provider's JSON may hold a number or a list)."""
+    if isinstance(event, Delta):
+        return isinstance(event.text, str)
+    if isinstance(event, ToolCallDelta):
+        return all(isinstance(value, str) for value in (event.id, event.name, event.arguments))
+    return True

@@ -74,7 +74,7 @@ def sync_models(provider: Provider) -> SyncReport:
                 report.unpriced.append(model_id)
             continue
         before = row.prices.filter(source=Price.Source.LIBRARY).order_by("-valid_from").first()
-        after = record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY)
+        after = record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY, found)
         if before is not None and before.pk != after.pk:
             report.repriced.append(model_id)
     report.unlisted = sorted(set(known) - set(listed)) if listed else []

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import ModelInfo, TaskType
+from providers.chat import Feature
 from providers.network import AddressRefused, check_url
 
 BUILTIN_FILE = Path(__file__).with_name("builtin.toml")
@@ -264,7 +265,7 @@ class _Parser:
             return amount
 
         capabilities = entry.get("capabilities", ["chat"])
-        known = {t.value for t in TaskType}
+        known = {t.value for t in TaskType} | {f.value for f in Feature}
         if not isinstance(capabilities, list) or not set(capabilities) <= known:
             fail("capabilities", f"capabilities must be a list of {', '.join(sorted(known))}")
         input_price, output_price = price("input_per_1m"), price("output_per_1m")

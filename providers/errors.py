@@ -208,6 +208,22 @@ class CircuitOpen(ProviderError):
         )
 
 
+class UnsupportedRequest(ProviderError):
+    """The request asks for something this model cannot do (tools, a field the provider lacks):
+    refused by name before anything is sent, so another model may still take it."""
+
+    action = "pick-model"
+
+    def __init__(self, provider: str, model: str, refused: list[str], detail: str = "") -> None:
+        self.model, self.refused = model, refused
+        super().__init__(provider, detail)
+
+    @property
+    def user_message(self) -> str:
+        them = "it" if len(self.refused) == 1 else "them"
+        return f"{self.model} does not accept {_listed(self.refused)}. Send the request without {them} or pick another model."
+
+
 class UnpricedModel(Exception):
     """A model with no known price: never charged as $0, so asking for its cost is an error."""
 
@@ -229,3 +245,7 @@ def _short(text: str) -> str:
 def _seconds(value: float | Decimal) -> str:
     whole = max(1, round(float(value)))
     return "1 second" if whole == 1 else f"{whole} seconds"
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"

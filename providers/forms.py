@@ -9,12 +9,16 @@ from django import forms
 from django.utils.text import slugify
 
 from providers import network
-from providers.base import CredentialField
+from providers.base import CredentialField, TaskType
 from providers.catalog import limits_for
+from providers.chat import Feature
 from providers.crypto import CredentialsUnreadable
 from providers.definitions import DefinitionError, ProviderDefinition, parse_entry
 from providers.models import Provider
 from providers.registry import CredentialsMissing, registry
+
+FEATURES = {f.value for f in Feature} | {TaskType.REASONING.value}
+CAPABILITIES = FEATURES | {t.value for t in TaskType}
 
 # Extra headers are stored and audited in plain text: ones named like a credential are refused.
 SECRET_HEADER = re.compile(r"authorization|key|token|secret|password", re.IGNORECASE)
@@ -173,11 +177,12 @@ class CustomProviderForm(forms.Form):
         label="Models",
         required=False,
         widget=forms.Textarea(
-            {"rows": 4, "placeholder": "llama-3.1-8b-instruct\nqwen2.5-72b 131072 8192 0.10 0.20"}
+            {"rows": 4, "placeholder": "llama-3.1-8b-instruct\nqwen2.5-72b 131072 8192 0.10 0.20 tools"}
         ),
         help_text="One per line: the model id, optionally followed by its context window and max output "
         "tokens (else those of the catalogue or small defaults), then the input and output price in USD per "
-        "1M tokens. Left empty, the models are read from the endpoint's list when you connect, and show \"price "
+        "1M tokens, then what it accepts besides text (optional: tools, structured_output, images, "
+        "reasoning). Left empty, the models are read from the endpoint's list when you connect, and show \"price "
         'unknown" until priced.',
     )
     default_model = forms.CharField(label="Default model", required=False, max_length=200)
@@ -258,20 +263,27 @@ class CustomProviderForm(forms.Form):
             entry["headers"] = headers
         models = []
         for number, line in enumerate(data["models"].splitlines(), 1):
-            parts = line.replace(",", " ").split()
-            if not parts:
+            words = line.replace(",", " ").split()
+            if not words:
                 continue
-            if len(parts) not in (1, 3, 5) or not all(p.isdigit() for p in parts[1:3]):
+            # Trailing capability names ("tools images") say what the model accepts besides text.
+            capabilities = []
+            while words and words[-1] in CAPABILITIES:
+                capabilities.insert(0, words.pop())
+            if len(words) not in (1, 3, 5) or not all(p.isdigit() for p in words[1:3]):
                 self.add_error(
                     "models",
                     f"Line {number}: write the model id, optionally followed by its context window and max "
-                    "output tokens, then the input and output price per 1M tokens.",
+                    "output tokens, then the input and output price per 1M tokens, then what it accepts "
+                    f"besides text ({', '.join(sorted(FEATURES))}).",
                 )
                 return None
-            context, max_output = (int(parts[1]), int(parts[2])) if len(parts) > 1 else limits_for(parts[0])
-            model = {"id": parts[0], "context_window": context, "max_output": max_output}
-            if len(parts) == 5:
-                model |= {"input_per_1m": parts[3].lstrip("$"), "output_per_1m": parts[4].lstrip("$")}
+            context, max_output = (int(words[1]), int(words[2])) if len(words) > 1 else limits_for(words[0])
+            model = {"id": words[0], "context_window": context, "max_output": max_output}
+            if len(words) == 5:
+                model |= {"input_per_1m": words[3].lstrip("$"), "output_per_1m": words[4].lstrip("$")}
+            if capabilities:
+                model["capabilities"] = ["chat", *capabilities]
             models.append(model)
         if models:
             entry["models"] = models
@@ -283,9 +295,9 @@ class CustomProviderForm(forms.Form):
         lines = []
         for model in definition.get("models", []):
             prices = [model["input_per_1m"], model["output_per_1m"]] if "input_per_1m" in model else []
-            lines.append(
-                " ".join(str(v) for v in [model["id"], model["context_window"], model["max_output"], *prices])
-            )
+            accepts = [c for c in model.get("capabilities", []) if c != "chat"]
+            words = [model["id"], model["context_window"], model["max_output"], *prices, *accepts]
+            lines.append(" ".join(str(v) for v in words))
         return {
             **{k: v for k, v in definition.items() if k not in ("models", "headers")},
             "headers": "\n".join(f"{k}: {v}" for k, v in definition.get("headers", {}).items()),

@@ -108,6 +108,9 @@ class Price(models.Model):
     model_ref = models.CharField(max_length=300)
     input_per_1m = models.DecimalField(max_digits=14, decimal_places=6)
     output_per_1m = models.DecimalField(max_digits=14, decimal_places=6)
+    # Prompt tokens read from / written to the provider's cache; empty: charged as input.
+    cache_read_per_1m = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cache_write_per_1m = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices)
     valid_from = models.DateTimeField(default=timezone.now)
     checked_at = models.DateTimeField(default=timezone.now)
@@ -118,8 +121,19 @@ class Price(models.Model):
     def __str__(self) -> str:
         return f"{self.model_ref}: ${self.input_per_1m} in / ${self.output_per_1m} out per 1M"
 
-    def same_as(self, input_per_1m: Decimal, output_per_1m: Decimal) -> bool:
-        return self.input_per_1m == input_per_1m and self.output_per_1m == output_per_1m
+    def same_as(
+        self,
+        input_per_1m: Decimal,
+        output_per_1m: Decimal,
+        cache_read_per_1m: Decimal | None = None,
+        cache_write_per_1m: Decimal | None = None,
+    ) -> bool:
+        return (self.input_per_1m, self.output_per_1m, self.cache_read_per_1m, self.cache_write_per_1m) == (
+            input_per_1m,
+            output_per_1m,
+            cache_read_per_1m,
+            cache_write_per_1m,
+        )
 
 
 class CustomKind(models.Model):

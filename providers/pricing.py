@@ -25,6 +25,20 @@ class _Priced(Protocol):
     output_per_1m: Decimal | None
 
 
+class _CachePriced(Protocol):
+    input_per_1m: Decimal
+    output_per_1m: Decimal
+    cache_read_per_1m: Decimal | None
+    cache_write_per_1m: Decimal | None
+
+
+class _Tokens(Protocol):
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+
+
 @dataclass(frozen=True)
 class ModelPricing:
     model: str
@@ -49,12 +63,42 @@ def cost(input_per_1m: Decimal, output_per_1m: Decimal, input_tokens: int, outpu
     return total.normalize() if total else Decimal("0")
 
 
+def usage_cost(price: _CachePriced, tokens: _Tokens) -> Decimal:
+    """Exact USD for one generation: cached prompt tokens at the cache's read and write prices
+    (as input where a price has none), the rest of the prompt as input, all output (reasoning
+    included) as output. claude-haiku-4-5 ($1 in, $5 out, reads $0.10, writes $1.25) at 1,000 in
+    of which 200 read and 100 written, 500 out: Decimal("0.003345")."""
+    read, write = tokens.cache_read, tokens.cache_write
+    if not all(isinstance(n, int) for n in (tokens.input, tokens.output, read, write)):
+        raise TypeError("token counts are whole numbers")
+    read_price = price.input_per_1m if price.cache_read_per_1m is None else price.cache_read_per_1m
+    write_price = price.input_per_1m if price.cache_write_per_1m is None else price.cache_write_per_1m
+    plain = max(0, tokens.input - read - write)
+    total = (
+        price.input_per_1m * plain
+        + read_price * read
+        + write_price * write
+        + price.output_per_1m * tokens.output
+    ) / PER_MILLION
+    return total.normalize() if total else Decimal("0")
+
+
+def worst_input_price(price: _CachePriced) -> Decimal:
+    """The most one prompt token can cost: writing to the cache costs more than input on some
+    providers, so a reservation prices every prompt token at the higher of the two."""
+    if price.cache_write_per_1m is None:
+        return price.input_per_1m
+    return max(price.input_per_1m, price.cache_write_per_1m)
+
+
 @dataclass(frozen=True)
 class LibraryPrice:
     input_per_1m: Decimal
     output_per_1m: Decimal
     name: str
     context_window: int | None
+    cache_read_per_1m: Decimal | None = None
+    cache_write_per_1m: Decimal | None = None
 
 
 def library_price(model: str, pricing_provider: str | None = None) -> LibraryPrice | None:
@@ -77,6 +121,8 @@ def library_price(model: str, pricing_provider: str | None = None) -> LibraryPri
         output_per_1m=output_price,
         name=found.model.name or model,
         context_window=found.model.context_window,
+        cache_read_per_1m=_base(prices.cache_read_mtok),
+        cache_write_per_1m=_base(prices.cache_write_mtok),
     )
 
 

@@ -304,6 +304,8 @@ class ProviderRegistry:
             supports_streaming=row.supports_streaming,
             input_per_1m=price.input_per_1m if price else None,
             output_per_1m=price.output_per_1m if price else None,
+            cache_read_per_1m=price.cache_read_per_1m if price else None,
+            cache_write_per_1m=price.cache_write_per_1m if price else None,
             capabilities=frozenset(row.capabilities),
             reasoning=row.reasoning,
         )
@@ -412,7 +414,7 @@ class ProviderRegistry:
             else:
                 found = pricing.library_price(model.prices_as or info.id, definition.pricing_provider)
                 if found:
-                    record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY)
+                    record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY, found)
 
     def config_from(
         self,
@@ -523,11 +525,20 @@ def _builtin_kinds() -> tuple[ProviderDefinition, ...]:
     return tuple(load_file(BUILTIN_FILE, dialects=ADAPTERS))
 
 
-def record_price(model: ProviderModel, input_per_1m: Decimal, output_per_1m: Decimal, source: str) -> Price:
-    """Add a dated price for a model, or mark the unchanged current one as checked now."""
+def record_price(
+    model: ProviderModel,
+    input_per_1m: Decimal,
+    output_per_1m: Decimal,
+    source: str,
+    cache: pricing.LibraryPrice | None = None,
+) -> Price:
+    """Add a dated price for a model, or mark the unchanged current one as checked now. `cache`
+    gives the prices of cached prompt tokens (the library's), when they differ from input."""
     now = timezone.now()
+    cache_read = cache.cache_read_per_1m if cache else None
+    cache_write = cache.cache_write_per_1m if cache else None
     latest = model.prices.filter(source=source).order_by("-valid_from", "-pk").first()
-    if latest and latest.same_as(input_per_1m, output_per_1m):
+    if latest and latest.same_as(input_per_1m, output_per_1m, cache_read, cache_write):
         latest.checked_at = now
         latest.save(update_fields=["checked_at"])
         return latest
@@ -536,6 +547,8 @@ def record_price(model: ProviderModel, input_per_1m: Decimal, output_per_1m: Dec
         model_ref=model.id,
         input_per_1m=input_per_1m,
         output_per_1m=output_per_1m,
+        cache_read_per_1m=cache_read,
+        cache_write_per_1m=cache_write,
         source=source,
         valid_from=now,
         checked_at=now,

@@ -262,7 +262,9 @@ def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None 
     for provider in providers:
         provider.manageable = can_manage(request.user, provider)
     current = default_model_for(team)
-    form = form or DefaultModelForm(model_choices(team), initial={"model": current.ref if current else ""})
+    form = form or DefaultModelForm(
+        model_choices(team, with_features=True), initial={"model": current.ref if current else ""}
+    )
     custom = CustomKind.objects.filter(team=team) if not request.user.is_staff else CustomKind.objects.all()
     return {
         "team": team,
@@ -278,7 +280,7 @@ def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None 
 @login_required
 def default_model(request: HttpRequest) -> HttpResponse:
     team = require_admin(request)
-    form = DefaultModelForm(model_choices(team), request.POST)
+    form = DefaultModelForm(model_choices(team, with_features=True), request.POST)
     if form.is_valid():
         _set_default_model(request, team, form.cleaned_data["model"])
         messages.success(request, f"New automations will use {form.cleaned_data['model']}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -97,10 +98,19 @@ def adapter_for(
     **overrides,
 ) -> ProviderAdapter:
     """An adapter for a built-in provider's catalogue, pointed at a fake server."""
+    from providers.registry import ADAPTERS
+
     provider_id = provider_id or adapter_class.dialect
     definition = builtin_definition(provider_id)
     extra = EXTRA_CREDENTIALS.get(provider_id, {})
-    models = [m.info for m in definition.models] + [m.info for m in adapter_class.catalogue(extra)]
+    # A model priced as another (an Azure deployment) takes its limits and capabilities, as the registry does.
+    known = {m.info.id: m.info for d in load_file(BUILTIN_FILE, dialects=ADAPTERS) for m in d.models}
+    models = [m.info for m in definition.models] + [
+        dataclasses.replace(known[m.prices_as], id=m.info.id, display_name=m.info.display_name)
+        if m.prices_as in known
+        else m.info
+        for m in adapter_class.catalogue(extra)
+    ]
     config = ProviderConfig(
         provider_id=provider_id,
         display_name=definition.name,

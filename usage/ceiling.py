@@ -105,4 +105,8 @@ def charge(
         )
         input_tokens = limits.input_tokens
     warning = "; ".join(notes) + "; charged at the cap — check the provider's bill." if notes else ""
-    return TokenCount(input_tokens, output), warning
+    # What the prompt cache read and wrote, and the reasoning, are parts of those counts.
+    cache_read = min(usage.cache_read, input_tokens)
+    cache_write = min(usage.cache_write, input_tokens - cache_read)
+    counted = TokenCount(input_tokens, output, cache_read, cache_write, min(usage.reasoning, output))
+    return counted, warning

@@ -3,13 +3,15 @@ the pending run that carries that estimate until the user (or the program) start
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from accounts.models import Team, User
-from providers.base import Message
-from providers.pricing import cost
+from providers.base import GenerationRequest, Message
+from providers.errors import UnsupportedRequest
+from providers.pricing import cost, worst_input_price
 from providers.registry import CatalogEntry, registry
 from usage import budgets, tokens
 from usage.models import Run
@@ -20,6 +22,14 @@ EXPECTED_OUTPUT_SHARE = Decimal("0.25")
 
 class RunRefused(Exception):
     """A run that cannot start; the message says why and what to do."""
+
+
+class UnsupportedFields(RunRefused):
+    """The request asks for what the model cannot do: `refused` names each field."""
+
+    def __init__(self, model_ref: str, refused: list[str]) -> None:
+        self.refused = refused
+        super().__init__(UnsupportedRequest("", model_ref, refused).user_message)
 
 
 @dataclass(frozen=True)
@@ -38,22 +48,25 @@ def estimate(
     messages: Sequence[Message],
     max_tokens: int,
     expected_output: int | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Estimate:
-    """The price of a run before it starts: input counted, output expected and at its ceiling."""
-    counted = tokens.count_messages(messages, entry.info.id, dialect)
-    typical = expected_output if expected_output is not None else int(max_tokens * EXPECTED_OUTPUT_SHARE)
-    expected = min(max_tokens, typical)
+    """The price of a run before it starts: input counted (tools and images included), output
+    expected and at its ceiling, for each of the `n` choices the options ask for."""
+    options = options or {}
+    counted = tokens.count_messages(messages, entry.info.id, dialect, options)
+    choices = int(options.get("n", 1))
+    share = expected_output if expected_output is not None else int(max_tokens * EXPECTED_OUTPUT_SHARE)
+    expected = min(max_tokens, share) * choices
     info = entry.info
-    priced = info.input_per_1m is not None and info.output_per_1m is not None
+    if not info.priced:
+        return Estimate(counted.tokens, counted.exact, expected, max_tokens * choices, None, None)
     return Estimate(
         input_tokens=counted.tokens,
         exact=counted.exact,
         expected_output_tokens=expected,
-        max_output_tokens=max_tokens,
-        expected_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, expected)
-        if priced
-        else None,
-        max_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, max_tokens) if priced else None,
+        max_output_tokens=max_tokens * choices,
+        expected_cost=cost(info.input_per_1m, info.output_per_1m, counted.tokens, expected),
+        max_cost=cost(worst_input_price(info), info.output_per_1m, counted.tokens, max_tokens * choices),
     )
 
 
@@ -80,11 +93,24 @@ def create_run(
     automation=None,
     api_key=None,
     available: tuple[CatalogEntry, str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Run:
     """A pending run with its price estimate; it starts only when the user (or the program that
     sent it, with an API key) confirms. `available` is what available_model() already answered
-    for this team and model, when the caller asked it first."""
+    for this team and model, when the caller asked it first. `options` are the request's other
+    options (GenerationRequest.options_json()), stored untouched; UnsupportedFields names those
+    the model cannot honour."""
     entry, dialect = available or available_model(team, model_ref)
+    options = dict(options or {})
+    request = GenerationRequest.from_stored(
+        entry.info.id,
+        [m.to_json() for m in messages],
+        options,
+        temperature=float(temperature) if temperature is not None else None,
+    )
+    refused = registry.adapter_class(dialect).refusals(request, entry.info)
+    if refused:
+        raise UnsupportedFields(model_ref, refused)
     caps = budgets.caps_for(team, entry.provider_id, api_key.pk if api_key else None)
     max_tokens = max(1, min(max_tokens, entry.info.max_output, caps.hard or max_tokens))
     warning = ""
@@ -93,7 +119,7 @@ def create_run(
             f"This run may write up to {max_tokens:,} tokens, over the soft cap of {caps.soft:,} "
             f"set by the {caps.soft_from} budget."
         )
-    priced = estimate(entry, dialect, messages, max_tokens, expected_output=_typical_output(automation))
+    priced = estimate(entry, dialect, messages, max_tokens, _typical_output(automation), options)
     return Run.objects.create(
         warning=warning,
         team=team,
@@ -101,9 +127,10 @@ def create_run(
         automation=automation,
         api_key=api_key,
         model_requested=model_ref,
-        messages=[{"role": m.role, "content": m.content} for m in messages],
+        messages=[m.to_json() for m in messages],
         max_tokens=max_tokens,
         temperature=temperature,
+        options=options,
         estimated_input_tokens=priced.input_tokens,
         estimated_cost_usd=priced.expected_cost,
         max_cost_usd=priced.max_cost,

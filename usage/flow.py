@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from providers.base import TokenCount
 from providers.errors import ProviderError
+from usage.answers import Answer
 from usage.ceiling import Limits, OutputCeiling
 from usage.clock import RunClock
 from usage.events import Stop
@@ -22,6 +23,7 @@ class Flow:
     limits: Limits | None = None
     provider: str = ""  # the display name of the provider being tried
     ceiling: OutputCeiling | None = None
+    answer: Answer | None = None  # what was delivered, put together (text, tool calls, choices)
     usage: TokenCount | None = None  # the provider's own final count
     reached: bool = False  # the provider answered: the prompt is billed
     finish_reason: str = ""
@@ -31,7 +33,13 @@ class Flow:
 
     @property
     def text(self) -> str:
-        return self.ceiling.text if self.ceiling else ""
+        """The first choice's text delivered so far (the run's output)."""
+        return self.answer.text() if self.answer else ""
+
+    @property
+    def shown(self) -> bool:
+        """Whether anything (text or a tool call) reached the client."""
+        return bool(self.answer and self.answer.shown)
 
     @property
     def reason(self) -> str:
@@ -51,5 +59,5 @@ class Flow:
 
     def stop(self, stop: Stop) -> None:
         """Ended by the hub: cancelled, interrupted, out of time, or a failure of the hub itself."""
-        kept = bool(self.text)
+        kept = self.shown
         self.end(stop.status, stop.message(kept), action="continue" if kept else stop.action, error=stop)

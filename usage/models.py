@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ from django.db import models
 from django.db.models import Value
 from django.db.models.functions import Coalesce
 
+from providers.chat import Message
 from providers.models import Price
 
 
@@ -30,6 +32,11 @@ class UsageRecord(models.Model):
     run_id = models.CharField(max_length=64, db_index=True)
     input_tokens = models.PositiveBigIntegerField()
     output_tokens = models.PositiveBigIntegerField()
+    # Of the input: read from / written to the provider's prompt cache (each at its own price);
+    # of the output: reasoning the answer does not show (priced as output).
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     price = models.ForeignKey(Price, null=True, blank=True, on_delete=models.PROTECT)
     source = models.CharField(max_length=8, choices=Source.choices)
@@ -76,14 +83,23 @@ class Run(models.Model):
     messages = models.JSONField(default=list)
     max_tokens = models.PositiveIntegerField()
     temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
+    # Every other option of the request (tools, response_format, stop, ...), as
+    # GenerationRequest.options_json() wrote it: a new option needs no new column.
+    options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     output = models.TextField(blank=True)
+    # What the answer held besides its text: tool calls, logprobs, the other choices when n > 1.
+    answer = models.JSONField(default=dict, blank=True)
     # The price before the run: input counted, output at the max-tokens ceiling.
     estimated_input_tokens = models.PositiveIntegerField(default=0)
     estimated_cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     max_cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Of those: read from / written to the prompt cache, and reasoning (as UsageRecord has them).
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     error_message = models.TextField(blank=True)
     warning = models.CharField(max_length=300, blank=True, help_text="Shown before the run starts")
@@ -133,6 +149,34 @@ class Run(models.Model):
     @property
     def finished(self) -> bool:
         return self.status not in (self.Status.PENDING, self.Status.STREAMING)
+
+    def prompt_shown(self) -> list[dict[str, str]]:
+        """The prompt as the run page shows it: each message's text, and a note of what else it held."""
+        shown = []
+        for message in map(Message.from_json, self.messages):
+            notes = [f"{len(message.images)} image(s)"] if message.images else []
+            notes += [f"calls {call.name}({call.arguments})" for call in message.tool_calls]
+            notes += [f"result of {message.tool_call_id}"] if message.tool_call_id else []
+            shown.append({"role": message.role, "text": message.text, "note": "; ".join(notes)})
+        return shown
+
+    def tool_calls_shown(self) -> list[dict[str, str]]:
+        """The tool calls the answer asked for, their arguments pretty-printed."""
+        return [
+            {**call, "arguments": _pretty(call["arguments"])}
+            for call in (self.answer or {}).get("tool_calls", [])
+        ]
+
+    def structured_output(self) -> str:
+        """The output pretty-printed, when JSON was asked for; "" otherwise."""
+        return _pretty(self.output) if (self.options or {}).get("response_format") and self.output else ""
+
+
+def _pretty(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except json.JSONDecodeError:
+        return text  # not JSON after all (a cut-off answer): shown as it came
 
 
 class Budget(models.Model):

@@ -33,7 +33,7 @@ from accounts.models import Team, User
 from llmhub.database import UNAVAILABLE
 from providers.base import TokenCount
 from providers.models import Price, ProviderModel, price_in_force
-from providers.pricing import cost as price_cost
+from providers.pricing import usage_cost
 from usage import alerts, rollups, spool
 from usage.models import Run, UsageRecord
 
@@ -57,13 +57,16 @@ def record_usage(
     price = price_in_force(Price.objects.filter(model__provider_id=provider_id, model__model_id=model), at)
     cost: Decimal | None = None
     if price is not None:
-        cost = price_cost(price.input_per_1m, price.output_per_1m, tokens.input, tokens.output)
+        cost = usage_cost(price, tokens)
     record = UsageRecord.objects.create(
         provider_id=provider_id,
         model=model,
         run_id=run_id or uuid.uuid4().hex,
         input_tokens=tokens.input,
         output_tokens=tokens.output,
+        cache_read_tokens=tokens.cache_read,
+        cache_write_tokens=tokens.cache_write,
+        reasoning_tokens=tokens.reasoning,
         cost_usd=cost,
         price=price,
         source=source,
@@ -157,7 +160,13 @@ def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | Non
         source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
         source = source if run.user_id or run.api_key_id else UsageRecord.Source.CLI
         team, user, api_key = (run.team, run.user, run.api_key) if exists else _survivors(run)
-        tokens = TokenCount(run.input_tokens, run.output_tokens)
+        tokens = TokenCount(
+            run.input_tokens,
+            run.output_tokens,
+            run.cache_read_tokens,
+            run.cache_write_tokens,
+            run.reasoning_tokens,
+        )
         usage = record_usage(
             provider_id, model, tokens, source, str(run.uuid), team=team, user=user, api_key=api_key, at=at
         )

@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
@@ -34,20 +35,38 @@ from providers.base import (
     GenerationRequest,
     Message,
     ProviderAdapter,
+    ToolCallDelta,
 )
 from providers.errors import CircuitOpen, ModelNotAvailable, ProviderError
 from providers.registry import registry
 from usage import access, alerts, budgets, fallback, leases, live, records
+from usage.answers import Answer
 from usage.ceiling import Limits, OutputCeiling, charge
 from usage.clock import RunClock
-from usage.estimates import Estimate, RunRefused, available_model, create_run, estimate
+from usage.estimates import (
+    Estimate,
+    RunRefused,
+    UnsupportedFields,
+    available_model,
+    create_run,
+    estimate,
+)
 from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, Stop
 from usage.flow import Flow
 from usage.models import Run
 
 logger = logging.getLogger(__name__)
 # Pricing a run before it starts lives in usage/estimates.py; these names are the engine's contract.
-__all__ = ["Estimate", "RunRefused", "available_model", "create_run", "estimate", "stream", "settle"]
+__all__ = [
+    "Estimate",
+    "RunRefused",
+    "UnsupportedFields",
+    "available_model",
+    "create_run",
+    "estimate",
+    "stream",
+    "settle",
+]
 
 
 def get_for_user(user: User, run_uuid: str) -> Run | None:
@@ -66,7 +85,7 @@ class RunTaken(Exception):
 
 
 Ask = Callable[["fallback.Question"], Awaitable[bool]]
-Event = Started | Delta | fallback.Waiting | fallback.Question | Ended
+Event = Started | Delta | ToolCallDelta | fallback.Waiting | fallback.Question | Ended
 
 
 async def stream(run: Run, ask: Ask | None = None) -> AsyncIterator[Event]:
@@ -150,20 +169,25 @@ async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
     await _fail(flow, several=len(models) > 1)
 
 
-async def _attempt(flow: Flow, policy, adapter: ProviderAdapter) -> AsyncIterator[Delta | fallback.Waiting]:
+async def _attempt(
+    flow: Flow, policy, adapter: ProviderAdapter
+) -> AsyncIterator[Delta | ToolCallDelta | fallback.Waiting]:
     """One model with its retries. Yields text (cut at the cap) and countdown ticks; ends the run
     (flow.ended), or records why the model gave up before any text (for the caller to fall back)."""
     run, clock = flow.run, flow.clock
-    request = GenerationRequest(
-        model=(run.model_used or run.model_requested).partition("/")[2],
-        messages=tuple(Message(m["role"], m["content"]) for m in run.messages),
+    request = GenerationRequest.from_stored(
+        (run.model_used or run.model_requested).partition("/")[2],
+        run.messages,
+        run.options,
         max_tokens=flow.limits.output_tokens,
         temperature=float(run.temperature) if run.temperature is not None else None,
         stream=True,
     )
     flow.provider, waited = adapter.display_name, 0.0
     for attempt in range(policy.retry_count + 1):
-        flow.ceiling = OutputCeiling(flow.limits.output_tokens, request.model, adapter.dialect)
+        # The cap holds for every choice together (n > 1 reserved n times the cap), tool calls included.
+        cap = flow.limits.output_tokens * request.n
+        flow.ceiling, flow.answer = OutputCeiling(cap, request.model, adapter.dialect), Answer()
         clock.progress()
         try:
             async with aclosing(adapter.events(request)) as events:
@@ -171,9 +195,11 @@ async def _attempt(flow: Flow, policy, adapter: ProviderAdapter) -> AsyncIterato
                     flow.reached = True
                     if isinstance(event, Finished):
                         flow.usage, flow.finish_reason = event.usage, event.finish_reason
-                    elif text := flow.ceiling.admit(event.text):
+                        flow.answer.finishes = event.choices
+                    elif admitted := _admit(flow, event):
                         clock.progress()
-                        yield Delta(text)
+                        flow.answer.add(admitted)
+                        yield admitted
                     if flow.ceiling.exceeded:  # the provider went past the cap: hang up on it
                         flow.finish_reason = FinishReason.LENGTH
                         run.error_message = (
@@ -185,7 +211,7 @@ async def _attempt(flow: Flow, policy, adapter: ProviderAdapter) -> AsyncIterato
             return
         except ProviderError as error:
             skipped = await sync_to_async(breaker.record_failure)(adapter.provider_id, error)
-            if flow.text:  # text was shown: keep it, charge it, and let the user decide what next
+            if flow.shown:  # text was shown: keep it, charge it, and let the user decide what next
                 flow.end(
                     Run.Status.FAILED, f"{error.user_message} The text so far is kept.", "continue", error
                 )
@@ -223,6 +249,21 @@ async def _fail(flow: Flow, several: bool) -> None:
     flow.end(Run.Status.FAILED, message, error.action, error)
 
 
+def _admit(flow: Flow, event: Delta | ToolCallDelta) -> Delta | ToolCallDelta | None:
+    """The event as far as it fits under the cap (cut short at it), or None past it."""
+    if isinstance(event, Delta):
+        text = flow.ceiling.admit(event.text)
+        return replace(event, text=text) if text else None
+    piece = event.name + event.arguments
+    admitted = flow.ceiling.admit(piece) if piece else ""
+    if piece and not admitted:
+        return None
+    if admitted == piece:
+        return event
+    name = admitted[: len(event.name)]
+    return replace(event, name=name, arguments=admitted[len(name) :])
+
+
 def _begin(run: Run, ref: str, starting: bool) -> tuple[ProviderAdapter, Limits]:
     """An attempt on `ref` in one trip to the database: its maximum cost reserved (BudgetRefused
     when a budget cannot cover it), the run marked started on its first attempt, and the adapter."""
@@ -246,8 +287,9 @@ def _reserve(run: Run, ref: str) -> Limits:
     limits = Limits(run.estimated_input_tokens, run.max_tokens)
     if ref != run.model_requested:
         entry, dialect = available_model(run.team, ref)
-        messages = [Message(m["role"], m["content"]) for m in run.messages]
-        priced = estimate(entry, dialect, messages, min(run.max_tokens, entry.info.max_output))
+        messages = [Message.from_json(m) for m in run.messages]
+        max_tokens = min(run.max_tokens, entry.info.max_output)
+        priced = estimate(entry, dialect, messages, max_tokens, options=run.options)
         run.max_cost_usd, limits = priced.max_cost, Limits(priced.input_tokens, priced.max_output_tokens)
     budgets.reserve(run, ref.partition("/")[0])
     return limits
@@ -257,6 +299,7 @@ async def _close(flow: Flow) -> Ended:
     """Settle the run as it ended: the text delivered and the usage it is charged for, its hold
     released, in one transaction. A settlement the database refuses is reported, never hidden."""
     run = flow.run
+    run.finish_reason = flow.finish_reason  # not stored: the API's answer reads it
     if flow.keeper is not None:
         await flow.keeper.stop()
     run.finished_at = timezone.now()
@@ -291,10 +334,13 @@ def _charge(flow: Flow) -> None:
     run = flow.run
     delivered = flow.ceiling.billed() if flow.ceiling else 0
     # The request reached the provider: its prompt is billed even if no text came back yet.
-    billed = bool(flow.text) or (flow.reached and run.status != Run.Status.FAILED)
+    billed = flow.shown or (flow.reached and run.status != Run.Status.FAILED)
     billed = billed or run.status in (Run.Status.CANCELLED, Run.Status.INTERRUPTED)
     counts, run.usage_warning = charge(flow.usage, delivered, flow.limits, flow.provider, billed)
-    run.output, run.input_tokens, run.output_tokens = flow.text, counts.input, counts.output
+    run.output, run.answer = (flow.answer.text(), flow.answer.stored()) if flow.answer else ("", {})
+    run.input_tokens, run.output_tokens = counts.input, counts.output
+    run.cache_read_tokens, run.cache_write_tokens = counts.cache_read, counts.cache_write
+    run.reasoning_tokens = counts.reasoning
 
 
 def _release(run: Run) -> None:

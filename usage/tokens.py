@@ -20,9 +20,10 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import tiktoken
 
@@ -88,22 +89,58 @@ def encoding_for(model: str, dialect: str) -> str | None:
         return None
 
 
-def count_messages(messages: Sequence[Message], model: str, dialect: str) -> TokenCount:
-    """The prompt tokens a provider will bill for these messages (exact for OpenAI models).
-
-    Text is encoded as ordinary text: "<|endoftext|>" in a prompt is words and punctuation to a
-    provider, and tiktoken's plain encode() would refuse it."""
+def count_messages(
+    messages: Sequence[Message], model: str, dialect: str, options: Mapping[str, Any] | None = None
+) -> TokenCount:
+    """The prompt tokens a provider will bill for these messages and request options (exact for
+    OpenAI models and text alone). Tool definitions, tool calls and results, a response schema and
+    images count too: images by the provider's own rule (`image_tokens` of its adapter), tools and
+    schemas as their JSON text, which is longer than the form providers rewrite them into."""
+    options = options or {}
+    # Text is encoded as ordinary text: "<|endoftext|>" in a prompt is words and punctuation to a
+    # provider, and tiktoken's plain encode() would refuse it.
     name = encoding_for(model, dialect)
+    enc = None
     if name:
         try:
             enc = encoding(name)
         except TokenizerMissing as missing:
             log.warning("%s Estimating instead.", missing)
-        else:
-            text_tokens = sum(len(_encode(enc, m.role)) + len(_encode(enc, m.content)) for m in messages)
-            return TokenCount(text_tokens + TOKENS_PER_MESSAGE * len(messages) + REPLY_PRIMING, exact=True)
-    approximate = sum(approximate_text(m.content) + APPROXIMATION_PER_MESSAGE for m in messages)
-    return TokenCount(approximate + APPROXIMATION_PER_MESSAGE, exact=False)
+    text = (lambda value: len(_encode(enc, value))) if enc else approximate_text
+    per_message = TOKENS_PER_MESSAGE if enc else APPROXIMATION_PER_MESSAGE
+    total = sum(text(m.role) if enc else 0 for m in messages)
+    total += sum(text(_message_text(m)) + per_message for m in messages)
+    total += REPLY_PRIMING if enc else APPROXIMATION_PER_MESSAGE
+    extras = _extras(messages, model, dialect, options, text)
+    return TokenCount(total + extras, exact=enc is not None and not extras)
+
+
+def _message_text(message: Message) -> str:
+    calls = "".join(f"{c.id}{c.name}{c.arguments}" for c in message.tool_calls)
+    return message.named_text() + calls + message.tool_call_id
+
+
+def _extras(
+    messages: Sequence[Message],
+    model: str,
+    dialect: str,
+    options: Mapping[str, Any],
+    text: Callable[[str], int],
+) -> int:
+    """Tokens of what is not message text: tool definitions, a response schema, images."""
+    from providers.registry import registry  # the registry's module needs the ORM ready
+
+    adapter = registry.adapter_class(dialect)
+    extra = 0
+    if options.get("tools"):
+        extra += text(json.dumps(options["tools"])) + adapter.tool_prompt_tokens
+    if (options.get("response_format") or {}).get("schema"):
+        extra += text(json.dumps(options["response_format"]["schema"]))
+    for message in messages:
+        extra += sum(
+            adapter.image_tokens(model, image.dimensions(), image.detail) for image in message.images
+        )
+    return extra
 
 
 def count_text(text: str, model: str, dialect: str) -> int:

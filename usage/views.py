@@ -38,7 +38,9 @@ def playground(request: HttpRequest) -> HttpResponse:
     team = require_member(request)
     default = default_model_for(team)
     form = PlaygroundForm(
-        model_choices(team), request.POST or None, initial={"model": default.ref if default else ""}
+        model_choices(team, with_features=True),
+        request.POST or None,
+        initial={"model": default.ref if default else ""},
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -266,18 +268,26 @@ def retry(request: HttpRequest, run_id: str) -> HttpResponse:
     suggested = next(
         (ref for ref in fallback.candidates(run, fallback.policy_for(run)) if ref != run.model_used), ""
     )
-    form = PlaygroundForm(model_choices(team), request.POST or None,
+    form = PlaygroundForm(model_choices(team, with_features=True), request.POST or None,
                           initial={"model": suggested or run.model_requested, "max_tokens": run.max_tokens})  # fmt: skip
     if request.method == "POST" and form.is_valid():
-        prompt = [Message(m["role"], m["content"]) for m in run.messages]
+        prompt = [Message.from_json(m) for m in run.messages]
         if continuing:
             prompt += [
                 Message("assistant", run.output),
                 Message("user", "Continue exactly where you stopped."),
             ]
         try:
-            again = runs.create_run(request.user, team, form.cleaned_data["model"], prompt,
-                                    form.cleaned_data["max_tokens"], run.temperature, automation=run.automation)  # fmt: skip
+            again = runs.create_run(
+                request.user,
+                team,
+                form.cleaned_data["model"],
+                prompt,
+                form.cleaned_data["max_tokens"],
+                run.temperature,
+                automation=run.automation,
+                options=run.options,
+            )
         except runs.RunRefused as refused:
             form.add_error("model", str(refused))
         else:

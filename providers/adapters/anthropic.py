@@ -7,17 +7,19 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from providers.adapters import anthropic_format
 from providers.base import (
     CredentialField,
     Delta,
     Finished,
     FinishReason,
     GenerationRequest,
-    GenerationResponse,
+    ModelInfo,
     ProviderAdapter,
     ProviderConfig,
     StreamEvent,
     TokenCount,
+    ToolCallDelta,
     reported_tokens,
 )
 from providers.errors import (
@@ -31,7 +33,6 @@ from providers.errors import (
 from providers.http import parse_retry_after
 
 API_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096
 STOP_REASONS = {
     "end_turn": FinishReason.STOP,
     "stop_sequence": FinishReason.STOP,
@@ -63,6 +64,19 @@ class AnthropicAdapter(ProviderAdapter):
     `max_tokens` always sent, and an SSE stream from message_start to message_stop."""
 
     dialect = "anthropic"
+    accepts = frozenset(
+        {
+            "top_p",
+            "stop",
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "response_format",
+            "reasoning_effort",
+        }
+    )
+    # Anthropic's tool-use system prompt: 346 tokens on its current models (rounded up).
+    tool_prompt_tokens = 400
     kind_name = "Anthropic"
     default_endpoint = "https://api.anthropic.com/v1"
     credential_fields = (CredentialField("api_key", "API key", placeholder="sk-ant-..."),)
@@ -70,78 +84,60 @@ class AnthropicAdapter(ProviderAdapter):
     def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         return {"x-api-key": config.credential("api_key"), "anthropic-version": API_VERSION}
 
-    async def validate_credentials(self, config: ProviderConfig) -> None:
-        await self.http_for(config).get_json("/models", deadline=config.validation_timeout)
-
     async def fetch_model_ids(self) -> list[str]:
         listing = await self.http.get_json("/models?limit=1000")
         return sorted(model["id"] for model in listing.get("data", []))
 
-    async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        message, name = await self.http.post_json("/messages", self.payload(request)), self.display_name
-        return GenerationResponse(
-            content="".join(b.get("text", "") for b in message.get("content", []) if b.get("type") == "text"),
-            usage=TokenCount(
-                _input_tokens(name, message.get("usage")),
-                reported_tokens(name, "output_tokens", message["usage"]["output_tokens"]),
-            ),
-            model=message.get("model", request.model),
-            finish_reason=STOP_REASONS.get(message.get("stop_reason"), FinishReason.OTHER),
-        )
+    @classmethod
+    def dialect_refusals(cls, request: GenerationRequest, info: ModelInfo) -> list[str]:
+        return anthropic_format.refusals(request, info)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        input_tokens = output_tokens = 0
-        finish, model = FinishReason.OTHER, request.model
-        async for event in self.http.post_sse("/messages", {**self.payload(request), "stream": True}):
+        self.check(request)
+        usage, finish, model = TokenCount(0, 0), FinishReason.OTHER, request.model
+        blocks: dict[int, int | None] = {}  # content block -> tool call index (None: the JSON answer)
+        body = {**self.payload(request), "stream": True}
+        async for event in self.http.post_sse("/messages", body):
             data = self.http.parse_json(event.data)
             kind = data.get("type", event.event)
             if kind == "message_start":
                 message = data.get("message", {})
-                model = message.get("model", model)
-                input_tokens = _input_tokens(self.display_name, message.get("usage"))
-                output_tokens = reported_tokens(
-                    self.display_name, "output_tokens", (message.get("usage") or {}).get("output_tokens")
+                model, usage = (
+                    message.get("model", model),
+                    _usage(self.display_name, message.get("usage"), usage),
                 )
-            elif kind == "content_block_delta" and data["delta"].get("type") == "text_delta":
-                yield Delta(data["delta"]["text"])
+            elif (
+                kind == "content_block_start" and (data.get("content_block") or {}).get("type") == "tool_use"
+            ):
+                block = data["content_block"]
+                if block.get("name") == anthropic_format.ANSWER_TOOL:
+                    blocks[data["index"]] = None
+                else:
+                    blocks[data["index"]] = len([b for b in blocks.values() if b is not None])
+                    yield ToolCallDelta(blocks[data["index"]], block.get("id", ""), block.get("name", ""))
+            elif kind == "content_block_delta":
+                piece = _piece(data, blocks)
+                if piece is not None:
+                    yield piece
             elif kind == "message_delta":
-                finish = STOP_REASONS.get(data.get("delta", {}).get("stop_reason"), FinishReason.OTHER)
+                reason = (data.get("delta") or {}).get("stop_reason")
+                answered = None in blocks.values() and not any(b is not None for b in blocks.values())
+                finish = FinishReason.STOP if answered else STOP_REASONS.get(reason, FinishReason.OTHER)
                 # output_tokens here is the running total, not an increment.
-                reported = (data.get("usage") or {}).get("output_tokens")
-                if reported is not None:
-                    output_tokens = reported_tokens(self.display_name, "output_tokens", reported)
+                usage = _usage(self.display_name, data.get("usage"), usage)
             elif kind == "message_stop":
-                yield Finished(TokenCount(input_tokens, output_tokens), finish, model)
+                yield Finished(usage, finish, model)
                 return
             elif kind == "error":
                 error_type = (data.get("error") or {}).get("type", "api_error")
-                self._raise_error(ERROR_STATUS.get(error_type, 500), {}, data, event.data)
+                self.raise_error(ERROR_STATUS.get(error_type, 500), {}, data, event.data)
         raise StreamInterrupted(self.display_name)  # no message_stop: never a clean finish
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         known = {m.id: m for m in self.config.models}
-        max_tokens = request.max_tokens or (
-            known[request.model].max_output if request.model in known else None
-        )
-        body: dict[str, Any] = {
-            "model": request.model,
-            "max_tokens": max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": [{"role": m.role, "content": m.content} for m in request.conversation],
-        }
-        if request.system_prompt:
-            body["system"] = request.system_prompt
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        return body
+        return anthropic_format.payload(request, known.get(request.model))
 
-    def raise_for_status(self, status: int, headers: Mapping[str, str], body: str) -> None:
-        try:
-            parsed = self.http.parse_json(body, status)
-        except UnexpectedResponse:
-            parsed = {}
-        self._raise_error(status, headers, parsed if isinstance(parsed, dict) else {}, body)
-
-    def _raise_error(self, status: int, headers: Mapping[str, str], parsed: dict, body: str) -> None:
+    def raise_error(self, status: int, headers: Mapping[str, str], parsed: dict, body: str = "") -> None:
         error = parsed.get("error") if isinstance(parsed.get("error"), dict) else {}
         error_type, message = error.get("type", ""), str(error.get("message") or "")
         name = self.display_name
@@ -157,11 +153,32 @@ class AnthropicAdapter(ProviderAdapter):
         raise UnexpectedResponse(name, status, body, detail=message)
 
 
-def _input_tokens(provider: str, usage: Mapping[str, Any] | None) -> int:
-    """Cached prompt tokens are input tokens too: all of them count toward the prompt."""
+def _piece(data: Mapping[str, Any], blocks: Mapping[int, int | None]) -> StreamEvent | None:
+    """A content_block_delta as an event: answer text, a piece of a tool call, or None (thinking)."""
+    delta = data.get("delta") or {}
+    if delta.get("type") == "text_delta":
+        return Delta(delta.get("text", ""))
+    if delta.get("type") == "input_json_delta" and data.get("index") in blocks:
+        call = blocks[data["index"]]
+        fragment = delta.get("partial_json", "")
+        return Delta(fragment) if call is None else ToolCallDelta(call, arguments=fragment)
+    return None
+
+
+def _usage(provider: str, usage: Mapping[str, Any] | None, before: TokenCount) -> TokenCount:
+    """Anthropic's counts: message_start has the prompt's, message_delta the output's running total.
+    Cached prompt tokens are input tokens too, priced at the cache's own rates."""
     usage = usage or {}
-    fields = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return sum(reported_tokens(provider, field, usage.get(field)) for field in fields)
+
+    def count(name: str) -> int:
+        return reported_tokens(provider, name, usage.get(name))
+
+    read = count("cache_read_input_tokens") or before.cache_read
+    written = count("cache_creation_input_tokens") or before.cache_write
+    plain = count("input_tokens") if usage.get("input_tokens") is not None else None
+    total = plain + read + written if plain is not None else before.input
+    output = count("output_tokens") or before.output
+    return TokenCount(total, output, cache_read=read, cache_write=written)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -9,7 +9,6 @@ from providers.adapters.openai import OpenAIAdapter
 from providers.base import (
     CredentialField,
     GenerationRequest,
-    GenerationResponse,
     ModelInfo,
     ProviderConfig,
     StreamEvent,
@@ -29,12 +28,22 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     default_endpoint = "https://YOUR-RESOURCE.openai.azure.com"
     credential_fields = (
         CredentialField("api_key", "API key", placeholder="Key 1 or Key 2 of the resource"),
-        CredentialField("deployments", "Deployments", secret=False,
-                        help_text="Each deployment and the model it runs: gpt4o-prod=gpt-4o, mini=gpt-4o-mini",
-                        placeholder="gpt4o-prod=gpt-4o"),
-        CredentialField("api_version", "API version", secret=False, required=False,
-                        help_text=f"Leave empty for {DEFAULT_API_VERSION}.", placeholder=DEFAULT_API_VERSION),
-    )  # fmt: skip
+        CredentialField(
+            "deployments",
+            "Deployments",
+            secret=False,
+            help_text="Each deployment and the model it runs: gpt4o-prod=gpt-4o, mini=gpt-4o-mini",
+            placeholder="gpt4o-prod=gpt-4o",
+        ),
+        CredentialField(
+            "api_version",
+            "API version",
+            secret=False,
+            required=False,
+            help_text=f"Leave empty for {DEFAULT_API_VERSION}.",
+            placeholder=DEFAULT_API_VERSION,
+        ),
+    )
 
     def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         return {"api-key": config.credential("api_key")}
@@ -42,17 +51,12 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     def _version(self, config: ProviderConfig | None = None) -> str:
         return (config or self.config).credential("api_version") or DEFAULT_API_VERSION
 
-    async def validate_credentials(self, config: ProviderConfig) -> None:
-        path = f"/openai/models?api-version={self._version(config)}"
-        await self.http_for(config).get_json(path, deadline=config.validation_timeout)
+    def validation_path_for(self, config: ProviderConfig) -> str:
+        return f"/openai/models?api-version={self._version(config)}"
 
     async def fetch_model_ids(self) -> list[str]:
         """The deployments set up for this provider (Azure's own list is of models, not deployments)."""
         return sorted(deployments(self.config.credential("deployments")))
-
-    async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        answer = await self.http.post_json(self._path(request.model), self.payload(request))
-        return self._response(answer, request)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         async for event in self._stream_from(self._path(request.model), request):

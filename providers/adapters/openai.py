@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -12,13 +13,15 @@ from providers.base import (
     Finished,
     FinishReason,
     GenerationRequest,
-    GenerationResponse,
+    ModelInfo,
     ProviderAdapter,
     ProviderConfig,
     StreamEvent,
     TokenCount,
+    ToolCallDelta,
     reported_tokens,
 )
+from providers.chat import ImagePart, Message, Part, ResponseFormat, TextPart, Tool, fit_within, json_value
 from providers.errors import (
     InvalidCredentials,
     ModelNotAvailable,
@@ -48,6 +51,25 @@ NOT_CHAT = (
     "transcribe",
     "image",
 )
+# Sent as they are: the hub's request format is OpenAI's.
+PASSED = (
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "verbosity",
+    "prediction",
+)
+# Image tokens (base, per 512-pixel tile) by OpenAI's published rules. A model not listed (an Azure
+# deployment's own name, a compatible server's model) is counted by the costliest rule, gpt-4o-mini's,
+# so that an estimate never falls short of what an image costs.
+IMAGE_TOKENS = {"gpt-4o": (85, 170), "gpt-4.1": (85, 170), "o1": (75, 150), "gpt-4o-mini": (2833, 5667)}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -60,6 +82,8 @@ class OpenAIAdapter(ProviderAdapter):
     """
 
     dialect = "openai"
+    accepts = frozenset(PASSED) | {"stop", "tools", "tool_choice", "response_format"}
+    tool_prompt_tokens = 20
     kind_name = "OpenAI"
     default_endpoint = "https://api.openai.com/v1"
     credential_fields = (
@@ -85,9 +109,6 @@ class OpenAIAdapter(ProviderAdapter):
             headers["openai-organization"] = organization
         return headers
 
-    async def validate_credentials(self, config: ProviderConfig) -> None:
-        await self.http_for(config).get_json("/models", deadline=config.validation_timeout)
-
     def is_chat_model(self, model_id: str) -> bool:
         return not any(word in model_id for word in NOT_CHAT)
 
@@ -95,39 +116,55 @@ class OpenAIAdapter(ProviderAdapter):
         listing = await self.http.get_json("/models")
         return sorted(model["id"] for model in listing.get("data", []))
 
-    async def generate(self, request: GenerationRequest) -> GenerationResponse:
-        return self._response(await self.http.post_json("/chat/completions", self.payload(request)), request)
-
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         async for event in self._stream_from("/chat/completions", request):
             yield event
 
-    def _response(self, answer: dict, request: GenerationRequest) -> GenerationResponse:
-        choice = (answer.get("choices") or [{}])[0]
-        return GenerationResponse(
-            content=(choice.get("message") or {}).get("content") or "",
-            usage=_usage(self.display_name, answer.get("usage")),
-            model=answer.get("model", request.model),
-            finish_reason=FINISH_REASONS.get(choice.get("finish_reason"), FinishReason.OTHER),
-        )
+    @classmethod
+    def dialect_refusals(cls, request: GenerationRequest, info: ModelInfo) -> list[str]:
+        if not info.reasoning:
+            return []
+        # OpenAI's reasoning models refuse these with a 400 of their own: refused here by name.
+        defaults = {"temperature": 1, "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0}
+        refused = [
+            name for name, neutral in defaults.items() if getattr(request, name) not in (None, neutral)
+        ]
+        return refused + [
+            name for name in ("logprobs", "top_logprobs", "logit_bias") if name in request.options_given()
+        ]
+
+    @classmethod
+    def image_tokens(cls, model: str, size: tuple[int, int] | None, detail: str) -> int:
+        """OpenAI's rule: 85 tokens at low detail; otherwise the image is fitted into 2048 x 2048,
+        its shorter side scaled to 768, and each 512-pixel tile costs 170 more (gpt-4o-mini: 2,833
+        and 5,667, about the same money at its lower price). An unknown size counts as the largest."""
+        base, per_tile = IMAGE_TOKENS.get(model, IMAGE_TOKENS["gpt-4o-mini"])
+        if detail == "low":
+            return base
+        width, height = fit_within(size or (768, 2048), 2048)
+        scale = min(1.0, 768 / min(width, height))
+        tiles = math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+        return base + per_tile * tiles
 
     async def _stream_from(self, path: str, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        self.check(request)
         body = {**self.payload(request), "stream": True, "stream_options": {"include_usage": True}}
-        finish, usage, model = FinishReason.OTHER, TokenCount(0, 0), request.model
+        finishes: dict[int, FinishReason] = {}
+        usage, model = TokenCount(0, 0), request.model
         async for event in self.http.post_sse(path, body):
             if event.data.strip() == "[DONE]":
-                yield Finished(usage, finish, model)
+                yield Finished(usage, finishes.get(0, FinishReason.OTHER), model, finishes)
                 return
             chunk = self.http.parse_json(event.data)
             if "error" in chunk:
-                self._raise_error(500, {}, chunk)
+                self.raise_error(500, {}, chunk)
             model = chunk.get("model") or model
             for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    yield Delta(text)
+                for piece in _pieces(choice):
+                    yield piece
                 if choice.get("finish_reason"):
-                    finish = FINISH_REASONS.get(choice["finish_reason"], FinishReason.OTHER)
+                    reason = FINISH_REASONS.get(choice["finish_reason"], FinishReason.OTHER)
+                    finishes[int(choice.get("index") or 0)] = reason
             if chunk.get("usage"):
                 usage = _usage(self.display_name, chunk["usage"])
         # The body ended without "[DONE]": the answer may be incomplete, so it is not a success.
@@ -135,24 +172,30 @@ class OpenAIAdapter(ProviderAdapter):
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         reasoning = any(m.id == request.model and m.reasoning for m in self.config.models)
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        }
+        body: dict[str, Any] = {"model": request.model, "messages": [_message(m) for m in request.messages]}
         if request.max_tokens is not None:
             body["max_completion_tokens" if reasoning else "max_tokens"] = request.max_tokens
         if request.temperature is not None and not reasoning:
-            body["temperature"] = request.temperature
+            body["temperature"] = request.temperature  # (1, the only value o-series take, is their default)
+        for name in PASSED:
+            if name in request.options_given():
+                body[name] = json_value(getattr(request, name))
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.tools:
+            body["tools"] = [_tool(tool) for tool in request.tools]
+        if request.tool_choice is not None:
+            choice = request.tool_choice
+            body["tool_choice"] = (
+                {"type": "function", "function": {"name": choice.name}}
+                if choice.mode == "function"
+                else choice.mode
+            )
+        if request.response_format is not None:
+            body["response_format"] = _response_format(request.response_format)
         return body
 
-    def raise_for_status(self, status: int, headers: Mapping[str, str], body: str) -> None:
-        try:
-            parsed = self.http.parse_json(body, status)
-        except UnexpectedResponse:
-            parsed = {}
-        self._raise_error(status, headers, parsed if isinstance(parsed, dict) else {}, body)
-
-    def _raise_error(self, status: int, headers: Mapping[str, str], parsed: dict, body: str = "") -> None:
+    def raise_error(self, status: int, headers: Mapping[str, str], parsed: dict, body: str = "") -> None:
         error = parsed.get("error") if isinstance(parsed.get("error"), dict) else {}
         code = error.get("code") or error.get("type") or ""
         message = str(error.get("message") or "")
@@ -174,9 +217,81 @@ class OpenAIAdapter(ProviderAdapter):
 
 def _usage(provider: str, usage: Mapping[str, Any] | None) -> TokenCount:
     usage = usage or {}
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
     return TokenCount(
-        *(reported_tokens(provider, name, usage.get(name)) for name in ("prompt_tokens", "completion_tokens"))
+        input=reported_tokens(provider, "prompt_tokens", usage.get("prompt_tokens")),
+        output=reported_tokens(provider, "completion_tokens", usage.get("completion_tokens")),
+        cache_read=reported_tokens(provider, "cached_tokens", prompt.get("cached_tokens")),
+        reasoning=reported_tokens(provider, "reasoning_tokens", completion.get("reasoning_tokens")),
     )
+
+
+def _pieces(choice: Mapping[str, Any]) -> list[StreamEvent]:
+    """The events of one choice of a chunk: its text (with logprobs when asked for), its tool calls."""
+    index, delta = int(choice.get("index") or 0), choice.get("delta") or {}
+    logprobs = tuple((choice.get("logprobs") or {}).get("content") or ())
+    pieces: list[StreamEvent] = []
+    if delta.get("content") or logprobs:
+        pieces.append(Delta(delta.get("content") or "", index, logprobs))
+    for call in delta.get("tool_calls") or []:
+        function = call.get("function") or {}
+        pieces.append(
+            ToolCallDelta(
+                int(call.get("index") or 0),
+                call.get("id") or "",
+                function.get("name") or "",
+                function.get("arguments") or "",
+                index,
+            )
+        )
+    return pieces
+
+
+def _message(message: Message) -> dict[str, Any]:
+    body: dict[str, Any] = {"role": message.role}
+    if isinstance(message.content, str):
+        body["content"] = message.content if message.content or not message.tool_calls else None
+    else:
+        body["content"] = [_part(part) for part in message.content]
+    if message.name:
+        body["name"] = message.name
+    if message.tool_calls:
+        body["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id:
+        body["tool_call_id"] = message.tool_call_id
+    return body
+
+
+def _part(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return {"type": "image_url", "image_url": {"url": part.url, "detail": part.detail}}
+    return {"type": part.kind, part.kind: dict(part.body)}
+
+
+def _tool(tool: Tool) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.schema}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
+
+
+def _response_format(format_: ResponseFormat) -> dict[str, Any]:
+    if format_.type != "json_schema":
+        return {"type": format_.type}
+    schema: dict[str, Any] = {"name": format_.name, "schema": format_.schema or {}}
+    if format_.description:
+        schema["description"] = format_.description
+    if format_.strict is not None:
+        schema["strict"] = format_.strict
+    return {"type": "json_schema", "json_schema": schema}
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -5,6 +5,7 @@ Run by hand: `python -m tests.fakes.anthropic --port 8124 --key sk-ant-test-loca
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,16 @@ from typing import Any
 
 import tiktoken
 
-from tests.fakes.server import FakeProvider, RecordedRequest, Reply, StreamReply, serve_forever, sse
+from tests.fakes.server import (
+    FakeProvider,
+    Plan,
+    RecordedRequest,
+    Reply,
+    StreamReply,
+    plan,
+    serve_forever,
+    sse,
+)
 
 # The list endpoint names models by dated id; the aliases our catalogue uses are accepted as well.
 MODELS = {
@@ -20,6 +30,27 @@ MODELS = {
     "claude-opus-4-5": "claude-opus-4-5-20251101",
     "claude-haiku-4-5": "claude-haiku-4-5-20251001",
 }
+
+
+def _text(content: str | list) -> str:
+    """A turn's text as the model reads it (other blocks as their JSON)."""
+    if isinstance(content, str):
+        return content
+    return "".join(b["text"] if b.get("type") == "text" else json.dumps(b) for b in content)
+
+
+def _orphan_result(turns: list[dict]) -> tuple[int, str] | None:
+    """(turn, id) of a tool_result whose tool_use is not in the turn just before, as Anthropic refuses it."""
+    for number, turn in enumerate(turns):
+        blocks = turn["content"] if isinstance(turn["content"], list) else []
+        before = (
+            turns[number - 1]["content"] if number and isinstance(turns[number - 1]["content"], list) else []
+        )
+        used = {block.get("id") for block in before if block.get("type") == "tool_use"}
+        for block in blocks:
+            if block.get("type") == "tool_result" and block.get("tool_use_id") not in used:
+                return number, block.get("tool_use_id", "")
+    return None
 
 
 def error(type_: str, message: str) -> dict:
@@ -32,6 +63,8 @@ class FakeAnthropic(FakeProvider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.error_after: int | None = None
+        self.cache_read = 0  # prompt tokens the next answers report as read from the cache
+        self.cache_write = 0  # and as written to it
 
     def error_mid_stream_next(self, after: int) -> None:
         """The next stream sends an overloaded_error event after `after` text deltas."""
@@ -47,8 +80,10 @@ class FakeAnthropic(FakeProvider):
             )
         path = request.path.split("?")[0]
         if request.method == "GET" and path == "/v1/models":
-            data = [{"type": "model", "id": dated, "display_name": alias, "created_at": "2025-09-29T00:00:00Z"}
-                    for alias, dated in MODELS.items()]  # fmt: skip
+            data = [
+                {"type": "model", "id": dated, "display_name": alias, "created_at": "2025-09-29T00:00:00Z"}
+                for alias, dated in MODELS.items()
+            ]
             listing = {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
             return Reply(200, listing, headers)
         if request.method == "POST" and path == "/v1/messages":
@@ -66,35 +101,97 @@ class FakeAnthropic(FakeProvider):
         model = body.get("model", "")
         if model not in MODELS and model not in MODELS.values():
             return Reply(404, error("not_found_error", f"model: {model}"), headers)
-        pieces = self.words(self.reply_text)
-        stop = "end_turn"
-        if body["max_tokens"] < self.count_tokens(self.reply_text):
+        if (body.get("temperature") or 0) > 1:
+            return Reply(400, error("invalid_request_error", "temperature: range: 0..1"), headers)
+        if orphan := _orphan_result(body["messages"]):
+            message = (
+                f"messages.{orphan[0]}.content.0: unexpected `tool_use_id` found in `tool_result` blocks: "
+                f"{orphan[1]}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+            )
+            return Reply(400, error("invalid_request_error", message), headers)
+        decided = self.decide(body)
+        pieces = self.words(decided.text)
+        stop = "tool_use" if decided.calls else "end_turn"
+        if body["max_tokens"] < self.count_tokens(decided.text):
             pieces, stop = pieces[: body["max_tokens"]], "max_tokens"
         text = "".join(pieces)
-        prompt = [body.get("system", "")] + [m.get("content", "") for m in body["messages"]]
-        usage = {"input_tokens": sum(self.count_tokens(p) + 4 for p in prompt if p) + 3,
-                 "output_tokens": self.count_tokens(text)}  # fmt: skip
+        call = None
+        if decided.calls:
+            call = {
+                "type": "tool_use",
+                "id": f"toolu_{uuid.uuid4().hex[:24]}",
+                "name": decided.tool,
+                "input": decided.arguments,
+            }
+        prompt = [body.get("system", ""), json.dumps(body.get("tools", "")) if body.get("tools") else ""]
+        prompt += [_text(m["content"]) for m in body["messages"]]
+        total = sum(self.count_tokens(p) + 4 for p in prompt if p) + 3
+        read, written = min(self.cache_read, total), min(self.cache_write, max(0, total - self.cache_read))
+        usage = {
+            "input_tokens": total - read - written,
+            "output_tokens": self.count_tokens(text + (json.dumps(decided.arguments) if call else "")),
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read,
+        }
         ident = f"msg_{uuid.uuid4().hex[:24]}"
         if body.get("stream"):
-            return StreamReply(self.events(ident, model, pieces, stop, usage), headers=headers)
-        return Reply(200, {
-            "id": ident, "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": None,
-            "usage": {**usage, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
-        }, headers)  # fmt: skip
+            return StreamReply(self.events(ident, model, pieces, stop, usage, call), headers=headers)
+        content = ([{"type": "text", "text": text}] if text else []) + ([call] if call else [])
+        return Reply(
+            200,
+            {
+                "id": ident,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": usage,
+            },
+            headers,
+        )
+
+    def decide(self, body: dict) -> Plan:
+        turns = body["messages"]
+        last = turns[-1]["content"] if turns else ""
+        results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
+        tools = [(t["name"], t.get("input_schema")) for t in body.get("tools") or []]
+        choice = body.get("tool_choice") or {}
+        forced = {"none": "", "tool": choice.get("name")}.get(choice.get("type"))
+        images = sum(
+            1
+            for m in turns
+            if isinstance(m["content"], list)
+            for b in m["content"]
+            if b.get("type") == "image"
+        )
+        result = results[-1]["content"] if results else None
+        return plan(self, tools, forced, result, None, False, images)
 
     def realistic_tokens(self, text: str) -> int:
         # Claude's tokenizer is not public; it gives somewhat more tokens than cl100k_base on prose.
         return math.ceil(len(tiktoken.get_encoding("cl100k_base").encode(text)) * 1.15)
 
-    def events(self, ident: str, model: str, pieces: list[str], stop: str, usage: dict):
+    def events(
+        self, ident: str, model: str, pieces: list[str], stop: str, usage: dict, call: dict | None = None
+    ):
         error_after, self.error_after = self.error_after, None
-        start = {"id": ident, "type": "message", "role": "assistant", "model": model, "content": [],
-                 "stop_reason": None, "stop_sequence": None,
-                 "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}  # fmt: skip
+        start = {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
         yield sse({"type": "message_start", "message": start}, event="message_start")
-        yield sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                  event="content_block_start")  # fmt: skip
+        yield sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            event="content_block_start",
+        )
         yield sse({"type": "ping"}, event="ping")
         for number, piece in enumerate(pieces):
             if number == error_after:
@@ -107,25 +204,54 @@ class FakeAnthropic(FakeProvider):
             }
             yield sse(delta, event="content_block_delta")
         yield sse({"type": "content_block_stop", "index": 0}, event="content_block_stop")
-        yield sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                   "usage": {"output_tokens": usage["output_tokens"]}}, event="message_delta")  # fmt: skip
+        if call:
+            block = {**call, "input": {}}
+            yield sse(
+                {"type": "content_block_start", "index": 1, "content_block": block},
+                event="content_block_start",
+            )
+            arguments = json.dumps(call["input"])
+            for begin in range(0, len(arguments), 8):
+                delta = {"type": "input_json_delta", "partial_json": arguments[begin : begin + 8]}
+                yield sse(
+                    {"type": "content_block_delta", "index": 1, "delta": delta}, event="content_block_delta"
+                )
+            yield sse({"type": "content_block_stop", "index": 1}, event="content_block_stop")
+        yield sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+            event="message_delta",
+        )
         yield sse({"type": "message_stop"}, event="message_stop")
 
     def failure(self, name: str) -> tuple[int, Any, dict[str, str]]:
         reset = (datetime.now(UTC) + timedelta(seconds=7)).isoformat().replace("+00:00", "Z")
-        credit = ("Your credit balance is too low to access the Anthropic API. "
-                  "Please go to Plans & Billing to upgrade or purchase credits.")  # fmt: skip
+        credit = (
+            "Your credit balance is too low to access the Anthropic API. "
+            "Please go to Plans & Billing to upgrade or purchase credits."
+        )
         failures = {
             "invalid_key": (401, error("authentication_error", "invalid x-api-key"), {}),
-            "forbidden": (403, error("permission_error",
-                                     "Your API key does not have permission to use the specified resource."), {}),
-            "rate_limited": (429, error("rate_limit_error", "Number of request tokens has exceeded your per-minute "
-                                        "rate limit"), {"retry-after": "7", "anthropic-ratelimit-requests-reset": reset}),
+            "forbidden": (
+                403,
+                error(
+                    "permission_error", "Your API key does not have permission to use the specified resource."
+                ),
+                {},
+            ),
+            "rate_limited": (
+                429,
+                error("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+                {"retry-after": "7", "anthropic-ratelimit-requests-reset": reset},
+            ),
             "model_not_found": (404, error("not_found_error", "model: claude-nonexistent"), {}),
             "quota_exceeded": (400, error("invalid_request_error", credit), {}),
             "server_error": (500, error("api_error", "Internal server error"), {}),
             "overloaded": (529, error("overloaded_error", "Overloaded"), {}),
-        }  # fmt: skip
+        }
         return failures[name]
 
 

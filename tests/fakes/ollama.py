@@ -9,9 +9,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.fakes.server import FakeProvider, RecordedRequest, Reply, StreamReply, serve_forever
+from tests.fakes.server import FakeProvider, Plan, RecordedRequest, Reply, StreamReply, plan, serve_forever
 
-MODELS = ["llama3.2:latest", "qwen2.5-coder:7b", "mistral:latest"]
+MODELS = ["llama3.2:latest", "qwen2.5-coder:7b", "qwen2.5vl:7b", "mistral:latest"]
 
 
 class FakeOllama(FakeProvider):
@@ -40,21 +40,65 @@ class FakeOllama(FakeProvider):
         if model not in MODELS:
             return Reply(404, {"error": f'model "{model}" not found, try pulling it first'})
         limit = (body.get("options") or {}).get("num_predict")
-        pieces, reason = self.words(self.reply_text), "stop"
-        if limit is not None and limit < self.count_tokens(self.reply_text):
+        decided = self.decide(body)
+        pieces, reason = self.words(decided.text), "stop"
+        if limit is not None and limit < self.count_tokens(decided.text):
             pieces, reason = pieces[: max(1, limit)], "length"
         prompt = sum(self.count_tokens(m.get("content", "")) for m in body.get("messages", [])) + 5
-        final = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": ""}, "done": True,
-                 "done_reason": reason, "total_duration": 5191566416, "load_duration": 2154458,
-                 "prompt_eval_count": prompt, "prompt_eval_duration": 383809000,
-                 "eval_count": self.count_tokens("".join(pieces)), "eval_duration": 4799921000}  # fmt: skip
+        prompt += self.count_tokens(json.dumps(body["tools"])) if body.get("tools") else 0
+        calls = (
+            [{"function": {"name": decided.tool, "arguments": decided.arguments}}] if decided.calls else []
+        )
+        generated = self.count_tokens("".join(pieces) + (json.dumps(decided.arguments) if calls else ""))
+        final = {
+            "model": model,
+            "created_at": _now(),
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": reason,
+            "total_duration": 5191566416,
+            "load_duration": 2154458,
+            "prompt_eval_count": prompt,
+            "prompt_eval_duration": 383809000,
+            "eval_count": generated,
+            "eval_duration": 4799921000,
+        }
         if body.get("stream", True):
-            lines = [{"model": model, "created_at": _now(), "message": {"role": "assistant", "content": p}, "done": False}
-                     for p in pieces]  # fmt: skip
-            return StreamReply((json.dumps(line).encode() + b"\n" for line in [*lines, final]),
-                               content_type="application/x-ndjson")  # fmt: skip
+            lines = [
+                {
+                    "model": model,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": p},
+                    "done": False,
+                }
+                for p in pieces
+            ]
+            if calls:  # Ollama sends a tool call whole, in a line of its own
+                lines.append(
+                    {
+                        "model": model,
+                        "created_at": _now(),
+                        "done": False,
+                        "message": {"role": "assistant", "content": "", "tool_calls": calls},
+                    }
+                )
+            return StreamReply(
+                (json.dumps(line).encode() + b"\n" for line in [*lines, final]),
+                content_type="application/x-ndjson",
+            )
         final["message"]["content"] = "".join(pieces)
+        if calls:
+            final["message"]["tool_calls"] = calls
         return Reply(200, final)
+
+    def decide(self, body: dict) -> Plan:
+        messages = body.get("messages", [])
+        tools = [(t["function"]["name"], t["function"].get("parameters")) for t in body.get("tools") or []]
+        result = messages[-1].get("content") if messages and messages[-1].get("role") == "tool" else None
+        format_ = body.get("format")
+        images = sum(len(m.get("images") or []) for m in messages)
+        schema = format_ if isinstance(format_, dict) else None
+        return plan(self, tools, None, result, schema, format_ == "json", images)
 
     def failure(self, name: str) -> tuple[int, Any, dict[str, str]]:
         failures = {

@@ -212,6 +212,67 @@ class FakeProvider:
         return len(tiktoken.get_encoding("cl100k_base").encode(text))
 
 
+@dataclass
+class Plan:
+    """What a fake answers, decided the way a model would: call a tool, or write text."""
+
+    text: str = ""
+    tool: str = ""  # the name of the tool to call
+    arguments: dict = field(default_factory=dict)
+
+    @property
+    def calls(self) -> bool:
+        return bool(self.tool)
+
+
+def plan(
+    fake: FakeProvider,
+    tools: list[tuple[str, dict]],
+    forced: str | None,
+    tool_result: str | None,
+    schema: dict | None,
+    json_mode: bool,
+    images: int,
+) -> Plan:
+    """After a tool result: say what it was. With tools offered (and not refused by tool_choice
+    "none", here forced=""): call the forced one or the first, with arguments made from its schema.
+    Asked for JSON: an object matching the schema. With images: say how many."""
+    if tool_result is not None:
+        return Plan(text=f"The tool answered: {tool_result}")
+    if tools and forced != "":
+        name, parameters = next(((n, p) for n, p in tools if n == forced), tools[0])
+        return Plan(tool=name, arguments=example_for(parameters or {"type": "object"}))
+    if schema is not None or json_mode:
+        value = example_for(schema) if schema else {"answer": fake.reply_text}
+        return Plan(text=json.dumps(value))
+    if images:
+        return Plan(text=f"I see {images} image{'s' if images > 1 else ''}.")
+    return Plan(text=fake.reply_text)
+
+
+def example_for(schema: dict, defs: dict | None = None) -> Any:
+    """A value matching a JSON schema (the subset tools and pydantic models use)."""
+    defs = defs if defs is not None else {**schema.get("$defs", {}), **schema.get("definitions", {})}
+    if "$ref" in schema:
+        return example_for(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return example_for(
+                next((s for s in schema[key] if s.get("type") != "null"), schema[key][0]), defs
+            )
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type", "object")
+    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+    if kind == "object":
+        return {name: example_for(sub, defs) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [example_for(schema.get("items") or {"type": "string"}, defs)]
+    return {"string": "Paris", "integer": 3, "number": 1.5, "boolean": True, "null": None}[kind]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default 5 drops connections under load (1 s SYN retries)

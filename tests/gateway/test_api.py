@@ -170,18 +170,55 @@ def test_an_upstream_rate_limit_is_a_429_with_retry_after(client, fake_openai):
     [
         (b"{not json", 400, "not valid JSON"),
         (b"[]", 400, "must be a JSON object"),
-        (json.dumps({"model": "openai/gpt-4o", "messages": []}).encode(), 400, "messages must be a non-empty array"),
-        (json.dumps({"model": "openai/gpt-4o", "messages": ASK, "tools": [{"type": "function"}]}).encode(), 400,
-         "tools is not supported"),
-        (json.dumps({"model": "openai/gpt-4o", "messages": ASK, "temprature": 1}).encode(), 400,
-         "Unrecognized request argument supplied: temprature"),
-        (json.dumps({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "http://127.0.0.1/x.png"}}]}]}).encode(), 400,
-         "content parts of type 'image_url' are not supported"),
-        (json.dumps({"model": "openai/gpt-4o", "messages": ASK, "max_tokens": 0}).encode(), 400,
-         "max_tokens must be a positive integer"),
+        (
+            json.dumps({"model": "openai/gpt-4o", "messages": []}).encode(),
+            400,
+            "messages must be a non-empty array",
+        ),
+        (
+            json.dumps({"model": "openai/gpt-4o", "messages": ASK, "tools": [{"type": "function"}]}).encode(),
+            400,
+            "tools[0]: a function needs a name",
+        ),
+        (
+            json.dumps({"model": "openai/gpt-4o", "messages": ASK, "temprature": 1}).encode(),
+            400,
+            "Unrecognized request argument supplied: temprature",
+        ),
+        (
+            json.dumps(
+                {
+                    "model": "openai/gpt-4o",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+                            ],
+                        }
+                    ],
+                }
+            ).encode(),
+            400,
+            "openai/gpt-4o does not accept audio input",
+        ),
+        (
+            json.dumps(
+                {
+                    "model": "openai/gpt-4o",
+                    "messages": [{"role": "user", "content": [{"type": "video", "video": {}}]}],
+                }
+            ).encode(),
+            400,
+            "content parts of type 'video' are not supported",
+        ),
+        (
+            json.dumps({"model": "openai/gpt-4o", "messages": ASK, "max_tokens": 0}).encode(),
+            400,
+            "max_tokens must be a positive integer",
+        ),
     ],
-)  # fmt: skip
+)
 def test_malformed_bodies_get_a_clear_400(hub, hub_url, body, status, says):
     response = httpx.post(f"{hub_url}/v1/chat/completions", content=body,
                           headers={"authorization": f"Bearer {hub.secret}", "content-type": "application/json"})  # fmt: skip

@@ -8,6 +8,7 @@ import pytest
 
 from providers.adapters.azure import AzureOpenAIAdapter
 from providers.base import GenerationRequest, Message, TokenCount
+from providers.errors import UnsupportedRequest
 from providers.models import ProviderModel
 from providers.registry import CredentialsMissing, registry
 from tests.conftest import GOOD_KEYS, adapter_for
@@ -32,9 +33,10 @@ async def test_a_reasoning_deployment_gets_max_completion_tokens(fake_azure):
     await sync_to_async(registry.save)("azure", {"api_key": GOOD_KEYS["azure"], "deployments": "reasoner=o3-mini"},
                                        endpoint=fake_azure.url)  # fmt: skip
     adapter = await registry.aget("azure")
-    await adapter.generate(GenerationRequest("reasoner", ASK, max_tokens=50, temperature=0.3))
+    await adapter.generate(GenerationRequest("reasoner", ASK, max_tokens=50))
     assert fake_azure.last_request.json["max_completion_tokens"] == 50
-    assert "temperature" not in fake_azure.last_request.json
+    with pytest.raises(UnsupportedRequest, match="azure/reasoner does not accept temperature"):
+        await adapter.generate(GenerationRequest("reasoner", ASK, max_tokens=50, temperature=0.3))
 
 
 @pytest.mark.django_db

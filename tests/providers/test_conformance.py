@@ -4,6 +4,7 @@ each error mapping, timeouts and cancellation. A new dialect adds one line to DI
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import aclosing
 
@@ -14,7 +15,16 @@ from providers.adapters.azure import AzureOpenAIAdapter
 from providers.adapters.gemini import GeminiAdapter
 from providers.adapters.ollama import OllamaAdapter
 from providers.adapters.openai import OpenAIAdapter
-from providers.base import Delta, Finished, FinishReason, GenerationRequest, Message
+from providers.base import (
+    Delta,
+    Finished,
+    FinishReason,
+    GenerationRequest,
+    Message,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+)
 from providers.errors import (
     InvalidCredentials,
     ModelNotAvailable,
@@ -229,3 +239,28 @@ async def test_a_cancelled_task_closes_the_upstream_connection(case):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await asyncio.to_thread(fake.client_disconnected.wait, 5)
+
+
+WEATHER = Tool(
+    "get_weather",
+    "The weather in a city now.",
+    {"type": "object", "properties": {"city": {"type": "string"}}},
+)
+
+
+async def test_it_streams_a_tool_call_then_takes_its_result(case):
+    adapter_class, fake, model = case
+    adapter = adapter_for(adapter_class, fake)
+    events = [event async for event in adapter.stream(ask(model, "Weather in Paris?", tools=(WEATHER,)))]
+    pieces = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert pieces[0].name == "get_weather" and pieces[0].id and {p.index for p in pieces} == {0}
+    assert json.loads("".join(p.arguments for p in pieces)) == {"city": "Paris"}
+    assert events[-1].finish_reason == FinishReason.TOOL_CALLS
+    call = ToolCall(pieces[0].id, "get_weather", "".join(p.arguments for p in pieces))
+    history = (
+        Message("user", "Weather in Paris?"),
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "sunny", tool_call_id=call.id),
+    )
+    answer = await adapter.generate(GenerationRequest(model, history, max_tokens=200, tools=(WEATHER,)))
+    assert "sunny" in answer.content and answer.finish_reason == FinishReason.STOP

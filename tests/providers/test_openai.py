@@ -10,7 +10,7 @@ import pytest
 from providers.adapters.openai import OpenAIAdapter
 from providers.base import Delta, Finished, GenerationRequest, Message
 from providers.crypto import Secret
-from providers.errors import ModelNotAvailable, RateLimited, UnexpectedResponse
+from providers.errors import ModelNotAvailable, RateLimited, UnexpectedResponse, UnsupportedRequest
 from tests.conftest import GOOD_KEYS, adapter_for
 
 
@@ -39,14 +39,22 @@ async def test_it_sends_max_tokens_and_temperature_to_gpt_4o(fake_openai):
 
 
 @pytest.mark.parametrize("model", ["o1", "o3-mini"])
-async def test_it_sends_max_completion_tokens_and_no_temperature_to_the_o_series(fake_openai, model):
+async def test_it_sends_max_completion_tokens_to_the_o_series(fake_openai, model):
     response = await adapter_for(OpenAIAdapter, fake_openai).generate(
-        ask(model, max_tokens=500, temperature=0.2)
+        ask(model, max_tokens=500, temperature=1)
     )
     body = fake_openai.last_request.json
     assert body["max_completion_tokens"] == 500
-    assert "max_tokens" not in body and "temperature" not in body
+    assert "max_tokens" not in body and "temperature" not in body  # 1 is their default and only value
     assert response.content == fake_openai.reply_text
+
+
+@pytest.mark.parametrize("model", ["o1", "o3-mini"])
+async def test_the_o_series_refuses_temperature_by_name_as_openai_does(fake_openai, model):
+    with pytest.raises(UnsupportedRequest) as refused:
+        await adapter_for(OpenAIAdapter, fake_openai).generate(ask(model, temperature=0.2, top_p=0.5))
+    assert refused.value.user_message.startswith(f"openai/{model} does not accept temperature or top_p.")
+    assert not fake_openai.requests  # refused before anything was sent
 
 
 async def test_it_asks_the_stream_for_usage(fake_openai):

@@ -196,14 +196,17 @@ def test_an_admin_price_overrides_the_library_from_its_start():
 
 
 def test_it_dates_a_changed_library_price_instead_of_rewriting_it():
+    from providers.pricing import library_price
     from providers.registry import record_price
 
     add_openai()
     model = ProviderModel.objects.get(pk="openai/gpt-4o")
     first = model.current_price()
-    same = record_price(model, Decimal("2.5"), Decimal("10"), "library")
+    assert first.cache_read_per_1m == Decimal("1.25")  # cached input has its own price
+    library = library_price("gpt-4o", "openai")
+    same = record_price(model, Decimal("2.5"), Decimal("10"), "library", library)
     assert same.pk == first.pk and same.checked_at >= first.checked_at
-    changed = record_price(model, Decimal("2"), Decimal("9"), "library")
+    changed = record_price(model, Decimal("2"), Decimal("9"), "library", library)
     assert changed.pk != first.pk
     assert model.current_price().pk == changed.pk
     first.refresh_from_db()

@@ -1,0 +1,175 @@
+"""Answers in OpenAI's Chat Completions format, exactly as the official SDKs read them: a
+completion, the chunks of a stream (text, tool-call pieces, logprobs, one choice or several), usage
+with its cached and reasoning details, and errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from providers.base import Delta, TokenCount, ToolCallDelta
+
+FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
+
+
+def completion_id(run_uuid) -> str:
+    return f"chatcmpl-{run_uuid.hex}"
+
+
+def finish_reason(reason: str, legacy: bool = False) -> str:
+    found = FINISH.get(str(reason), "stop")
+    return "function_call" if legacy and found == "tool_calls" else found
+
+
+def usage(tokens: TokenCount) -> dict[str, Any]:
+    return {
+        "prompt_tokens": tokens.input,
+        "completion_tokens": tokens.output,
+        "total_tokens": tokens.input + tokens.output,
+        "prompt_tokens_details": {"cached_tokens": tokens.cache_read},
+        "completion_tokens_details": {"reasoning_tokens": tokens.reasoning},
+    }
+
+
+def run_usage(run) -> TokenCount:
+    """The run's token counts, with the details its usage row keeps (set on the run as it settled)."""
+    return getattr(run, "usage", None) or TokenCount(run.input_tokens or 0, run.output_tokens or 0)
+
+
+def _tool_calls(calls: list[dict], legacy: bool) -> dict[str, Any]:
+    if not calls:
+        return {}
+    if legacy:
+        return {"function_call": {"name": calls[0]["name"], "arguments": calls[0]["arguments"]}}
+    return {
+        "tool_calls": [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in calls
+        ]
+    }
+
+
+def choices(run) -> list[dict[str, Any]]:
+    """Every choice of a finished run: choice 0 from its output, the others from its answer."""
+    answer = run.answer or {}
+    first = {
+        "index": 0,
+        "content": run.output,
+        "tool_calls": answer.get("tool_calls", []),
+        "finish_reason": run.finish_reason,
+        "logprobs": answer.get("logprobs"),
+    }
+    return [first, *answer.get("choices", [])]
+
+
+def completion(run, model: str, legacy: bool = False) -> dict[str, Any]:
+    listed = []
+    for choice in choices(run):
+        calls = choice.get("tool_calls") or []
+        message = {
+            "role": "assistant",
+            "content": choice["content"] or (None if calls else ""),
+            "refusal": None,
+            **_tool_calls(calls, legacy),
+        }
+        logprobs = {"content": choice["logprobs"], "refusal": None} if choice.get("logprobs") else None
+        reason = finish_reason(choice.get("finish_reason") or "", legacy)
+        listed.append(
+            {"index": choice["index"], "message": message, "logprobs": logprobs, "finish_reason": reason}
+        )
+    return {
+        "id": completion_id(run.uuid),
+        "object": "chat.completion",
+        "created": int(run.created_at.timestamp()) if run.created_at else int(time.time()),
+        "model": model,
+        "choices": listed,
+        "usage": usage(run_usage(run)),
+    }
+
+
+class ChunkWriter:
+    """SSE chunks of one completion. The envelope is encoded once; a plain text delta of the first
+    choice costs one json.dumps of its text."""
+
+    def __init__(self, run, model: str, include_usage: bool, legacy: bool = False) -> None:
+        self.include_usage, self.legacy = include_usage, legacy
+        self.seen = {0}  # choices that have begun
+        envelope = {
+            "id": completion_id(run.uuid),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        if include_usage:
+            envelope["usage"] = None
+        head = json.dumps(envelope, separators=(",", ":"))[:-1]
+        self._prefix = (head + ',"choices":[{"index":0,"delta":{"content":').encode()
+        self._suffix = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+        self._head = head
+
+    def _event(self, body: str) -> bytes:
+        return b"data: " + body.encode() + b"\n\n"
+
+    def _choice(self, index: int, delta: dict, logprobs: Any = None, finish: str | None = None) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        return self._event(self._head + ',"choices":[' + json.dumps(choice, separators=(",", ":")) + "]}")
+
+    def role(self, index: int = 0) -> bytes:
+        self.seen.add(index)
+        return self._choice(index, {"role": "assistant", "content": ""})
+
+    def event(self, event: Delta | ToolCallDelta) -> bytes:
+        opening = b"" if event.choice in self.seen else self.role(event.choice)
+        if isinstance(event, ToolCallDelta):
+            return opening + self.tool_call(event)
+        if event.choice == 0 and not event.logprobs:
+            return b"data: " + self._prefix + json.dumps(event.text).encode() + self._suffix
+        logprobs = {"content": list(event.logprobs), "refusal": None} if event.logprobs else None
+        return opening + self._choice(event.choice, {"content": event.text}, logprobs)
+
+    def tool_call(self, piece: ToolCallDelta) -> bytes:
+        if self.legacy:
+            function = {"arguments": piece.arguments, **({"name": piece.name} if piece.name else {})}
+            return self._choice(piece.choice, {"function_call": function})
+        call: dict[str, Any] = {"index": piece.index}
+        if piece.id or piece.name:
+            call |= {
+                "id": piece.id,
+                "type": "function",
+                "function": {"name": piece.name, "arguments": piece.arguments},
+            }
+        else:
+            call["function"] = {"arguments": piece.arguments}
+        return self._choice(piece.choice, {"tool_calls": [call]})
+
+    def finish(self, run) -> bytes:
+        out = b""
+        for choice in choices(run):
+            if choice["index"] in self.seen:
+                out += self._choice(
+                    choice["index"], {}, None, finish_reason(choice["finish_reason"] or "", self.legacy)
+                )
+        if self.include_usage:
+            head = self._head.replace(',"usage":null', "")
+            totals = json.dumps(usage(run_usage(run)), separators=(",", ":"))
+            out += self._event(head + f',"choices":[],"usage":{totals}}}')
+        return out + b"data: [DONE]\n\n"
+
+    @staticmethod
+    def comment(text: str) -> bytes:
+        """An SSE comment: clients ignore it; it keeps the connection alive while the hub retries."""
+        return b": " + text.encode() + b"\n\n"
+
+
+def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_event(message: str, type_: str, code: str | None = None) -> bytes:
+    return b"data: " + json.dumps(error_body(message, type_, code)).encode() + b"\n\n"
+
+
+def retry_after_header(seconds: float | None) -> dict[str, str]:
+    return {"retry-after": str(max(1, math.ceil(seconds)))} if seconds else {}

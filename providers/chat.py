@@ -1,0 +1,282 @@
+"""What a conversation is made of, whatever the provider: messages with text, image and file parts,
+tool calls and their results, the tools offered and the shape asked of the answer.
+
+These are the hub's own types: the OpenAI format module builds them from a request, each adapter
+writes them in its provider's dialect, and a run stores them as JSON (`to_json` / `from_json`), so
+a run can be sent again to another model. Everything here is plain data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from enum import StrEnum
+from typing import Any
+
+import imagesize
+
+_DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+    kind = "text"
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image by URL: https://... (sent on as a URL where the provider fetches URLs itself; the
+    hub never fetches it) or a data: URI with the bytes inline."""
+
+    url: str
+    detail: str = "auto"  # OpenAI's "low", "high" or "auto"
+    kind = "image"
+
+    @property
+    def inline(self) -> bool:
+        return self.url.startswith("data:")
+
+    @property
+    def media_type(self) -> str:
+        found = _DATA_URI.match(self.url)
+        return (found.group("type") or "") if found else ""
+
+    @property
+    def base64_data(self) -> str:
+        found = _DATA_URI.match(self.url)
+        return found.group("data").strip() if found else ""
+
+    def dimensions(self) -> tuple[int, int] | None:
+        """Width and height read from an inline image's header, or None (a URL, or not an image)."""
+        try:
+            head = base64.b64decode(self.base64_data[:65536], validate=False)
+        except (binascii.Error, ValueError):
+            return None
+        try:
+            width, height = imagesize.get(io.BytesIO(head))
+        except (ValueError, OSError):
+            return None
+        return (width, height) if width > 0 and height > 0 else None
+
+
+@dataclass(frozen=True)
+class OtherPart:
+    """A content part the hub carries untranslated, for dialects that take it as it is (OpenAI's
+    `input_audio` and `file`); every other dialect refuses it by name."""
+
+    kind: str  # "input_audio", "file"
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+
+Part = TextPart | ImagePart | OtherPart
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for: `arguments` is the JSON text as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system", "user", "assistant" or "tool"
+    content: str | tuple[Part, ...] = ""
+    name: str = ""  # the speaker's name, when the client gave one
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""  # on a tool result: the call it answers
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        if isinstance(self.content, str):
+            return (TextPart(self.content),) if self.content else ()
+        return self.content
+
+    @property
+    def text(self) -> str:
+        """The text of the message (images and other parts left out)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return tuple(part for part in self.parts if isinstance(part, ImagePart))
+
+    def named_text(self) -> str:
+        """The text with the speaker's name before it, for dialects that have no name field."""
+        return f"{self.name}: {self.text}" if self.name else self.text
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "content": _content_json(self.content)}
+        if self.name:
+            data["name"] = self.name
+        if self.tool_calls:
+            data["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls
+            ]
+        if self.tool_call_id:
+            data["tool_call_id"] = self.tool_call_id
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        content = data.get("content") or ""
+        if isinstance(content, list):
+            content = tuple(_part_from_json(part) for part in content)
+        return cls(
+            role=data["role"],
+            content=content,
+            name=data.get("name", ""),
+            tool_calls=tuple(
+                ToolCall(c["id"], c["name"], c["arguments"]) for c in data.get("tool_calls", [])
+            ),
+            tool_call_id=data.get("tool_call_id", ""),
+        )
+
+
+def _content_json(content: str | tuple[Part, ...]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            parts.append({"type": "image", "url": part.url, "detail": part.detail})
+        else:
+            parts.append({"type": part.kind, "body": dict(part.body)})
+    return parts
+
+
+def _part_from_json(data: Mapping[str, Any]) -> Part:
+    if data["type"] == "text":
+        return TextPart(data["text"])
+    if data["type"] == "image":
+        return ImagePart(data["url"], data.get("detail", "auto"))
+    return OtherPart(data["type"], data.get("body", {}))
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call; `parameters` is its JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] | None = None
+    strict: bool | None = None
+
+    @property
+    def schema(self) -> Mapping[str, Any]:
+        return self.parameters or {"type": "object", "properties": {}}
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """ "auto", "none", "required" (some tool), or "function" with the one tool's name."""
+
+    mode: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """ "json_object" (any JSON object) or "json_schema" (this schema; `strict` as the client asked)."""
+
+    type: str
+    name: str = "response"
+    schema: Mapping[str, Any] | None = None
+    description: str = ""
+    strict: bool | None = None
+
+
+class Feature(StrEnum):
+    """What a model accepts besides text, declared in the catalogue: a request that needs a feature
+    the model lacks is refused by name, never sent to fail (or be ignored) upstream."""
+
+    TOOLS = "tools"
+    STRUCTURED_OUTPUT = "structured_output"  # response_format json_schema
+    IMAGES = "images"
+    AUDIO = "audio"  # input_audio content parts
+    FILES = "files"  # file content parts (PDFs)
+
+
+# What each capability means in a refusal: "anthropic/claude-haiku-4-5 does not accept audio input".
+CAPABILITY_NAMES = {
+    Feature.TOOLS: "tools",
+    Feature.STRUCTURED_OUTPUT: "response_format json_schema",
+    Feature.IMAGES: "image input",
+    Feature.AUDIO: "audio input",
+    Feature.FILES: "file input",
+    "reasoning": "reasoning_effort",
+}
+
+
+# How the model pickers name what a model accepts besides text ("GPT-4o mini · tools, JSON schema, images").
+FEATURE_LABELS = {
+    "tools": "tools",
+    "structured_output": "JSON schema",
+    "images": "images",
+    "audio": "audio",
+    "files": "files",
+    "reasoning": "reasoning",
+}
+
+
+def features_label(capabilities: Any) -> str:
+    return ", ".join(label for key, label in FEATURE_LABELS.items() if key in capabilities)
+
+
+def capabilities_needed(request: Any) -> list[str]:
+    """The capabilities a GenerationRequest needs of its model."""
+    needed: list[str] = []
+    if request.tools or any(m.tool_calls or m.role == "tool" for m in request.messages):
+        needed.append(Feature.TOOLS)
+    if request.response_format is not None and request.response_format.type == "json_schema":
+        needed.append(Feature.STRUCTURED_OUTPUT)
+    kinds = {part.kind for message in request.messages for part in message.parts}
+    needed += [feature for kind, feature in _PART_FEATURES.items() if kind in kinds]
+    if request.reasoning_effort is not None:
+        needed.append("reasoning")  # the catalogue's task type of models that think
+    return needed
+
+
+_PART_FEATURES = {"image": Feature.IMAGES, "input_audio": Feature.AUDIO, "file": Feature.FILES}
+
+
+def fit_within(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    """A size scaled down (never up) so that its longer side is at most `longest`."""
+    width, height = size
+    scale = min(1.0, longest / max(width, height))
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def options_from_json(options: Mapping[str, Any]) -> dict[str, Any]:
+    """GenerationRequest options from their stored JSON (GenerationRequest.options_json)."""
+    rebuilt: dict[str, Any] = {}
+    for name, value in options.items():
+        if name == "tools":
+            value = tuple(Tool(**tool) for tool in value)
+        elif name == "tool_choice":
+            value = ToolChoice(**value)
+        elif name == "response_format":
+            value = ResponseFormat(**value)
+        elif name == "stop":
+            value = tuple(value)
+        rebuilt[name] = value
+    return rebuilt
+
+
+def json_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [json_value(item) for item in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
