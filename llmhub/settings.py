@@ -145,6 +145,8 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# An invitation link to a team works once, for this many days.
+LLMHUB_INVITATION_DAYS = envint("LLMHUB_INVITATION_DAYS", 7)
 
 # ---- Time and language
 LANGUAGE_CODE = "en-us"

@@ -218,6 +218,8 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                 async for event in events:
                     reached_provider = True
                     if isinstance(event, Delta):
+                        if run.first_token_at is None:  # saved with the run when it settles
+                            run.first_token_at = timezone.now()
                         parts.append(event.text)
                         yield event
                         streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)
@@ -250,7 +252,7 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
             if wait is None or attempt == policy.retry_count:
                 yield error
                 return
-            async for tick in _countdown(wait, error):
+            async for tick in _countdown(wait, error, ref, attempt + 2, policy.retry_count + 1):
                 yield tick
             waited += wait
             continue
@@ -259,10 +261,13 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
         return
 
 
-async def _countdown(seconds: float, error: ProviderError) -> AsyncIterator[fallback.Waiting]:
+async def _countdown(
+    seconds: float, error: ProviderError, ref: str, attempt: int, attempts: int
+) -> AsyncIterator[fallback.Waiting]:
     remaining = seconds
     while remaining > 0:
-        yield fallback.Waiting(math.ceil(remaining), fallback.waiting_message(error, math.ceil(remaining)))
+        message = fallback.waiting_message(error, math.ceil(remaining), ref, attempt, attempts)
+        yield fallback.Waiting(math.ceil(remaining), message)
         step = min(1.0, remaining)
         await asyncio.sleep(step)
         remaining -= step

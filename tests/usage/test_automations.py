@@ -8,6 +8,7 @@ import pytest
 
 from audit.models import AuditEntry
 from automations.models import Automation
+from providers.pricing import format_usd
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from usage.models import Run
@@ -69,10 +70,8 @@ def test_running_shows_the_price_first_and_starts_nothing(bob_client, summarize,
     expected_max = (Decimal("2.5") * run.estimated_input_tokens + Decimal("10") * 400) / 1_000_000
     assert run.max_cost_usd == expected_max
     html = bob_client.get(f"/runs/{run.uuid}/").content.decode()
-    assert (
-        f"Estimated ${run.estimated_cost_usd.normalize():f}, at most ${run.max_cost_usd.normalize():f}"
-        in html
-    )
+    # Prices below a dollar are written with two significant digits, the one money format.
+    assert f"Estimated {format_usd(run.estimated_cost_usd)}, at most {format_usd(run.max_cost_usd)}" in html
     assert 'ws-connect="/ws/runs/' in html and "Start run" in html
 
 

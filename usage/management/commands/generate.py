@@ -9,7 +9,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from providers.base import Delta, Finished, GenerationRequest, GenerationResponse, Message
 from providers.errors import ProviderError
-from providers.pricing import format_usd
 from providers.registry import UnknownProvider, registry
 from usage.records import arecord_usage
 
@@ -76,7 +75,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"Input tokens: {result.usage.input} · output tokens: {result.usage.output} · "
-            f"cost: {format_usd(record.cost_usd)}"
+            f"cost: {_exact(record.cost_usd)}"
         )
 
     async def stream(self, adapter, request: GenerationRequest) -> GenerationResponse:
@@ -91,3 +90,8 @@ class Command(BaseCommand):
                     self.stdout.write("")
                     return GenerationResponse("".join(parts), event.usage, event.model, event.finish_reason)
         raise CommandError("The stream ended without its final usage.")
+
+
+def _exact(cost) -> str:
+    """The cost as recorded, every digit: this line is read by scripts as well as people."""
+    return "unpriced" if cost is None else f"${cost.normalize():f}"
