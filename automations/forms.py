@@ -51,3 +51,13 @@ class RunForm(forms.Form):
         for name in names:
             self.fields[name] = forms.CharField(label=name.replace("_", " ").capitalize(),
                                                 widget=forms.Textarea(attrs={"rows": 3}))  # fmt: skip
+
+
+class AutomationSearchForm(forms.Form):
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Name or prompt"}),
+    )
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("settings/default-model/", views.default_model, name="default-model"),
     path("settings/reload/", views.reload_files, name="reload"),
     path("<slug:provider_id>/toggle/", views.toggle, name="toggle"),
+    path("<slug:provider_id>/sync/", views.sync, name="sync"),
     path("<slug:provider_id>/edit/", views.edit, name="edit"),
     path("<slug:provider_id>/delete/", views.delete, name="delete"),
 ]

@@ -123,3 +123,40 @@ class DismissAlertForm(forms.Form):
     budget = forms.IntegerField(min_value=1)
     period = forms.ChoiceField(choices=[("day", "day"), ("month", "month")])
     next = forms.CharField(required=False)
+
+
+class FallbackForm(forms.Form):
+    """A fallback policy: on or off, the models in order, retries, ask mode. `order` keeps the
+    order the page sent; `add` appends a model picked from the list."""
+
+    enabled = forms.BooleanField(required=False)
+    order = forms.MultipleChoiceField(
+        required=False, error_messages={"invalid_choice": "%(value)s is not one of your team's models."}
+    )
+    add = forms.ChoiceField(
+        required=False, error_messages={"invalid_choice": "%(value)s is not one of your team's models."}
+    )
+    retry_count = forms.IntegerField(
+        min_value=0,
+        max_value=10,
+        error_messages={
+            "invalid": "Retries: a whole number from 0 to 10.",
+            "min_value": "Retries: a whole number from 0 to 10.",
+            "max_value": "Retries: a whole number from 0 to 10.",
+            "required": "Retries: a whole number from 0 to 10.",
+        },
+    )
+    ask_before_switching = forms.BooleanField(required=False)
+
+    def __init__(self, groups: list, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["order"].choices = groups
+        self.fields["add"].choices = [("", "Add a model…"), *groups]
+
+    def models(self) -> list[str]:
+        """The chosen order with the added model last, each once."""
+        order = [
+            *self.cleaned_data["order"],
+            *([self.cleaned_data["add"]] if self.cleaned_data["add"] else []),
+        ]
+        return list(dict.fromkeys(order))

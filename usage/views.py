@@ -18,7 +18,7 @@ from audit import log
 from automations.models import Automation
 from providers.base import Message
 from usage import fallback, runs
-from usage.forms import PlaygroundForm
+from usage.forms import FallbackForm, PlaygroundForm
 from usage.models import FallbackPolicy
 
 
@@ -118,46 +118,57 @@ def automation_fallback(request: HttpRequest, automation_id: int) -> HttpRespons
         messages.success(request, f"“{automation.name}” follows the team's fallback settings.")
         return redirect("automations:detail", automation_id=automation.pk)
     inherited = FallbackPolicy.objects.filter(team=team).first()
-    policy = policy or FallbackPolicy(automation=automation, enabled=inherited.enabled if inherited else False,
-                                      order=list(inherited.order) if inherited else [])  # fmt: skip
-    return _edit_fallback(request, team, policy, f"Fallback for “{automation.name}”",
-                          redirect_to=("automations:detail", automation.pk), automation=automation)  # fmt: skip
+    policy = policy or FallbackPolicy(
+        automation=automation,
+        enabled=inherited.enabled if inherited else False,
+        order=list(inherited.order) if inherited else [],
+    )
+    title = f"Fallback for “{automation.name}”"
+    return _edit_fallback(
+        request, team, policy, title, redirect_to=("automations:detail", automation.pk), automation=automation
+    )
 
 
 def _edit_fallback(request, team, policy, title, redirect_to, automation=None) -> HttpResponse:
-    choices = dict(item for _, group in model_choices(team) for item in group)
-    errors = []
-    if request.method == "POST":
+    groups = model_choices(team)
+    names = dict(item for _, group in groups for item in group)
+    form = FallbackForm(groups, request.POST or None, initial=_policy_values(policy))
+    if request.method == "POST" and form.is_valid():
         before = _policy_values(policy) if policy.pk else {}
-        order = [ref for ref in request.POST.getlist("order") if ref]
-        if request.POST.get("add"):
-            order.append(request.POST["add"])
-        unknown = [ref for ref in order if ref not in choices]
-        try:
-            retries = int(request.POST.get("retry_count", "3"))
-        except ValueError:
-            retries = -1
-        if unknown:
-            errors.append(f"{unknown[0]} is not one of your team's models.")
-        if not 0 <= retries <= 10:
-            errors.append("Retries: a whole number from 0 to 10.")
-        policy.order = list(dict.fromkeys(order))
-        policy.enabled = bool(request.POST.get("enabled"))
-        policy.ask_before_switching = bool(request.POST.get("ask_before_switching"))
-        if not errors:
-            policy.retry_count = retries
-            policy.save()
-            log.record(request.user, "fallback_changed", automation or team, team=team, before=before,
-                       after=_policy_values(policy))  # fmt: skip
-            messages.success(request, "Fallback settings saved.")
-            if request.POST.get("add") and "save" not in request.POST:
-                return redirect(request.path)
-            return redirect(*redirect_to)
-    rows = [(ref, choices.get(ref, ref)) for ref in policy.order]
-    return render(request, "usage/fallback.html", {"title": title, "policy": policy, "rows": rows, "errors": errors,
-                                                   "choices": model_choices(team), "automation": automation})  # fmt: skip
+        data = form.cleaned_data
+        policy.order, policy.retry_count = form.models(), data["retry_count"]
+        policy.enabled, policy.ask_before_switching = data["enabled"], data["ask_before_switching"]
+        policy.save()
+        log.record(
+            request.user,
+            "fallback_changed",
+            automation or team,
+            team=team,
+            before=before,
+            after=_policy_values(policy),
+        )
+        messages.success(request, "Fallback settings saved.")
+        if data["add"] and "save" not in request.POST:
+            return redirect(request.path)
+        return redirect(*redirect_to)
+    # An invalid post keeps what was typed: the order as sent (known models only), the toggles.
+    order = [ref for ref in request.POST.getlist("order") if ref in names] if form.is_bound else policy.order
+    rows = [(ref, names.get(ref, ref)) for ref in order]
+    context = {
+        "title": title,
+        "policy": policy,
+        "form": form,
+        "rows": rows,
+        "choices": groups,
+        "automation": automation,
+    }
+    return render(request, "usage/fallback.html", context)
 
 
 def _policy_values(policy: FallbackPolicy) -> dict:
-    return {"enabled": policy.enabled, "order": list(policy.order), "retry_count": policy.retry_count,
-            "ask_before_switching": policy.ask_before_switching}  # fmt: skip
+    return {
+        "enabled": policy.enabled,
+        "order": list(policy.order),
+        "retry_count": policy.retry_count,
+        "ask_before_switching": policy.ask_before_switching,
+    }
