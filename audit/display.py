@@ -200,6 +200,9 @@ def changes(before: dict, after: dict) -> list[Change]:
 
 
 def format_value(name: str, value: Any) -> str:
+    if name in MONEY:
+        amount = _decimal(value)
+        return format_usd(amount) if amount is not None else "no limit"
     if value is None or value == "":
         return "—"
     if isinstance(value, bool):
@@ -208,9 +211,6 @@ def format_value(name: str, value: Any) -> str:
         return ", ".join(str(v) for v in value) if value else "none"
     if isinstance(value, dict):
         return "; ".join(f"{FIELDS.get(k, k)}: {format_value(k, v)}" for k, v in value.items())
-    if name in MONEY:
-        amount = _decimal(value)
-        return format_usd(amount) if amount is not None else "no limit"
     if name in DATES:
         try:
             return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M")
@@ -225,7 +225,7 @@ def format_value(name: str, value: Any) -> str:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value in ("None", None):
+    if value in ("None", None, ""):
         return None
     try:
         return Decimal(str(value))
