@@ -89,7 +89,8 @@ def _base(price: Decimal | TieredPrices | None) -> Decimal | None:
 
 def format_usd(amount: Decimal | None) -> str:
     """The one way a cost is written: cents from $1 up ($12.50, $1,234.00), two significant digits
-    below ($0.60, $0.018, $0.0075, $0.000012), "$0.00" for nothing, "unpriced" for an unknown cost.
+    below without trailing zeros past the cents ($0.60, $0.01, $0.018, $0.0075, $0.000012), "$0.00"
+    for nothing, "unpriced" for an unknown cost.
     static/js/money.js writes amounts on charts the same way."""
     if amount is None:
         return "unpriced"
@@ -98,9 +99,10 @@ def format_usd(amount: Decimal | None) -> str:
     if amount >= 1 or amount == 0:
         return f"{sign}${amount.quantize(CENT, ROUND_HALF_UP):,.2f}"
     rounded = amount.quantize(Decimal(1).scaleb(amount.adjusted() - 1), ROUND_HALF_UP)
-    rounded = rounded.quantize(Decimal(1).scaleb(rounded.adjusted() - 1))  # 0.0999 -> 0.100 -> 0.10
     if rounded >= 1:  # 0.996 rounds up to a dollar
         return f"{sign}${rounded.quantize(CENT):,.2f}"
+    # No trailing zero past the cents: $0.01 and $0.10, not $0.010 or $0.100.
+    rounded = max(rounded.normalize(), rounded.quantize(CENT), key=lambda d: -d.as_tuple().exponent)
     return f"{sign}${rounded:f}"
 
 

@@ -1,5 +1,6 @@
 // The one money format, as providers.pricing.format_usd writes it: cents from $1 up, two
-// significant digits below ($0.018, $0.0075), "$0.00" for nothing. Amounts arrive as exact
+// significant digits below without trailing zeros past the cents ($0.01, $0.018, $0.0075),
+// "$0.00" for nothing. Amounts arrive as exact
 // decimal strings and are rounded half-up on their digits, never through binary floats.
 window.LLMHub = window.LLMHub || {};
 (function () {
@@ -25,8 +26,8 @@ window.LLMHub = window.LLMHub || {};
     const leading = (text.split(".")[1] || "").search(/[1-9]/); // zeros before the first digit
     let result = fixed(text, leading + 2);
     if (Number(result) >= 1) return sign + "$" + grouped(fixed(result, 2));
-    const again = (result.split(".")[1] || "").search(/[1-9]/);
-    if (again < leading) result = fixed(result, again + 2); // 0.0999 -> 0.100 -> 0.10
+    // No trailing zero past the cents: $0.01 and $0.10, not $0.010 or $0.100.
+    result = result.replace(/(\.\d\d\d*?)0+$/, "$1");
     return sign + "$" + result;
   };
 })();

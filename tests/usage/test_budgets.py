@@ -84,7 +84,7 @@ class TestReservations:
         with pytest.raises(budgets.BudgetRefused) as refused:
             budgets.reserve(run)
         assert str(refused.value) == (
-            f"Monthly OpenAI budget: $0.020 of $0.42 left; this run may cost up to {format_usd(run.max_cost_usd)}."
+            f"Monthly OpenAI budget: $0.02 of $0.42 left; this run may cost up to {format_usd(run.max_cost_usd)}."
         )
 
     def test_reservations_count_against_the_budget_until_they_expire(self, alice, alpha, openai):
