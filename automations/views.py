@@ -20,6 +20,7 @@ from automations.models import Automation
 from providers.base import Message
 from providers.pricing import format_usd
 from providers.registry import registry
+from providers.team_catalog import for_team
 from usage import runs
 from usage.models import Run
 
@@ -158,7 +159,7 @@ def _priced_options(automation: Automation) -> list[dict]:
     sample = _sample_messages(automation)
     dialects = dict(providers_for(automation.team).values_list("id", "dialect"))
     options = []
-    for entry in registry.list_models(enabled_only=True):
+    for entry in for_team(automation.team).entries:
         if entry.provider_id in dialects:
             priced = runs.estimate(
                 entry, dialects[entry.provider_id], sample, min(automation.max_tokens, entry.info.max_output)

@@ -14,13 +14,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.teams import default_model_for, providers_for
+from accounts.teams import default_model_for
 from gateway import keys
 from gateway import openai_format as fmt
 from gateway.models import ApiKey, ModelAlias
 from providers.base import Delta
 from providers.errors import NetworkError, RateLimited, Timeout
-from providers.registry import registry
+from providers.team_catalog import for_team
 from usage import runs
 from usage.models import Run
 
@@ -55,8 +55,7 @@ def _authenticate(request: HttpRequest) -> ApiKey:
 
 def _model_list(request: HttpRequest) -> dict:
     key = _authenticate(request)
-    ids = set(providers_for(key.team).filter(enabled=True).values_list("id", flat=True))
-    refs = [entry.ref for entry in registry.list_models(enabled_only=True) if entry.provider_id in ids]
+    refs = for_team(key.team).refs()  # one query, whatever other teams connect
     names = refs + ["default"] + list(ModelAlias.objects.filter(team=key.team).values_list("name", flat=True))
     if key.allowed_models:
         names = [name for name in names if name in key.allowed_models]
