@@ -89,6 +89,8 @@ FIELDS = {
 MONEY = {"daily_limit_usd", "monthly_limit_usd", "spent", "spent_usd", "limit", "limit_usd"}
 PERCENT = {"alert_threshold"}
 DATES = {"expires_at"}
+# What an empty list means for a field, where "none" would mislead.
+EMPTY_LISTS = {"allowed_models": "every model of the team", "order": "no fallback model"}
 ROLES = {"admin": "Team admin", "member": "Member"}
 
 # object_type -> (model, what it is called in words, how one is named)
@@ -208,7 +210,9 @@ def format_value(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value) if value else "none"
+        if not value:
+            return EMPTY_LISTS.get(name, "none")
+        return ", ".join(str(v) for v in value)
     if isinstance(value, dict):
         return "; ".join(f"{FIELDS.get(k, k)}: {format_value(k, v)}" for k, v in value.items())
     if name in DATES:

@@ -35,7 +35,7 @@ class AuditFiltersForm(forms.Form):
         self.fields["actor"].choices = [("", "Anyone")] + [(a, a) for a in actors]
         self.fields["action"].choices = [("", "Any change")] + [(a, action_label(a)) for a in actions]
         self.fields["object"].choices = [("", "Anything")] + [
-            (o, object_kind(o).capitalize()) for o in objects
+            (o, object_kind(o)[:1].upper() + object_kind(o)[1:]) for o in objects
         ]
         self.order_fields(["actor", "action", "object", "from", "to"])
 

@@ -104,3 +104,13 @@ document.addEventListener("dragover", (event) => {
   after ? over.after(dragged) : over.before(dragged);
 });
 document.addEventListener("dragend", () => { dragged = null; });
+
+// A table wider than the screen scrolls inside its frame: the frame then takes keyboard focus, so
+// it scrolls without a mouse too.
+const focusableWhenScrolling = () => document.querySelectorAll(".table-wrap").forEach((frame) => {
+  if (frame.scrollWidth > frame.clientWidth) frame.setAttribute("tabindex", "0");
+  else frame.removeAttribute("tabindex");
+});
+document.addEventListener("DOMContentLoaded", focusableWhenScrolling);
+window.addEventListener("resize", focusableWhenScrolling);
+document.addEventListener("htmx:afterSwap", focusableWhenScrolling);
