@@ -4,7 +4,9 @@ themselves. Every change is audited; a team always keeps at least one admin."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+import smtplib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +18,8 @@ from django.utils.crypto import get_random_string
 
 from accounts.models import Invitation, Membership, Team, User
 from audit import log
+
+log_mail = logging.getLogger(__name__)
 
 # Mail backends that deliver nothing anywhere a person would read it: e-mail is "not configured".
 UNDELIVERED_BACKENDS = (
@@ -65,17 +69,25 @@ def invite(team: Team, role: str, email: str, actor: User, link_for) -> NewInvit
             team=team,
             after={"email": email, "role": role, "expires_at": invitation.expires_at.isoformat()},
         )
-    emailed = bool(email) and email_configured()
-    if emailed:
-        days = settings.LLMHUB_INVITATION_DAYS
+    emailed = bool(email) and email_configured() and _send(invitation, token, actor, link_for)
+    return NewInvitation(invitation, token, emailed)
+
+
+def _send(invitation: Invitation, token: str, actor: User, link_for) -> bool:
+    """E-mail the link; a mail server that fails leaves the link to be passed on by hand."""
+    days, team = settings.LLMHUB_INVITATION_DAYS, invitation.team
+    try:
         send_mail(
             f"Join {team.name} on LLMHub",
             f"{actor.get_username()} invites you to the team {team.name} on LLMHub.\n\n"
             f"Open this link within {days} days to join: {link_for(token)}\n\nThe link works once.",
             settings.DEFAULT_FROM_EMAIL,
-            [email],
+            [invitation.email],
         )
-    return NewInvitation(invitation, token, emailed)
+    except (OSError, smtplib.SMTPException) as error:
+        log_mail.warning("Invitation e-mail to %s not sent: %s", invitation.email, error)
+        return False
+    return True
 
 
 def open_invitation(token: str) -> Invitation | None:

@@ -218,8 +218,7 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                 async for event in events:
                     reached_provider = True
                     if isinstance(event, Delta):
-                        if run.first_token_at is None:  # saved with the run when it settles
-                            run.first_token_at = timezone.now()
+                        run.first_token_at = run.first_token_at or timezone.now()  # saved as it settles
                         parts.append(event.text)
                         yield event
                         streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)

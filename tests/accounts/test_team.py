@@ -203,3 +203,11 @@ def test_team_admins_cannot_create_teams(alice_client, alpha):
     assert alice_client.post("/settings/teams/", {"name": "Mine"}).status_code == 403
     assert alice_client.post(f"/settings/teams/{alpha.pk}/rename/", {"name": "Mine"}).status_code == 403
     assert not Team.objects.filter(name="Mine").exists()
+
+
+def test_a_mail_server_that_fails_leaves_the_link_to_pass_on(alice_client, alpha, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens
+    link, page = invitation_page(alice_client, "dora@example.com")
+    assert "the e-mail to dora@example.com could not be sent, so send the link yourself" in page
+    assert Client().get(link).status_code == 200  # the invitation stands
