@@ -17,7 +17,7 @@ run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 
 # The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API) again
 # on a throwaway PostgreSQL cluster. `make test POSTGRES_TESTS=` skips the second pass.
-POSTGRES_TESTS ?= tests/usage tests/gateway
+POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit
 test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed var/axe/axe.min.js browser $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -33,7 +33,7 @@ NAVIGATION = [
             (
                 "Budgets",
                 "usage:budgets",
-                ("usage:budgets", "usage:team-budget", "usage:provider-budget"),
+                ("usage:budgets", "usage:team-budget", "usage:provider-budget", "usage:key-budget"),
                 True,
             ),
             ("Fallback", "usage:team-fallback", ("usage:team-fallback",), True),
