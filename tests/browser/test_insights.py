@@ -99,9 +99,10 @@ async def test_the_requests_log_spend_and_audit_answer_who_spent_what_when(page,
     await page.get_by_label("Username").fill("ada")
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
+    nav = page.get_by_role("navigation", name="Main")
 
     # The requests log: every run and API request, filtered, and one run's record.
-    await page.get_by_role("link", name="Runs", exact=True).click()
+    await nav.get_by_role("link", name="Runs", exact=True).click()
     log = page.locator("#run-log tbody tr")
     await expect(log).to_have_count(32)
     await expect(log.first).to_contain_text("API key Nightly digest")
@@ -127,7 +128,7 @@ async def test_the_requests_log_spend_and_audit_answer_who_spent_what_when(page,
     await expect(log).to_have_count(30)
 
     # Spend: one filter for totals, runs and CSV, on the model used; dropdowns keep every option.
-    await page.get_by_role("link", name="Spend", exact=True).click()
+    await nav.get_by_role("link", name="Spend", exact=True).click()
     spend = page.locator("#spend-filters")
     await spend.get_by_label("Model used").select_option("openai/gpt-4o-mini")
     await spend.get_by_role("button", name="Apply").click()
@@ -150,7 +151,7 @@ async def test_the_requests_log_spend_and_audit_answer_who_spent_what_when(page,
     await expect(rows.last).to_contain_text("not charged")
 
     # The audit log, filtered by what happened and who did it.
-    await page.get_by_role("link", name="Audit", exact=True).click()
+    await nav.get_by_role("link", name="Audit", exact=True).click()
     audit = page.locator("#audit-filters")
     entries = page.locator("#audit-entries tbody tr")
     await expect(entries).to_have_count(2)
