@@ -41,26 +41,13 @@ def model_groups(pairs: list[tuple[str, str]]) -> list[tuple[str, list[tuple[str
     return list(groups.items())
 
 
-class FiltersForm(forms.Form):
-    """Shared by the spend page and the requests log: a date range, a provider, a model, a key.
-    Every option stays listed whatever is chosen; an invalid value is explained and left out."""
+class DateRangeForm(forms.Form):
+    """A date range (`from`, `to`: Python keywords, hence added in __init__), at most a year long."""
 
-    provider = forms.ChoiceField(required=False)
-    model = forms.ChoiceField(required=False, label="Model used")
-    key = forms.ChoiceField(required=False, label="API key")
-    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-
-    def __init__(self, data: Any, *, pairs: list[tuple[str, str]], keys: list, **kwargs: Any) -> None:
+    def __init__(self, data: Any, **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
         self.fields["from"] = _date_field("From")
         self.fields["to"] = _date_field("To")
-        self.fields["provider"].choices = [("", "All")] + [(p, p) for p in sorted({p for p, _ in pairs})]
-        self.fields["model"].choices = [("", "All")] + model_groups(pairs)
-        self.fields["key"].choices = [("", "Any, and people")] + [
-            (str(k.pk), f"{k.name} ({k.masked})") for k in keys
-        ]
-        if not keys:
-            self.fields["key"].widget = forms.HiddenInput()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -71,9 +58,35 @@ class FiltersForm(forms.Form):
 
     def value(self, name: str, default: Any = None) -> Any:
         """A field's cleaned value; the default when it was empty or invalid."""
-        if name in self.errors:
+        if not self.is_valid() and name in self.errors:
             return default
         return self.cleaned_data.get(name) or default
+
+    def range(self, default: tuple[date, date]) -> tuple[date, date]:
+        """The chosen range, open ends filled from `default`; `default` when the range is invalid."""
+        if not self.is_valid() and ("from" in self.errors or "to" in self.errors):
+            return default
+        return self.value("from", default[0]), self.value("to", default[1])
+
+
+class FiltersForm(DateRangeForm):
+    """Shared by the spend page and the requests log: a date range, a provider, a model, a key.
+    Every option stays listed whatever is chosen; an invalid value is explained and left out."""
+
+    provider = forms.ChoiceField(required=False)
+    model = forms.ChoiceField(required=False, label="Model used")
+    key = forms.ChoiceField(required=False, label="API key")
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, data: Any, *, pairs: list[tuple[str, str]], keys: list, **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self.fields["provider"].choices = [("", "All")] + [(p, p) for p in sorted({p for p, _ in pairs})]
+        self.fields["model"].choices = [("", "All")] + model_groups(pairs)
+        self.fields["key"].choices = [("", "Any, and people")] + [
+            (str(k.pk), f"{k.name} ({k.masked})") for k in keys
+        ]
+        if not keys:
+            self.fields["key"].widget = forms.HiddenInput()
 
 
 class SpendFiltersForm(FiltersForm):
@@ -87,11 +100,6 @@ class SpendFiltersForm(FiltersForm):
         if len(teams) < 2:
             self.fields["team"].widget = forms.HiddenInput()
         self.order_fields(self.field_order)
-
-    def range(self, default: tuple[date, date]) -> tuple[date, date]:
-        if "from" in self.errors or "to" in self.errors:
-            return default
-        return self.value("from", default[0]), self.value("to", default[1])
 
 
 class RunFiltersForm(FiltersForm):
@@ -112,8 +120,9 @@ class RunFiltersForm(FiltersForm):
         self.fields["person"].choices = [("", "Anyone")] + [(str(u.pk), u.get_username()) for u in people]
         self.order_fields(self.field_order)
 
-    def range(self) -> tuple[date | None, date | None]:
-        if "from" in self.errors or "to" in self.errors:
+    def bounds(self) -> tuple[date | None, date | None]:
+        """[start, end) of the chosen dates, either open; both open when the range is invalid."""
+        if not self.is_valid() and ("from" in self.errors or "to" in self.errors):
             return None, None
         end = self.value("to")
         return self.value("from"), end + timedelta(days=1) if end else None

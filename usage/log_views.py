@@ -19,12 +19,12 @@ from gateway.models import ApiKey
 from providers.team_catalog import for_team
 from usage import spend
 from usage.access import visible_runs
-from usage.forms import RunFiltersForm
+from usage.forms import DateRangeForm, RunFiltersForm
 from usage.models import Run
 from usage.run_log import Query
 
 RUNS_PER_PAGE = 50
-OPTIONS_LOOKBACK = timedelta(days=400)
+OPTIONS_LOOKBACK = timedelta(days=31)
 
 
 @require_GET
@@ -35,23 +35,23 @@ def run_log(request: HttpRequest) -> HttpResponse:
     teams = list(Team.objects.order_by("name")) if staff else [current]
     chosen = next((t for t in teams if str(t.pk) == request.GET.get("team", "")), None)
     scope = [chosen] if chosen else ([] if staff else [current])
+    # Models offered: the team's own, and those used in the chosen dates (else the last month).
     today = timezone.localdate()
+    used_from, used_to = DateRangeForm(request.GET).range((today - OPTIONS_LOOKBACK, today))
     if scope:
         runs = reduce(or_, [visible_runs(request.user, team) for team in scope])
         people = list(User.objects.filter(memberships__team__in=scope).distinct().order_by("username"))
         keys = list(ApiKey.objects.filter(team__in=scope))
-        pairs = spend.used_models([t.pk for t in scope], today - OPTIONS_LOOKBACK, today)
+        pairs = spend.used_models([t.pk for t in scope], used_from, used_to)
         pairs += [tuple(e.ref.split("/", 1)) for e in for_team(scope[0], enabled_only=False).entries]
     else:  # instance staff, every team
         runs = Run.objects.all()
         people = list(User.objects.order_by("username"))
         keys = list(ApiKey.objects.all())
-        pairs = spend.used_models(
-            list(Team.objects.values_list("pk", flat=True)), today - OPTIONS_LOOKBACK, today
-        )
+        pairs = spend.used_models([t.pk for t in teams], used_from, used_to)
     form = RunFiltersForm(request.GET, teams=teams if staff else None, people=people, pairs=pairs, keys=keys)
     form.is_valid()
-    start, end = form.range()
+    start, end = form.bounds()
     query = Query(
         person=int(form.value("person") or 0) or None,
         api_key=int(form.value("key") or 0) or None,

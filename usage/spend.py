@@ -1,7 +1,7 @@
 """Where the money goes: chart data from the daily roll-ups, never from the raw usage table.
 
-One grouped query (day × provider × model) over the filtered range feeds every chart and total; the
-sums per provider, per model and per day are then made from those few rows. The same filters pick
+One grouped query (day × provider × model) over the range feeds every chart, total and the list of
+models used; the sums per provider, per model and per day are then made from those few rows. The same filters pick
 the runs listed under the charts and the rows of the CSV export, always on the model a run used.
 """
 
@@ -85,19 +85,33 @@ def this_month(today: date | None = None) -> tuple[date, date]:
     return today.replace(day=1), today.replace(day=calendar.monthrange(today.year, today.month)[1])
 
 
-def breakdown(filters: Filters) -> Breakdown:
-    grouped = (
-        filters.rows()
-        .values("day", "provider_id", "model")
-        .annotate(
+def grouped(filters: Filters) -> list[dict]:
+    """Day × provider × model sums over the range, before the provider and model filters: one
+    query that gives both the figures (breakdown) and the models used (the filter's options)."""
+    rows = DailySpend.objects.filter(
+        team_id__in=filters.team_ids, day__gte=filters.start, day__lte=filters.end
+    )
+    if filters.api_key:
+        rows = rows.filter(api_key_id=filters.api_key)
+    return list(
+        rows.values("day", "provider_id", "model").annotate(
             cost=Sum("cost_usd"), runs=Sum("runs"), input=Sum("input_tokens"), output=Sum("output_tokens")
         )
     )
+
+
+def breakdown(filters: Filters, rows: list[dict] | None = None) -> Breakdown:
+    """The figures of the filters, from grouped() rows (queried when not given)."""
+    rows = grouped(filters) if rows is None else rows
     providers: dict[str, Decimal] = defaultdict(Decimal)
     models: dict[str, Decimal] = defaultdict(Decimal)
     days: dict[date, Decimal] = defaultdict(Decimal)
     runs = input_tokens = output_tokens = 0
-    for row in grouped:
+    for row in rows:
+        if filters.provider and row["provider_id"] != filters.provider:
+            continue
+        if filters.model and f"{row['provider_id']}/{row['model']}" != filters.model:
+            continue
         cost = row["cost"] or ZERO
         providers[row["provider_id"]] += cost
         models[f"{row['provider_id']}/{row['model']}"] += cost

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -18,33 +16,32 @@ from gateway.models import ApiKey
 from providers.team_catalog import for_team
 from usage import budgets, spend
 from usage.access import visible_runs
-from usage.forms import SpendFiltersForm
+from usage.forms import DateRangeForm, SpendFiltersForm
 from usage.models import Budget
 
 RUNS_PER_PAGE = 25
-# Models listed in the filter: those configured, and those with spend this long back.
-OPTIONS_LOOKBACK = timedelta(days=400)
 
 
-def _filters(request: HttpRequest) -> tuple[spend.Filters, SpendFiltersForm, list]:
+def _filters(request: HttpRequest) -> tuple[spend.Filters, SpendFiltersForm, list, list[dict]]:
+    """The filters, their form, the teams chosen and the range's grouped spend rows."""
     teams = list(teams_of(request.user))
     if not teams:
         raise PermissionDenied
     chosen = [t for t in teams if str(t.pk) == request.GET.get("team", "")] or teams
     team_ids = [t.pk for t in chosen]
-    today = timezone.localdate()
-    pairs = spend.used_models(team_ids, today - OPTIONS_LOOKBACK, today)
-    if len(chosen) == 1:  # every model the team has, with spend or not
-        pairs += [tuple(e.ref.split("/", 1)) for e in for_team(chosen[0], enabled_only=False).entries]
+    start, end = DateRangeForm(request.GET).range(spend.this_month())
     keys = list(ApiKey.objects.filter(team_id__in=team_ids))
+    key = next((k.pk for k in keys if str(k.pk) == request.GET.get("key", "")), None)
+    rows = spend.grouped(spend.Filters(team_ids, start, end, api_key=key))
+    # The models offered: those used in the range (whatever else is filtered: no dropdown shrinks
+    # to its own value), and every model the team has, used or not.
+    pairs = [(row["provider_id"], row["model"]) for row in rows]
+    if len(chosen) == 1:
+        pairs += [tuple(e.ref.split("/", 1)) for e in for_team(chosen[0], enabled_only=False).entries]
     form = SpendFiltersForm(request.GET, teams=teams, pairs=pairs, keys=keys)
     form.is_valid()
-    start, end = form.range(spend.this_month())
-    key = form.value("key")
-    filters = spend.Filters(
-        team_ids, start, end, form.value("provider", ""), form.value("model", ""), int(key) if key else None
-    )
-    return filters, form, chosen
+    filters = spend.Filters(team_ids, start, end, form.value("provider", ""), form.value("model", ""), key)
+    return filters, form, chosen, rows
 
 
 def _exact(amount) -> str:
@@ -55,9 +52,9 @@ def _exact(amount) -> str:
 @require_GET
 @login_required
 def spend_page(request: HttpRequest) -> HttpResponse:
-    filters, form, teams = _filters(request)
+    filters, form, teams, rows = _filters(request)
     spent, projected = spend.projection(filters)
-    breakdown = spend.breakdown(filters)
+    breakdown = spend.breakdown(filters, rows)
     charts = {
         "providers": [[name, _exact(cost)] for name, cost in breakdown.by_provider],
         "models": [[name, _exact(cost)] for name, cost in breakdown.by_model],
@@ -90,7 +87,7 @@ def spend_page(request: HttpRequest) -> HttpResponse:
 @login_required
 def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every usage row of the filters, streamed in index order."""
-    filters, _, _ = _filters(request)
+    filters, _, _, _ = _filters(request)
     rows = filters.usage_rows().select_related("team", "user", "api_key").order_by("team_id", "created_at")
     header = [
         "time",

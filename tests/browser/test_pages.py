@@ -79,8 +79,14 @@ def cast(fake_openai, fake_anthropic):
             error_action="retry",
         )
         key = keys.create(team, "CI bot", created_by=ada).key
-        membership.invite(team, "member", "", ada, link_for=lambda token: token)
-        return {"automation": automation.pk, "run": done.uuid, "failed": failed.uuid, "key": key.pk}
+        invitation = membership.invite(team, "member", "", ada, link_for=lambda token: token)
+        return {
+            "automation": automation.pk,
+            "run": done.uuid,
+            "failed": failed.uuid,
+            "key": key.pk,
+            "invite": invitation.token,
+        }
 
     return create
 
@@ -134,8 +140,9 @@ async def test_every_page_passes_axe_then_the_404_page_phone_navigation_and_mone
     ids = await sync_to_async(cast)()
     await add_axe(page.context)
     problems = []
-    await page.goto("/accounts/login/")
-    problems += await serious_accessibility_problems(page)
+    for url in ("/accounts/login/", f"/invite/{ids['invite']}/"):  # pages for people not signed in
+        await page.goto(url)
+        problems += await serious_accessibility_problems(page)
     await sign_in(page, "ada")
     for url in pages(ids):
         response = await page.goto(url)
