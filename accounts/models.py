@@ -44,14 +44,46 @@ class Membership(models.Model):
 
 
 class User(AbstractUser):
+    # The team the app shows, chosen by the user: a team created later never takes its place.
+    current_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Set for an account made with a temporary password: every page leads to choosing a new one.
+    must_change_password = models.BooleanField(default=False)
+
     def role_in(self, team: Team | None) -> str | None:
         if team is None:
             return None
-        membership = self.memberships.filter(team=team).first()
-        return membership.role if membership else None
+        cache = self.__dict__.setdefault("_roles", {})
+        if team.pk not in cache:
+            membership = self.memberships.filter(team=team).first()
+            cache[team.pk] = membership.role if membership else None
+        return cache[team.pk]
 
     def is_team_admin(self, team: Team | None) -> bool:
         return self.is_staff or self.role_in(team) == Membership.Role.ADMIN
 
     def is_team_member(self, team: Team | None) -> bool:
         return self.is_staff or self.role_in(team) is not None
+
+
+class Invitation(models.Model):
+    """A one-time link that adds whoever opens it to a team. Only the SHA-256 of its token is
+    stored; the link is shown once (and e-mailed where e-mail is configured)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=8, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    email = models.EmailField(blank=True)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Invitation to {self.team} as {self.get_role_display()}" + (
+            f" for {self.email}" if self.email else ""
+        )

@@ -8,9 +8,8 @@ from django.http import HttpRequest
 
 from accounts.models import Team, User
 from providers.models import Provider
-from providers.registry import CatalogEntry, registry
-
-SESSION_KEY = "team_id"
+from providers.registry import CatalogEntry
+from providers.team_catalog import for_team
 
 
 def teams_of(user: User) -> QuerySet[Team]:
@@ -18,11 +17,29 @@ def teams_of(user: User) -> QuerySet[Team]:
 
 
 def current_team(request: HttpRequest) -> Team | None:
-    """The team chosen in this session, else the user's first team."""
-    teams = teams_of(request.user)
-    chosen = request.session.get(SESSION_KEY)
-    team = teams.filter(pk=chosen).first() if chosen else None
-    return team or teams.first()
+    """The team the user chose last (remembered on the user, on every device), while they may
+    still use it; else the first team they joined. Computed once per request."""
+    if not hasattr(request, "_current_team"):
+        request._current_team = _choose_team(request.user) if request.user.is_authenticated else None
+    return request._current_team
+
+
+def _choose_team(user: User) -> Team | None:
+    if user.current_team_id:
+        chosen = teams_of(user).filter(pk=user.current_team_id).first()
+        if chosen is not None:
+            return chosen
+    # Join order, not name order: a team created later never takes over anyone's view.
+    joined = Team.objects.filter(memberships__user=user).order_by("memberships__pk").first()
+    if joined is not None or not user.is_staff:
+        return joined
+    return Team.objects.order_by("pk").first()
+
+
+def choose_team(user: User, team: Team) -> None:
+    """Remember the team a user switched to."""
+    user.current_team = team
+    user.save(update_fields=["current_team"])
 
 
 def require_admin(request: HttpRequest) -> Team:
@@ -54,30 +71,10 @@ def can_manage(user: User, provider: Provider) -> bool:
 def default_model_for(team: Team) -> CatalogEntry | None:
     """The team's model for new automations: its choice while that model is available,
     else the first enabled provider's default."""
-    entries = [e for e in registry.list_models(enabled_only=True) if e.provider_id in _provider_ids(team)]
-    chosen = next((e for e in entries if e.ref == team.default_model), None)
-    if chosen:
-        return chosen
-    for provider in providers_for(team).filter(enabled=True).order_by("created_at"):
-        found = next((e for e in entries if e.provider_id == provider.id and e.is_default), None)
-        if found:
-            return found
-    return None
-
-
-def _provider_ids(team: Team) -> set[str]:
-    return set(providers_for(team).values_list("id", flat=True))
+    return for_team(team).default
 
 
 def model_choices(team: Team, with_features: bool = False) -> list[tuple[str, list[tuple[str, str]]]]:
     """The team's enabled models grouped by provider, for a model <select>; `with_features` adds
-    what each accepts besides text to its name ("GPT-4o mini · tools, JSON schema, images")."""
-    groups: dict[str, list[tuple[str, str]]] = {}
-    ids = _provider_ids(team)
-    for entry in registry.list_models(enabled_only=True):
-        if entry.provider_id in ids:
-            label = entry.info.display_name
-            if with_features and entry.info.features:
-                label += f" · {entry.info.features}"
-            groups.setdefault(entry.provider_name, []).append((entry.ref, label))
-    return list(groups.items())
+    what each accepts besides text to its name."""
+    return for_team(team).choices(with_features)

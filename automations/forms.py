@@ -49,3 +49,13 @@ class RunForm(forms.Form):
                 max_length=prompts.MAX_INPUT_CHARS,
                 widget=forms.Textarea(attrs={"rows": 3}),
             )
+
+
+class AutomationSearchForm(forms.Form):
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Name or prompt"}),
+    )
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)

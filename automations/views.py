@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Avg, Max, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.teams import default_model_for, model_choices, providers_for, require_admin, require_member
 from audit import log
-from automations.forms import AutomationForm, RunForm
+from automations.forms import AutomationForm, AutomationSearchForm, RunForm
 from automations.models import Automation
 from providers.base import Message
 from providers.pricing import format_usd
 from providers.registry import registry
+from providers.team_catalog import for_team
 from usage import access, runs
+from usage.models import Run
+
+AUTOMATIONS_PER_PAGE = 20
 
 
 def _get_automation(request: HttpRequest, automation_id: int, admin: bool = False) -> Automation:
@@ -36,9 +43,29 @@ def model_of(automation: Automation) -> str:
 @require_GET
 @login_required
 def automation_list(request: HttpRequest) -> HttpResponse:
+    """Searchable and paged, each with its model, last run and average cost of a completed run."""
     team = require_member(request)
-    automations = Automation.objects.filter(team=team)
-    return render(request, "automations/list.html", {"automations": automations, "team": team})
+    form = AutomationSearchForm(request.GET)
+    form.is_valid()
+    automations = Automation.objects.filter(team=team).annotate(
+        last_run_at=Max("runs__created_at"),
+        cost_per_run=Avg("runs__cost_usd", filter=Q(runs__status=Run.Status.COMPLETED)),
+    )
+    words = form.cleaned_data.get("q", "")
+    if words:
+        automations = automations.filter(Q(name__icontains=words) | Q(prompt_template__icontains=words))
+    page = Paginator(automations.order_by("name"), AUTOMATIONS_PER_PAGE).get_page(
+        form.cleaned_data.get("page")
+    )
+    default = default_model_for(team)
+    context = {
+        "page": page,
+        "team": team,
+        "form": form,
+        "default_model": default.ref if default else "",
+        "query": urlencode({"q": words}) if words else "",
+    }
+    return render(request, "automations/list.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -132,7 +159,7 @@ def _priced_options(automation: Automation) -> list[dict]:
     sample = _sample_messages(automation)
     dialects = dict(providers_for(automation.team).values_list("id", "dialect"))
     options = []
-    for entry in registry.list_models(enabled_only=True):
+    for entry in for_team(automation.team).entries:
         if entry.provider_id in dialects:
             priced = runs.estimate(
                 entry, dialects[entry.provider_id], sample, min(automation.max_tokens, entry.info.max_output)

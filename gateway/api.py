@@ -28,6 +28,7 @@ from providers.base import Delta, ToolCallDelta
 from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
 from providers.models import ProviderModel
 from providers.registry import registry
+from providers.team_catalog import for_team
 from usage import budgets, runs
 from usage.budgets import BudgetRefused
 from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, TimeLimit
@@ -86,8 +87,7 @@ def _authenticate(request: HttpRequest) -> ApiKey:
 
 
 def _model_names(key: ApiKey) -> list[str]:
-    ids = set(providers_for(key.team).filter(enabled=True).values_list("id", flat=True))
-    refs = [entry.ref for entry in registry.list_models(enabled_only=True) if entry.provider_id in ids]
+    refs = for_team(key.team).refs()  # one query, whatever other teams connect
     names = refs + ["default"] + list(ModelAlias.objects.filter(team=key.team).values_list("name", flat=True))
     if key.allowed_models:
         names = [name for name in names if name in key.allowed_models]

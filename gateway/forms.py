@@ -13,18 +13,29 @@ class ApiKeyForm(forms.Form):
         required=False, widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: every model of the team, aliases included.",
     )  # fmt: skip
-    daily_limit_usd = forms.DecimalField(label="Daily budget (USD)", required=False, min_value=Decimal("0"),
-                                         max_digits=14, decimal_places=2)  # fmt: skip
-    monthly_limit_usd = forms.DecimalField(label="Monthly budget (USD)", required=False, min_value=Decimal("0"),
-                                           max_digits=14, decimal_places=2)  # fmt: skip
+    daily_limit_usd = forms.DecimalField(
+        label="Daily budget (USD)", required=False, min_value=Decimal("0"), max_digits=18, decimal_places=6
+    )
+    monthly_limit_usd = forms.DecimalField(
+        label="Monthly budget (USD)", required=False, min_value=Decimal("0"), max_digits=18, decimal_places=6
+    )
     allow_unpriced = forms.BooleanField(
         label="May run models with no known price", required=False,
         help_text="Their cost cannot be shown or counted against budgets.",
     )  # fmt: skip
 
-    def __init__(self, choices: list[str], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, groups: list[tuple[str, list[tuple[str, str]]]], *args: Any, **kwargs: Any) -> None:
+        """`groups`: [(provider name, [(ref, model name), ...]), ...], as the picker shows them."""
         super().__init__(*args, **kwargs)
-        self.fields["allowed_models"].choices = [(c, c) for c in choices]
+        self.fields["allowed_models"].choices = groups
+
+    def model_groups(self) -> list[dict]:
+        """The picker's groups with each option's ticked state, for the template."""
+        chosen = set(self["allowed_models"].value() or [])
+        return [
+            {"name": group, "options": [(value, label, value in chosen) for value, label in options]}
+            for group, options in self.fields["allowed_models"].choices
+        ]
 
 
 class AliasForm(forms.Form):

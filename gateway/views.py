@@ -30,8 +30,11 @@ def _refs(team) -> list[str]:
 def keys_page(request: HttpRequest) -> HttpResponse:
     team = require_admin(request)
     aliases = list(ModelAlias.objects.filter(team=team))
-    choices = _refs(team) + ["default"] + [a.name for a in aliases]
-    form = ApiKeyForm(choices, request.POST or None)
+    # Grouped by provider for the searchable picker; names programs may send as `model`.
+    aliased = [("default", "default (the team's default model)")] + [
+        (a.name, f"{a.name} → {a.target}") for a in aliases
+    ]
+    form = ApiKeyForm([*model_choices(team), ("Aliases", aliased)], request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         with transaction.atomic():

@@ -217,6 +217,8 @@ LLMHUB_TRUSTED_PROXIES = envint("LLMHUB_TRUSTED_PROXIES", 0)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# An invitation link to a team works once, for this many days.
+LLMHUB_INVITATION_DAYS = envint("LLMHUB_INVITATION_DAYS", 7)
 
 # ---- Time and language
 LANGUAGE_CODE = "en-us"
@@ -284,8 +286,15 @@ if LLMHUB_LEASE_RENEW_SECONDS * 2 > LLMHUB_RUN_LEASE_SECONDS:
     raise ImproperlyConfigured("LLMHUB_LEASE_RENEW_SECONDS must be at most half of LLMHUB_RUN_LEASE_SECONDS")
 
 # ---- Email and logging
+# The console backend only prints: invitations are then shown as links to pass on by hand. Set
+# DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and the host below to send them.
 EMAIL_BACKEND = env("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", "llmhub@localhost")
+EMAIL_HOST = env("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("DJANGO_EMAIL_USE_TLS", False)
 
 LOGGING = {
     "version": 1,

@@ -110,10 +110,22 @@ class QuotaExceeded(ProviderError):
 
 
 class NetworkError(ProviderError):
+    """No answer at the transport level. `endpoint` (without credentials) names where the hub
+    tried; `refused` is true when something answered "connection refused" there."""
+
     retryable = True
+
+    def __init__(self, provider: str, detail: str = "", endpoint: str = "", refused: bool = False) -> None:
+        self.endpoint = endpoint
+        self.refused = refused
+        super().__init__(provider, detail)
 
     @property
     def user_message(self) -> str:
+        if self.refused and self.endpoint:
+            return f"Connection refused by {self.endpoint}. Is {self.provider} running there?"
+        if self.endpoint:
+            return f"Can't reach {self.provider} at {self.endpoint}. Check the address and the network."
         return f"Can't reach {self.provider}. Check your internet connection."
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -91,6 +92,12 @@ class ProviderHTTP:
 
     def __repr__(self) -> str:
         return f"<ProviderHTTP {self.provider} {self.base_url}>"
+
+    @property
+    def shown_url(self) -> str:
+        """The endpoint as an error message may name it: no user:password@, query or fragment."""
+        parts = urlsplit(self.base_url)
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -190,8 +197,8 @@ class ProviderHTTP:
             raise UnexpectedResponse(
                 self.provider, 200, problem=f"its answer could not be decoded (content-encoding {encoding})"
             ) from None
-        except httpx.TransportError:
-            raise NetworkError(self.provider) from None
+        except httpx.TransportError as error:
+            raise NetworkError(self.provider, endpoint=self.shown_url, refused=_refused(error)) from None
 
     async def _raise_for(self, response: httpx.Response) -> None:
         raw, whole = await self._read(response, MAX_ERROR_BODY_BYTES)
@@ -261,6 +268,17 @@ class ProviderHTTP:
             raise StreamInterrupted(self.provider) from None
         if pending:
             yield pending.decode("utf-8", errors="replace")
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether a transport error was "connection refused" (nothing listens there), anywhere in
+    its chain: httpx wraps the OSError in its own errors."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def parse_retry_after(value: str) -> float | None:

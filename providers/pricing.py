@@ -7,7 +7,7 @@ can be overridden per model in the database, and are dated there (see `providers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
 from genai_prices import Usage, calc_price
@@ -16,6 +16,7 @@ from genai_prices.types import TieredPrices
 from providers.errors import UnpricedModel
 
 PER_MILLION = Decimal(1_000_000)
+CENT = Decimal("0.01")
 LIBRARY_SOURCE = "genai-prices"
 
 
@@ -133,15 +134,22 @@ def _base(price: Decimal | TieredPrices | None) -> Decimal | None:
 
 
 def format_usd(amount: Decimal | None) -> str:
-    """$0.0075, $0.60, $12.50, or "unpriced": small amounts keep their significant digits."""
+    """The one way a cost is written: cents from $1 up ($12.50, $1,234.00), two significant digits
+    below without trailing zeros past the cents ($0.60, $0.01, $0.018, $0.0075, $0.000012), "$0.00"
+    for nothing, "unpriced" for an unknown cost.
+    static/js/money.js writes amounts on charts the same way."""
     if amount is None:
         return "unpriced"
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
     if amount >= 1 or amount == 0:
-        return f"${amount:,.2f}"
-    if amount < Decimal("0.0001"):
-        return f"${amount:.6f}"
-    digits = max(2, -amount.normalize().as_tuple().exponent)
-    return f"${amount:.{digits}f}"
+        return f"{sign}${amount.quantize(CENT, ROUND_HALF_UP):,.2f}"
+    rounded = amount.quantize(Decimal(1).scaleb(amount.adjusted() - 1), ROUND_HALF_UP)
+    if rounded >= 1:  # 0.996 rounds up to a dollar
+        return f"{sign}${rounded.quantize(CENT):,.2f}"
+    # No trailing zero past the cents: $0.01 and $0.10, not $0.010 or $0.100.
+    rounded = max(rounded.normalize(), rounded.quantize(CENT), key=lambda d: -d.as_tuple().exponent)
+    return f"{sign}${rounded:f}"
 
 
 def format_price(amount: Decimal | None) -> str:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("settings/reload/", views.reload_files, name="reload"),
     path("<slug:provider_id>/toggle/", views.toggle, name="toggle"),
     path("<slug:provider_id>/breaker/reset/", views.breaker_reset, name="breaker-reset"),
+    path("<slug:provider_id>/sync/", views.sync, name="sync"),
     path("<slug:provider_id>/edit/", views.setup, name="edit"),
     path("<slug:provider_id>/delete/", views.delete, name="delete"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -259,19 +260,24 @@ def settings(request: HttpRequest) -> HttpResponse:
 
 def _settings_context(request: HttpRequest, team, form: DefaultModelForm | None = None) -> dict:
     providers = list(providers_for(team).select_related("team", "breaker"))
+    custom = CustomKind.objects.filter(team=team) if not request.user.is_staff else CustomKind.objects.all()
+    custom = {row.pk: row for row in custom.select_related("team")}
     for provider in providers:
         provider.manageable = can_manage(request.user, provider)
+        # A custom kind is listed once: in its provider's row once connected, below until then.
+        provider.custom_kind = custom.pop(provider.kind, None)
     current = default_model_for(team)
     form = form or DefaultModelForm(
         model_choices(team, with_features=True), initial={"model": current.ref if current else ""}
     )
-    custom = CustomKind.objects.filter(team=team) if not request.user.is_staff else CustomKind.objects.all()
+    connected = set(Provider.objects.filter(kind__in=list(custom)).values_list("kind", flat=True))
     return {
         "team": team,
         "providers": providers,
         "default_form": form,
         "current": current,
-        "custom_kinds": list(custom.select_related("team")),
+        "custom_kinds": [row for pk, row in custom.items() if pk not in connected],
+        "providers_file": bool(django_settings.LLMHUB_PROVIDERS_FILE),
         "spooled": spool.pending(None if request.user.is_staff else [team.pk]),
     }
 
@@ -304,6 +310,29 @@ def reload_files(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
+def sync(request: HttpRequest, provider_id: str) -> HttpResponse:
+    """Read the provider's own model list now (the "Sync models" button): new models appear at once."""
+    require_admin(request)
+    provider = _get_provider_for_admin(request, provider_id)
+    try:
+        report = sync_models(provider)
+    except ProviderError as error:
+        result, ok = f"Sync failed: {error.user_message}", False
+    else:
+        result, ok = str(report), True
+        log.record(
+            request.user, "models_synced", provider, after={"added": report.added, "listed": report.listed}
+        )
+    if request.htmx:
+        return render(
+            request, "providers/settings.html#sync-result", {"provider": provider, "result": result, "ok": ok}
+        )
+    (messages.success if ok else messages.error)(request, result)
+    return redirect("providers:settings")
+
+
+@require_POST
+@login_required
 def toggle(request: HttpRequest, provider_id: str) -> HttpResponse:
     require_admin(request)
     provider = _get_provider_for_admin(request, provider_id)
@@ -319,6 +348,7 @@ def toggle(request: HttpRequest, provider_id: str) -> HttpResponse:
     )
     if request.htmx:
         provider.manageable = True
+        provider.custom_kind = CustomKind.objects.filter(pk=provider.kind).first()
         return render(request, "providers/settings.html#provider-row", {"provider": provider})
     return redirect("providers:settings")
 

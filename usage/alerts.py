@@ -1,10 +1,18 @@
-"""Alerts to a team's admins, each as a banner, an email and an audit entry: a budget that crossed
-its threshold in a period (once per period), and a provider that reported more usage than a run
-reserved (once per run; the run was charged at its cap)."""
+"""Alerts to a team's admins. Budget alerts: once spend crosses a budget's threshold in a period,
+the people the budget concerns hear of it once (an e-mail, an audit entry); the banner on every
+page is computed from the current budgets and spend, so it follows a changed or removed limit at
+once, and a person can close it until the period ends. Usage alerts: a provider that reported more
+usage than a run reserved (once per run; the run was charged at its cap).
+
+Who a budget concerns: a team's budgets (its own, on its providers, on its API keys) its admins;
+an instance-wide budget (a shared provider's) the instance staff only.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -16,7 +24,15 @@ from accounts.models import Membership, Team, User
 from audit import log
 from providers.pricing import format_usd
 from usage import budgets
-from usage.models import BudgetAlert, Run
+from usage.models import Budget, BudgetAlert, BudgetAlertDismissal, Run
+
+
+@dataclass(frozen=True)
+class Banner:
+    budget_id: int
+    period: str  # "day" or "month"
+    period_start: date
+    text: str
 
 
 def check(team: Team, provider_id: str, api_key_id: int | None = None) -> list[BudgetAlert]:
@@ -24,13 +40,18 @@ def check(team: Team, provider_id: str, api_key_id: int | None = None) -> list[B
     raised = []
     for budget in budgets.matching(team, provider_id, api_key_id):
         for standing in budgets.standings(budget, with_reserved=False):
-            if standing.spent < standing.limit * budget.alert_threshold:
+            if not _crossed(standing.spent, standing.limit, budget.alert_threshold):
                 continue
             start, _ = budgets.period(standing.period)
             try:
                 with transaction.atomic():
-                    alert = BudgetAlert.objects.create(budget=budget, period=standing.period, period_start=start,
-                                                       spent_usd=standing.spent, limit_usd=standing.limit)  # fmt: skip
+                    alert = BudgetAlert.objects.create(
+                        budget=budget,
+                        period=standing.period,
+                        period_start=start,
+                        spent_usd=standing.spent,
+                        limit_usd=standing.limit,
+                    )
             except IntegrityError:
                 continue  # already raised this period
             raised.append(alert)
@@ -38,21 +59,40 @@ def check(team: Team, provider_id: str, api_key_id: int | None = None) -> list[B
     return raised
 
 
-def message(alert: BudgetAlert) -> str:
-    share = round(alert.spent_usd / alert.limit_usd * 100)
-    period = "today" if alert.period == "day" else "this month"
-    return (f"The {budgets.label(alert.budget)} budget is at {share} %: {format_usd(alert.spent_usd)} of "
-            f"{format_usd(alert.limit_usd)} spent {period}.")  # fmt: skip
+def _crossed(spent: Decimal, limit: Decimal, threshold: Decimal) -> bool:
+    return spent > 0 and spent >= limit * threshold
+
+
+def message(budget: Budget, period: str, spent: Decimal, limit: Decimal) -> str:
+    when = "today" if period == "day" else "this month"
+    if not limit:
+        return f"The {budgets.label(budget)} budget allows nothing {when}, and {format_usd(spent)} is spent."
+    share = round(spent / limit * 100)
+    return (
+        f"The {budgets.label(budget)} budget is at {share} %: {format_usd(spent)} of "
+        f"{format_usd(limit)} spent {when}."
+    )
 
 
 def _announce(alert: BudgetAlert) -> None:
-    text = message(alert)
-    log.record("system", "budget_alert", alert.budget, team=alert.budget.team,
-               after={"period": alert.period, "spent": str(alert.spent_usd), "limit": str(alert.limit_usd)})  # fmt: skip
+    text = message(alert.budget, alert.period, alert.spent_usd, alert.limit_usd)
+    log.record(
+        "system",
+        "budget_alert",
+        alert.budget,
+        team=alert.budget.team,
+        after={"period": alert.period, "spent_usd": str(alert.spent_usd), "limit_usd": str(alert.limit_usd)},
+    )
     recipients = [user.email for user in admins_of(alert.budget.team) if user.email]
     if recipients:
-        transaction.on_commit(lambda: send_mail(f"LLMHub: {text}", text + "\n\nSee the spend page for details.",
-                                                settings.DEFAULT_FROM_EMAIL, recipients))  # fmt: skip
+        transaction.on_commit(
+            lambda: send_mail(
+                f"LLMHub: {text}",
+                text + "\n\nSee the spend page for details.",
+                settings.DEFAULT_FROM_EMAIL,
+                recipients,
+            )
+        )
 
 
 def admins_of(team: Team | None) -> QuerySet[User]:
@@ -61,16 +101,6 @@ def admins_of(team: Team | None) -> QuerySet[User]:
         return User.objects.filter(is_staff=True, is_active=True)
     return User.objects.filter(
         is_active=True, memberships__team=team, memberships__role=Membership.Role.ADMIN
-    )
-
-
-def current_for(team: Team) -> QuerySet[BudgetAlert]:
-    """This period's alerts a team admin sees as banners."""
-    month_start, _ = budgets.period("month")
-    today = timezone.localdate()
-    return BudgetAlert.objects.select_related("budget__team", "budget__provider").filter(
-        Q(budget__team=team) | Q(budget__team__isnull=True),
-        Q(period="month", period_start=month_start) | Q(period="day", period_start=today),
     )
 
 
@@ -95,3 +125,43 @@ def over_cap_for(team: Team) -> list[Run]:
         .exclude(usage_warning="")
         .order_by("-finished_at")[:3]
     )
+
+
+def visible_budgets(user: User, team: Team | None) -> QuerySet[Budget]:
+    """The budgets whose banners `user` sees while working in `team`."""
+    scope = Q(team=team) if team is not None else Q(pk__in=[])
+    if user.is_staff:
+        scope |= Q(team__isnull=True)
+    limited = Q(daily_limit_usd__isnull=False) | Q(monthly_limit_usd__isnull=False)
+    return Budget.objects.select_related("team", "provider", "api_key").filter(scope & limited)
+
+
+def banners(user: User, team: Team | None) -> list[Banner]:
+    """Budgets at or past their alert threshold right now, less those the user closed this period.
+    Queries: the team's budgets, the user's dismissals, one sum per budget (never other teams')."""
+    found = []
+    dismissed: set[tuple[int, str, date]] | None = None
+    for budget in visible_budgets(user, team):
+        for standing in budgets.standings(budget, with_reserved=False):
+            if not _crossed(standing.spent, standing.limit, budget.alert_threshold):
+                continue
+            if dismissed is None:
+                month_start, _ = budgets.period("month")
+                mine = BudgetAlertDismissal.objects.filter(user=user, period_start__gte=month_start)
+                dismissed = set(mine.values_list("budget_id", "period", "period_start"))
+            start, _ = budgets.period(standing.period)
+            if (budget.pk, standing.period, start) in dismissed:
+                continue
+            text = message(budget, standing.period, standing.spent, standing.limit)
+            found.append(Banner(budget.pk, standing.period, start, text))
+    return found
+
+
+def dismiss(user: User, team: Team | None, budget_id: int, period: str) -> bool:
+    """Close a banner until its period ends. False when the user does not see that budget."""
+    budget = visible_budgets(user, team).filter(pk=budget_id).first()
+    if budget is None or period not in ("day", "month"):
+        return False
+    start, _ = budgets.period(period)
+    BudgetAlertDismissal.objects.get_or_create(user=user, budget=budget, period=period, period_start=start)
+    return True

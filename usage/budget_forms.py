@@ -6,6 +6,46 @@ from django import forms
 
 from usage.models import Budget
 
+# Where a limit slider stops: fine steps for small budgets, coarse ones for large (any amount can
+# still be typed in the number beside it).
+SLIDER_STEPS = [
+    Decimal(v)
+    for v in (
+        "0",
+        "0.001",
+        "0.002",
+        "0.005",
+        "0.01",
+        "0.02",
+        "0.05",
+        "0.1",
+        "0.2",
+        "0.5",
+        "1",
+        "2",
+        "5",
+        "10",
+        "20",
+        "50",
+        "100",
+        "200",
+        "500",
+        "1000",
+        "2000",
+        "5000",
+        "10000",
+        "20000",
+        "50000",
+        "100000",
+    )
+]
+LIMITS = ("daily_limit_usd", "monthly_limit_usd")
+
+
+def plain(amount: Decimal | None) -> str:
+    """A limit as typed: "5", "0.005", "1200" (never "5.000000" or "1.2E+3")."""
+    return "" if amount is None else f"{amount.normalize():f}"
+
 
 class BudgetForm(forms.ModelForm):
     """Limits with a slider and a number each; caps switched on with a toggle."""
@@ -22,8 +62,12 @@ class BudgetForm(forms.ModelForm):
             "per_run_soft_cap_tokens",
             "per_run_hard_cap_tokens",
         ]
-        labels = {"daily_limit_usd": "Daily limit (USD)", "monthly_limit_usd": "Monthly limit (USD)",
-                  "per_run_soft_cap_tokens": "Soft cap (tokens)", "per_run_hard_cap_tokens": "Hard cap (tokens)"}  # fmt: skip
+        labels = {
+            "daily_limit_usd": "Daily limit (USD)",
+            "monthly_limit_usd": "Monthly limit (USD)",
+            "per_run_soft_cap_tokens": "Soft cap (tokens)",
+            "per_run_hard_cap_tokens": "Hard cap (tokens)",
+        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -31,11 +75,21 @@ class BudgetForm(forms.ModelForm):
         self.initial.setdefault("soft_cap_on", budget.per_run_soft_cap_tokens is not None)
         self.initial.setdefault("hard_cap_on", budget.per_run_hard_cap_tokens is not None)
         self.initial.setdefault("alert_percent", int(budget.alert_threshold * 100))
-        for name in ("daily_limit_usd", "monthly_limit_usd"):
-            self.fields[name].widget.attrs.update({"min": "0", "step": "0.01"})
+        for name in LIMITS:
+            field = self.fields[name]
+            field.min_value = Decimal("0")
+            field.error_messages["min_value"] = (
+                "A limit cannot be negative: 0 allows nothing, empty means no limit."
+            )
+            field.validators = [v for v in field.validators if not hasattr(v, "limit_value")]
+            field.widget.attrs.update({"min": "0", "step": "any", "placeholder": "no limit"})
+            self.initial[name] = plain(getattr(budget, name))
 
     def clean(self) -> dict:
         data = super().clean()
+        for name in LIMITS:
+            if data.get(name) is not None and data[name] < 0:
+                self.add_error(name, self.fields[name].error_messages["min_value"])
         for toggle, field in (
             ("soft_cap_on", "per_run_soft_cap_tokens"),
             ("hard_cap_on", "per_run_hard_cap_tokens"),
@@ -63,9 +117,26 @@ class BudgetForm(forms.ModelForm):
             budget.save()
         return budget
 
+    def sliders(self) -> list[dict]:
+        """Each limit's number field with the slider position of its current value."""
+        steps = ",".join(plain(step) for step in SLIDER_STEPS)
+        found = []
+        for name in LIMITS:
+            bound = self[name]
+            try:
+                value = Decimal(str(bound.value())) if bound.value() not in (None, "") else Decimal("0")
+            except ArithmeticError:
+                value = Decimal("0")
+            index = next((i for i, step in enumerate(SLIDER_STEPS) if step >= value), len(SLIDER_STEPS) - 1)
+            found.append({"field": bound, "index": index, "steps": steps, "last": len(SLIDER_STEPS) - 1})
+        return found
+
     def values(self) -> dict:
         budget = self.instance
-        return {"daily_limit_usd": str(budget.daily_limit_usd), "monthly_limit_usd": str(budget.monthly_limit_usd),
-                "per_run_soft_cap_tokens": budget.per_run_soft_cap_tokens,
-                "per_run_hard_cap_tokens": budget.per_run_hard_cap_tokens,
-                "alert_threshold": str(budget.alert_threshold)}  # fmt: skip
+        return {
+            "daily_limit_usd": plain(budget.daily_limit_usd) or None,
+            "monthly_limit_usd": plain(budget.monthly_limit_usd) or None,
+            "per_run_soft_cap_tokens": budget.per_run_soft_cap_tokens,
+            "per_run_hard_cap_tokens": budget.per_run_hard_cap_tokens,
+            "alert_threshold": str(budget.alert_threshold),
+        }

@@ -83,11 +83,10 @@ def backoff(attempt: int, error: ProviderError, waited: float, policy: FallbackP
     return wait if waited + wait <= policy.max_total_wait_seconds else None
 
 
-def waiting_message(error: ProviderError, seconds: int) -> str:
-    if isinstance(error, RateLimited):
-        return error.retrying_message(seconds)
-    unit = "second" if seconds == 1 else "seconds"
-    return f"{error.user_message} Retrying in {seconds} {unit}..."
+def waiting_message(error: ProviderError, seconds: int, ref: str, attempt: int, attempts: int) -> str:
+    """ "OpenAI rate limit hit. Retrying openai/gpt-4o-mini in 3 s (attempt 2 of 4)." """
+    reason = f"{error.provider} rate limit hit." if isinstance(error, RateLimited) else error.user_message
+    return f"{reason} Retrying {ref} in {seconds} s (attempt {attempt} of {attempts})."
 
 
 def question(run: Run, to: str, reason: str) -> Question:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Value
 from django.db.models.functions import Coalesce
@@ -115,11 +117,15 @@ class Run(models.Model):
     reservation_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # When the first text arrived: the requests log's time to first token is this minus started_at.
+    first_token_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            # The requests log: a team's runs, newest first, a page at a time.
+            models.Index(fields=["team", "-created_at"], name="run_team_newest"),
             # Every reservation sums what the team's running runs hold: a handful among all the
             # team's runs (without it SQLite walks every run of the team by the team_id index).
             models.Index(
@@ -178,6 +184,18 @@ def _pretty(text: str) -> str:
     except json.JSONDecodeError:
         return text  # not JSON after all (a cut-off answer): shown as it came
 
+    @property
+    def time_to_first_token(self) -> timedelta | None:
+        if self.started_at is None or self.first_token_at is None:
+            return None
+        return self.first_token_at - self.started_at
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
 
 class Budget(models.Model):
     """Limits for a scope: a provider (any team), a team (any provider), or a team on one provider.
@@ -193,8 +211,13 @@ class Budget(models.Model):
     api_key = models.OneToOneField(
         "gateway.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="budget"
     )
-    daily_limit_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
-    monthly_limit_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # Sub-cent limits are real for cheap models (a run can cost $0.0000150): six decimals.
+    daily_limit_usd = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    monthly_limit_usd = models.DecimalField(
+        max_digits=18, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
     per_run_soft_cap_tokens = models.PositiveIntegerField(null=True, blank=True)
     per_run_hard_cap_tokens = models.PositiveIntegerField(null=True, blank=True)
     alert_threshold = models.DecimalField(max_digits=3, decimal_places=2, default=Decimal("0.80"))
@@ -278,7 +301,7 @@ class BudgetAlert(models.Model):
     period = models.CharField(max_length=8)  # "day" or "month"
     period_start = models.DateField()
     spent_usd = models.DecimalField(max_digits=24, decimal_places=12)
-    limit_usd = models.DecimalField(max_digits=14, decimal_places=2)
+    limit_usd = models.DecimalField(max_digits=18, decimal_places=6)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -291,6 +314,25 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.budget} {self.period} of {self.period_start}"
+
+
+class BudgetAlertDismissal(models.Model):
+    """A person closed a budget's banner: it stays closed until the period (day or month) ends."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="+")
+    period = models.CharField(max_length=8)  # "day" or "month"
+    period_start = models.DateField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "budget", "period", "period_start"], name="one_dismissal_per_period"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} closed {self.budget} {self.period} of {self.period_start}"
 
 
 class FallbackPolicy(models.Model):

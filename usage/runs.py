@@ -175,8 +175,9 @@ async def _attempt(
     """One model with its retries. Yields text (cut at the cap) and countdown ticks; ends the run
     (flow.ended), or records why the model gave up before any text (for the caller to fall back)."""
     run, clock = flow.run, flow.clock
+    ref = run.model_used or run.model_requested
     request = GenerationRequest.from_stored(
-        (run.model_used or run.model_requested).partition("/")[2],
+        ref.partition("/")[2],
         run.messages,
         run.options,
         max_tokens=flow.limits.output_tokens,
@@ -198,6 +199,7 @@ async def _attempt(
                         flow.answer.finishes = event.choices
                     elif admitted := _admit(flow, event):
                         clock.progress()
+                        run.first_token_at = run.first_token_at or timezone.now()  # saved as it settles
                         flow.answer.add(admitted)
                         yield admitted
                     if flow.ceiling.exceeded:  # the provider went past the cap: hang up on it
@@ -220,17 +222,18 @@ async def _attempt(
             wait = fallback.backoff(attempt, error, waited, policy) if error.retryable else None
             if wait is None or attempt == policy.retry_count or skipped:
                 return
-            async for tick in _countdown(wait, error, clock):
+            async for tick in _countdown(wait, error, clock, ref, attempt + 2, policy.retry_count + 1):
                 yield tick
             waited += wait
 
 
 async def _countdown(
-    seconds: float, error: ProviderError, clock: RunClock
+    seconds: float, error: ProviderError, clock: RunClock, ref: str, attempt: int, attempts: int
 ) -> AsyncIterator[fallback.Waiting]:
     remaining = seconds
     while remaining > 0:
-        yield fallback.Waiting(math.ceil(remaining), fallback.waiting_message(error, math.ceil(remaining)))
+        message = fallback.waiting_message(error, math.ceil(remaining), ref, attempt, attempts)
+        yield fallback.Waiting(math.ceil(remaining), message)
         step = min(1.0, remaining)
         await clock.sleep(step)
         remaining -= step

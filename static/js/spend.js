@@ -1,12 +1,22 @@
-// Charts of the spend page. Amounts arrive as exact decimal strings; Chart.js needs numbers to draw.
+// Charts of the spend page. Amounts arrive as exact decimal strings; Chart.js needs numbers to
+// draw, and every label and axis tick is written by LLMHub.usd (static/js/money.js).
 (function () {
   Chart.defaults.animation = false; // figures appear at once, as read
+  const style = getComputedStyle(document.documentElement);
+  Chart.defaults.color = style.getPropertyValue("--muted").trim() || "#545d6c";
+  Chart.defaults.borderColor = style.getPropertyValue("--line").trim() || "#dde1e8";
+  const accent = style.getPropertyValue("--accent").trim() || "#2f5bd3";
   const data = JSON.parse(document.getElementById("spend-data").textContent);
-  const usd = (value) => "$" + Number(value).toFixed(Number(value) < 1 ? 4 : 2);
+  const usd = window.LLMHub.usd;
+  const money = { title: { display: true, text: "US dollars" }, ticks: { callback: (value) => usd(value) } };
   const bar = (id, rows) => new Chart(document.getElementById(id), {
     type: "bar",
-    data: { labels: rows.map((r) => r[0]), datasets: [{ label: "USD", data: rows.map((r) => Number(r[1])), backgroundColor: "#2f5bd3" }] },
-    options: { indexAxis: "y", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => usd(c.raw) } } } },
+    data: { labels: rows.map((r) => r[0]), datasets: [{ label: "Cost", data: rows.map((r) => Number(r[1])), backgroundColor: accent }] },
+    options: {
+      indexAxis: "y",
+      scales: { x: money },
+      plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => usd(rows[c.dataIndex][1]) } } },
+    },
   });
   bar("chart-providers", data.providers);
   bar("chart-models", data.models);
@@ -18,11 +28,14 @@
     data: {
       labels: days,
       datasets: [
-        { type: "bar", label: "Spend that day", data: data.daily.map((r) => Number(r[1])), backgroundColor: "#2f5bd3" },
+        { type: "bar", label: "Spend that day", data: data.daily.map((r) => Number(r[1])), backgroundColor: accent },
         { type: "line", label: "Month so far", data: cumulative, borderColor: "#17803d" },
         { type: "line", label: "Projected month end", data: projection, borderColor: "#a15c00", pointRadius: 6, showLine: false },
       ],
     },
-    options: { plugins: { tooltip: { callbacks: { label: (c) => c.dataset.label + ": " + usd(c.raw) } } } },
+    options: {
+      scales: { y: money },
+      plugins: { tooltip: { callbacks: { label: (c) => c.dataset.label + ": " + usd(c.raw) } } },
+    },
   });
 })();

@@ -37,6 +37,29 @@ async def page(hub_url) -> AsyncIterator:
         await browser.close()
 
 
+AXE = ROOT / "var" / "axe" / "axe.min.js"
+
+
+async def add_axe(context) -> None:
+    """Load axe-core into every page of a context, before the page's own scripts. An init script
+    is not subject to the page's Content-Security-Policy."""
+    if not AXE.exists():
+        raise RuntimeError(
+            f"{AXE} is missing: run `make var/axe/axe.min.js` (axe-core from the npm registry)"
+        )
+    await context.add_init_script(path=AXE)
+
+
+async def serious_accessibility_problems(page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each."""
+    results = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{page.url}: {v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
 async def snapshot(page, name: str) -> None:
     """Keep a screenshot of a step as a test artifact (test-artifacts/browser/NAME.png)."""
     await page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)

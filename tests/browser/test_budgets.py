@@ -41,12 +41,17 @@ def cast(fake_openai, fake_anthropic):
 async def test_a_budget_set_with_the_slider_refuses_a_run_and_the_charts_show_the_usage(page, cast):
     automation = await sync_to_async(cast)()
     await sign_in(page)
-    await page.get_by_role("link", name="Budget", exact=True).click()
+    await page.get_by_role("link", name="Budgets", exact=True).click()
+    await page.get_by_role("link", name="Set a budget for All of Research's runs").click()
     await expect(page.get_by_role("heading", name="Research team budget")).to_be_visible()
     slider = page.get_by_label("Monthly limit (USD) slider")
     await slider.focus()
     await page.keyboard.press("End")
-    await expect(page.get_by_label("Monthly limit (USD)", exact=True)).to_have_value("10000")
+    await expect(page.get_by_label("Monthly limit (USD)", exact=True)).to_have_value("100000")
+    await page.keyboard.press("Home")
+    for step in ("0.001", "0.002", "0.005", "0.01"):  # small budgets move a fraction of a cent at a time
+        await page.keyboard.press("ArrowRight")
+        await expect(page.get_by_label("Monthly limit (USD)", exact=True)).to_have_value(step)
     await page.keyboard.press("Home")  # all the way down: nothing more may be spent this month
     await expect(page.get_by_label("Monthly limit (USD)", exact=True)).to_have_value("0")
     await snapshot(page, "15-budget-slider")
@@ -64,7 +69,18 @@ async def test_a_budget_set_with_the_slider_refuses_a_run_and_the_charts_show_th
     )
     await snapshot(page, "16-run-refused")
 
-    await page.get_by_role("link", name="Spend").click()
+    # The banner follows the new limit at once, and closes for the rest of the month.
+    banner = page.locator(".flash.alert")
+    await expect(banner).to_contain_text(
+        "The Research team budget allows nothing this month, and $1.80 is spent."
+    )
+    await banner.get_by_role("button", name="Dismiss for this month").click()
+    await expect(banner).to_have_count(0)
+    await page.reload()
+    await expect(page.get_by_text("Monthly Research team budget")).to_be_visible()
+    await expect(banner).to_have_count(0)
+
+    await page.get_by_role("link", name="Spend", exact=True).click()
     await expect(page.locator("#on-track")).to_contain_text("You're on track for $")
     for chart in ("chart-providers", "chart-models", "chart-daily"):
         assert await page.evaluate(f"!!Chart.getChart(document.getElementById('{chart}'))")

@@ -57,7 +57,7 @@ async def test_define_connect_and_run_a_custom_provider(page, fake_vllm):
     await expect(page.get_by_text("✓ Connected: Office vLLM accepted the key.")).to_be_visible()
     await page.get_by_role("button", name="Save and choose a model").click()
     await expect(page.get_by_text("$0.10")).to_be_visible()
-    await page.get_by_role("button", name="Use llama-3.1-8b-instruct").click()
+    await page.get_by_role("button", name="Use this model for llama-3.1-8b-instruct").click()
     await expect(page.get_by_text("office-vllm/llama-3.1-8b-instruct").first).to_be_visible()
 
     await page.goto("/playground/")

@@ -64,7 +64,7 @@ async def test_a_new_admin_connects_a_provider_and_picks_a_model(page, fake_open
     await expect(page.locator("#model-gpt-4o")).to_have_class("default")
     await expect(page.locator("#model-gpt-4o-mini")).to_contain_text("$0.15")
     await snapshot(page, "05-choose-model")
-    await page.get_by_role("button", name="Use GPT-4o mini").click()
+    await page.get_by_role("button", name="Use this model for GPT-4o mini").click()
 
     # 6. Done: the home page names the chosen model.
     await expect(page.locator("#default-model")).to_contain_text("OpenAI GPT-4o mini")

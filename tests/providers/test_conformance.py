@@ -193,7 +193,10 @@ async def test_it_reports_an_unreachable_endpoint(case):
     adapter = adapter_for(adapter_class, fake)
     with pytest.raises(NetworkError) as caught:
         await adapter.generate(ask(model))
-    assert caught.value.user_message == f"Can't reach {adapter.display_name}. Check your internet connection."
+    # It names the address that refused, not the user's internet connection.
+    assert caught.value.user_message == (
+        f"Connection refused by {fake.url.rstrip('/')}. Is {adapter.display_name} running there?"
+    )
 
 
 async def test_it_never_finishes_a_stream_the_provider_cut_off(case):

@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from audit.models import AuditEntry
 from providers.base import Delta, Message
 from providers.models import CustomKind, Provider
+from providers.pricing import format_usd
 from providers.registry import registry
 from tests.fakes.openai import FakeOpenAI
 from usage import runs
@@ -74,7 +75,11 @@ async def test_a_custom_provider_runs_with_streaming_cost_and_budget(alice_clien
     calls = len(fake_vllm.requests)
     refused, _ = await run_to_end(alice, alpha, "Again")
     assert refused.status == Run.Status.FAILED
-    assert refused.error_message.startswith("Monthly Office vLLM budget: $0.00 of $")
+    # Sub-cent limits are kept and shown as they are (they were rounded to $0.00 once).
+    await budget.arefresh_from_db()
+    limit = format_usd(budget.monthly_limit_usd)
+    assert refused.error_message.startswith("Monthly Office vLLM budget: $")
+    assert f" of {limit} left; this run may cost up to $" in refused.error_message
     assert len(fake_vllm.requests) == calls  # never reached the server
 
 

@@ -55,10 +55,27 @@ def test_a_model_with_a_zero_price_is_free_on_purpose():
     assert ModelPricing.of(info).cost(TokenCount(10, 10).input, 10) == Decimal("0")
 
 
-@pytest.mark.parametrize(
-    ("amount", "shown"),
-    [(Decimal("0.0075"), "$0.0075"), (Decimal("12.5"), "$12.50"), (Decimal("0"), "$0.00"),
-     (Decimal("0.000012"), "$0.000012"), (None, "unpriced")],
-)  # fmt: skip
+# The one money format: cents from $1 up, two significant digits below, half up.
+MONEY_CASES = [
+    ("0.0075", "$0.0075"),
+    ("12.5", "$12.50"),
+    ("1234.567", "$1,234.57"),
+    ("0", "$0.00"),
+    ("0.000012", "$0.000012"),
+    ("0.0000123", "$0.000012"),
+    ("0.0105", "$0.011"),
+    ("0.605", "$0.61"),
+    ("0.6", "$0.60"),
+    ("0.0017", "$0.0017"),
+    ("0.099999", "$0.10"),
+    ("0.996", "$1.00"),
+    ("0.000000123", "$0.00000012"),
+    ("0.01", "$0.01"),  # no trailing zero past the cents
+    ("0.0050", "$0.005"),
+    ("0.00999", "$0.01"),
+]
+
+
+@pytest.mark.parametrize(("amount", "shown"), [*MONEY_CASES, (None, "unpriced")])
 def test_it_formats_usd_keeping_small_amounts_readable(amount, shown):
-    assert format_usd(amount) == shown
+    assert format_usd(None if amount is None else Decimal(amount)) == shown

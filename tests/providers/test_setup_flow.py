@@ -193,7 +193,7 @@ class TestSettings:
     def test_changing_the_endpoint_revalidates(self, alice_client, openai, fake_openai):
         data = {"api_key": GOOD_KEYS["openai"], "endpoint": "http://127.0.0.1:9/v1", "action": "save"}
         html = alice_client.post("/providers/openai/edit/", data, **HTMX).content.decode()
-        assert "Can&#x27;t reach OpenAI. Check your internet connection." in html
+        assert "Connection refused by http://127.0.0.1:9/v1. Is OpenAI running there?" in html
         assert Provider.objects.get().endpoint == fake_openai.url
 
     def test_deleting_asks_first_then_destroys_the_credentials(self, alice_client, openai):

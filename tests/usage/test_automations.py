@@ -8,6 +8,7 @@ import pytest
 
 from audit.models import AuditEntry
 from automations.models import Automation
+from providers.pricing import format_usd
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from usage.models import Run
@@ -23,21 +24,35 @@ def providers(alpha, fake_openai, fake_anthropic):
 
 @pytest.fixture
 def summarize(alpha, providers):
-    return Automation.objects.create(team=alpha, name="Summarize", system_prompt="Be brief.",
-                                     prompt_template="Summarize for {audience}:\n\n{text}", max_tokens=400)  # fmt: skip
+    return Automation.objects.create(
+        team=alpha,
+        name="Summarize",
+        system_prompt="Be brief.",
+        prompt_template="Summarize for {audience}:\n\n{text}",
+        max_tokens=400,
+    )
 
 
 def test_an_admin_creates_an_automation_with_named_inputs(alice_client, providers):
-    response = alice_client.post("/automations/new/", {"name": "Translate", "prompt_template": "Translate to {language}: {text}",
-                                                       "model": "", "max_tokens": 300})  # fmt: skip
+    response = alice_client.post(
+        "/automations/new/",
+        {
+            "name": "Translate",
+            "prompt_template": "Translate to {language}: {text}",
+            "model": "",
+            "max_tokens": 300,
+        },
+    )
     automation = Automation.objects.get()
     assert response.url == f"/automations/{automation.pk}/"
     assert automation.input_names() == ["language", "text"]
     assert AuditEntry.objects.exclude(action="signed_in").get().action == "automation_created"
 
 
-@pytest.mark.parametrize(("template", "message"), [("Hello {name", "Braces do not match"),
-                                                   ("Hi {user.name}", "is not an input name")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [("Hello {name", "Braces do not match"), ("Hi {user.name}", "is not an input name")],
+)
 def test_a_malformed_template_is_explained_and_nothing_is_lost(alice_client, providers, template, message):
     html = alice_client.post(
         "/automations/new/", {"name": "Broken", "prompt_template": template, "max_tokens": 300}
@@ -69,10 +84,8 @@ def test_running_shows_the_price_first_and_starts_nothing(bob_client, summarize,
     expected_max = (Decimal("2.5") * run.estimated_input_tokens + Decimal("10") * 400) / 1_000_000
     assert run.max_cost_usd == expected_max
     html = bob_client.get(f"/runs/{run.uuid}/").content.decode()
-    assert (
-        f"Estimated ${run.estimated_cost_usd.normalize():f}, at most ${run.max_cost_usd.normalize():f}"
-        in html
-    )
+    # Prices below a dollar are written with two significant digits, the one money format.
+    assert f"Estimated {format_usd(run.estimated_cost_usd)}, at most {format_usd(run.max_cost_usd)}" in html
     assert 'ws-connect="/ws/runs/' in html and "Start run" in html
 
 
@@ -134,3 +147,59 @@ def test_the_playground_explains_a_model_it_cannot_run(bob_client, providers):
         "/playground/", {"model": "openai/gpt-99", "message": "Hi", "max_tokens": 100}
     ).content.decode()
     assert "Select a valid choice" in html and "Hi</textarea>" in html
+
+
+def test_the_list_is_searchable_and_paged_with_model_last_run_and_cost(alice_client, alpha, alice, providers):
+    for n in range(25):
+        Automation.objects.create(team=alpha, name=f"Task {n:02d}", prompt_template="Do {thing}")
+    digest = Automation.objects.create(
+        team=alpha, name="Weekly digest", prompt_template="Digest {notes}", model="anthropic/claude-haiku-4-5"
+    )
+    for cost in ("0.002", "0.004"):
+        Run.objects.create(
+            team=alpha,
+            user=alice,
+            automation=digest,
+            model_requested=digest.model,
+            messages=[],
+            max_tokens=10,
+            status="completed",
+            cost_usd=Decimal(cost),
+        )
+    first = alice_client.get("/automations/").content.decode()
+    assert first.count('<tr id="automation-') == 20 and "Page 1 of 2" in first
+    assert '<code>openai/gpt-4o</code> <span class="muted">team default</span>' in first
+    found = alice_client.get("/automations/?q=digest").content.decode()
+    assert found.count('<tr id="automation-') == 1
+    assert "<code>anthropic/claude-haiku-4-5</code>" in found and "$0.003" in found and " ago</time>" in found
+    assert (
+        "No automation matches “nothing like it”"
+        in alice_client.get("/automations/?q=nothing+like+it").content.decode()
+    )
+    assert alice_client.get("/automations/?q=Task&page=2").content.decode().count('<tr id="automation-') == 5
+
+
+def test_the_list_costs_the_same_queries_with_many_automations(alice_client, alpha, alice, providers):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            alice_client.get("/automations/")
+        return len(captured)
+
+    Automation.objects.create(team=alpha, name="First", prompt_template="{x}")
+    before = queries()
+    for n in range(15):
+        automation = Automation.objects.create(team=alpha, name=f"More {n}", prompt_template="{x}")
+        Run.objects.create(
+            team=alpha,
+            user=alice,
+            automation=automation,
+            model_requested="openai/gpt-4o",
+            messages=[],
+            max_tokens=10,
+            status="completed",
+            cost_usd=Decimal("0.01"),
+        )
+    assert queries() == before

@@ -14,6 +14,7 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from providers.base import Message, TokenCount
 from providers.models import Price
+from providers.pricing import format_usd
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from usage import budgets, runs
@@ -84,7 +85,7 @@ class TestReservations:
         with pytest.raises(budgets.BudgetRefused) as refused:
             budgets.reserve(run)
         assert str(refused.value) == (
-            f"Monthly OpenAI budget: $0.02 of $0.42 left; this run may cost up to ${run.max_cost_usd.normalize():f}."
+            f"Monthly OpenAI budget: $0.02 of $0.42 left; this run may cost up to {format_usd(run.max_cost_usd)}."
         )
 
     def test_reservations_count_against_the_budget_until_they_expire(self, alice, alpha, openai):

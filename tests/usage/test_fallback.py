@@ -59,7 +59,9 @@ async def test_a_rate_limit_is_waited_out_with_a_countdown_then_succeeds(
                           headers={"retry-after": "1"})  # fmt: skip
     run, events = await play(await start(alice, alpha))
     ticks = [e for e in events if isinstance(e, fallback.Waiting)]
-    assert [t.message for t in ticks] == ["OpenAI rate limit hit. Retrying in 1 second..."]
+    assert [t.message for t in ticks] == [
+        "OpenAI rate limit hit. Retrying openai/gpt-4o-mini in 1 s (attempt 2 of 3)."
+    ]
     assert run.status == Run.Status.COMPLETED and run.model_used == "openai/gpt-4o-mini"
     assert run.output == fake_openai.reply_text
 

@@ -11,7 +11,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Team
 from providers.base import Delta, Message
-from providers.pricing import format_usd
 from providers.registry import UnknownProvider, registry
 from usage import fallback, runs
 from usage.events import Ended
@@ -64,9 +63,8 @@ class Command(BaseCommand):
             self.stderr.write(problem)
             sys.exit(1)
         run = ended.run
-        cost = format_usd(run.cost_usd) if run.cost_usd is not None else "unpriced"
         self.stdout.write(
-            f"Input tokens: {run.input_tokens} · output tokens: {run.output_tokens} · cost: {cost}"
+            f"Input tokens: {run.input_tokens} · output tokens: {run.output_tokens} · cost: {_exact(run.cost_usd)}"
         )
 
     async def relay(self, run: Run, stream: bool) -> Ended:
@@ -116,3 +114,8 @@ def _model(ref: str):
         known = ", ".join(m.id for m in adapter.list_models())
         raise CommandError(f"{adapter.display_name} has no model {model!r}. Known: {known}.")
     return entry
+
+
+def _exact(cost) -> str:
+    """The cost as recorded, every digit: this line is read by scripts as well as people."""
+    return "unpriced" if cost is None else f"${cost.normalize():f}"
