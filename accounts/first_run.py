@@ -10,7 +10,7 @@ from django.shortcuts import redirect
 
 from accounts.models import User
 
-OPEN_PATHS = ("/setup/", "/static/", "/favicon.ico", "/v1/")
+OPEN_PATHS = ("/setup/", "/static/", "/favicon.ico", "/v1/", "/healthz", "/readyz", "/metrics")
 
 
 class FirstRunMiddleware:

@@ -47,6 +47,7 @@ def _authenticate(request: HttpRequest) -> ApiKey:
     if key is None:
         raise ApiError(401, "Incorrect or revoked API key. Create one in LLMHub under Settings → API keys.",
                        code="invalid_api_key")  # fmt: skip
+    request.api_key = key  # for the request's log line
     return key
 
 
@@ -122,8 +123,17 @@ def _prepare(request: HttpRequest, body: bytes) -> Prepared:
     except runs.RunRefused as refused:
         raise ApiError(400, str(refused), code="model_not_found", param="model") from None
     entry = available[0]
-    run = runs.create_run(None, key.team, ref, chat.messages, chat.max_tokens or entry.info.max_output,
-                          temperature=chat.temperature, api_key=key, available=available)  # fmt: skip
+    run = runs.create_run(
+        None,
+        key.team,
+        ref,
+        chat.messages,
+        chat.max_tokens or entry.info.max_output,
+        temperature=chat.temperature,
+        api_key=key,
+        available=available,
+        request_id=request.request_id,
+    )
     if run.estimated_input_tokens + 1 > entry.info.context_window:
         _refuse(
             run,

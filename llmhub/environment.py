@@ -39,6 +39,14 @@ def envint(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number; got {value!r}") from None
 
 
+def envfloat(name: str, default: float) -> float:
+    value = env(name, str(default))
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number; got {value!r}") from None
+
+
 def envlist(name: str) -> list[str]:
     """A comma-separated variable as a list, empty items dropped."""
     return [item.strip() for item in env(name, "").split(",") if item.strip()]

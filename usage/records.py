@@ -29,6 +29,7 @@ def record_usage(
     team: Team | None = None,
     user: User | None = None,
     api_key=None,
+    request_id: str = "",
 ) -> UsageRecord:
     """Record one generation. An unpriced model gets a null cost, never $0."""
     price = price_in_force(Price.objects.filter(model__provider_id=provider_id, model__model_id=model))
@@ -47,6 +48,7 @@ def record_usage(
         team=team,
         user=user,
         api_key=api_key,
+        request_id=request_id,
     )
     _roll_up(record)
     if team is not None and cost:

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
+from ops import observe
 from providers.base import Delta, FinishReason, GenerationRequest, Message, ProviderAdapter, TokenCount
 from providers.errors import ModelNotAvailable, ProviderError
 from providers.models import ProviderModel
@@ -80,12 +81,22 @@ def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
     return registry.entry_for(row), provider.dialect
 
 
-def create_run(user: User | None, team: Team, model_ref: str, messages: Sequence[Message], max_tokens: int,
-               temperature: Decimal | None = None, automation=None, api_key=None,
-               available: tuple[CatalogEntry, str] | None = None) -> Run:  # fmt: skip
+def create_run(
+    user: User | None,
+    team: Team,
+    model_ref: str,
+    messages: Sequence[Message],
+    max_tokens: int,
+    temperature: Decimal | None = None,
+    automation=None,
+    api_key=None,
+    available: tuple[CatalogEntry, str] | None = None,
+    request_id: str = "",
+) -> Run:
     """A pending run with its price estimate; it starts only when the user (or the program that
     sent it, with an API key) confirms. `available` is what available_model() already answered
-    for this team and model, when the caller asked it first."""
+    for this team and model, when the caller asked it first; `request_id` is the x-request-id of
+    the request that asked for it."""
     entry, dialect = available or available_model(team, model_ref)
     caps = budgets.caps_for(team, entry.provider_id, api_key.pk if api_key else None)
     max_tokens = max(1, min(max_tokens, entry.info.max_output, caps.hard or max_tokens))
@@ -100,6 +111,7 @@ def create_run(user: User | None, team: Team, model_ref: str, messages: Sequence
         user=user,
         automation=automation,
         api_key=api_key,
+        request_id=request_id,
         model_requested=model_ref,
         messages=[{"role": m.role, "content": m.content} for m in messages],
         max_tokens=max_tokens,
@@ -158,6 +170,7 @@ async def stream(
                     yield run
                     return
             await sync_to_async(fallback.record_switch)(run, models[index - 1], ref, error)
+            observe.fell_back(models[index - 1], ref)
         try:
             # Off the request's thread, so runs waiting for the budget lock do not queue behind each
             # other's other work; database_sync_to_async closes that thread's connection when due.
@@ -218,6 +231,8 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                 async for event in events:
                     reached_provider = True
                     if isinstance(event, Delta):
+                        if run.first_token_at is None:
+                            run.first_token_at = timezone.now()
                         parts.append(event.text)
                         yield event
                         streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)
@@ -250,6 +265,7 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
             if wait is None or attempt == policy.retry_count:
                 yield error
                 return
+            observe.retried(ref)
             async for tick in _countdown(wait, error):
                 yield tick
             waited += wait
@@ -296,9 +312,15 @@ def _reserve(run: Run, ref: str) -> None:
 
 
 def _release(run: Run) -> None:
-    run.reserved_usd = run.reservation_expires_at = None
     run.finished_at = timezone.now()
+    _end(run)
+
+
+def _end(run: Run) -> None:
+    """Where every run ends: its hold released, its last state saved, its metrics and log line out."""
+    run.reserved_usd = run.reservation_expires_at = None
     run.save()
+    observe.run_finished(run)
 
 
 async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) -> None:
@@ -321,12 +343,20 @@ def _record(run: Run) -> None:
     provider_id, _, model = (run.model_used or run.model_requested).partition("/")
     if run.input_tokens or run.output_tokens:
         source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
-        usage = record_usage(provider_id, model, TokenCount(run.input_tokens, run.output_tokens), source,
-                             run_id=str(run.uuid), team=run.team, user=run.user, api_key=run.api_key)  # fmt: skip
+        usage = record_usage(
+            provider_id,
+            model,
+            TokenCount(run.input_tokens, run.output_tokens),
+            source,
+            run_id=str(run.uuid),
+            team=run.team,
+            user=run.user,
+            api_key=run.api_key,
+            request_id=run.request_id,
+        )
         run.cost_usd = usage.cost_usd
     elif (
         row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()
     ) and row.current_price():
         run.cost_usd = Decimal("0")
-    run.reserved_usd = run.reservation_expires_at = None
-    run.save()
+    _end(run)
