@@ -91,7 +91,7 @@ class BudgetCollector:
     def collect(self) -> Iterator[Metric]:
         from usage import budgets
 
-        names = ["budget", "name", "period"]
+        names = ["budget", "scope", "period"]
         limit = GaugeMetricFamily("llmhub_budget_limit_usd", "A budget's limit in its period.", labels=names)
         spent = GaugeMetricFamily("llmhub_budget_spent_usd", "Spent in the budget's period.", labels=names)
         held = GaugeMetricFamily(
