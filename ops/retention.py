@@ -40,7 +40,7 @@ def clearable(cutoff: datetime):
     )
 
 
-def apply(days: int, now: datetime | None = None, actor: object = "system") -> int:
+def apply(days: int, now: datetime | None = None, actor: object = "system", batch: int = BATCH) -> int:
     """Clear the text of runs older than `days` days; returns how many runs were cleared."""
     if days <= 0:
         return 0
@@ -48,14 +48,14 @@ def apply(days: int, now: datetime | None = None, actor: object = "system") -> i
     cleared, last = 0, 0
     while True:
         with transaction.atomic():
-            batch = list(
-                clearable(cutoff).filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:BATCH]
+            pks = list(
+                clearable(cutoff).filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch]
             )
-            if not batch:
+            if not pks:
                 break
-            last = batch[-1]
+            last = pks[-1]
             # Filtered again: another process may have cleared some of them meanwhile.
-            cleared += clearable(cutoff).filter(pk__in=batch).update(messages=[], output="")
+            cleared += clearable(cutoff).filter(pk__in=pks).update(messages=[], output="")
     if cleared:
         details = {"runs_cleared": cleared, "older_than": cutoff.isoformat(), "days": days}
         log.record(actor, "retention_applied", Retention(days), after=details)
