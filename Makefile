@@ -13,11 +13,12 @@ PORT ?= 8000
 run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) llmhub.asgi:application
+	# -v 0: LLMHub logs one line per request itself (LLMHUB_LOG_FORMAT); daphne's own access log would repeat it.
+	$(VENV)/bin/daphne -v 0 -b $(HOST) -p $(PORT) llmhub.asgi:application
 
-# The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API) again
+# The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API, ops) again
 # on a throwaway PostgreSQL cluster. `make test POSTGRES_TESTS=` skips the second pass.
-POSTGRES_TESTS ?= tests/usage tests/gateway
+POSTGRES_TESTS ?= tests/usage tests/gateway tests/ops
 test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed browser $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -38,6 +39,7 @@ postgres:
 bench: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) bench/spend.py
 	$(PY) bench/gateway.py
+	$(PY) bench/request_middleware.py json
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

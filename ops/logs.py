@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
@@ -19,24 +20,34 @@ from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 # Set by ops.middleware for the request being handled; sync_to_async carries it into worker threads.
 request_id: ContextVar[str] = ContextVar("request_id", default="")
 
-_HEADER_NAMES = r"authorization|proxy-authorization|x-api-key|api-key|x-goog-api-key"
-_KEY_LIKE = [
-    # "Authorization: Bearer x", "x-api-key": "x", api-key=x: whatever the value, it goes.
-    (
-        re.compile(rf"(?i)\b({_HEADER_NAMES})(\"?\s*[:=]\s*\"?)(?:bearer\s+|basic\s+)?[^\s\",;]+"),
-        r"\1\2[redacted]",
-    ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 [redacted]"),
-    (re.compile(r"(?i)([?&](?:key|api_key|api-key|access_token|token)=)[^&\s\"']+"), r"\1[redacted]"),
-]
-# Keys that announce themselves: keep the prefix and the last four characters, as the UI shows them.
-_PREFIXED = re.compile(r"\b(llmh-|sk-|AIza)[A-Za-z0-9_-]{8,}")
+_HEADER_NAMES = "authorization|proxy-authorization|x-api-key|api-key|x-goog-api-key"
+# One pass over a line finds every kind: "Authorization: Bearer x", "x-api-key": "x" and api-key=x
+# (whatever the value, it goes); "Bearer x" alone; key-like query parameters; and keys that announce
+# themselves (llmh-, sk-, AIza), which keep their prefix and last four characters as the UI shows them.
+_SECRET = re.compile(
+    rf"(?P<header>\b(?:{_HEADER_NAMES})\"?\s*[:=]\s*\"?)(?:bearer\s+|basic\s+)?[^\s\",;]+"
+    r"|(?P<scheme>\b(?:bearer|basic))\s+[A-Za-z0-9._~+/=-]{6,}"
+    r"|(?P<query>[?&](?:key|api_key|api-key|access_token|token)=)[^&\s\"']+"
+    r"|\b(?P<prefix>llmh-|sk-|AIza)[A-Za-z0-9_-]{8,}",
+    re.IGNORECASE,
+)
+# Most lines hold none of these: they skip the regular expression.
+_MARKERS = ("auth", "key", "bearer", "basic", "token", "sk-", "llmh-", "aiza")
+
+
+def _replace(match: re.Match) -> str:
+    if match["prefix"]:
+        return f"{match['prefix']}...{match[0][-4:]}"
+    if match["scheme"]:
+        return f"{match['scheme']} [redacted]"
+    return f"{match['header'] or match['query']}[redacted]"
 
 
 def redact(text: str) -> str:
-    for pattern, replacement in _KEY_LIKE:
-        text = pattern.sub(replacement, text)
-    return _PREFIXED.sub(lambda m: f"{m.group(1)}...{m.group(0)[-4:]}", text)
+    lowered = text.lower()
+    if not any(marker in lowered for marker in _MARKERS):
+        return text
+    return _SECRET.sub(_replace, text)
 
 
 class TextFormatter(logging.Formatter):
@@ -56,12 +67,13 @@ class JsonFormatter(BaseJsonFormatter):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
-        kwargs.setdefault("timestamp", "time")
         kwargs.setdefault("json_ensure_ascii", False)
         super().__init__("{levelname}{name}{message}", style="{", **kwargs)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
         super().add_fields(log_data, record, message_dict)
+        # A string, not a datetime: the encoder's slow path for other types is skipped.
+        log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
         if "request_id" not in log_data and request_id.get():
             log_data["request_id"] = request_id.get()
 

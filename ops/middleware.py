@@ -50,7 +50,7 @@ class RequestMiddleware:
 
 
 def _begin(request: HttpRequest) -> float:
-    offered = request.headers.get(HEADER, "")
+    offered = request.META.get("HTTP_X_REQUEST_ID", "")
     request.request_id = offered if SANE_ID.fullmatch(offered) else uuid.uuid4().hex
     # Not reset afterwards: each request is handled in its own context (a task, or the thread's
     # next request sets it again), and a streamed response's lines still carry it.
