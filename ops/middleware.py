@@ -23,6 +23,8 @@ from django.http import HttpRequest, HttpResponse
 from ops import logs, metrics
 
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A client chooses the method: any other is counted as "other", or each made-up one would be a series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HEADER = "X-Request-ID"
 
 log = logging.getLogger("llmhub.requests")
@@ -62,7 +64,8 @@ def _end(request: HttpRequest, response: HttpResponse, started: float) -> HttpRe
     seconds = time.perf_counter() - started
     response[HEADER] = request.request_id
     endpoint = _endpoint(request)
-    metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    method = request.method if request.method in METHODS else "other"
+    metrics.REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
     metrics.REQUEST_SECONDS.labels(endpoint).observe(seconds)
     if log.isEnabledFor(logging.INFO):
         log.info(

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -317,10 +318,11 @@ def _release(run: Run) -> None:
 
 
 def _end(run: Run) -> None:
-    """Where every run ends: its hold released, its last state saved, its metrics and log line out."""
+    """Where every run ends: its hold released, its last state saved, then (once committed) its
+    metrics and log line; a failure there is logged and never undoes the settlement."""
     run.reserved_usd = run.reservation_expires_at = None
     run.save()
-    observe.run_finished(run)
+    transaction.on_commit(partial(observe.run_finished, run), robust=True)
 
 
 async def _settle(run: Run, text: str, usage, dialect: str, charge_input: bool) -> None:

@@ -161,10 +161,17 @@ def test_requests_are_counted_by_route_never_by_raw_path(alice, client):
     probe = uuid.uuid4().hex
     for path in (f"/v1/{probe}", f"/no-such-page-{probe}", "/healthz"):
         client.get(path)
+    client.generic(f"M{probe[:8].upper()}", "/healthz")  # a made-up method
     after = scrape(client)
-    assert probe not in after
-    for endpoint, status in (("v1/<path:path>", "404"), ("unmatched", "404"), ("healthz", "200")):
-        labels = {"endpoint": endpoint, "method": "GET", "status": status}
+    assert probe not in after and probe[:8].upper() not in after
+    requests = [
+        ("v1/<path:path>", "GET", "404"),
+        ("unmatched", "GET", "404"),
+        ("healthz", "GET", "200"),
+        ("healthz", "other", "405"),
+    ]
+    for endpoint, method, status in requests:
+        labels = {"endpoint": endpoint, "method": method, "status": status}
         name = "llmhub_http_requests_total"
         assert value(after, name, **labels) - value(before, name, **labels) == 1
 
