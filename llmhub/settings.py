@@ -223,3 +223,5 @@ if os.environ.get("LLMHUB_ENCRYPTION_KEYS") is not None and not LLMHUB_ENCRYPTIO
     raise ImproperlyConfigured("LLMHUB_ENCRYPTION_KEYS is set but holds no key")
 if LLMHUB_RETENTION_DAYS < 0:
     raise ImproperlyConfigured("LLMHUB_RETENTION_DAYS must be 0 (keep forever) or a number of days")
+if LLMHUB_RETENTION_INTERVAL < 1:
+    raise ImproperlyConfigured("LLMHUB_RETENTION_INTERVAL must be at least 1 (seconds)")

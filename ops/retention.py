@@ -1,8 +1,9 @@
 """Retention: a run's prompt and output are cleared once they are older than LLMHUB_RETENTION_DAYS.
 
 Only the text goes: the run row (model, status, tokens, cost), its usage row and the daily roll-ups
-stay forever, so spend, budgets and invoices never change. Runs still in progress are left alone.
-Each pass that clears something writes one audit entry with the count.
+stay forever, so spend, budgets and invoices never change. A run never started by then is cancelled
+with its text (it could not run without it); a run in progress is left alone. Each pass that clears
+something writes one audit entry with the counts.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ class Retention:
         return f"{self.days} days"
 
 
+NOT_STARTED = "Not started within the retention period: its prompt was removed."
+
+
 def clearable(cutoff: datetime):
-    """Finished runs created before `cutoff` that still hold a prompt or an output."""
-    finished = [Run.Status.COMPLETED, Run.Status.CANCELLED, Run.Status.FAILED]
-    return Run.objects.filter(created_at__lt=cutoff, status__in=finished).filter(
-        ~Q(output="") | ~Q(messages=[])
-    )
+    """Runs created before `cutoff`, finished or never started, that still hold a prompt or an output."""
+    idle = [Run.Status.PENDING, Run.Status.COMPLETED, Run.Status.CANCELLED, Run.Status.FAILED]
+    return Run.objects.filter(created_at__lt=cutoff, status__in=idle).filter(~Q(output="") | ~Q(messages=[]))
 
 
 def apply(days: int, now: datetime | None = None, actor: object = "system", batch: int = BATCH) -> int:
@@ -45,7 +47,7 @@ def apply(days: int, now: datetime | None = None, actor: object = "system", batc
     if days <= 0:
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    cleared, last = 0, 0
+    cleared, cancelled, last = 0, 0, 0
     while True:
         with transaction.atomic():
             pks = list(
@@ -54,10 +56,20 @@ def apply(days: int, now: datetime | None = None, actor: object = "system", batc
             if not pks:
                 break
             last = pks[-1]
-            # Filtered again: another process may have cleared some of them meanwhile.
-            cleared += clearable(cutoff).filter(pk__in=pks).update(messages=[], output="")
+            # Filtered again: another process may have cleared (or started) some of them meanwhile.
+            batch_runs = clearable(cutoff).filter(pk__in=pks)
+            cancelled += batch_runs.filter(status=Run.Status.PENDING).update(
+                messages=[], output="", status=Run.Status.CANCELLED, error_message=NOT_STARTED
+            )
+            cleared += batch_runs.update(messages=[], output="")
+    cleared += cancelled
     if cleared:
-        details = {"runs_cleared": cleared, "older_than": cutoff.isoformat(), "days": days}
+        details = {
+            "runs_cleared": cleared,
+            "not_started_cancelled": cancelled,
+            "days": days,
+            "older_than": cutoff.isoformat(),
+        }
         log.record(actor, "retention_applied", Retention(days), after=details)
     return cleared
 

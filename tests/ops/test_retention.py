@@ -49,10 +49,11 @@ def test_it_clears_old_prompts_and_outputs_and_keeps_everything_else(alice, alph
     old = [make_run(alpha, alice, 40, status) for status in ("completed", "failed", "cancelled")]
     recent = make_run(alpha, alice, 10)
     running = make_run(alpha, alice, 40, Run.Status.STREAMING)
+    never_started = make_run(alpha, alice, 40, Run.Status.PENDING)
     usage = record_usage("openai", "gpt-4o", TokenCount(12, 5), "run", run_id=str(old[0].uuid), team=alpha)
     rows = list(UsageRecord.objects.values()), list(DailySpend.objects.values())
 
-    assert retention.apply(30) == 3
+    assert retention.apply(30) == 4
 
     for run, status in zip(old, ("completed", "failed", "cancelled"), strict=True):
         assert text_of(run) == ([], "")
@@ -64,11 +65,14 @@ def test_it_clears_old_prompts_and_outputs_and_keeps_everything_else(alice, alph
         )
     assert text_of(recent) == (PROMPT, "The plan, summarised.")
     assert text_of(running) == (PROMPT, "The plan, summarised.")  # still in progress: never touched
+    assert text_of(never_started) == ([], "")
+    assert never_started.status == Run.Status.CANCELLED and "retention period" in never_started.error_message
     assert (list(UsageRecord.objects.values()), list(DailySpend.objects.values())) == rows
     assert UsageRecord.objects.get(pk=usage.pk).cost_usd == usage.cost_usd
     entry = AuditEntry.objects.get(action="retention_applied")
     assert entry.actor_name == "system" and entry.object_id == "30 days"
-    assert entry.after["runs_cleared"] == 3 and entry.after["days"] == 30
+    assert entry.after["runs_cleared"] == 4 and entry.after["not_started_cancelled"] == 1
+    assert entry.after["days"] == 30
 
 
 def test_a_pass_with_nothing_to_clear_writes_no_audit_entry(alice, alpha):
@@ -126,3 +130,18 @@ async def test_the_runner_repeats_each_job_and_survives_one_that_fails(caplog):
             await runner.stop()
     assert "Periodic job broken failed" in caplog.text and "the database is locked" in caplog.text
     assert runner.task is None
+
+
+async def test_the_application_answers_the_lifespan_protocol():
+    from llmhub.asgi import application
+
+    incoming = asyncio.Queue()
+    for message in ({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}):
+        incoming.put_nowait(message)
+    sent = []
+
+    async def send(message: dict) -> None:
+        sent.append(message["type"])
+
+    await asyncio.wait_for(application({"type": "lifespan"}, incoming.get, send), 10)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
