@@ -232,8 +232,7 @@ async def _attempt(run: Run, ref: str, policy, adapter: ProviderAdapter) -> Asyn
                 async for event in events:
                     reached_provider = True
                     if isinstance(event, Delta):
-                        if run.first_token_at is None:
-                            run.first_token_at = timezone.now()
+                        run.first_token_at = run.first_token_at or timezone.now()
                         parts.append(event.text)
                         yield event
                         streamed_tokens += tokens.count_text(event.text, request.model, adapter.dialect)
