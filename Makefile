@@ -15,9 +15,9 @@ run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m llmhub.serve --host $(HOST) --port $(PORT)
 
-# The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API) again
+# The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API, ops) again
 # on a throwaway PostgreSQL cluster. `make test POSTGRES_TESTS=` skips the second pass.
-POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit
+POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit tests/ops
 test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed var/axe/axe.min.js browser $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -38,6 +38,7 @@ postgres:
 bench: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) bench/spend.py
 	$(PY) bench/gateway.py
+	$(PY) bench/request_middleware.py json
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

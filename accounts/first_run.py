@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from accounts.models import User
 
-OPEN_PATHS = ("/setup/", "/static/", "/favicon.ico", "/v1/")
+OPEN_PATHS = ("/setup/", "/static/", "/favicon.ico", "/v1/", "/healthz", "/readyz", "/metrics")
 # What a person with a temporary password may still open: the form itself, and signing out.
 PASSWORD_PATHS = ("/accounts/password/", "/accounts/logout/")
 

@@ -80,6 +80,7 @@ def _authenticate(request: HttpRequest) -> ApiKey:
             "Incorrect or revoked API key. Create one in LLMHub under Settings → API keys.",
             code="invalid_api_key",
         )
+    request.api_key = key  # for the request's log line
     return key
 
 
@@ -224,6 +225,7 @@ def _prepare(request: HttpRequest, body: bytes) -> Prepared:
         api_key=key,
         available=available,
         options=wanted.options_json(),
+        request_id=request.request_id,
     )
     if run.estimated_input_tokens + 1 > entry.info.context_window:
         _refuse(

@@ -16,17 +16,21 @@ from gateway.errors import JsonErrors  # noqa: E402
 from llmhub.body_limit import BodyLimitMiddleware  # noqa: E402
 from llmhub.checks import StartupGuard  # noqa: E402
 from llmhub.origin import SameOriginValidator  # noqa: E402
+from ops import maintenance  # noqa: E402
 from providers.network import NoteOwnAddressMiddleware  # noqa: E402
 from usage import records  # noqa: E402
 from usage.routing import websocket_urlpatterns  # noqa: E402
 
 records.start_replaying()  # settlements spooled while the database was down: written when it is back
 
+# maintenance.serving() starts the periodic jobs (retention) once the server runs.
 application = StartupGuard(
-    ProtocolTypeRouter(
-        {
-            "http": JsonErrors(NoteOwnAddressMiddleware(BodyLimitMiddleware(django_asgi_app))),
-            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        }
+    maintenance.serving(
+        ProtocolTypeRouter(
+            {
+                "http": JsonErrors(NoteOwnAddressMiddleware(BodyLimitMiddleware(django_asgi_app))),
+                "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            }
+        )
     )
 )

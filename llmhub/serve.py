@@ -19,7 +19,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 
 logger = logging.getLogger("llmhub.serve")
 # After the runs have settled, time for their last frames and events to reach the clients.
@@ -75,7 +74,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     options = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmhub.settings")
-    from daphne.access import AccessLogGenerator
     from daphne.endpoints import build_endpoint_description_strings
     from django.conf import settings
     from twisted.internet import reactor
@@ -85,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     server = DrainingServer(
         application,
         endpoints=build_endpoint_description_strings(host=options.host, port=options.port),
-        action_logger=AccessLogGenerator(sys.stdout),
+        action_logger=None,  # LLMHub logs one line per request itself (ops/middleware.py)
         grace=settings.LLMHUB_SHUTDOWN_GRACE_SECONDS,
     )
     reactor.callWhenRunning(server.started)

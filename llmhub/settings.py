@@ -84,9 +84,12 @@ INSTALLED_APPS = [
     "providers",
     "usage",
     "gateway",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    # First: every response, static files and redirects included, carries its request id and is counted.
+    "ops.middleware.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -296,16 +299,42 @@ EMAIL_HOST_USER = env("DJANGO_EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("DJANGO_EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = envbool("DJANGO_EMAIL_USE_TLS", False)
 
+# "text" (the message alone) or "json": one JSON object a line, for a log collector. Either way, one
+# line per request (logger llmhub.requests) and per run (llmhub.runs), secrets redacted.
+LLMHUB_LOG_FORMAT = env("LLMHUB_LOG_FORMAT", "text").strip().lower()
+if LLMHUB_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LLMHUB_LOG_FORMAT must be text or json; got {LLMHUB_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"()": "ops.logs.TextFormatter"},
+        "json": {"()": "ops.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LLMHUB_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LLMHUB_LOG_LEVEL", "INFO")},
     # httpx logs every request line at INFO; the lines hold no credentials, but they are noise.
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+# ---- Operations: metrics, health, retention
+# /metrics wants `Authorization: Bearer <token>` when this is set; without it, only loopback clients
+# that did not come through a proxy may read it. Several server processes: see PROMETHEUS_MULTIPROC_DIR.
+LLMHUB_METRICS_TOKEN = env("LLMHUB_METRICS_TOKEN", "")
+# Seconds /readyz waits for the channel layer (Redis) before it calls it unreachable.
+LLMHUB_READY_TIMEOUT = envfloat("LLMHUB_READY_TIMEOUT", 2.0)
+# Days a run's prompt and output are kept; 0 keeps them forever. Usage rows and roll-ups always stay.
+LLMHUB_RETENTION_DAYS = envint("LLMHUB_RETENTION_DAYS", 0)
+# Seconds between two passes of retention in each server process.
+LLMHUB_RETENTION_INTERVAL = envint("LLMHUB_RETENTION_INTERVAL", 3600)
+# Periodic work (retention) in each server process; off: only the management commands do it.
+LLMHUB_BACKGROUND_TASKS = envbool("LLMHUB_BACKGROUND_TASKS", True)
+
 if not SECRET_KEY:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY is empty")
 if os.environ.get("LLMHUB_ENCRYPTION_KEYS") is not None and not LLMHUB_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("LLMHUB_ENCRYPTION_KEYS is set but holds no key")
+if LLMHUB_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("LLMHUB_RETENTION_DAYS must be 0 (keep forever) or a number of days")
+if LLMHUB_RETENTION_INTERVAL < 1:
+    raise ImproperlyConfigured("LLMHUB_RETENTION_INTERVAL must be at least 1 (seconds)")

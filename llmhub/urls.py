@@ -12,6 +12,7 @@ urlpatterns = [
     path("", include("usage.urls")),
     path("automations/", include("automations.urls")),
     path("admin/", admin.site.urls),
+    path("", include("ops.urls")),
     path("settings/", include("gateway.urls")),
     path("v1/models", api.models, name="api-models"),
     path("v1/models/<path:model_id>", api.models, name="api-model"),

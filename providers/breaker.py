@@ -118,3 +118,16 @@ def reset(provider: Provider, actor) -> None:
             failures=0, open_until=None, probe_until=None, last_error=""
         )
         log.record(actor, "breaker_reset", provider, before=before, after={"failures": 0})
+
+
+def states() -> dict[str, str]:
+    """Every provider with a circuit on record: "open" (skipped now), "half_open" (its cooling-off
+    is over: the next request is a probe) or "closed" (failures below the limit), for /metrics."""
+    now = timezone.now()
+    found = {}
+    for row in CircuitBreaker.objects.all():
+        if row.open_until is None:
+            found[row.provider_id] = "closed"
+        else:
+            found[row.provider_id] = "open" if row.open_until > now else "half_open"
+    return found

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Team
@@ -253,3 +253,49 @@ def _save_hold(run: Run) -> None:
             model_used=run.model_used,
             reservation_expires_at=run.reservation_expires_at,
         )
+
+
+def current_standings(now: datetime | None = None) -> list[Standing]:
+    """Every limited budget's standings in its current periods, in three queries whatever the number
+    of budgets (for /metrics): the month's spend grouped by scope and the active reservations are
+    read once, then summed per budget with the scope rules of spent() and reserved()."""
+    now = now or timezone.now()
+    limited = list(
+        Budget.objects.select_related("team", "provider", "api_key")
+        .filter(Q(daily_limit_usd__isnull=False) | Q(monthly_limit_usd__isnull=False))
+        .order_by("pk")
+    )
+    if not limited:
+        return []
+    (day, _), (month_start, month_end) = period("day", now), period("month", now)
+    spend = list(
+        DailySpend.objects.filter(day__gte=month_start, day__lt=month_end)
+        .values_list("team_id", "provider_id", "api_key_id")
+        .annotate(month=Sum("cost_usd"), today=Sum("cost_usd", filter=Q(day__gte=day)))
+    )
+    holds = [
+        (team_id, (used or requested).partition("/")[0], key_id, amount)
+        for team_id, used, requested, key_id, amount in Run.objects.filter(
+            reserved_usd__isnull=False, reservation_expires_at__gt=now
+        ).values_list("team_id", "model_used", "model_requested", "api_key_id", "reserved_usd")
+    ]
+    result = []
+    for budget in limited:
+        mine = [row for row in spend if _covers(budget, *row[:3])]
+        held = sum((amount for *scope, amount in holds if _covers(budget, *scope)), ZERO)
+        for kind, limit, column in (
+            ("day", budget.daily_limit_usd, 4),
+            ("month", budget.monthly_limit_usd, 3),
+        ):
+            if limit is not None:
+                spent_total = sum((_money(row[column]) for row in mine), ZERO)
+                result.append(Standing(budget, kind, limit, spent_total, held))
+    return result
+
+
+def _covers(budget: Budget, team_id: int | None, provider_id: str, api_key_id: int | None) -> bool:
+    return (
+        (not budget.team_id or team_id == budget.team_id)
+        and (not budget.provider_id or provider_id == budget.provider_id)
+        and (not budget.api_key_id or api_key_id == budget.api_key_id)
+    )

@@ -94,12 +94,13 @@ def create_run(
     api_key=None,
     available: tuple[CatalogEntry, str] | None = None,
     options: Mapping[str, Any] | None = None,
+    request_id: str = "",
 ) -> Run:
     """A pending run with its price estimate; it starts only when the user (or the program that
     sent it, with an API key) confirms. `available` is what available_model() already answered
     for this team and model, when the caller asked it first. `options` are the request's other
     options (GenerationRequest.options_json()), stored untouched; UnsupportedFields names those
-    the model cannot honour."""
+    the model cannot honour. `request_id` is the x-request-id of the request that asked for it."""
     entry, dialect = available or available_model(team, model_ref)
     options = dict(options or {})
     request = GenerationRequest.from_stored(
@@ -126,6 +127,7 @@ def create_run(
         user=user,
         automation=automation,
         api_key=api_key,
+        request_id=request_id,
         model_requested=model_ref,
         messages=[m.to_json() for m in messages],
         max_tokens=max_tokens,

@@ -45,6 +45,8 @@ class UsageRecord(models.Model):
     team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
+    # The x-request-id of the request that started the run (a client's own, or one the hub made).
+    request_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -68,6 +70,11 @@ class Run(models.Model):
         # Its server stopped (a restart, a crash) while it ran: ended by the drain or by recovery.
         INTERRUPTED = "interrupted", "Interrupted"
 
+    # What the last stream said, for callers that relay it (not stored): the provider's finish
+    # reason, and the budget refusal that stopped it.
+    finish_reason = ""
+    refusal = None
+
     uuid = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="runs")
     user = models.ForeignKey(
@@ -80,6 +87,8 @@ class Run(models.Model):
     api_key = models.ForeignKey(
         "gateway.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
+    # The x-request-id of the request that created it: finds a run from a client's or a log's id.
+    request_id = models.CharField(max_length=128, blank=True, db_index=True)
     model_requested = models.CharField(max_length=300)
     model_used = models.CharField(max_length=300, blank=True)
     messages = models.JSONField(default=list)

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -31,6 +32,7 @@ from django.utils import timezone
 
 from accounts.models import Team, User
 from llmhub.database import UNAVAILABLE
+from ops import observe
 from providers.base import TokenCount
 from providers.models import Price, ProviderModel, price_in_force
 from providers.pricing import usage_cost
@@ -51,6 +53,7 @@ def record_usage(
     user: User | None = None,
     api_key=None,
     at: datetime | None = None,
+    request_id: str = "",
 ) -> UsageRecord:
     """Record one generation (that happened `at`, default now). An unpriced model gets a null
     cost, never $0."""
@@ -73,6 +76,7 @@ def record_usage(
         team=team,
         user=user,
         api_key=api_key,
+        request_id=request_id,
     )
     if at is not None:  # a spooled settlement counts on the day it happened, not the day it landed
         UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
@@ -168,7 +172,16 @@ def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | Non
             run.reasoning_tokens,
         )
         usage = record_usage(
-            provider_id, model, tokens, source, str(run.uuid), team=team, user=user, api_key=api_key, at=at
+            provider_id,
+            model,
+            tokens,
+            source,
+            str(run.uuid),
+            team=team,
+            user=user,
+            api_key=api_key,
+            at=at,
+            request_id=run.request_id,
         )
         run.cost_usd = usage.cost_usd
     elif (
@@ -178,6 +191,8 @@ def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | Non
     run.reserved_usd = run.reservation_expires_at = None
     if exists:
         run.save()
+    # Once committed: its metrics and log line (a failure there never undoes the settlement).
+    transaction.on_commit(partial(observe.run_finished, run), robust=True)
     return True
 
 

@@ -17,16 +17,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from llmhub.database import UNAVAILABLE
+from ops import observe
 from providers import breaker
 from providers.base import (
     Delta,
@@ -141,6 +143,7 @@ async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
                     )
                     return
             await sync_to_async(fallback.record_switch)(run, models[index - 1], ref, flow.reason)
+            observe.fell_back(models[index - 1], ref)
         try:
             # Off the request's thread, so runs waiting for the budget lock do not queue behind each
             # other's other work; database_sync_to_async closes that thread's connection when due.
@@ -222,6 +225,7 @@ async def _attempt(
             wait = fallback.backoff(attempt, error, waited, policy) if error.retryable else None
             if wait is None or attempt == policy.retry_count or skipped:
                 return
+            observe.retried(ref)
             async for tick in _countdown(wait, error, clock, ref, attempt + 2, policy.retry_count + 1):
                 yield tick
             waited += wait
@@ -303,6 +307,7 @@ async def _close(flow: Flow) -> Ended:
     released, in one transaction. A settlement the database refuses is reported, never hidden."""
     run = flow.run
     run.finish_reason = flow.finish_reason  # not stored: the API's answer reads it
+    run.refusal = flow.error if isinstance(flow.error, budgets.BudgetRefused) else None  # for metrics
     if flow.keeper is not None:
         await flow.keeper.stop()
     run.finished_at = timezone.now()
@@ -349,6 +354,7 @@ def _charge(flow: Flow) -> None:
 def _release(run: Run) -> None:
     run.reserved_usd = run.reservation_expires_at = None
     run.save()
+    transaction.on_commit(partial(observe.run_finished, run), robust=True)
 
 
 def settle(run: Run, expired_before: datetime | None = None) -> bool:

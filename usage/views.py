@@ -39,7 +39,13 @@ def playground(request: HttpRequest) -> HttpResponse:
             prompt.insert(0, Message("system", data["system_prompt"]))
         try:
             run = runs.create_run(
-                request.user, team, data["model"], prompt, data["max_tokens"], data["temperature"]
+                request.user,
+                team,
+                data["model"],
+                prompt,
+                data["max_tokens"],
+                data["temperature"],
+                request_id=request.request_id,
             )
         except runs.RunRefused as refused:
             form.add_error("model", str(refused))

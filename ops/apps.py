@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class OpsConfig(AppConfig):
+    name = "ops"
+    verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from ops import maintenance, retention
+
+        if settings.LLMHUB_RETENTION_DAYS:
+            maintenance.register("retention", settings.LLMHUB_RETENTION_INTERVAL, retention.apply_configured)

@@ -1,0 +1,81 @@
+"""Log lines for operators: plain text or one JSON object a line (LLMHUB_LOG_FORMAT), secrets redacted.
+
+Both formatters redact the finished line, so a secret cannot slip through a message, an argument, an
+extra field or a traceback: `Authorization` values, `llmh-` hub keys, `sk-` and `AIza` provider keys
+and key-like query parameters become `llmh-...abcd` (the last four characters at most) or
+`[redacted]`. Our own lines never hold a secret to begin with; this is the net under them.
+Every line written while a request is handled carries its request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
+
+# Set by ops.middleware for the request being handled; sync_to_async carries it into worker threads.
+request_id: ContextVar[str] = ContextVar("request_id", default="")
+
+_HEADER_NAMES = "authorization|proxy-authorization|x-api-key|api-key|x-goog-api-key"
+# One pass over a line finds every kind: "Authorization: Bearer x", "x-api-key": "x" and api-key=x
+# (whatever the value, it goes); "Bearer x" alone; key-like query parameters; and keys that announce
+# themselves (llmh-, sk-, AIza), which keep their prefix and last four characters as the UI shows them.
+_SECRET = re.compile(
+    rf"(?P<header>\b(?:{_HEADER_NAMES})\"?\s*[:=]\s*\"?)(?:bearer\s+|basic\s+)?[^\s\",;]+"
+    r"|(?P<scheme>\b(?:bearer|basic))\s+[A-Za-z0-9._~+/=-]{6,}"
+    r"|(?P<query>[?&](?:key|api_key|api-key|access_token|token)=)[^&\s\"']+"
+    r"|\b(?P<prefix>llmh-|sk-|AIza)[A-Za-z0-9_-]{8,}",
+    re.IGNORECASE,
+)
+# Most lines hold none of these: they skip the regular expression.
+_MARKERS = ("auth", "key", "bearer", "basic", "token", "sk-", "llmh-", "aiza")
+
+
+def _replace(match: re.Match) -> str:
+    if match["prefix"]:
+        return f"{match['prefix']}...{match[0][-4:]}"
+    if match["scheme"]:
+        return f"{match['scheme']} [redacted]"
+    return f"{match['header'] or match['query']}[redacted]"
+
+
+def redact(text: str) -> str:
+    lowered = text.lower()
+    if not any(marker in lowered for marker in _MARKERS):
+        return text
+    return _SECRET.sub(_replace, text)
+
+
+class TextFormatter(logging.Formatter):
+    """The message alone (as before), with its request id when there is one; redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        current = request_id.get()
+        if current and not hasattr(record, "request_id"):
+            line = f"{line} [request {current}]"
+        return redact(line)
+
+
+class JsonFormatter(BaseJsonFormatter):
+    """One JSON object a line: time, level, logger, message, the request id, and the line's extra
+    fields (`logger.info("...", extra={"run_id": ...})`); redacted."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        kwargs.setdefault("json_ensure_ascii", False)
+        super().__init__("{levelname}{name}{message}", style="{", **kwargs)
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
+        super().add_fields(log_data, record, message_dict)
+        # A string, not a datetime: the encoder's slow path for other types is skipped.
+        log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
+        if "request_id" not in log_data and request_id.get():
+            log_data["request_id"] = request_id.get()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))

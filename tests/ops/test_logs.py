@@ -1,0 +1,68 @@
+"""Log lines: JSON with the request id and the line's fields; secrets redacted wherever they hide."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+
+from ops.logs import JsonFormatter, TextFormatter, redact, request_id
+from tests.conftest import GOOD_KEYS
+
+HUB_KEY = "llmh-Zx81yQvT0aL2mN7pR4sU6wB9cD3eF5gH1jK0kL2mP4q"
+
+
+def record(
+    message: str, *args, extra: dict | None = None, error: Exception | None = None
+) -> logging.LogRecord:
+    exc_info = None
+    if error is not None:
+        try:
+            raise error
+        except type(error):
+            exc_info = sys.exc_info()
+    line = logging.LogRecord("llmhub.test", logging.WARNING, __file__, 1, message, args, exc_info)
+    for name, value in (extra or {}).items():
+        setattr(line, name, value)
+    return line
+
+
+def test_a_json_line_has_time_level_logger_message_fields_and_the_request_id():
+    token = request_id.set("req-42")
+    try:
+        line = json.loads(JsonFormatter().format(record("run %s ended", "abc", extra={"tokens": 12})))
+    finally:
+        request_id.reset(token)
+    assert line["level"] == "WARNING" and line["logger"] == "llmhub.test"
+    assert line["message"] == "run abc ended" and line["tokens"] == 12 and line["request_id"] == "req-42"
+    assert line["time"].startswith("20")
+
+
+def test_a_text_line_ends_with_its_request_id():
+    token = request_id.set("req-43")
+    try:
+        assert TextFormatter().format(record("Not Found: /x")) == "Not Found: /x [request req-43]"
+    finally:
+        request_id.reset(token)
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter()], ids=["json", "text"])
+def test_secrets_are_redacted_from_messages_arguments_fields_and_tracebacks(formatter):
+    provider_keys = [GOOD_KEYS["openai"], GOOD_KEYS["anthropic"], GOOD_KEYS["gemini"]]
+    fields = {
+        "url": f"https://generativelanguage.example/v1?key={GOOD_KEYS['gemini']}&alt=sse",
+        "headers": {"x-api-key": GOOD_KEYS["anthropic"]},
+    }
+    error = ValueError(f"upstream said: bad key {GOOD_KEYS['anthropic']} / {HUB_KEY}")
+    message = "calling with %s and header Authorization: Bearer %s"
+    line = formatter.format(record(message, GOOD_KEYS["openai"], HUB_KEY, extra=fields, error=error))
+    for secret in [*provider_keys, HUB_KEY, HUB_KEY[-20:]]:
+        assert secret not in line
+    assert "sk-...vX2Q" in line and "llmh-...mP4q" in line  # what the UI shows of a key
+
+
+def test_redaction_leaves_ordinary_text_alone():
+    text = "run 7f3e2a9b-0d1c-4e5f-8a9b-0c1d2e3f4a5b completed openai/gpt-4o in 1.2 s, request ci-job-42"
+    assert redact(text) == text
