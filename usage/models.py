@@ -186,13 +186,6 @@ class Run(models.Model):
         """The output pretty-printed, when JSON was asked for; "" otherwise."""
         return _pretty(self.output) if (self.options or {}).get("response_format") and self.output else ""
 
-
-def _pretty(text: str) -> str:
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except json.JSONDecodeError:
-        return text  # not JSON after all (a cut-off answer): shown as it came
-
     @property
     def time_to_first_token(self) -> timedelta | None:
         if self.started_at is None or self.first_token_at is None:
@@ -204,6 +197,13 @@ def _pretty(text: str) -> str:
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+
+def _pretty(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except json.JSONDecodeError:
+        return text  # not JSON after all (a cut-off answer): shown as it came
 
 
 class Budget(models.Model):

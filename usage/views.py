@@ -9,7 +9,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.teams import (
-    default_model_for,
     model_choices,
     require_admin,
     require_member,
@@ -17,6 +16,7 @@ from accounts.teams import (
 from audit import log
 from automations.models import Automation
 from providers.base import Message
+from providers.team_catalog import for_team
 from usage import access, fallback, runs
 from usage.forms import FallbackForm, PlaygroundForm
 from usage.models import FallbackPolicy
@@ -26,11 +26,11 @@ from usage.models import FallbackPolicy
 @login_required
 def playground(request: HttpRequest) -> HttpResponse:
     team = require_member(request)
-    default = default_model_for(team)
+    models = for_team(team)  # the picker and the default from one read of the team's models
     form = PlaygroundForm(
-        model_choices(team, with_features=True),
+        models.choices(with_features=True),
         request.POST or None,
-        initial={"model": default.ref if default else ""},
+        initial={"model": models.default.ref if models.default else ""},
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

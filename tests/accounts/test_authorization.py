@@ -10,6 +10,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib import admin
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
+from accounts import membership
+from accounts.models import Membership
 from automations.models import Automation
 from gateway import keys
 from gateway.models import ModelAlias
@@ -31,6 +33,27 @@ PAGES = {
     "accounts:logout": ("post", PUBLIC, False),
     "accounts:switch-team": ("post", PUBLIC, False),
     "accounts:team-settings": ("get", ADMIN, False),
+    "accounts:password-change": ("get", MEMBER, False),
+    "accounts:join": ("get", PUBLIC, False),
+    "accounts:team": ("get", ADMIN, False),
+    "accounts:invite": ("post", ADMIN, False),
+    "accounts:new-account": ("post", ADMIN, False),
+    "accounts:change-role": ("post", ADMIN, True),
+    "accounts:revoke-invitation": ("post", ADMIN, True),
+    "accounts:teams": ("get", STAFF, False),
+    "accounts:rename-team": ("post", STAFF, True),
+    "healthz": ("get", PUBLIC, False),
+    "readyz": ("get", PUBLIC, False),
+    "metrics": ("get", PUBLIC, False),  # loopback clients (as here) or LLMHUB_METRICS_TOKEN
+    "audit:csv": ("get", ADMIN, False),
+    "providers:sync": ("post", ADMIN, True),
+    "providers:breaker-reset": ("post", ADMIN, True),
+    "usage:runs": ("get", MEMBER, False),
+    "usage:run-detail": ("get", MEMBER, True),
+    "usage:budgets": ("get", ADMIN, False),
+    "usage:dismiss-alert": ("post", MEMBER, False),
+    "usage:key-budget": ("get", ADMIN, True),
+    "api-model": ("get", API, False),
     "providers:connect": ("get", ADMIN, False),
     "providers:custom-new": ("get", ADMIN, False),
     "providers:connect-kind": ("get", ADMIN, True),
@@ -67,6 +90,7 @@ PAGES = {
     "api-models": ("get", API, False),
     "api-chat": ("post", API, False),
     "api-unknown": ("get", API, False),
+    "accounts:remove-member": ("post", ADMIN, True),  # last: for the admin it does remove Bob
 }
 SOCKETS = {"ws/runs/<uuid:run_id>/": MEMBER}
 
@@ -99,7 +123,13 @@ def world(alpha, alice, bob, charlie, fake_openai):
     run = runs.create_run(bob, alpha, "openai/gpt-4o-mini", [Message("user", "Bob's")], 100)
     key = keys.create(alpha, "ci").key
     alias = ModelAlias.objects.create(team=alpha, name="fast", target="openai/gpt-4o-mini")
+    invitation = membership.invite(alpha, "member", "", alice, link_for=str)
     return {
+        "membership_id": Membership.objects.get(team=alpha, user=bob).pk,
+        "invitation_id": invitation.invitation.pk,
+        "team_id": alpha.pk,
+        "token": invitation.token,
+        "model_id": "openai/gpt-4o-mini",
         "kind_id": "vllm",
         "provider_id": "openai",
         "run_id": run.uuid,
@@ -121,6 +151,11 @@ def url_for(name: str, world: dict) -> str:
         ["automation_id"],
         ["key_id"],
         ["alias_id"],
+        ["membership_id"],
+        ["invitation_id"],
+        ["team_id"],
+        ["token"],
+        ["model_id"],
     ):
         try:
             return reverse(name, kwargs={k: world[k] for k in attempt})

@@ -90,9 +90,12 @@ def test_ask_mode_offers_one_way_to_stop(alpha, alice):
     question = fallback.Question(
         "OpenAI is failing. Switch to Claude Haiku 4.5?", "anthropic/claude-haiku-4-5"
     )
-    html = render_to_string("usage/_run_status.html", {"run": run, "event": question})
+    context = {"run": run, "event": question, "can_control": True}
+    html = render_to_string("usage/_run_status.html", context)
     assert html.count("<button") == 2 and ">Switch<" in html and ">Stop the run<" in html
     assert "Cancel" not in html and "Streaming from" not in html
+    watched = render_to_string("usage/_run_status.html", {**context, "can_control": False})
+    assert "<button" not in watched  # a teammate watching cannot answer for its owner
 
 
 def test_a_retry_says_which_model_when_and_which_attempt(alpha, alice):
@@ -106,5 +109,6 @@ def test_a_retry_says_which_model_when_and_which_attempt(alpha, alice):
     waiting = fallback.Waiting(
         3, "OpenAI rate limit hit. Retrying openai/gpt-4o-mini in 3 s (attempt 2 of 4)."
     )
-    html = render_to_string("usage/_run_status.html", {"run": run, "event": waiting})
+    context = {"run": run, "event": waiting, "can_control": True}
+    html = render_to_string("usage/_run_status.html", context)
     assert "Retrying openai/gpt-4o-mini in 3 s (attempt 2 of 4)." in html and "Streaming from" not in html

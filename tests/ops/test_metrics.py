@@ -15,11 +15,12 @@ from prometheus_client.registry import CollectorRegistry
 
 from gateway import keys
 from ops.metrics import BreakerCollector
-from providers.base import Delta, Message
+from providers.base import Message
 from providers.registry import registry
 from tests.conftest import BAD_KEY, GOOD_KEYS
 from tests.ops.conftest import samples, scrape, value
 from usage import budgets, runs
+from usage.events import Ended
 from usage.models import Budget, DailySpend, FallbackPolicy, Run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("metrics_open")]
@@ -35,8 +36,8 @@ def finish(run: Run) -> Run:
     async def drain() -> Run:
         ended = run
         async for event in runs.stream(run):
-            if not isinstance(event, Delta):
-                ended = event
+            if isinstance(event, Ended):
+                ended = event.run
         return ended
 
     return async_to_sync(drain)()

@@ -28,7 +28,8 @@ class Hub:
         self.env["LLMHUB_DATA_DIR"] = str(data)
         self.manage("migrate", "--noinput", "-v0")
         self.execute(
-            "insert into accounts_team (name, default_model, created_at) values ('Ops', '', datetime('now'))"
+            "insert into accounts_team (name, default_model, run_visibility, created_at) "
+            "values ('Ops', '', 'own', datetime('now'))"
         )
 
     def manage(self, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -207,8 +208,8 @@ def test_generate_prints_a_provider_failure_and_records_nothing(hub, fake_openai
 def test_rotate_credentials_re_encrypts_with_the_newest_key(hub, fake_openai):
     from cryptography.fernet import Fernet
 
+    add(hub, "openai", fake_openai, GOOD_KEYS["openai"])  # the first stored key creates the key file
     old = (hub.data / "encryption.key").read_text().strip()
-    add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
     new = Fernet.generate_key().decode()
     rotated = hub.manage("rotate_credentials", LLMHUB_ENCRYPTION_KEYS=f"{new},{old}")
     assert "Re-encrypted the credentials of 1 provider(s)" in rotated.stdout
@@ -254,7 +255,8 @@ def test_generate_falls_back_as_the_team_says(hub, fake_openai, fake_anthropic):
 def test_generate_needs_a_team_named_when_there_are_several(hub, fake_openai):
     add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
     hub.execute(
-        "insert into accounts_team (name, default_model, created_at) values ('Lab', '', datetime('now'))"
+        "insert into accounts_team (name, default_model, run_visibility, created_at) "
+        "values ('Lab', '', 'own', datetime('now'))"
     )
     several = hub.manage("generate", "openai/gpt-4o", "Hi")
     assert (

@@ -30,7 +30,8 @@ def test_a_secret_never_prints_its_value():
     assert secret.reveal() == "sk-live-abcdefghijklmnopqrst0000"
 
 
-def test_it_round_trips_credentials_through_encryption():
+def test_it_round_trips_credentials_through_encryption(settings):
+    settings.LLMHUB_ENCRYPTION_KEYS = [crypto.generate_key()]
     token = crypto.encrypt({"api_key": "sk-abc-0000000000001111", "organization_id": "org-1"})
     assert "sk-abc" not in token
     assert crypto.decrypt(token) == {"api_key": "sk-abc-0000000000001111", "organization_id": "org-1"}

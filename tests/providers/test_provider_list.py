@@ -72,9 +72,9 @@ def test_each_row_has_one_toggle_and_an_actions_menu(alice_client, ollama):
 def test_sync_models_lists_what_the_server_has_now(alice_client, ollama):
     assert not ProviderModel.objects.filter(pk="ollama/mistral:latest").exists()
     html = alice_client.post("/providers/ollama/sync/", **HTMX).content.decode()
-    assert "ollama: 3 models listed; added mistral:latest;" in html and 'class="sync-result ok"' in html
+    assert "ollama: 4 models listed; added mistral:latest;" in html and 'class="sync-result ok"' in html
     assert ProviderModel.objects.filter(pk="ollama/mistral:latest").exists()
-    assert AuditEntry.objects.get(action="models_synced").after == {"added": ["mistral:latest"], "listed": 3}
+    assert AuditEntry.objects.get(action="models_synced").after == {"added": ["mistral:latest"], "listed": 4}
 
 
 def test_a_failed_sync_says_why(alice_client, ollama, fake_ollama):
