@@ -34,8 +34,14 @@ def usage(tokens: TokenCount) -> dict[str, Any]:
 
 
 def run_usage(run) -> TokenCount:
-    """The run's token counts, with the details its usage row keeps (set on the run as it settled)."""
-    return getattr(run, "usage", None) or TokenCount(run.input_tokens or 0, run.output_tokens or 0)
+    """The run's token counts, with the details its usage row keeps."""
+    return TokenCount(
+        run.input_tokens or 0,
+        run.output_tokens or 0,
+        run.cache_read_tokens,
+        run.cache_write_tokens,
+        run.reasoning_tokens,
+    )
 
 
 def _tool_calls(calls: list[dict], legacy: bool) -> dict[str, Any]:

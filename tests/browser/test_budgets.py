@@ -82,8 +82,9 @@ async def test_a_budget_set_with_the_slider_refuses_a_run_and_the_charts_show_th
 
     await page.get_by_role("link", name="Spend", exact=True).click()
     await expect(page.locator("#on-track")).to_contain_text("You're on track for $")
-    for chart in ("chart-providers", "chart-models", "chart-daily"):
-        assert await page.evaluate(f"!!Chart.getChart(document.getElementById('{chart}'))")
+    for chart in ("chart-providers", "chart-models", "chart-daily"):  # drawn by a deferred script
+        drawn_js = f"window.Chart && !!Chart.getChart(document.getElementById('{chart}'))"
+        await page.wait_for_function(drawn_js, timeout=10_000)
     drawn = await page.evaluate("Chart.getChart(document.getElementById('chart-providers')).data")
     assert drawn["labels"] == ["anthropic", "openai"]
     assert drawn["datasets"][0]["data"] == [1.05, 0.75]

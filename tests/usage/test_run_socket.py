@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from accounts.models import Team
 from audit.models import AuditEntry
 from llmhub.asgi import application
 from providers.base import Message
@@ -184,6 +185,9 @@ async def test_cancel_from_another_tab_stops_the_run(alice_run, alice_client, fa
 async def test_a_member_may_watch_but_not_cancel_anothers_run(
     alice_run, alice_client, bob_client, fake_openai
 ):
+    team = alice_run.team
+    team.run_visibility = Team.RunVisibility.ALL  # members see each other's runs (issue 13's setting)
+    await team.asave(update_fields=["run_visibility"])
     fake_openai.reply_text = "word " * 40
     fake_openai.chunk_delay = 0.02
     alices = await connect(alice_run, cookie(alice_client), ORIGIN)

@@ -27,6 +27,7 @@ from usage.models import Budget, Run, UsageRecord
 pytestmark = pytest.mark.django_db(transaction=True)
 ASK = [Message("user", "Write about budgets.")]
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")
 UNAVAILABLE = (
     "The database is busy or unavailable, so the budget cannot be checked and the run did not start. "
     "Try again in 5 seconds."
@@ -143,7 +144,9 @@ async def test_the_run_page_says_why_a_run_could_not_start(
 ):
     run = await sync_to_async(runs.create_run)(alice, alpha, "openai/gpt-4o-mini", ASK, 200)
     session = (b"cookie", f"sessionid={alice_client.cookies['sessionid'].value}".encode())
-    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.uuid}/", headers=[session, ORIGIN])
+    communicator = WebsocketCommunicator(
+        application, f"/ws/runs/{run.uuid}/", headers=[session, ORIGIN, HOST]
+    )
     connected, _ = await communicator.connect()
     assert connected
     async with writes_refused():
