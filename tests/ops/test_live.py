@@ -83,7 +83,8 @@ def lines_of(hubs, request_id: str, event: str, seconds: float = 10) -> list[dic
 def test_json_logs_carry_a_line_per_request_and_per_run_and_no_secret(hubs, api_key, fake_openai):
     request_id = f"logs-{uuid.uuid4().hex[:8]}"
     client = sdk(hubs.urls[1], api_key.secret, request_id)
-    client.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK, stream=True).close()
+    for _ in client.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK, stream=True):
+        pass  # read to the end: the run has settled (and logged) before the next request starts
     # A hostile upstream echoes the provider key and the caller's Authorization header in its error.
     echo = (
         f"Invalid request from key {GOOD_KEYS['openai']} with header Authorization: Bearer {api_key.secret}"
