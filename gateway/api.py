@@ -72,7 +72,7 @@ def _authenticate(request: HttpRequest) -> ApiKey:
             code="too_many_failed_attempts",
             headers=answer.retry_after_header(wait),
         )
-    key = keys.authenticate(request.headers.get("authorization", ""))
+    key = keys.authenticate(keys.presented(request.headers))
     if key is None:
         keys.note_failure(address)
         raise ApiError(

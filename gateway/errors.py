@@ -32,7 +32,7 @@ class JsonErrors:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
-        response = _Response(send, scope["path"])
+        response = _Response(send, scope["path"], scope.get("method") == "OPTIONS")
         try:
             await self.app(scope, receive, response.send)
         except Exception:
@@ -43,8 +43,9 @@ class JsonErrors:
 class _Response:
     """Passes JSON and event streams through; swaps anything else for a JSON error."""
 
-    def __init__(self, send: Any, path: str) -> None:
+    def __init__(self, send: Any, path: str, preflight: bool = False) -> None:
         self._send, self.path = send, path
+        self.preflight = preflight  # a CORS preflight's empty answer (django-cors-headers) passes
         self.status: int | None = None  # set once a response has started
         self.replacing = False
         self.streaming = False
@@ -55,7 +56,8 @@ class _Response:
             self.status = message["status"]
             headers = message.get("headers") or []
             kind = next((value.lower() for name, value in headers if name.lower() == b"content-type"), b"")
-            self.replacing = not kind.startswith(PASSED)
+            passed = kind.startswith(PASSED) or (self.preflight and self.status < 300)
+            self.replacing = not passed
             self.streaming = kind.startswith(b"text/event-stream")
             if self.replacing:
                 return
