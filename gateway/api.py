@@ -384,6 +384,7 @@ async def _relay(
 SERVED = (
     "GET /v1/models",
     "POST /v1/chat/completions",
+    "POST /v1/completions",
     "POST /v1/messages",
     "POST /v1/messages/count_tokens",
 )
