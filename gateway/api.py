@@ -387,6 +387,7 @@ SERVED = (
     "POST /v1/completions",
     "POST /v1/messages",
     "POST /v1/messages/count_tokens",
+    "POST /v1/responses",
 )
 
 

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from gateway import api, completions_api, messages_api
+from gateway import api, completions_api, messages_api, responses_api
 from providers import views as provider_views
 
 urlpatterns = [
@@ -20,5 +20,6 @@ urlpatterns = [
     path("v1/completions", completions_api.completions, name="api-completions"),
     path("v1/messages", messages_api.messages, name="api-messages"),
     path("v1/messages/count_tokens", messages_api.count_tokens, name="api-count-tokens"),
+    path("v1/responses", responses_api.responses, name="api-responses"),
     path("v1/<path:path>", api.not_found),
 ]
