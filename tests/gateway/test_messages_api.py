@@ -11,6 +11,7 @@ import anthropic
 import httpx
 import pytest
 
+from accounts.models import Team
 from audit.models import AuditEntry
 from gateway import keys
 from providers.registry import registry
@@ -199,3 +200,59 @@ def test_a_wrong_key_or_path_answers_in_anthropics_error_shape(hub, hub_url):
     assert refused.value.body["error"]["type"] == "authentication_error"
     missing = httpx.post(f"{hub_url}/v1/messages/batches", json={}, headers={"x-api-key": hub.secret})
     assert missing.status_code == 404 and "POST /v1/messages" in missing.json()["error"]["message"]
+
+
+def test_a_stream_cut_mid_answer_ends_with_an_error_event_and_is_charged(client, hub, fake_openai):
+    fake_openai.reply_text = " ".join(f"w{n}" for n in range(40))
+    fake_openai.cut_next_stream(after=6)
+    streamed = client.messages.stream(model="openai/gpt-4o-mini", max_tokens=200, messages=ASK)
+    with pytest.raises(anthropic.APIStatusError, match="mid-response"), streamed as stream:
+        for _ in stream:
+            pass
+    run = Run.objects.get()
+    assert run.status == Run.Status.FAILED and run.output and run.reserved_usd is None
+    row = UsageRecord.objects.get(run_id=str(run.uuid))
+    assert row.output_tokens > 0 and row.cost_usd > 0
+
+
+def test_a_key_keeps_to_its_allowed_models_and_team(hub, hub_url, alpha):
+    narrow = keys.create(alpha, "narrow", allowed_models=["openai/gpt-4o-mini"])
+    scoped = anthropic.Anthropic(base_url=hub_url, api_key=narrow.secret, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        scoped.messages.create(model="anthropic/claude-haiku-4-5", max_tokens=50, messages=ASK)
+    assert denied.value.body["error"]["type"] == "permission_error"
+    with pytest.raises(anthropic.PermissionDeniedError):
+        scoped.messages.count_tokens(model="anthropic/claude-haiku-4-5", messages=ASK)
+    other = anthropic.Anthropic(
+        base_url=hub_url,
+        api_key=keys.create(Team.objects.create(name="Other"), "theirs").secret,
+        max_retries=0,
+    )
+    with pytest.raises(anthropic.NotFoundError):  # Alpha's providers are not another team's
+        other.messages.count_tokens(model="openai/gpt-4o-mini", messages=ASK)
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ({"model": "openai/gpt-4o-mini", "messages": ASK}, "max_tokens"),
+        (
+            {"model": "openai/gpt-4o-mini", "max_tokens": 9, "messages": [{"role": "tool", "content": "x"}]},
+            "role",
+        ),
+        (
+            {"model": "openai/gpt-4o-mini", "max_tokens": 9, "messages": ASK, "temperature": 1.5},
+            "temperature",
+        ),
+        (
+            {"model": "openai/gpt-4o-mini", "max_tokens": 9, "messages": ASK, "stop_sequences": ["a"] * 5},
+            "at most 4",
+        ),
+        ({"model": "openai/gpt-4o-mini", "max_tokens": 9, "messages": ASK, "surprise": 1}, "surprise"),
+    ],
+)
+def test_malformed_requests_are_400s_in_anthropics_shape(hub, hub_url, body, says):
+    response = httpx.post(f"{hub_url}/v1/messages", json=body, headers={"x-api-key": hub.secret})
+    assert response.status_code == 400
+    assert response.json()["type"] == "error" and says in response.json()["error"]["message"]

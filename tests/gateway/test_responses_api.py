@@ -152,3 +152,15 @@ def test_a_failing_provider_falls_back(client, alpha, fake_openai, fake_anthropi
     assert answer.model == "anthropic/claude-haiku-4-5" and answer.output_text == fake_anthropic.reply_text
     assert AuditEntry.objects.filter(action="fallback_triggered").exists()
     assert row_of(answer).model == "claude-haiku-4-5"
+
+
+def test_a_stream_cut_mid_answer_ends_with_response_failed_and_is_charged(client, hub, fake_openai):
+    from usage.models import Run
+
+    fake_openai.reply_text = " ".join(f"w{n}" for n in range(40))
+    fake_openai.cut_next_stream(after=6)
+    events = list(client.responses.create(model="openai/gpt-4o-mini", input="Count.", stream=True))
+    assert events[-1].type == "response.failed" and "mid-response" in events[-1].response.error.message
+    run = Run.objects.get()
+    assert run.status == Run.Status.FAILED and run.reserved_usd is None
+    assert UsageRecord.objects.get(run_id=str(run.uuid)).output_tokens > 0
