@@ -77,13 +77,22 @@ def response(run: Run, status: str = "completed", output: list | None = None) ->
         "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
         "error": None,
         "parallel_tool_calls": options.get("parallel_tool_calls", True),
-        "tool_choice": "auto",
-        "tools": [],
+        "tool_choice": _tool_choice(options.get("tool_choice")),
+        "tools": [{"type": "function", **tool} for tool in options.get("tools", [])],
         "temperature": float(run.temperature) if run.temperature is not None else None,
         "max_output_tokens": run.max_tokens,
         "store": False,
         "usage": usage(run) if status != "in_progress" else None,
     }
+
+
+def _tool_choice(stored: dict | None) -> Any:
+    """The tool_choice as asked, from the run's stored options (providers.chat.ToolChoice)."""
+    if not stored:
+        return "auto"
+    if stored["mode"] == "function":
+        return {"type": "function", "name": stored["name"]}
+    return stored["mode"]
 
 
 @csrf_exempt

@@ -99,6 +99,7 @@ def test_a_function_call_and_its_output_go_round(client, hub, model, request):
     first = client.responses.create(model=model, input=ASK, tools=[WEATHER])
     call = next(item for item in first.output if item.type == "function_call")
     assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    assert first.tools[0].name == "get_weather" and first.tool_choice == "auto"  # as asked
     followup = [
         {"role": "user", "content": ASK},
         *[item.model_dump(exclude_none=True) for item in first.output],
