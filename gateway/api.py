@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
@@ -61,7 +61,7 @@ class ApiError(Exception):
         return JsonResponse(body, status=self.status, headers=self.headers)
 
 
-def _authenticate(request: HttpRequest) -> ApiKey:
+def authenticate(request: HttpRequest) -> ApiKey:
     address = client_address(request)
     if wait := keys.failure_wait(address):
         message = f"Too many wrong API keys from your address. Try again in {math.ceil(wait)} seconds."
@@ -72,7 +72,7 @@ def _authenticate(request: HttpRequest) -> ApiKey:
             code="too_many_failed_attempts",
             headers=answer.retry_after_header(wait),
         )
-    key = keys.authenticate(request.headers.get("authorization", ""))
+    key = keys.authenticate(keys.presented(request.headers))
     if key is None:
         keys.note_failure(address)
         raise ApiError(
@@ -96,7 +96,7 @@ def _model_names(key: ApiKey) -> list[str]:
 
 
 def _model_list(request: HttpRequest) -> dict:
-    key = _authenticate(request)
+    key = authenticate(request)
     owner = f"team:{key.team.name}"
     return {"object": "list", "data": [_model(name, owner) for name in _model_names(key)]}
 
@@ -106,7 +106,7 @@ def _model(name: str, owner: str) -> dict:
 
 
 def _one_model(request: HttpRequest, model_id: str) -> dict:
-    key = _authenticate(request)
+    key = authenticate(request)
     if model_id not in _model_names(key):
         raise ApiError(
             404,
@@ -133,13 +133,16 @@ async def models(request: HttpRequest, model_id: str = "") -> HttpResponse:
 # ---- POST /v1/chat/completions
 
 
+Parse = Callable[[bytes], fmt.ChatRequest]  # a request body in one API's format, read into ours
+
+
 @dataclass
 class Prepared:
     run: Run
     request: fmt.ChatRequest
 
 
-def _resolve(key: ApiKey, name: str) -> str:
+def resolve(key: ApiKey, name: str) -> str:
     """A model name as a program sends it ("openai/gpt-4o", "fast", "default") as a "provider/model"
     ref the key may use."""
     if name == "default":
@@ -193,14 +196,14 @@ def _bare(key: ApiKey, name: str) -> str:
 
 
 @budgets.database_writable()  # a database that cannot be written: 503, never an HTML 500
-def _prepare(request: HttpRequest, body: bytes) -> Prepared:
+def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
     """Everything before the provider is called, in one trip to the database thread."""
-    key = _authenticate(request)
+    key = authenticate(request)
     try:
-        chat = fmt.parse(body)
+        chat = parse(body)
     except fmt.BadRequest as error:
         raise ApiError(400, str(error), code=error.code, param=error.param) from None
-    ref = _resolve(key, chat.model)
+    ref = resolve(key, chat.model)
     try:
         available = runs.available_model(key.team, ref)
     except runs.RunRefused as refused:
@@ -249,11 +252,11 @@ def _refuse(run: Run, message: str) -> None:
     run.save(update_fields=["status", "error_message"])
 
 
-def _failure(ended: Ended) -> ApiError:
+def failure(ended: Ended) -> ApiError:
     """The HTTP error for a run that ended without a complete, recorded answer."""
     run, error = ended.run, ended.error
     if isinstance(error, DatabaseUnavailable):  # it never started: nothing to record
-        return _database_unavailable()
+        return database_unavailable()
     if not ended.settled:
         message = "The hub could not record this request's usage (its database refused the write); retry in a moment."
         return ApiError(
@@ -290,7 +293,7 @@ def _failure(ended: Ended) -> ApiError:
     )
 
 
-def _database_unavailable() -> ApiError:
+def database_unavailable() -> ApiError:
     message = str(DatabaseUnavailable())
     wait = answer.retry_after_header(5)
     return ApiError(503, message, type_="api_error", code="database_unavailable", headers=wait)
@@ -298,43 +301,50 @@ def _database_unavailable() -> ApiError:
 
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return ApiError(405, "Use POST for /v1/chat/completions.", code="method_not_allowed").response()
-    limit = settings.LLMHUB_API_MAX_BODY_BYTES
-    if int(request.headers.get("content-length") or 0) > limit:
-        return ApiError(
-            400, f"The request body is over the limit of {limit:,} bytes.", code="request_too_large"
-        ).response()
     try:
-        prepared = await sync_to_async(_prepare)(request, request.body)
+        prepared = await begin(request, fmt.parse)
     except ApiError as error:
         return error.response()
-    except budgets.BudgetUnavailable:
-        return _database_unavailable().response()
-    except DatabaseError:
-        logger.exception("The request's run could not be written")
-        return _database_unavailable().response()
     events = runs.stream(prepared.run)
     if not prepared.request.stream:
         async with aclosing(events):
             ended = [event async for event in events if isinstance(event, Ended)][-1]
         if not ended.completed:
-            return _failure(ended).response()
+            return failure(ended).response()
         run = ended.run
         legacy = prepared.request.legacy_functions
         return JsonResponse(answer.completion(run, run.model_used or run.model_requested, legacy))
     # Streaming: the status line waits for the first text (or the failure that replaces it).
     async for event in events:
         if isinstance(event, Delta | ToolCallDelta):
-            return _sse(_relay(prepared.run, prepared.request, event, events))
+            return sse(_relay(prepared.run, prepared.request, event, events))
         if isinstance(event, Ended):
             if event.completed:  # finished with no text at all
-                return _sse(_relay(prepared.run, prepared.request, None, events, event))
-            return _failure(event).response()
+                return sse(_relay(prepared.run, prepared.request, None, events, event))
+            return failure(event).response()
     raise RuntimeError("the run engine ended without an Ended event")
 
 
-def _sse(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:
+async def begin(request: HttpRequest, parse: Parse) -> Prepared:
+    """A POST read with `parse` and made a pending run of the engine (key, model, allowed models,
+    estimate, context window, price), or the ApiError that refuses it."""
+    if request.method != "POST":
+        raise ApiError(405, f"Use POST for {request.path}.", code="method_not_allowed")
+    limit = settings.LLMHUB_API_MAX_BODY_BYTES
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise ApiError(
+            400, f"The request body is over the limit of {limit:,} bytes.", code="request_too_large"
+        )
+    try:
+        return await sync_to_async(_prepare)(request, request.body, parse)
+    except budgets.BudgetUnavailable:
+        raise database_unavailable() from None
+    except DatabaseError:
+        logger.exception("The request's run could not be written")
+        raise database_unavailable() from None
+
+
+def sse(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # a proxy in front must not buffer the stream either
@@ -366,11 +376,22 @@ async def _relay(
     if ended.completed:
         yield writer.finish(ended.run)
     else:
-        failure = _failure(ended)
-        yield answer.error_event(str(failure), failure.type, failure.code)
+        refused = failure(ended)
+        yield answer.error_event(str(refused), refused.type, refused.code)
+
+
+# What this hub serves under /v1/, named by the 404 of any other path.
+SERVED = (
+    "GET /v1/models",
+    "POST /v1/chat/completions",
+    "POST /v1/completions",
+    "POST /v1/messages",
+    "POST /v1/messages/count_tokens",
+    "POST /v1/responses",
+)
 
 
 @csrf_exempt
 def not_found(request: HttpRequest, path: str) -> HttpResponse:
-    return ApiError(404, f"Unknown API path /v1/{path}. This hub serves /v1/models and /v1/chat/completions.",
-                    code="unknown_url").response()  # fmt: skip
+    message = f"Unknown API path /v1/{path}. This hub serves {', '.join(SERVED)}."
+    return ApiError(404, message, code="unknown_url").response()

@@ -16,11 +16,15 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 PREFIX = "/v1/"
+ANTHROPIC_PATHS = ("/v1/messages",)
 PASSED = (b"application/json", b"text/event-stream")
 
 
-def error_json(status: int, message: str, code: str) -> bytes:
+def error_json(status: int, message: str, code: str, path: str = "") -> bytes:
     kind = "invalid_request_error" if status < 500 else "server_error"
+    if path.startswith(ANTHROPIC_PATHS):  # Anthropic's SDKs read their own error shape
+        kind = "invalid_request_error" if status < 500 else "api_error"
+        return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
     return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
 
 
@@ -32,7 +36,7 @@ class JsonErrors:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
-        response = _Response(send, scope["path"])
+        response = _Response(send, scope["path"], scope.get("method") == "OPTIONS")
         try:
             await self.app(scope, receive, response.send)
         except Exception:
@@ -43,8 +47,9 @@ class JsonErrors:
 class _Response:
     """Passes JSON and event streams through; swaps anything else for a JSON error."""
 
-    def __init__(self, send: Any, path: str) -> None:
+    def __init__(self, send: Any, path: str, preflight: bool = False) -> None:
         self._send, self.path = send, path
+        self.preflight = preflight  # a CORS preflight's empty answer (django-cors-headers) passes
         self.status: int | None = None  # set once a response has started
         self.replacing = False
         self.streaming = False
@@ -55,7 +60,8 @@ class _Response:
             self.status = message["status"]
             headers = message.get("headers") or []
             kind = next((value.lower() for name, value in headers if name.lower() == b"content-type"), b"")
-            self.replacing = not kind.startswith(PASSED)
+            passed = kind.startswith(PASSED) or (self.preflight and self.status < 300)
+            self.replacing = not passed
             self.streaming = kind.startswith(b"text/event-stream")
             if self.replacing:
                 return
@@ -71,8 +77,11 @@ class _Response:
         if self.status is None or self.replacing:
             await self._json(500)
         elif self.streaming and not self.done:
-            body = error_json(500, "The hub failed while answering; the error is logged.", "internal_error")
-            await self._send({"type": "http.response.body", "body": b"data: " + body + b"\n\n"})
+            body = error_json(
+                500, "The hub failed while answering; the error is logged.", "internal_error", self.path
+            )
+            named = b"event: error\n" if self.path.startswith(ANTHROPIC_PATHS) else b""
+            await self._send({"type": "http.response.body", "body": named + b"data: " + body + b"\n\n"})
         elif not self.done:
             await self._send({"type": "http.response.body", "body": b""})
 
@@ -84,7 +93,7 @@ class _Response:
         else:
             phrase = next((known.phrase for known in HTTPStatus if known.value == status), "refused")
             message, code = f"The request was refused: {phrase}.", "invalid_request"
-        body = error_json(status, message, code)
+        body = error_json(status, message, code, self.path)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -73,12 +74,22 @@ def _state(key: ApiKey) -> dict:
             "allow_unpriced": key.allow_unpriced, "revoked": key.revoked_at is not None}  # fmt: skip
 
 
-def authenticate(header: str) -> ApiKey | None:
-    """The active key of an `Authorization: Bearer ...` header, or None."""
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.startswith(PREFIX):
+def presented(headers: Mapping[str, str]) -> str:
+    """The key a request presents, in the header each SDK sends it in: `Authorization: Bearer`
+    (OpenAI's SDKs), `x-api-key` (Anthropic's, so ANTHROPIC_BASE_URL works) or `api-key` (Azure
+    OpenAI's). The first header present counts: a wrong Bearer is not saved by a right x-api-key."""
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, secret = authorization.partition(" ")
+        return secret.strip() if scheme.lower() == "bearer" else ""
+    return (headers.get("x-api-key") or headers.get("api-key") or "").strip()
+
+
+def authenticate(secret: str) -> ApiKey | None:
+    """The active key of this secret (see `presented`), or None."""
+    if not secret.startswith(PREFIX):
         return None
-    hashed = digest(secret.strip())
+    hashed = digest(secret)
     now = time.monotonic()
     cached = _cache.get(hashed)
     if cached and now - cached[0] < KEY_CACHE_SECONDS:

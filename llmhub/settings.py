@@ -258,6 +258,40 @@ LLMHUB_API_MAX_BODY_BYTES = envint("LLMHUB_API_MAX_BODY_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LLMHUB_API_MAX_BODY_BYTES
 # Wrong API keys one address may send in a minute before it is answered 429 (gateway/keys.py).
 LLMHUB_API_KEY_FAILURES_PER_MINUTE = envint("LLMHUB_API_KEY_FAILURES_PER_MINUTE", 20)
+# Browser programs on these origins (https://app.example.com, comma-separated) may call /v1/ with
+# their own API key (django-cors-headers). Empty, the default: no CORS headers, no preflight answers.
+LLMHUB_CORS_ORIGINS = envlist("LLMHUB_CORS_ORIGINS")
+if LLMHUB_CORS_ORIGINS:
+    INSTALLED_APPS.append("corsheaders")
+    MIDDLEWARE.insert(1, "corsheaders.middleware.CorsMiddleware")  # before CommonMiddleware, as it asks
+CORS_ALLOWED_ORIGINS = LLMHUB_CORS_ORIGINS
+CORS_URLS_REGEX = r"^/v1/"  # the pages are same-origin only, signed in by cookie
+CORS_ALLOW_CREDENTIALS = False  # a browser program sends its key, never the hub's session cookie
+# The headers the OpenAI and Anthropic SDKs send from a browser, the API key headers among them.
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "authorization",
+    "content-type",
+    "x-api-key",
+    "api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+    "openai-organization",
+    "openai-project",
+    "x-request-id",
+    "x-stainless-arch",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
+    "x-stainless-helper-method",
+]
+CORS_EXPOSE_HEADERS = ["retry-after", "x-request-id"]
+CORS_PREFLIGHT_MAX_AGE = 600
 # Retries wait base × 2^attempt seconds plus jitter, or the provider's retry-after when it says.
 LLMHUB_RETRY_BASE_SECONDS = float(env("LLMHUB_RETRY_BASE_SECONDS", "1"))
 

@@ -38,9 +38,9 @@ def test_an_admin_creates_a_key_that_is_shown_once_and_stored_hashed(alice_clien
 
 def test_revoking_is_audited_and_refuses_the_key(alice_client, alpha):
     new = keys.create(alpha, "old script")
-    assert keys.authenticate(f"Bearer {new.secret}") == new.key
+    assert keys.authenticate(new.secret) == new.key
     alice_client.post(f"/settings/api-keys/{new.key.pk}/revoke/")
-    assert keys.authenticate(f"Bearer {new.secret}") is None
+    assert keys.authenticate(new.secret) is None
     revoked = AuditEntry.objects.get(action="api_key_revoked")
     assert revoked.actor_name == "alice" and revoked.after["revoked"] is True
     assert "revoked" in alice_client.get("/settings/api-keys/").content.decode()
@@ -55,9 +55,9 @@ def test_members_and_other_teams_cannot_touch_keys(bob_client, charlie_client, a
 
 def test_last_used_is_recorded_without_a_write_per_request(alpha):
     new = keys.create(alpha, "busy")
-    keys.authenticate(f"Bearer {new.secret}")
+    keys.authenticate(new.secret)
     first = ApiKey.objects.get().last_used_at
-    keys.authenticate(f"Bearer {new.secret}")
+    keys.authenticate(new.secret)
     assert first is not None and ApiKey.objects.get().last_used_at == first
 
 
@@ -85,7 +85,7 @@ def test_the_command_creates_a_key_in_the_database(settings, alpha):
                            "--model", "default"], cwd=root, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     secret = done.stdout.strip()
-    assert keys.authenticate(f"Bearer {secret}").allowed_models == ["default"]
+    assert keys.authenticate(secret).allowed_models == ["default"]
     assert secret not in done.stderr and "shown only now" in done.stderr
 
 
@@ -107,5 +107,5 @@ def test_made_up_keys_do_not_fill_the_key_cache(alpha, monkeypatch):
     monkeypatch.setattr(keys, "KEY_CACHE_SECONDS", 0.0)  # every earlier lookup has expired
     keys._cache.clear()
     for n in range(200):
-        assert keys.authenticate(f"Bearer llmh-made-up-{n}") is None
+        assert keys.authenticate(f"llmh-made-up-{n}") is None
     assert len(keys._cache) <= 50
