@@ -9,7 +9,10 @@
 Daphne's own handlers stop the reactor at the first signal, dropping every run mid-stream with its
 money unsettled, so the server runs with its handlers off and these in their place.
 
-    python -m llmhub.serve [--host 127.0.0.1] [--port 8000]
+    python -m llmhub.serve [--host 127.0.0.1] [--port 8000] [--workers N]
+
+With --workers N (N > 1) this process supervises N such servers on one port (llmhub/workers.py);
+they need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).
 """
 
 from daphne import server as daphne_server  # isort: skip - installs Twisted's asyncio reactor first
@@ -19,6 +22,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 
 logger = logging.getLogger("llmhub.serve")
 # After the runs have settled, time for their last frames and events to reach the clients.
@@ -72,23 +76,55 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve LLMHub (daphne, with a drain on SIGTERM).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a worker: the socket it inherits
     options = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmhub.settings")
+    if options.workers > 1:
+        sys.exit(supervise(options))
     from daphne.endpoints import build_endpoint_description_strings
     from django.conf import settings
     from twisted.internet import reactor
 
     from llmhub.asgi import application
 
+    if options.fd is not None:
+        endpoints = build_endpoint_description_strings(file_descriptor=options.fd)
+    else:
+        endpoints = build_endpoint_description_strings(host=options.host, port=options.port)
     server = DrainingServer(
         application,
-        endpoints=build_endpoint_description_strings(host=options.host, port=options.port),
+        endpoints=endpoints,
         action_logger=None,  # LLMHub logs one line per request itself (ops/middleware.py)
         grace=settings.LLMHUB_SHUTDOWN_GRACE_SECONDS,
     )
     reactor.callWhenRunning(server.started)
-    logger.info("LLMHub on http://%s:%d (SIGTERM drains for %g s)", options.host, options.port, server.grace)
+    if options.fd is None:
+        logger.info(
+            "LLMHub on http://%s:%d (SIGTERM drains for %g s)", options.host, options.port, server.grace
+        )
     server.run()
+
+
+def supervise(options: argparse.Namespace) -> int:
+    import django
+    from django.conf import settings
+
+    from llmhub import workers
+
+    django.setup()  # the settings' checks and logging, before any worker starts
+    if refused := workers.refusal(settings):
+        logger.error("%s", refused)
+        return 2
+    supervisor = workers.Supervisor(options.host, options.port, options.workers)
+    logger.info(
+        "LLMHub on http://%s:%d, %d worker processes (SIGTERM drains for %g s)",
+        options.host,
+        options.port,
+        options.workers,
+        settings.LLMHUB_SHUTDOWN_GRACE_SECONDS,
+    )
+    return supervisor.run()
 
 
 if __name__ == "__main__":
