@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -23,7 +26,7 @@ from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from tests.redis_server import redis_server
-from tests.servers import Server
+from tests.servers import ARTIFACTS, Server
 from usage import runs
 from usage.estimates import available_model, estimate
 from usage.models import Budget, Run, UsageRecord
@@ -60,6 +63,14 @@ def openai_provider(alpha, fake_openai):
     return fake_openai
 
 
+def start_workers(servers: list[Server], name: str, redis_url: str) -> Server:
+    """`python -m llmhub.serve --workers 2`, logging JSON lines (with their pid) to a fresh file."""
+    (ARTIFACTS / "scale" / f"{name}.log").unlink(missing_ok=True)
+    hub = Server(f"scale/{name}", workers=2, REDIS_URL=redis_url, LLMHUB_LOG_FORMAT="json")
+    servers.append(hub)
+    return hub
+
+
 def test_a_budget_for_ten_requests_lets_exactly_ten_of_a_hundred_through_two_workers(
     alpha, openai_provider, redis_url, servers
 ):
@@ -70,8 +81,7 @@ def test_a_budget_for_ten_requests_lets_exactly_ten_of_a_hundred_through_two_wor
     assert limit == limit.quantize(Decimal("0.000001"))  # the budget holds it exactly
     Budget.objects.create(team=alpha, monthly_limit_usd=limit)
     secret = keys.create(alpha, "nightly").secret
-    hub = Server("scale/workers", workers=2, REDIS_URL=redis_url, LLMHUB_LOG_FORMAT="json")
-    servers.append(hub)
+    hub = start_workers(servers, "workers", redis_url)
 
     async def hundred() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=None)
@@ -88,9 +98,8 @@ def test_a_budget_for_ten_requests_lets_exactly_ten_of_a_hundred_through_two_wor
     spent = UsageRecord.objects.aggregate(total=Sum("cost_usd"))["total"]
     assert UsageRecord.objects.count() == 10 and 0 < spent <= limit
     assert not Run.objects.filter(reserved_usd__isnull=False).exists()  # every hold released
-    lines = [json.loads(line) for line in hub.log().splitlines() if line.startswith("{")]
-    served_by = Counter(line["pid"] for line in lines if line.get("endpoint") == "v1/chat/completions")
-    assert len(served_by) == 2 and sum(served_by.values()) == 100  # both workers answered some
+    answered = served_by(hub, "v1/chat/completions")
+    assert len(answered) == 2 and sum(answered.values()) == 100  # both workers answered some
 
 
 def socket_to(server: Server, run: Run, client):
@@ -144,3 +153,34 @@ def test_a_key_revoked_in_one_process_is_refused_by_the_other_at_once(
     assert ApiKey.objects.get(pk=new.key.pk).revoked_at is not None
     refused = httpx.post(f"{second.url}/v1/chat/completions", json=body, headers=auth, timeout=30)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+
+
+def served_by(hub: Server, endpoint: str = "v1/models") -> Counter:
+    """Requests answered by each worker process (its pid, on the JSON log lines)."""
+    lines = [json.loads(line) for line in hub.log().splitlines() if line.startswith("{")]
+    return Counter(line["pid"] for line in lines if line.get("endpoint") == endpoint)
+
+
+def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(alpha, redis_url, servers):
+    secret = keys.create(alpha, "nightly").secret
+    hub = start_workers(servers, "replaced", redis_url)
+    auth = {"authorization": f"Bearer {secret}"}
+
+    def ask(times: int) -> None:
+        for _ in range(times):  # a new connection each: the kernel spreads them over the workers
+            assert httpx.get(f"{hub.url}/v1/models", headers=auth, timeout=30).status_code == 200
+
+    ask(20)
+    first = set(served_by(hub))
+    assert len(first) == 2
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while len(set(served_by(hub)) - first) == 0:  # its socket's connections wait for the new worker
+        assert time.monotonic() < deadline, hub.log()[-2000:]
+        ask(5)
+    assert hub.process.poll() is None
+    hub.terminate()
+    assert hub.process.wait(30) == 0
+    for pid in set(served_by(hub)) - {victim}:
+        assert not os.path.exists(f"/proc/{pid}")  # no worker left behind
