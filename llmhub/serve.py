@@ -27,15 +27,20 @@ import sys
 logger = logging.getLogger("llmhub.serve")
 # After the runs have settled, time for their last frames and events to reach the clients.
 FLUSH_SECONDS = 0.5
+# A worker (--fd) checks this often that its supervisor is alive; orphaned, it drains and stops
+# rather than hold the port with nobody to stop it.
+SUPERVISOR_CHECK_SECONDS = 1.0
 
 
 class DrainingServer(daphne_server.Server):
-    def __init__(self, *args, grace: float, **kwargs) -> None:
+    def __init__(self, *args, grace: float, supervised: bool = False, **kwargs) -> None:
         super().__init__(*args, signal_handlers=False, **kwargs)
         self.grace = grace
+        self.supervisor = os.getppid() if supervised else None
         self.ports: list = []
         self.draining: asyncio.Task | None = None
         self.recovering: asyncio.Task | None = None
+        self.watching: asyncio.Task | None = None
 
     def listen_success(self, port) -> None:
         self.ports.append(port)
@@ -48,6 +53,14 @@ class DrainingServer(daphne_server.Server):
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
         self.recovering = loop.create_task(recovery.keep_recovering())
+        if self.supervisor is not None:
+            self.watching = loop.create_task(self.watch_supervisor())
+
+    async def watch_supervisor(self) -> None:
+        while os.getppid() == self.supervisor:
+            await asyncio.sleep(SUPERVISOR_CHECK_SECONDS)
+        logger.warning("The supervisor (pid %d) is gone: draining", self.supervisor)
+        self.on_signal(signal.SIGTERM)
 
     def on_signal(self, signum: int) -> None:
         if self.draining is not None:
@@ -97,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         endpoints=endpoints,
         action_logger=None,  # LLMHub logs one line per request itself (ops/middleware.py)
         grace=settings.LLMHUB_SHUTDOWN_GRACE_SECONDS,
+        supervised=options.fd is not None,
     )
     reactor.callWhenRunning(server.started)
     if options.fd is None:

@@ -26,7 +26,7 @@ from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from tests.redis_server import redis_server
-from tests.servers import ARTIFACTS, Server
+from tests.servers import ARTIFACTS, Server, listening
 from usage import runs
 from usage.estimates import available_model, estimate
 from usage.models import Budget, Run, UsageRecord
@@ -184,3 +184,18 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(alpha, redis_url
     assert hub.process.wait(30) == 0
     for pid in set(served_by(hub)) - {victim}:
         assert not os.path.exists(f"/proc/{pid}")  # no worker left behind
+
+
+def test_workers_whose_supervisor_is_killed_stop_and_free_the_port(alpha, redis_url, servers):
+    secret = keys.create(alpha, "nightly").secret
+    hub = start_workers(servers, "orphaned", redis_url)
+    auth = {"authorization": f"Bearer {secret}"}
+    deadline = time.monotonic() + 30
+    while len(served_by(hub)) < 2:  # until both workers are known by their pid
+        assert time.monotonic() < deadline
+        assert httpx.get(f"{hub.url}/v1/models", headers=auth, timeout=30).status_code == 200
+    hub.kill()  # kill -9: the supervisor forwards nothing
+    deadline = time.monotonic() + 30
+    while listening(hub.port) or any(os.path.exists(f"/proc/{pid}") for pid in served_by(hub)):
+        assert time.monotonic() < deadline, "workers left serving without their supervisor"
+        time.sleep(0.2)
