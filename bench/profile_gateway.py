@@ -2,7 +2,7 @@
 serves it) under yappi, every thread counted (the event loop and the database threads), with the
 load of bench/gateway.py at concurrency 1.
 
-    .venv/bin/pip install yappi   # a profiler, not a dependency of the hub
+    .venv/bin/pip install -e '.[profile]'   # yappi: a profiler, not a dependency of the hub
     .venv/bin/python bench/profile_gateway.py [--requests 300] [--top 40]
 
 Printed: CPU per request, then CPU per request by area (the first frame of ours, or the library, that a
