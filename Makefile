@@ -8,16 +8,26 @@ VENDOR := static/vendor
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint python-version browser postgres bench
+.PHONY: run serve test lint python-version browser postgres bench
 
 run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m llmhub.serve --host $(HOST) --port $(PORT)
 
+# Production: WORKERS server processes on one port (SO_REUSEPORT), sharing PostgreSQL and Redis,
+# which must be given: make serve WORKERS=4 DATABASE_URL=postgres://... REDIS_URL=redis://...
+WORKERS ?= 4
+serve: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
+	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { echo "make serve needs DATABASE_URL (PostgreSQL) and REDIS_URL"; exit 2; }
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) -m llmhub.serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
 # The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API, ops) again
-# on a throwaway PostgreSQL cluster. `make test POSTGRES_TESTS=` skips the second pass.
-POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit tests/ops
+# on a throwaway PostgreSQL cluster, with several server processes on it and Redis (tests/scale).
+# `make test POSTGRES_TESTS=` skips the second pass.
+POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit tests/ops tests/scale
 test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed var/axe/axe.min.js browser $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,10 +1,11 @@
 """The hub as a gateway: the same load sent straight to a fast fake upstream and through the hub's
 OpenAI-compatible API, in one run, so the difference is what the hub adds.
 
-    .venv/bin/python bench/gateway.py [--requests 400] [--skip-kill] [--server uvicorn]
+    .venv/bin/python bench/gateway.py [--requests 400] [--skip-kill] [--server uvicorn] [--workers N]
 
 The hub runs as `make run` serves it (daphne, SQLite in a fresh data folder), with a team budget and
-usage recording on: every request reserves against the budget, records its usage row and settles.
+usage recording on; with `--workers N` (N > 1) as `make serve WORKERS=N` serves it (N daphne
+processes on one port, on a throwaway PostgreSQL cluster and redis-server this script starts): every request reserves against the budget, records its usage row and settles.
 Printed: added latency (hub minus direct) at p50 / p99 for concurrency 1, 16 and 64, throughput at
 each, the server's CPU time per request, time-to-first-token overhead when streaming, the server's
 RSS idle and under load, usage rows
@@ -23,7 +24,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -36,6 +36,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the hub's modules and the test fakes
 UPSTREAM_KEY = "sk-bench-upstream-key-0000000000b3nc"
 PROMPT = [{"role": "user", "content": "Say hello in five words."}]
 
@@ -164,7 +165,6 @@ async def one_stream(client: httpx.AsyncClient, body: dict, started: float, resu
 def set_up(data: Path, upstream_url: str) -> str:
     """A team with an OpenAI-compatible provider at the fake, a generous budget, and an API key."""
     os.environ.update(LLMHUB_DATA_DIR=str(data), DJANGO_SETTINGS_MODULE="llmhub.settings")
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -184,11 +184,15 @@ def set_up(data: Path, upstream_url: str) -> str:
     return keys.create(team, "bench").secret
 
 
-def usage_rows(data: Path, ids: list[str]) -> tuple[int, int]:
+def usage_rows(ids: list[str]) -> tuple[int, int]:
     """(api usage rows in total, completed responses whose row is missing)."""
-    with sqlite3.connect(data / "llmhub.sqlite3") as db:
-        total = db.execute("select count(*) from usage_usagerecord where source = 'api'").fetchone()[0]
-        present = {row[0] for row in db.execute("select run_id from usage_usagerecord")}
+    from django.db import close_old_connections
+
+    from usage.models import UsageRecord
+
+    close_old_connections()
+    total = UsageRecord.objects.filter(source="api").count()
+    present = set(UsageRecord.objects.values_list("run_id", flat=True))
     wanted = {str(uuid.UUID(i.removeprefix("chatcmpl-"))) for i in ids if i}
     return total, len(wanted - present)
 
@@ -212,8 +216,10 @@ SERVERS = {
 def start_hub(data: Path, port: int, server: str, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "LLMHUB_DATA_DIR": str(data)}
     command = [sys.executable, *(part.format(port=port) for part in SERVERS[server])]
-    if workers > 1:
+    if workers > 1 and server == "uvicorn":
         command[-1:-1] = ["--workers", str(workers)]  # uvicorn: one process per worker
+    elif workers > 1:
+        command += ["--workers", str(workers)]  # llmhub.serve: a supervisor and its workers
     # Its own process group, so a kill reaches every worker process too.
     hub = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)  # fmt: skip
@@ -229,9 +235,19 @@ def main() -> None:
     parser.add_argument("--skip-kill", action="store_true", help="skip the kill -9 check")
     parser.add_argument("--server", choices=SERVERS, default="daphne",
                         help="the ASGI server to run the hub with (uvicorn if installed)")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (uvicorn only)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (on PostgreSQL and Redis)")
     options = parser.parse_args()
+    with contextlib.ExitStack() as services:
+        if options.workers > 1:  # as `make serve WORKERS=N` runs: several processes need both
+            from tests.redis_server import redis_server
+            from tests.with_postgres import postgres_cluster
 
+            os.environ["DATABASE_URL"] = services.enter_context(postgres_cluster())
+            os.environ["REDIS_URL"] = services.enter_context(redis_server())
+        bench(options)
+
+
+def bench(options: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="llmhub-gateway-bench-"))
     up_port, hub_port = free_port(), free_port()
     upstream = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai", "--port", str(up_port),
@@ -240,8 +256,6 @@ def main() -> None:
     wait_for(up_port, upstream, "the fake upstream")
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     key = set_up(data, upstream_url)
-    if options.workers > 1 and options.server != "uvicorn":
-        parser.error("--workers needs --server uvicorn (daphne serves from one process)")
     hub = start_hub(data, hub_port, options.server, options.workers)
     hub_url = f"http://127.0.0.1:{hub_port}/v1"
     try:
@@ -302,7 +316,7 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
           f"{through.pct(through.latencies, 50) - direct.pct(direct.latencies, 50):.2f} ms; errors "
           f"{len(direct.errors) + len(through.errors)}")  # fmt: skip
     print(f"hub RSS: idle {idle:.0f} MB, peak under load {peak[0]:.0f} MB")
-    total, missing = usage_rows(data, hub_completed)
+    total, missing = usage_rows(hub_completed)
     print(
         f"usage rows: {total} recorded for {len(hub_completed)} completed hub requests (warm-up included); "
         f"missing for a completed response: {missing}"
@@ -323,7 +337,7 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
 
     result = asyncio.run(killed())
     hub.wait(10)
-    _, missing = usage_rows(data, result.completed_ids)
+    _, missing = usage_rows(result.completed_ids)
     print(
         f"kill -9 under load (concurrency 16, streaming): {len(result.completed_ids)} responses received in "
         f"full, {len(result.errors)} cut off; usage rows missing for a full response: {missing}"

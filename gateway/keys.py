@@ -1,8 +1,8 @@
 """Creating, finding and revoking team API keys.
 
-A request is authenticated by the SHA-256 of its key. Found keys are cached in this process for a
-few seconds (KEY_CACHE_SECONDS): revoking clears this process's cache at once, and other processes
-stop accepting the key within that time.
+A request is authenticated by the SHA-256 of its key, looked up in the database on every request
+(one indexed query): a key revoked by any server process is refused by every other at once. (A
+cache per process would save that query but keep accepting a revoked key until it expired.)
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from audit import log
 from gateway.models import ApiKey
 
 PREFIX = "llmh-"
-KEY_CACHE_SECONDS = 5.0
-KEY_CACHE_SIZE = 10_000  # past this, expired entries are dropped: made-up keys cannot fill memory
+# Past this many client addresses with recent failures, the stale ones are dropped: addresses made
+# up by the thousand cannot fill memory.
+FAILURE_TABLE_SIZE = 10_000
 LAST_USED_EVERY = timedelta(seconds=60)  # last_used_at is written at most this often per key
 
-_cache: dict[str, tuple[float, ApiKey | None]] = {}
 # Wrong keys per client address: past LLMHUB_API_KEY_FAILURES_PER_MINUTE in a minute, the address
 # is answered 429 until the oldest failure is a minute old (guessing keys is pointless anyway at
 # 256 bits; this keeps a guesser from costing the database a query per guess).
@@ -65,7 +65,6 @@ def revoke(key: ApiKey, actor) -> None:
     before = _state(key)
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])
-    _cache.pop(key.digest, None)
     log.record(actor, "api_key_revoked", key, team=key.team, before=before, after=_state(key))
 
 
@@ -90,16 +89,7 @@ def authenticate(secret: str) -> ApiKey | None:
     if not secret.startswith(PREFIX):
         return None
     hashed = digest(secret)
-    now = time.monotonic()
-    cached = _cache.get(hashed)
-    if cached and now - cached[0] < KEY_CACHE_SECONDS:
-        key = cached[1]
-    else:
-        key = ApiKey.objects.select_related("team").filter(digest=hashed, revoked_at=None).first()
-        if len(_cache) >= KEY_CACHE_SIZE:
-            for stale in [h for h, (seen, _) in _cache.items() if now - seen >= KEY_CACHE_SECONDS]:
-                del _cache[stale]
-        _cache[hashed] = (now, key)
+    key = ApiKey.objects.select_related("team").filter(digest=hashed, revoked_at=None).first()
     if key is not None:
         _touch(key)
     return key
@@ -117,7 +107,7 @@ def failure_wait(address: str) -> float | None:
 def note_failure(address: str) -> None:
     """Count a wrong or revoked key from this address (in this process; kept for a minute)."""
     now = time.monotonic()
-    if len(_failures) >= KEY_CACHE_SIZE:  # addresses made up by the thousand cannot fill memory
+    if len(_failures) >= FAILURE_TABLE_SIZE:  # addresses made up by the thousand cannot fill memory
         for stale in [a for a, times in _failures.items() if now - times[-1] >= FAILURE_WINDOW_SECONDS]:
             del _failures[stale]
     failures = _failures.setdefault(address, deque())

@@ -9,7 +9,10 @@
 Daphne's own handlers stop the reactor at the first signal, dropping every run mid-stream with its
 money unsettled, so the server runs with its handlers off and these in their place.
 
-    python -m llmhub.serve [--host 127.0.0.1] [--port 8000]
+    python -m llmhub.serve [--host 127.0.0.1] [--port 8000] [--workers N]
+
+With --workers N (N > 1) this process supervises N such servers on one port (llmhub/workers.py);
+they need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).
 """
 
 from daphne import server as daphne_server  # isort: skip - installs Twisted's asyncio reactor first
@@ -19,19 +22,25 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 
 logger = logging.getLogger("llmhub.serve")
 # After the runs have settled, time for their last frames and events to reach the clients.
 FLUSH_SECONDS = 0.5
+# A worker (--fd) checks this often that its supervisor is alive; orphaned, it drains and stops
+# rather than hold the port with nobody to stop it.
+SUPERVISOR_CHECK_SECONDS = 1.0
 
 
 class DrainingServer(daphne_server.Server):
-    def __init__(self, *args, grace: float, **kwargs) -> None:
+    def __init__(self, *args, grace: float, supervised: bool = False, **kwargs) -> None:
         super().__init__(*args, signal_handlers=False, **kwargs)
         self.grace = grace
+        self.supervisor = os.getppid() if supervised else None
         self.ports: list = []
         self.draining: asyncio.Task | None = None
         self.recovering: asyncio.Task | None = None
+        self.watching: asyncio.Task | None = None
 
     def listen_success(self, port) -> None:
         self.ports.append(port)
@@ -44,6 +53,14 @@ class DrainingServer(daphne_server.Server):
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
         self.recovering = loop.create_task(recovery.keep_recovering())
+        if self.supervisor is not None:
+            self.watching = loop.create_task(self.watch_supervisor())
+
+    async def watch_supervisor(self) -> None:
+        while os.getppid() == self.supervisor:
+            await asyncio.sleep(SUPERVISOR_CHECK_SECONDS)
+        logger.warning("The supervisor (pid %d) is gone: draining", self.supervisor)
+        self.on_signal(signal.SIGTERM)
 
     def on_signal(self, signum: int) -> None:
         if self.draining is not None:
@@ -72,23 +89,56 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve LLMHub (daphne, with a drain on SIGTERM).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a worker: the socket it inherits
     options = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmhub.settings")
+    if options.workers > 1:
+        sys.exit(supervise(options))
     from daphne.endpoints import build_endpoint_description_strings
     from django.conf import settings
     from twisted.internet import reactor
 
     from llmhub.asgi import application
 
+    if options.fd is not None:
+        endpoints = build_endpoint_description_strings(file_descriptor=options.fd)
+    else:
+        endpoints = build_endpoint_description_strings(host=options.host, port=options.port)
     server = DrainingServer(
         application,
-        endpoints=build_endpoint_description_strings(host=options.host, port=options.port),
+        endpoints=endpoints,
         action_logger=None,  # LLMHub logs one line per request itself (ops/middleware.py)
         grace=settings.LLMHUB_SHUTDOWN_GRACE_SECONDS,
+        supervised=options.fd is not None,
     )
     reactor.callWhenRunning(server.started)
-    logger.info("LLMHub on http://%s:%d (SIGTERM drains for %g s)", options.host, options.port, server.grace)
+    if options.fd is None:
+        logger.info(
+            "LLMHub on http://%s:%d (SIGTERM drains for %g s)", options.host, options.port, server.grace
+        )
     server.run()
+
+
+def supervise(options: argparse.Namespace) -> int:
+    import django
+    from django.conf import settings
+
+    from llmhub import workers
+
+    django.setup()  # the settings' checks and logging, before any worker starts
+    if refused := workers.refusal(settings):
+        logger.error("%s", refused)
+        return 2
+    supervisor = workers.Supervisor(options.host, options.port, options.workers)
+    logger.info(
+        "LLMHub on http://%s:%d, %d worker processes (SIGTERM drains for %g s)",
+        options.host,
+        options.port,
+        options.workers,
+        settings.LLMHUB_SHUTDOWN_GRACE_SECONDS,
+    )
+    return supervisor.run()
 
 
 if __name__ == "__main__":

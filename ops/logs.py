@@ -74,6 +74,7 @@ class JsonFormatter(BaseJsonFormatter):
         super().add_fields(log_data, record, message_dict)
         # A string, not a datetime: the encoder's slow path for other types is skipped.
         log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
+        log_data["pid"] = record.process  # which server process, when several serve (make serve)
         if "request_id" not in log_data and request_id.get():
             log_data["request_id"] = request_id.get()
 

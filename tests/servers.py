@@ -36,7 +36,7 @@ def listening(port: int) -> bool:
 class Server:
     """One server process; its output goes to test-artifacts/<name>.log."""
 
-    def __init__(self, name: str, port: int | None = None, **env: str) -> None:
+    def __init__(self, name: str, port: int | None = None, workers: int = 1, **env: str) -> None:
         self.name, self.port = name, port or free_port()
         self.log_path = ARTIFACTS / f"{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +50,8 @@ class Server:
         }
         self._log = self.log_path.open("a")
         command = [sys.executable, "-m", "llmhub.serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
         )

@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from glob import glob
 from pathlib import Path
 
@@ -36,9 +38,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def main(command: list[str]) -> int:
-    if not command:
-        raise SystemExit(__doc__)
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway cluster, stopped and removed afterwards; yields the DATABASE_URL of its superuser."""
     initdb, pg_ctl, createdb = find_binary("initdb"), find_binary("pg_ctl"), find_binary("createdb")
     as_root = os.geteuid() == 0
     home = Path(tempfile.mkdtemp(prefix="llmhub-postgres-"))
@@ -57,14 +59,20 @@ def main(command: list[str]) -> int:
         options = f"-h 127.0.0.1 -p {port} -k {home} -F -c max_connections=400"
         server(pg_ctl, "-D", str(data), "-w", "-l", str(home / "log"), "-o", options, "start")
         subprocess.run([createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "llmhub", "llmhub"], check=True)
-        url = f"postgres://llmhub@127.0.0.1:{port}/llmhub"
-        # Connections closed after each use: the test database can then be dropped at the end.
-        env = {**os.environ, "DATABASE_URL": url, "LLMHUB_DB_CONN_MAX_AGE": "0"}
-        return subprocess.run(command, env=env).returncode
+        yield f"postgres://llmhub@127.0.0.1:{port}/llmhub"
     finally:
         if (data / "postmaster.pid").exists():
             server(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(home, ignore_errors=True)
+
+
+def main(command: list[str]) -> int:
+    if not command:
+        raise SystemExit(__doc__)
+    with postgres_cluster() as url:
+        # Connections closed after each use: the test database can then be dropped at the end.
+        env = {**os.environ, "DATABASE_URL": url, "LLMHUB_DB_CONN_MAX_AGE": "0"}
+        return subprocess.run(command, env=env).returncode
 
 
 if __name__ == "__main__":

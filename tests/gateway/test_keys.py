@@ -102,10 +102,10 @@ def test_spend_filters_by_key(alice_client, alpha, fake_openai):
     assert "API key CI" in alice_client.get("/spend/").content.decode()
 
 
-def test_made_up_keys_do_not_fill_the_key_cache(alpha, monkeypatch):
-    monkeypatch.setattr(keys, "KEY_CACHE_SIZE", 50)
-    monkeypatch.setattr(keys, "KEY_CACHE_SECONDS", 0.0)  # every earlier lookup has expired
-    keys._cache.clear()
+def test_made_up_addresses_do_not_fill_the_failure_table(monkeypatch):
+    monkeypatch.setattr(keys, "FAILURE_TABLE_SIZE", 50)
+    monkeypatch.setattr(keys, "FAILURE_WINDOW_SECONDS", 0.0)  # every earlier failure is stale
+    keys._failures.clear()
     for n in range(200):
-        assert keys.authenticate(f"llmh-made-up-{n}") is None
-    assert len(keys._cache) <= 50
+        keys.note_failure(f"10.0.{n // 256}.{n % 256}")
+    assert len(keys._failures) <= 50
