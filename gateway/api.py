@@ -11,6 +11,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -134,6 +135,7 @@ async def models(request: HttpRequest, model_id: str = "") -> HttpResponse:
 
 
 Parse = Callable[[bytes], fmt.ChatRequest]  # a request body in one API's format, read into ours
+T = TypeVar("T")
 
 
 @dataclass
@@ -328,6 +330,12 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 async def begin(request: HttpRequest, parse: Parse) -> Prepared:
     """A POST read with `parse` and made a pending run of the engine (key, model, allowed models,
     estimate, context window, price), or the ApiError that refuses it."""
+    return await admit(request, lambda: _prepare(request, request.body, parse))
+
+
+async def admit(request: HttpRequest, prepare: Callable[[], T]) -> T:
+    """The front every POST shares: its method and size checked, then `prepare` (which reads the
+    key and makes the pending run) run on the database thread, its database faults a 503."""
     if request.method != "POST":
         raise ApiError(405, f"Use POST for {request.path}.", code="method_not_allowed")
     limit = settings.LLMHUB_API_MAX_BODY_BYTES
@@ -336,7 +344,7 @@ async def begin(request: HttpRequest, parse: Parse) -> Prepared:
             400, f"The request body is over the limit of {limit:,} bytes.", code="request_too_large"
         )
     try:
-        return await sync_to_async(_prepare)(request, request.body, parse)
+        return await sync_to_async(prepare)()
     except budgets.BudgetUnavailable:
         raise database_unavailable() from None
     except DatabaseError:
@@ -385,6 +393,7 @@ SERVED = (
     "GET /v1/models",
     "POST /v1/chat/completions",
     "POST /v1/completions",
+    "POST /v1/embeddings",
     "POST /v1/messages",
     "POST /v1/messages/count_tokens",
     "POST /v1/responses",
