@@ -66,7 +66,6 @@ class FakeOpenAI(FakeProvider):
         self.endless = False
         self.cached_tokens = 0  # prompt tokens the next answers report as read from the cache
         self.reasoning_tokens = 0  # of the output, reported as reasoning (reasoning models)
-        self.embedded: list[list] = []  # the inputs of each embeddings request answered
 
     def empty_chunks_forever_next(self, every: float = 0.05) -> None:
         empty = [{"index": 0, "delta": {"content": ""}, "finish_reason": None}]

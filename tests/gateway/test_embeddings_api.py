@@ -22,8 +22,9 @@ COMPATIBLE_KEY = "sk-test-office-tei-key-00000c0mp"
 
 
 @pytest.fixture
-def hub(alpha, fake_openai, fake_azure, fake_compatible):
-    registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
+def hub(alpha, fake_openai, fake_azure, fake_compatible, fake_ollama, fake_gemini):
+    for kind, fake in (("openai", fake_openai), ("ollama", fake_ollama), ("gemini", fake_gemini)):
+        registry.save(kind, {"api_key": GOOD_KEYS[kind]}, endpoint=fake.url, team=alpha)
     fake_azure.deployments = {**fake_azure.deployments, "emb": "text-embedding-3-small"}
     deployments = "mini=gpt-4o-mini, emb=text-embedding-3-small"
     credentials = {"api_key": GOOD_KEYS["azure"], "deployments": deployments}
@@ -59,6 +60,8 @@ MODELS = {
     "openai": ("openai/text-embedding-3-small", 1536),
     "azure": ("azure/emb", 1536),
     "compatible": ("office-tei/bge-m3", 1024),
+    "ollama": ("ollama/nomic-embed-text:latest", 768),
+    "gemini": ("gemini/gemini-embedding-001", 3072),
 }
 
 
@@ -94,6 +97,41 @@ def test_dimensions_are_passed_and_shorten_the_vectors(client, fake_openai):
         model="openai/text-embedding-3-small", input="short", dimensions=256, encoding_format="float"
     )
     assert len(answer.data[0].embedding) == 256 and fake_openai.last_request.json["dimensions"] == 256
+
+
+@pytest.mark.parametrize("kind", ["ollama", "gemini"])
+def test_dimensions_reach_ollama_and_gemini(client, kind, request):
+    model, _ = MODELS[kind]
+    answer = client.embeddings.create(model=model, input=["a", "b"], dimensions=64, encoding_format="float")
+    assert [len(item.embedding) for item in answer.data] == [64, 64]
+    sent = request.getfixturevalue(f"fake_{kind}").last_request.json
+    assert (sent.get("dimensions") or sent["requests"][1]["outputDimensionality"]) == 64
+
+
+@pytest.mark.parametrize("kind", ["ollama", "gemini"])
+def test_token_arrays_are_refused_by_name_where_the_provider_takes_only_text(client, kind, request):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model=MODELS[kind][0], input=[[1, 2, 3]])
+    assert "input as token arrays" in refused.value.message
+    assert request.getfixturevalue(f"fake_{kind}").requests == []
+
+
+def test_ollama_is_told_not_to_cut_inputs_short_and_its_count_is_charged(client, hub, fake_ollama):
+    answer = client.embeddings.create(model="ollama/nomic-embed-text:latest", input=["one two", "three"])
+    assert fake_ollama.last_request.json["truncate"] is False
+    counted = fake_ollama.count_tokens("one two") + fake_ollama.count_tokens("three")
+    assert answer.usage.prompt_tokens == last_row(hub).input_tokens == counted
+
+
+def test_gemini_gets_at_most_100_inputs_a_call_and_the_hub_count_is_charged(client, hub, fake_gemini):
+    texts = [f"text number {n}" for n in range(150)]
+    answer = client.embeddings.create(
+        model="gemini/gemini-embedding-001", input=texts, encoding_format="float"
+    )
+    assert [len(batch) for batch in fake_gemini.embedded] == [100, 50]
+    assert [item.embedding for item in answer.data] == [fake_vector(t, 3072) for t in texts]
+    run = Run.objects.get()
+    assert answer.usage.prompt_tokens == run.estimated_input_tokens == last_row(hub).input_tokens
 
 
 def test_token_arrays_are_sent_as_they_are(client, fake_openai):
