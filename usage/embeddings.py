@@ -30,7 +30,7 @@ from usage import budgets, leases, runs, tokens
 from usage.ceiling import Limits, charge
 from usage.estimates import RunRefused
 from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError
-from usage.models import Run
+from usage.models import CallKind, Run
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def create_run(
         api_key=api_key,
         request_id=request_id,
         model_requested=ref,
+        kind=CallKind.EMBEDDINGS,
         messages=[],
         max_tokens=0,
         estimated_input_tokens=total,

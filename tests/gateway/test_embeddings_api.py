@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
 from decimal import Decimal
 
 import httpx
@@ -75,6 +76,7 @@ def test_a_list_of_texts_comes_back_as_one_vector_each_in_order(client, hub, kin
     assert answer.model == model and answer.usage.prompt_tokens > 0
     row = last_row(hub)
     assert row.input_tokens == answer.usage.prompt_tokens and row.output_tokens == 0
+    assert row.kind == "embeddings"
 
 
 def test_the_sdk_default_base64_decodes_to_the_same_floats(client, fake_openai):
@@ -252,3 +254,25 @@ def test_a_wrong_key_is_a_401_in_openais_shape(hub, hub_url):
     with pytest.raises(openai.AuthenticationError) as refused:
         client.embeddings.create(model="openai/text-embedding-3-small", input="hi")
     assert refused.value.body["code"] == "invalid_api_key"
+
+
+def test_a_chat_row_says_it_was_a_generation(client, hub):
+    client.chat.completions.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], max_tokens=20
+    )
+    assert last_row(hub).kind == "generation"
+
+
+def test_a_client_that_hangs_up_mid_call_ends_the_run_settled(hub, hub_url, alpha, fake_openai):
+    Budget.objects.create(team=alpha, monthly_limit_usd=Decimal("10"))
+    fake_openai.hang_next(5)
+    client = openai.OpenAI(base_url=f"{hub_url}/v1", api_key=hub.secret, max_retries=0, timeout=1)
+    with pytest.raises(openai.APITimeoutError):
+        client.embeddings.create(model="openai/text-embedding-3-small", input="patience")
+    deadline = time.monotonic() + 20
+    while Run.objects.filter(status=Run.Status.STREAMING).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run = Run.objects.get()
+    assert run.status == Run.Status.CANCELLED and run.reserved_usd is None
+    # The provider may have done the work: the input estimate is charged, as for chat.
+    assert last_row(hub).input_tokens == run.estimated_input_tokens > 0
