@@ -220,18 +220,21 @@ def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
         message = runs.UnsupportedFields(ref, refused).args[0]
         raise ApiError(400, message, code="unsupported_parameter", param=param)
     wanted = chat.request
-    run = runs.create_run(
-        None,
-        key.team,
-        ref,
-        wanted.messages,
-        wanted.max_tokens or entry.info.max_output,
-        temperature=chat.temperature,
-        api_key=key,
-        available=available,
-        options=wanted.options_json(),
-        request_id=request.request_id,
-    )
+    try:
+        run = runs.create_run(
+            None,
+            key.team,
+            ref,
+            wanted.messages,
+            wanted.max_tokens or entry.info.max_output,
+            temperature=chat.temperature,
+            api_key=key,
+            available=available,
+            options=wanted.options_json(),
+            request_id=request.request_id,
+        )
+    except runs.RunRefused as refused:  # an embedding model asked to chat
+        raise ApiError(400, str(refused), code="model_not_found", param="model") from None
     if run.estimated_input_tokens + 1 > entry.info.context_window:
         _refuse(
             run,

@@ -276,3 +276,11 @@ def test_a_client_that_hangs_up_mid_call_ends_the_run_settled(hub, hub_url, alph
     assert run.status == Run.Status.CANCELLED and run.reserved_usd is None
     # The provider may have done the work: the input estimate is charged, as for chat.
     assert last_row(hub).input_tokens == run.estimated_input_tokens > 0
+
+
+def test_an_embedding_model_is_refused_for_chat_by_name(client, fake_openai):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="openai/text-embedding-3-small", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert "is an embedding model" in refused.value.message and fake_openai.requests == []
