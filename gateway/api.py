@@ -11,7 +11,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -49,13 +49,8 @@ class ApiError(Exception):
         headers: dict | None = None,
     ) -> None:
         super().__init__(message)
-        self.status, self.type, self.code, self.param, self.headers = (
-            status,
-            type_,
-            code,
-            param,
-            headers or {},
-        )
+        self.status, self.type, self.code = status, type_, code
+        self.param, self.headers = param, headers or {}
 
     def response(self) -> JsonResponse:
         body = answer.error_body(str(self), self.type, self.code, self.param)
@@ -135,7 +130,6 @@ async def models(request: HttpRequest, model_id: str = "") -> HttpResponse:
 
 
 Parse = Callable[[bytes], fmt.ChatRequest]  # a request body in one API's format, read into ours
-T = TypeVar("T")
 
 
 @dataclass
@@ -220,21 +214,18 @@ def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
         message = runs.UnsupportedFields(ref, refused).args[0]
         raise ApiError(400, message, code="unsupported_parameter", param=param)
     wanted = chat.request
-    try:
-        run = runs.create_run(
-            None,
-            key.team,
-            ref,
-            wanted.messages,
-            wanted.max_tokens or entry.info.max_output,
-            temperature=chat.temperature,
-            api_key=key,
-            available=available,
-            options=wanted.options_json(),
-            request_id=request.request_id,
-        )
-    except runs.RunRefused as refused:  # an embedding model asked to chat
-        raise ApiError(400, str(refused), code="model_not_found", param="model") from None
+    run = runs.create_run(
+        None,
+        key.team,
+        ref,
+        wanted.messages,
+        wanted.max_tokens or entry.info.max_output,
+        temperature=chat.temperature,
+        api_key=key,
+        available=available,
+        options=wanted.options_json(),
+        request_id=request.request_id,
+    )
     if run.estimated_input_tokens + 1 > entry.info.context_window:
         _refuse(
             run,
@@ -336,9 +327,8 @@ async def begin(request: HttpRequest, parse: Parse) -> Prepared:
     return await admit(request, lambda: _prepare(request, request.body, parse))
 
 
-async def admit(request: HttpRequest, prepare: Callable[[], T]) -> T:
-    """The front every POST shares: its method and size checked, then `prepare` (which reads the
-    key and makes the pending run) run on the database thread, its database faults a 503."""
+async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
+    """Every POST's front: method and size checked, `prepare` run off the loop, database faults a 503."""
     if request.method != "POST":
         raise ApiError(405, f"Use POST for {request.path}.", code="method_not_allowed")
     limit = settings.LLMHUB_API_MAX_BODY_BYTES

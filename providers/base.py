@@ -377,6 +377,8 @@ class ProviderAdapter(ABC):
         needed = capabilities_needed(request)
         refused += [CAPABILITY_NAMES[c] for c in needed if c not in info.capabilities]
         refused += [reason for reason in cls.dialect_refusals(request, info) if reason not in refused]
+        if TaskType.EMBEDDINGS in info.capabilities and TaskType.CHAT not in info.capabilities:
+            refused.append("text generation (it is an embedding model: POST /v1/embeddings)")
         return list(dict.fromkeys(refused))
 
     @classmethod

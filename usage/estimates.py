@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from accounts.models import Team, User
-from providers.base import GenerationRequest, Message, TaskType
+from providers.base import GenerationRequest, Message
 from providers.errors import UnsupportedRequest
 from providers.pricing import cost, worst_input_price
 from providers.registry import CatalogEntry, registry
@@ -102,8 +102,6 @@ def create_run(
     options (GenerationRequest.options_json()), stored untouched; UnsupportedFields names those
     the model cannot honour. `request_id` is the x-request-id of the request that asked for it."""
     entry, dialect = available or available_model(team, model_ref)
-    if TaskType.EMBEDDINGS in entry.info.capabilities and TaskType.CHAT not in entry.info.capabilities:
-        raise RunRefused(f"{model_ref} is an embedding model: it writes no text. Pick a chat model.")
     options = dict(options or {})
     request = GenerationRequest.from_stored(
         entry.info.id,

@@ -283,4 +283,4 @@ def test_an_embedding_model_is_refused_for_chat_by_name(client, fake_openai):
         client.chat.completions.create(
             model="openai/text-embedding-3-small", messages=[{"role": "user", "content": "Hi"}]
         )
-    assert "is an embedding model" in refused.value.message and fake_openai.requests == []
+    assert "it is an embedding model" in refused.value.message and fake_openai.requests == []
