@@ -11,6 +11,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -48,13 +49,8 @@ class ApiError(Exception):
         headers: dict | None = None,
     ) -> None:
         super().__init__(message)
-        self.status, self.type, self.code, self.param, self.headers = (
-            status,
-            type_,
-            code,
-            param,
-            headers or {},
-        )
+        self.status, self.type, self.code = status, type_, code
+        self.param, self.headers = param, headers or {}
 
     def response(self) -> JsonResponse:
         body = answer.error_body(str(self), self.type, self.code, self.param)
@@ -328,6 +324,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 async def begin(request: HttpRequest, parse: Parse) -> Prepared:
     """A POST read with `parse` and made a pending run of the engine (key, model, allowed models,
     estimate, context window, price), or the ApiError that refuses it."""
+    return await admit(request, lambda: _prepare(request, request.body, parse))
+
+
+async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
+    """Every POST's front: method and size checked, `prepare` run off the loop, database faults a 503."""
     if request.method != "POST":
         raise ApiError(405, f"Use POST for {request.path}.", code="method_not_allowed")
     limit = settings.LLMHUB_API_MAX_BODY_BYTES
@@ -336,7 +337,7 @@ async def begin(request: HttpRequest, parse: Parse) -> Prepared:
             400, f"The request body is over the limit of {limit:,} bytes.", code="request_too_large"
         )
     try:
-        return await sync_to_async(_prepare)(request, request.body, parse)
+        return await sync_to_async(prepare)()
     except budgets.BudgetUnavailable:
         raise database_unavailable() from None
     except DatabaseError:
@@ -385,6 +386,7 @@ SERVED = (
     "GET /v1/models",
     "POST /v1/chat/completions",
     "POST /v1/completions",
+    "POST /v1/embeddings",
     "POST /v1/messages",
     "POST /v1/messages/count_tokens",
     "POST /v1/responses",

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from gateway import api, completions_api, messages_api, responses_api
+from gateway import api, completions_api, embeddings_api, messages_api, responses_api
 from providers import views as provider_views
 
 urlpatterns = [
@@ -18,6 +18,7 @@ urlpatterns = [
     path("v1/models/<path:model_id>", api.models, name="api-model"),
     path("v1/chat/completions", api.chat_completions, name="api-chat"),
     path("v1/completions", completions_api.completions, name="api-completions"),
+    path("v1/embeddings", embeddings_api.create, name="api-embeddings"),
     path("v1/messages", messages_api.messages, name="api-messages"),
     path("v1/messages/count_tokens", messages_api.count_tokens, name="api-count-tokens"),
     path("v1/responses", responses_api.responses, name="api-responses"),

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from providers import pricing
 from providers.chat import (
@@ -31,6 +31,9 @@ from providers.chat import (
 )
 from providers.crypto import Secret
 from providers.errors import ModelNotAvailable, UnexpectedResponse, UnsupportedRequest
+
+if TYPE_CHECKING:
+    from providers.embedding import EmbeddingRequest, Embeddings
 from providers.http import ProviderHTTP
 
 # More tokens than any model reads or writes in one request, by far: a count above this is garbage.
@@ -59,6 +62,7 @@ class TaskType(StrEnum):
     REASONING = "reasoning"  # also: takes reasoning_effort (a thinking budget)
     CODE = "code"
     LONG_CONTEXT = "long_context"
+    EMBEDDINGS = "embeddings"  # an embedding model (POST /v1/embeddings), not a chat model
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,8 @@ class ProviderAdapter(ABC):
     accepts: ClassVar[frozenset[str]] = frozenset()
     # Tokens a provider adds to the prompt when tools are offered (its tool-use instructions).
     tool_prompt_tokens: ClassVar[int] = 0
+    # What embed() takes ("text", "tokens": providers/embedding.py); empty: the dialect does not embed.
+    embedding_inputs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -357,6 +363,11 @@ class ProviderAdapter(ABC):
         """Yield Delta and ToolCallDelta events as they arrive, then exactly one Finished event.
         Call `self.check(request)` before sending anything."""
 
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """The vectors of the request's inputs, in their order; dialects that name what they take in
+        `embedding_inputs` implement it."""
+        raise UnsupportedRequest(self.display_name, f"{self.provider_id}/{request.model}", ["embeddings"])
+
     # ---- what a model accepts
     @classmethod
     def refusals(cls, request: GenerationRequest, info: ModelInfo) -> list[str]:
@@ -366,6 +377,8 @@ class ProviderAdapter(ABC):
         needed = capabilities_needed(request)
         refused += [CAPABILITY_NAMES[c] for c in needed if c not in info.capabilities]
         refused += [reason for reason in cls.dialect_refusals(request, info) if reason not in refused]
+        if TaskType.EMBEDDINGS in info.capabilities and TaskType.CHAT not in info.capabilities:
+            refused.append("text generation (it is an embedding model: POST /v1/embeddings)")
         return list(dict.fromkeys(refused))
 
     @classmethod

@@ -411,10 +411,10 @@ class ProviderRegistry:
             )
             if model.price_given:
                 record_price(row, info.input_per_1m, info.output_per_1m, Price.Source.CONFIG)
-            else:
-                found = pricing.library_price(model.prices_as or info.id, definition.pricing_provider)
-                if found:
-                    record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY, found)
+            elif found := pricing.library_price(model.prices_as or info.id, definition.pricing_provider):
+                record_price(row, found.input_per_1m, found.output_per_1m, Price.Source.LIBRARY, found)
+            elif info.priced:  # priced as a built-in model whose catalogue writes its price (embeddings)
+                record_price(row, info.input_per_1m, info.output_per_1m, Price.Source.CONFIG)
 
     def config_from(
         self,

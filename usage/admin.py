@@ -17,7 +17,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "cost_usd",
         "source",
     ]
-    list_filter = ["provider_id", "source"]
+    list_filter = ["provider_id", "source", "kind"]
     search_fields = ["run_id", "request_id"]  # a client's or a log line's x-request-id finds its row
 
     def has_add_permission(self, request: HttpRequest) -> bool:

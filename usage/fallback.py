@@ -11,6 +11,7 @@ from django.conf import settings
 from accounts.teams import providers_for
 from audit import log
 from providers import breaker
+from providers.base import TaskType
 from providers.errors import ProviderError, RateLimited
 from providers.pricing import format_usd
 from providers.registry import registry
@@ -120,6 +121,10 @@ def record_switch(run: Run, source: str, target: str, reason: str) -> None:
 def suggestion(run: Run) -> str:
     """For a model that is not available: the cheapest other priced model of the same provider."""
     provider_id, _, model = (run.model_used or run.model_requested).partition("/")
-    others = [e for e in registry.list_models(provider_id) if e.info.id != model and e.info.priced]
+    others = [
+        e
+        for e in registry.list_models(provider_id)
+        if e.info.id != model and e.info.priced and TaskType.EMBEDDINGS not in e.info.capabilities
+    ]
     cheapest = min(others, key=lambda e: e.info.input_per_1m + e.info.output_per_1m, default=None)
     return cheapest.info.display_name if cheapest else ""

@@ -17,6 +17,14 @@ from providers.chat import Message
 from providers.models import Price
 
 
+class CallKind(models.TextChoices):
+    """What a run asked the provider for: a generation (chat, completions, messages, responses), or
+    embeddings (POST /v1/embeddings: input tokens only, no text)."""
+
+    GENERATION = "generation", "Generation"
+    EMBEDDINGS = "embeddings", "Embeddings"
+
+
 class UsageRecord(models.Model):
     """One generation's token counts and cost, charged at the price it points to.
 
@@ -42,6 +50,7 @@ class UsageRecord(models.Model):
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     price = models.ForeignKey(Price, null=True, blank=True, on_delete=models.PROTECT)
     source = models.CharField(max_length=8, choices=Source.choices)
+    kind = models.CharField(max_length=12, choices=CallKind.choices, default=CallKind.GENERATION)
     team = models.ForeignKey("accounts.Team", null=True, blank=True, on_delete=models.SET_NULL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     api_key = models.ForeignKey("gateway.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
@@ -91,6 +100,7 @@ class Run(models.Model):
     request_id = models.CharField(max_length=128, blank=True, db_index=True)
     model_requested = models.CharField(max_length=300)
     model_used = models.CharField(max_length=300, blank=True)
+    kind = models.CharField(max_length=12, choices=CallKind.choices, default=CallKind.GENERATION)
     messages = models.JSONField(default=list)
     max_tokens = models.PositiveIntegerField()
     temperature = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)

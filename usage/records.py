@@ -37,7 +37,7 @@ from providers.base import TokenCount
 from providers.models import Price, ProviderModel, price_in_force
 from providers.pricing import usage_cost
 from usage import alerts, rollups, spool
-from usage.models import Run, UsageRecord
+from usage.models import CallKind, Run, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def record_usage(
     api_key=None,
     at: datetime | None = None,
     request_id: str = "",
+    kind: str = CallKind.GENERATION,
 ) -> UsageRecord:
     """Record one generation (that happened `at`, default now). An unpriced model gets a null
     cost, never $0."""
@@ -77,6 +78,7 @@ def record_usage(
         user=user,
         api_key=api_key,
         request_id=request_id,
+        kind=kind,
     )
     if at is not None:  # a spooled settlement counts on the day it happened, not the day it landed
         UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
@@ -182,6 +184,7 @@ def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | Non
             api_key=api_key,
             at=at,
             request_id=run.request_id,
+            kind=run.kind,
         )
         run.cost_usd = usage.cost_usd
     elif (

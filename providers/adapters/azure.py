@@ -14,6 +14,7 @@ from providers.base import (
     StreamEvent,
 )
 from providers.definitions import ModelDefinition
+from providers.embedding import EmbeddingRequest
 
 DEFAULT_API_VERSION = "2024-10-21"
 
@@ -61,6 +62,14 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         async for event in self._stream_from(self._path(request.model), request):
             yield event
+
+    def embeddings_path(self, model: str) -> str:
+        return f"/openai/deployments/{model}/embeddings?api-version={self._version()}"
+
+    def embedding_body(self, request: EmbeddingRequest) -> dict[str, Any]:
+        body = super().embedding_body(request)
+        del body["model"]  # the deployment in the URL names it
+        return body
 
     def _path(self, deployment: str) -> str:
         return f"/openai/deployments/{deployment}/chat/completions?api-version={self._version()}"

@@ -25,6 +25,7 @@ from providers.base import (
     reported_tokens,
 )
 from providers.chat import ImagePart, Part, TextPart, fit_within
+from providers.embedding import TEXT, EmbeddingRequest, Embeddings, vectors
 from providers.errors import (
     InvalidCredentials,
     ModelNotAvailable,
@@ -53,6 +54,7 @@ SAMPLING = {
     "presence_penalty": "presencePenalty",
     "frequency_penalty": "frequencyPenalty",
 }
+BATCH_EMBEDDINGS = 100  # the most requests batchEmbedContents takes in one call
 TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
 # Thinking budgets for OpenAI's reasoning_effort (0 turns thinking off where a model allows it).
 THINKING_BUDGETS = {
@@ -173,6 +175,33 @@ class GeminiAdapter(ProviderAdapter):
                 config["allowedFunctionNames"] = [choice.name]
             body["toolConfig"] = {"functionCallingConfig": config}
         return body
+
+    embedding_inputs = frozenset({TEXT})
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """batchEmbedContents, BATCH_EMBEDDINGS inputs a call (one input is a batch of one). Gemini
+        reports no token count for embeddings: the run is charged the hub's own count."""
+        found: list[tuple[float, ...]] = []
+        for start in range(0, len(request.inputs), BATCH_EMBEDDINGS):
+            batch = request.inputs[start : start + BATCH_EMBEDDINGS]
+            requests = [self._embedding(request, text) for text in batch]
+            path = f"/models/{request.model}:batchEmbedContents"
+            answer = await self.http.post_json(path, {"requests": requests})
+            raw = answer.get("embeddings") if isinstance(answer, dict) else None
+            values = (
+                [i.get("values") if isinstance(i, dict) else None for i in raw]
+                if isinstance(raw, list)
+                else None
+            )
+            found += vectors(self.display_name, values, len(batch))
+        return Embeddings(tuple(found), None)
+
+    @staticmethod
+    def _embedding(request: EmbeddingRequest, text: str) -> dict[str, Any]:
+        one: dict[str, Any] = {"model": f"models/{request.model}", "content": {"parts": [{"text": text}]}}
+        if request.dimensions is not None:
+            one["outputDimensionality"] = request.dimensions
+        return one
 
     def raise_error(self, status: int, headers: Mapping[str, str], parsed: dict, body: str = "") -> None:
         error = parsed.get("error") if isinstance(parsed.get("error"), dict) else {}

@@ -23,6 +23,7 @@ from providers.base import (
     ToolCallDelta,
     reported_tokens,
 )
+from providers.embedding import TEXT, EmbeddingRequest, Embeddings, input_tokens, vectors
 from providers.errors import (
     InvalidCredentials,
     ModelNotAvailable,
@@ -91,6 +92,20 @@ class OllamaAdapter(ProviderAdapter):
         if any(not image.inline for message in request.messages for image in message.images):
             refused.append("image URLs (Ollama takes images inline: send them as data: URIs)")
         return refused
+
+    embedding_inputs = frozenset({TEXT})
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """POST /api/embed. Ollama cuts an input over the model's context short without a word
+        unless told not to: with `truncate` false it refuses it instead, and the refusal is passed on."""
+        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs), "truncate": False}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        answer = await self.http.post_json("/api/embed", body)
+        if not isinstance(answer, dict):
+            raise UnexpectedResponse(self.display_name, 200, problem="its answer was not a JSON object")
+        found = vectors(self.display_name, answer.get("embeddings"), len(request.inputs))
+        return Embeddings(found, input_tokens(self.display_name, answer.get("prompt_eval_count")))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         self.check(request)

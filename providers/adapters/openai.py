@@ -22,6 +22,7 @@ from providers.base import (
     reported_tokens,
 )
 from providers.chat import ImagePart, Message, Part, ResponseFormat, TextPart, Tool, fit_within, json_value
+from providers.embedding import TEXT, TOKENS, EmbeddingRequest, Embeddings, input_tokens, vectors
 from providers.errors import (
     InvalidCredentials,
     ModelNotAvailable,
@@ -119,6 +120,31 @@ class OpenAIAdapter(ProviderAdapter):
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         async for event in self._stream_from("/chat/completions", request):
             yield event
+
+    embedding_inputs = frozenset({TEXT, TOKENS})
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """POST /embeddings. Vectors are always asked for as floats: the hub encodes base64 itself."""
+        answer = await self.http.post_json(self.embeddings_path(request.model), self.embedding_body(request))
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise UnexpectedResponse(self.display_name, 200, problem="its answer had no list of embeddings")
+        ordered = sorted(
+            data, key=lambda item: item.get("index") if isinstance(item.get("index"), int) else 0
+        )
+        found = vectors(self.display_name, [item.get("embedding") for item in ordered], len(request.inputs))
+        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        return Embeddings(found, input_tokens(self.display_name, usage.get("prompt_tokens")))
+
+    def embeddings_path(self, model: str) -> str:
+        return "/embeddings"
+
+    def embedding_body(self, request: EmbeddingRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": request.model, "input": request.wire_inputs()}
+        body["encoding_format"] = "float"
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        return body
 
     @classmethod
     def dialect_refusals(cls, request: GenerationRequest, info: ModelInfo) -> list[str]:

@@ -90,6 +90,7 @@ PAGES = {
     "api-models": ("get", API, False),
     "api-chat": ("post", API, False),
     "api-completions": ("post", API, False),
+    "api-embeddings": ("post", API, False),
     "api-messages": ("post", API, False),
     "api-count-tokens": ("post", API, False),
     "api-responses": ("post", API, False),
@@ -153,7 +154,7 @@ def world(alpha, alice, bob, charlie, fake_openai):
 
 def url_for(name: str, world: dict) -> str:
     if name == "api-unknown":
-        return "/v1/embeddings"
+        return "/v1/images/generations"
     for attempt in (
         [],
         ["kind_id"],

@@ -40,6 +40,10 @@ class FakeAzure(FakeOpenAI):
                 return Reply(404, self.failure("model_not_found")[1])
             body = {**(request.body or {}), "model": self.deployments[deployment]}
             return self.chat(body)
+        if request.method == "POST" and tail == "embeddings" and not prefix:
+            if deployment not in self.deployments:
+                return Reply(404, self.failure("model_not_found")[1])
+            return self.embeddings({**(request.body or {}), "model": self.deployments[deployment]})
         return Reply(404, error("404", "Resource not found"))
 
     def failure(self, name: str, key: str = "", model: str = "") -> tuple[int, Any, dict[str, str]]:

@@ -9,6 +9,7 @@ import json
 import uuid
 from typing import Any
 
+from tests.fakes.openai import fake_vector
 from tests.fakes.server import (
     FakeProvider,
     Plan,
@@ -21,6 +22,7 @@ from tests.fakes.server import (
 )
 
 MODELS = ["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash"]
+EMBEDDING_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
 
 
 def error(code: int, status: str, message: str, details: list | None = None) -> dict:
@@ -56,6 +58,8 @@ class FakeGemini(FakeProvider):
             return Reply(200, {"models": models})
         if request.method == "POST" and path.startswith("/v1beta/models/") and ":" in path:
             model, _, method = path.removeprefix("/v1beta/models/").partition(":")
+            if method == "batchEmbedContents":
+                return self.batch_embed(model, request.body)
             return self.generate(model, method, request.body)
         return Reply(404, error(404, "NOT_FOUND", "Not found"))
 
@@ -63,6 +67,26 @@ class FakeGemini(FakeProvider):
         super().__init__(*args, **kwargs)
         self.cached_tokens = 0  # prompt tokens the next answers report as cached content
         self.thoughts_tokens = 0  # thinking tokens the next answers report
+
+    def batch_embed(self, model: str, body: Any) -> Reply:
+        """batchEmbedContents as Gemini answers it: {"embeddings": [{"values": [...]}]} in order, no
+        token count; each request must name the model of the URL; at most 100 requests a call."""
+        if model not in EMBEDDING_DIMENSIONS:
+            return Reply(404, self.failure("model_not_found", model)[1])
+        requests = body.get("requests") or []
+        if len(requests) > 100:
+            message = "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch"
+            return Reply(400, error(400, "INVALID_ARGUMENT", message))
+        embeddings = []
+        for index, one in enumerate(requests):
+            if one.get("model") != f"models/{model}":
+                message = f"Model name in requests[{index}] does not match the model in the URL."
+                return Reply(400, error(400, "INVALID_ARGUMENT", message))
+            text = "".join(part.get("text", "") for part in one["content"]["parts"])
+            size = one.get("outputDimensionality") or EMBEDDING_DIMENSIONS[model]
+            embeddings.append({"values": fake_vector(text, size)})
+        self.embedded.append([one["content"]["parts"][0]["text"] for one in requests])
+        return Reply(200, {"embeddings": embeddings})
 
     def generate(self, model: str, method: str, body: Any) -> Reply | StreamReply:
         if model not in MODELS:

@@ -9,9 +9,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.fakes.openai import fake_vector
 from tests.fakes.server import FakeProvider, Plan, RecordedRequest, Reply, StreamReply, plan, serve_forever
 
 MODELS = ["llama3.2:latest", "qwen2.5-coder:7b", "qwen2.5vl:7b", "mistral:latest"]
+EMBEDDING_DIMENSIONS = {"nomic-embed-text:latest": 768, "all-minilm:latest": 384}
 
 
 class FakeOllama(FakeProvider):
@@ -33,6 +35,8 @@ class FakeOllama(FakeProvider):
             return Reply(200, {"models": models})
         if request.method == "POST" and request.path == "/api/chat":
             return self.chat(request.body)
+        if request.method == "POST" and request.path == "/api/embed":
+            return self.embed(request.body)
         return Reply(404, {"error": "404 page not found"})
 
     def chat(self, body: Any) -> Reply | StreamReply:
@@ -90,6 +94,31 @@ class FakeOllama(FakeProvider):
         if calls:
             final["message"]["tool_calls"] = calls
         return Reply(200, final)
+
+    def embed(self, body: Any) -> Reply:
+        """POST /api/embed as Ollama answers it: `embeddings` in input order, `prompt_eval_count`;
+        with `truncate` false, an input over the context (here: 8,192 counted tokens) is an error."""
+        model = body.get("model", "")
+        if model in MODELS:
+            return Reply(400, {"error": "this model does not support embeddings"})
+        if model not in EMBEDDING_DIMENSIONS:
+            return Reply(404, {"error": f'model "{model}" not found, try pulling it first'})
+        inputs = [body["input"]] if isinstance(body.get("input"), str) else body.get("input") or []
+        counts = [self.count_tokens(text) for text in inputs]
+        if body.get("truncate") is False and any(count > 8192 for count in counts):
+            return Reply(400, {"error": "the input length exceeds the context length"})
+        size = body.get("dimensions") or EMBEDDING_DIMENSIONS[model]
+        self.embedded.append(inputs)
+        answer = {"model": model, "embeddings": [fake_vector(text, size) for text in inputs]}
+        return Reply(
+            200,
+            {
+                **answer,
+                "total_duration": 14143917,
+                "load_duration": 1019500,
+                "prompt_eval_count": sum(counts),
+            },
+        )
 
     def decide(self, body: dict) -> Plan:
         messages = body.get("messages", [])

@@ -5,8 +5,11 @@ Run by hand: `python -m tests.fakes.openai --port 8123 --key sk-test-local-00000
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
+import struct
 import time
 import uuid
 from typing import Any
@@ -26,6 +29,14 @@ from tests.fakes.server import (
 
 MODELS = ["gpt-4o", "gpt-4o-mini", "o1", "o3-mini", "gpt-4.1", "text-embedding-3-small"]
 REASONING = {"o1", "o3-mini"}
+# Embedding models and their native dimensions; only the text-embedding-3 ones take `dimensions`.
+EMBEDDING_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "bge-m3": 1024,
+}
+SHORTENED = {"text-embedding-3-small", "text-embedding-3-large"}
 
 
 def error(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
@@ -76,6 +87,8 @@ class FakeOpenAI(FakeProvider):
             return Reply(200, {"object": "list", "data": data})
         if request.method == "POST" and path == "/chat/completions":
             return self.chat(request.body)
+        if request.method == "POST" and path == "/embeddings":
+            return self.embeddings(request.body)
         return Reply(404, error(f"Invalid URL ({request.method} {request.path})", "invalid_request_error"))
 
     def chat(self, body: Any) -> Reply | StreamReply:
@@ -161,6 +174,33 @@ class FakeOpenAI(FakeProvider):
                 "system_fingerprint": "fp_fake",
             },
         )
+
+    def embeddings(self, body: Any) -> Reply:
+        """POST /embeddings as OpenAI answers it: one vector per input, in order, as floats or as
+        base64 of little-endian float32; usage counts the prompt tokens."""
+        if not isinstance(body, dict) or "input" not in body:
+            return Reply(400, error("'input' is a required property", "invalid_request_error", None, "input"))
+        model = body.get("model", "")
+        if model not in self.models or model not in EMBEDDING_DIMENSIONS:
+            return Reply(404, self.failure("model_not_found", model=model)[1])
+        size = body.get("dimensions") or EMBEDDING_DIMENSIONS[model]
+        if "dimensions" in body and model not in SHORTENED:
+            message = "This model does not support specifying dimensions."
+            return Reply(400, error(message, "invalid_request_error", None, "dimensions"))
+        inputs = body["input"]
+        if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]
+        data, prompt_tokens = [], 0
+        for index, item in enumerate(inputs):
+            text = item if isinstance(item, str) else " ".join(map(str, item))
+            prompt_tokens += self.count_tokens(item) if isinstance(item, str) else len(item)
+            vector = fake_vector(text, size)
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        self.embedded.append(inputs)
+        usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens, **(self.reported_usage or {})}
+        return Reply(200, {"object": "list", "data": data, "model": model, "usage": usage})
 
     def decide(self, body: dict) -> Plan:
         messages = body["messages"]
@@ -315,6 +355,12 @@ class FakeOpenAI(FakeProvider):
             ),
         }
         return failures[name]
+
+
+def fake_vector(text: str, size: int) -> list[float]:
+    """A vector that depends on the text only, of values float32 holds exactly (k / 1024)."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    return [((seed >> (i % 48)) % 2048 - 1024) / 1024 for i in range(size)]
 
 
 def _orphan_results(messages: list[dict]) -> str:

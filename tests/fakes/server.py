@@ -86,6 +86,7 @@ class FakeProvider:
         self.ignore_max_tokens = False  # a misbehaving provider that streams past the limit
         self.client_disconnected = threading.Event()
         self.streams_completed = 0
+        self.embedded: list[list] = []  # the inputs of each embeddings request answered
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None

@@ -236,8 +236,9 @@ def test_an_oversized_body_or_prompt_is_refused(hub, hub_url, settings):
 def test_wrong_methods_and_paths_answer_in_openais_error_shape(hub, hub_url):
     headers = {"authorization": f"Bearer {hub.secret}"}
     assert httpx.get(f"{hub_url}/v1/chat/completions", headers=headers).status_code == 405
-    missing = httpx.post(f"{hub_url}/v1/embeddings", headers=headers, json={})
+    missing = httpx.post(f"{hub_url}/v1/images/generations", headers=headers, json={})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_url"
+    assert "POST /v1/embeddings" in missing.json()["error"]["message"]
     assert httpx.get(f"{hub_url}/v1/models").status_code == 401
 
 

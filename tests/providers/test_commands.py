@@ -63,7 +63,7 @@ def add(hub: Hub, kind: str, fake, key: str) -> subprocess.CompletedProcess:
 def test_provider_add_reads_the_key_from_the_environment_and_stores_it_encrypted(hub, fake_openai):
     result = add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
     assert result.returncode == 0, result.stderr
-    assert "Saved OpenAI as provider 'openai' (key sk-...vX2Q), 4 models" in result.stdout
+    assert "Saved OpenAI as provider 'openai' (key sk-...vX2Q), 7 models" in result.stdout
     assert GOOD_KEYS["openai"] not in result.stdout + result.stderr
     assert hub.query("select id, endpoint from providers_provider") == [("openai", fake_openai.url)]
     assert GOOD_KEYS["openai"].encode() not in hub.database_bytes()
@@ -189,7 +189,10 @@ def test_generate_explains_an_unknown_model_and_a_disabled_provider(hub, fake_op
     add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
     unknown = hub.manage("generate", "openai/gpt-99", "Hi")
     assert unknown.returncode == 1
-    assert "OpenAI has no model 'gpt-99'. Known: gpt-4o, gpt-4o-mini, o1, o3-mini." in unknown.stderr
+    assert (
+        "OpenAI has no model 'gpt-99'. Known: gpt-4o, gpt-4o-mini, o1, o3-mini, text-embedding-3-large"
+        in unknown.stderr
+    )
     with sqlite3.connect(hub.data / "llmhub.sqlite3") as db:
         db.execute("update providers_provider set enabled = 0")
     disabled = hub.manage("generate", "openai/gpt-4o", "Hi")

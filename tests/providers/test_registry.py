@@ -40,12 +40,22 @@ def test_it_saves_a_provider_with_its_catalogue_and_library_prices():
         "gpt-4o-mini",
         "o1",
         "o3-mini",
+        "text-embedding-3-large",
+        "text-embedding-3-small",
+        "text-embedding-ada-002",
     ]
     price = ProviderModel.objects.get(pk="openai/gpt-4o").current_price()
     assert (price.input_per_1m, price.output_per_1m, price.source) == (
         Decimal("2.5"),
         Decimal("10"),
         "library",
+    )
+    # The library has no embedding prices: the catalogue's published one, input only.
+    price = ProviderModel.objects.get(pk="openai/text-embedding-3-small").current_price()
+    assert (price.input_per_1m, price.output_per_1m, price.source) == (
+        Decimal("0.02"),
+        Decimal("0"),
+        "config",
     )
 
 
@@ -100,7 +110,7 @@ def test_it_saves_two_providers_of_one_kind_under_their_own_ids():
     registry.save("openai", {"api_key": "sk-proxy-key-000000000000abcd"}, provider_id="office-proxy",
                   display_name="Office proxy", endpoint="http://127.0.0.1:9/v1/")  # fmt: skip
     assert registry.get("office-proxy").config.endpoint == "http://127.0.0.1:9/v1"
-    assert ProviderModel.objects.filter(provider_id="office-proxy").count() == 4
+    assert ProviderModel.objects.filter(provider_id="office-proxy").count() == 7  # 4 chat, 3 embedding
 
 
 def test_it_loads_lists_enables_and_disables_providers():
