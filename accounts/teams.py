@@ -74,7 +74,9 @@ def default_model_for(team: Team) -> CatalogEntry | None:
     return for_team(team).default
 
 
-def model_choices(team: Team, with_features: bool = False) -> list[tuple[str, list[tuple[str, str]]]]:
+def model_choices(
+    team: Team, with_features: bool = False, embeddings: bool = False
+) -> list[tuple[str, list[tuple[str, str]]]]:
     """The team's enabled models grouped by provider, for a model <select>; `with_features` adds
-    what each accepts besides text to its name."""
-    return for_team(team).choices(with_features)
+    what each accepts besides text to its name; `embeddings` keeps the embedding models too."""
+    return for_team(team).choices(with_features, embeddings)

@@ -21,7 +21,7 @@ NEW_SECRET = "gateway_new_api_key"
 
 
 def _refs(team) -> list[str]:
-    return [ref for _, group in model_choices(team) for ref, _ in group]
+    return [ref for _, group in model_choices(team, embeddings=True) for ref, _ in group]
 
 
 @require_http_methods(["GET", "POST"])
@@ -34,7 +34,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
     aliased = [("default", "default (the team's default model)")] + [
         (a.name, f"{a.name} → {a.target}") for a in aliases
     ]
-    form = ApiKeyForm([*model_choices(team), ("Aliases", aliased)], request.POST or None)
+    form = ApiKeyForm([*model_choices(team, embeddings=True), ("Aliases", aliased)], request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         with transaction.atomic():

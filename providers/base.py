@@ -93,6 +93,11 @@ class ModelInfo:
         return task in self.capabilities
 
     @property
+    def embedding_only(self) -> bool:
+        """An embedding model that does not generate text: POST /v1/embeddings only."""
+        return TaskType.EMBEDDINGS in self.capabilities and TaskType.CHAT not in self.capabilities
+
+    @property
     def features(self) -> str:  # for the model pickers: "tools, JSON schema, images"
         return features_label(self.capabilities)
 
@@ -377,7 +382,7 @@ class ProviderAdapter(ABC):
         needed = capabilities_needed(request)
         refused += [CAPABILITY_NAMES[c] for c in needed if c not in info.capabilities]
         refused += [reason for reason in cls.dialect_refusals(request, info) if reason not in refused]
-        if TaskType.EMBEDDINGS in info.capabilities and TaskType.CHAT not in info.capabilities:
+        if info.embedding_only:
             refused.append("text generation (it is an embedding model: POST /v1/embeddings)")
         return list(dict.fromkeys(refused))
 

@@ -19,11 +19,16 @@ class TeamModels:
     entries: list[CatalogEntry]
     default: CatalogEntry | None  # the team's choice while available, else the first provider's default
 
-    def choices(self, with_features: bool = False) -> list[tuple[str, list[tuple[str, str]]]]:
+    def choices(
+        self, with_features: bool = False, embeddings: bool = False
+    ) -> list[tuple[str, list[tuple[str, str]]]]:
         """Grouped by provider, for a model <select>: [(provider name, [(ref, model name), ...])];
-        `with_features` adds what each accepts besides text ("GPT-4o mini · tools, JSON schema")."""
+        `with_features` adds what each accepts besides text ("GPT-4o mini · tools, JSON schema").
+        Embedding models are left out (they cannot answer a prompt) unless `embeddings` is set."""
         groups: dict[str, list[tuple[str, str]]] = {}
         for entry in self.entries:
+            if entry.info.embedding_only and not embeddings:
+                continue
             label = entry.info.display_name
             if with_features and entry.info.features:
                 label += f" · {entry.info.features}"

@@ -169,3 +169,11 @@ def test_the_model_picker_says_what_each_model_accepts(every_kind, alice_client)
     assert "GPT-4o mini · tools, JSON schema, images</option>" in page
     assert "o3-mini · tools, JSON schema, reasoning</option>" in page
     assert "Llama 3.2 · tools, JSON schema</option>" in page
+
+
+def test_chat_pickers_leave_out_embedding_models_which_api_keys_may_still_be_given(every_kind, alice_client):
+    playground = alice_client.get("/playground/").content.decode()
+    assert 'value="openai/gpt-4o-mini"' in playground
+    assert "openai/text-embedding-3-small" not in playground
+    keys_page = alice_client.get("/settings/api-keys/").content.decode()
+    assert 'value="openai/text-embedding-3-small"' in keys_page
