@@ -180,6 +180,14 @@ def test_refusals_name_the_field_in_anthropics_error_shape(client, hub):
         client.messages.create(
             model="openai/gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": content}]
         )
+    with pytest.raises(anthropic.BadRequestError, match="clear_tool_uses_20250919"):
+        edits = [{"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": 9}}]
+        client.messages.create(
+            model="openai/gpt-4o-mini",
+            max_tokens=50,
+            messages=ASK,
+            extra_body={"context_management": {"edits": edits}},
+        )
     assert not Run.objects.filter(status=Run.Status.COMPLETED).exists()
 
 
