@@ -120,6 +120,23 @@ def test_a_streamed_tool_call_arrives_as_input_json_deltas(client, hub, model):
     assert final.content[-1].input == {"city": "Paris"} and final.stop_reason == "tool_use"
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stop_sequence_is_named_where_the_provider_says_which(client, hub, model, request):
+    fake = fake_for(model, request)
+    fake.reply_text = "One, two. END Three, four."
+    stops = ["STOP", "END"]
+    message = client.messages.create(model=model, max_tokens=100, messages=ASK, stop_sequences=stops)
+    with client.messages.stream(model=model, max_tokens=100, messages=ASK, stop_sequences=stops) as stream:
+        streamed = stream.get_final_message()
+    assert message.content[0].text == streamed.content[0].text == "One, two. "
+    # Anthropic says which sequence stopped it; OpenAI's finish_reason "stop" is the same for a stop
+    # sequence and a natural end.
+    expected = ("stop_sequence", "END") if model.startswith("anthropic/") else ("end_turn", None)
+    assert (message.stop_reason, message.stop_sequence) == expected
+    assert (streamed.stop_reason, streamed.stop_sequence) == expected
+    assert "END" in json.dumps(fake.last_request.json)
+
+
 def test_an_image_block_reaches_the_provider(client, hub, fake_openai):
     image = {"type": "base64", "media_type": "image/png", "data": data_uri().partition(",")[2]}
     content = [{"type": "image", "source": image}, {"type": "text", "text": "What colour?"}]
