@@ -121,8 +121,9 @@ class AnthropicAdapter(ProviderAdapter):
                     yield piece
             elif kind == "message_delta":
                 reason = (data.get("delta") or {}).get("stop_reason")
-                if reason == "stop_sequence":
-                    stopped_by = str((data.get("delta") or {}).get("stop_sequence") or "")
+                sequence = (data.get("delta") or {}).get("stop_sequence")
+                # Named only when it is one the request gave: an upstream's other text is not passed on.
+                stopped_by = sequence if reason == "stop_sequence" and sequence in request.stop else ""
                 answered = None in blocks.values() and not any(b is not None for b in blocks.values())
                 finish = FinishReason.STOP if answered else STOP_REASONS.get(reason, FinishReason.OTHER)
                 # output_tokens here is the running total, not an increment.
