@@ -229,15 +229,20 @@ CLAUDE_CODE_HEADERS = {
 }
 
 
+def claude_code_turn(hub_url: str, secret: str, body: dict) -> list[dict]:
+    """The events of one streamed answer to a request sent as Claude Code sends it."""
+    headers = {**CLAUDE_CODE_HEADERS, "authorization": f"Bearer {secret}"}  # ANTHROPIC_AUTH_TOKEN
+    url = f"{hub_url}/v1/messages?beta=true"
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_claude_code_request_gets_a_streamed_answer_on_every_kind(api_key, hub_url, every_kind, kind):
-    headers = {**CLAUDE_CODE_HEADERS, "authorization": f"Bearer {api_key.secret}"}  # ANTHROPIC_AUTH_TOKEN
     body = claude_code_body(EVERY_KIND[kind])
-    with httpx.stream(
-        "POST", f"{hub_url}/v1/messages?beta=true", json=body, headers=headers, timeout=30
-    ) as response:
-        assert response.status_code == 200, response.read()
-        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    events = claude_code_turn(hub_url, api_key.secret, body)
     kinds = [event["type"] for event in events]
     assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
     call = next(e["content_block"] for e in events if e["type"] == "content_block_start")
@@ -249,3 +254,15 @@ def test_a_claude_code_request_gets_a_streamed_answer_on_every_kind(api_key, hub
     assert [name for name, _ in tools_of(kind, received)] == ["Bash", "Read"]
     row = UsageRecord.objects.get(api_key=api_key.key)
     assert row.output_tokens == events[-2]["usage"]["output_tokens"] > 0
+
+    # Its next turn: the tool_use sent back, the result marked for the prompt cache, as Claude Code does.
+    result = {"type": "tool_result", "tool_use_id": call["id"], "content": "README.md\nsetup.py"}
+    body["messages"] += [
+        {"role": "assistant", "content": [{**call, "input": json.loads(arguments)}]},
+        {"role": "user", "content": [{**result, "cache_control": {"type": "ephemeral"}}]},
+    ]
+    events = claude_code_turn(hub_url, api_key.secret, body)
+    text = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
+    assert "README.md" in text and events[-2]["delta"]["stop_reason"] == "end_turn"
+    assert "setup.py" in json.dumps(sent(every_kind[kind]))
+    assert UsageRecord.objects.filter(api_key=api_key.key).count() == 2
