@@ -2,7 +2,8 @@
 runs on any provider exactly as a chat completion does, or refused by name.
 
 Every top-level field is used, accepted without effect, or refused unless neutral; an unknown one is
-a 400. Content blocks: text, image (base64 or URL), tool_use (an assistant's), tool_result (a user's,
+a 400. `context_management` is accepted when it only clears earlier thinking (which the hub never
+sends on), as Claude Code asks with every request; other context editing is refused by name. Content blocks: text, image (base64 or URL), tool_use (an assistant's), tool_result (a user's,
 sent on as a tool message before the rest of that user turn). `thinking` and `output_config.effort`
 become reasoning_effort; `output_config.format` becomes a JSON-schema response format. Answers are
 written by gateway.anthropic_response.
@@ -33,6 +34,7 @@ USED = {
     "tool_choice",
     "thinking",
     "output_config",
+    "context_management",
 }
 # Bookkeeping and prompt-cache hints: they change what Anthropic bills later, not the answer.
 IGNORED = {"metadata", "service_tier", "cache_control"}
@@ -41,11 +43,14 @@ REFUSED = {
     "top_k": "top_k (no other provider has it)",
     "container": "container (Anthropic's code execution)",
     "mcp_servers": "mcp_servers (Anthropic's MCP connector)",
-    "context_management": "context_management",
     "inference_geo": "inference_geo",
     "speed": "speed",
     "diagnostics": "diagnostics",
 }
+# Context editing that only clears earlier thinking: the hub never sends earlier thinking blocks to a
+# provider (it neither writes them in answers nor takes them in requests), so there is none to clear.
+# Claude Code sends {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]} with every request.
+NO_EFFECT_EDITS = {"clear_thinking_20251015"}
 # Thinking budgets read as the effort whose budget (providers/adapters/anthropic_format.py) covers them.
 EFFORT_BUDGETS = (
     (1024, "minimal"),
@@ -112,6 +117,7 @@ def _read(data: dict[str, Any]) -> ChatRequest:
     options |= _stop(data.get("stop_sequences"))
     options |= _tools(data.get("tools"), data.get("tool_choice"))
     options |= _thinking(data.get("thinking"), data.get("output_config"))
+    _context_management(data.get("context_management"))
     messages = _system(data.get("system")) + _messages(data.get("messages"))
     request_kwargs = dict(model=model, messages=messages, max_tokens=max_tokens)
     if temperature is not None:
@@ -335,3 +341,24 @@ def _thinking(thinking: Any, config: Any) -> dict[str, Any]:
             raise BadRequest("output_config.format: must be json_schema with a schema", param="output_config")
         options["response_format"] = ResponseFormat("json_schema", "response", form["schema"])
     return options
+
+
+def _context_management(raw: Any) -> None:
+    """Accepted when it asks for nothing the hub would have to do: edits that clear earlier thinking.
+    Clearing tool results or compacting the conversation would change what the model reads: refused."""
+    if raw is None:
+        return
+    if not isinstance(raw, dict) or set(raw) - {"edits"} or not isinstance(raw.get("edits", []), list):
+        raise BadRequest(
+            "context_management: must be an object with a list of edits", param="context_management"
+        )
+    for n, edit in enumerate(raw.get("edits", [])):
+        param = f"context_management.edits[{n}]"
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if kind not in NO_EFFECT_EDITS:
+            raise BadRequest(
+                f"{param}: context editing of type {kind!r} (Anthropic's server-side context management) "
+                "is not supported by this hub; only clear_thinking_20251015 is accepted.",
+                param=f"{param}.type",
+            )
+        _check_keys(edit, {"type", "keep"}, param)

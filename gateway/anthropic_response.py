@@ -35,8 +35,13 @@ def message_id(run_uuid) -> str:
     return f"msg_{run_uuid.hex}"
 
 
-def stop_reason(finish_reason: str) -> str:
-    return STOP_REASONS.get(str(finish_reason), "end_turn")
+def stopped(run, finish_reason: str) -> dict[str, str | None]:
+    """stop_reason and stop_sequence. Only a provider that says which stop sequence stopped it
+    (Anthropic) gets "stop_sequence"; the others report an ordinary stop, read as end_turn."""
+    sequence = (run.answer or {}).get("stop_sequence")
+    if str(finish_reason) == "stop" and sequence:
+        return {"stop_reason": "stop_sequence", "stop_sequence": sequence}
+    return {"stop_reason": STOP_REASONS.get(str(finish_reason), "end_turn"), "stop_sequence": None}
 
 
 def usage(tokens: TokenCount) -> dict[str, int]:
@@ -72,8 +77,7 @@ def message(run, model: str) -> dict[str, Any]:
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(run.finish_reason or ""),
-        "stop_sequence": None,
+        **stopped(run, run.finish_reason or ""),
         "usage": usage(run_usage(run)),
     }
 
@@ -151,7 +155,7 @@ class StreamWriter:
 
     def finish(self, run, finish_reason: str) -> bytes:
         totals = usage(run_usage(run))
-        delta = {"stop_reason": stop_reason(finish_reason or run.finish_reason or ""), "stop_sequence": None}
+        delta = stopped(run, finish_reason or run.finish_reason or "")
         return (
             self._close()
             + event("message_delta", {"delta": delta, "usage": totals})

@@ -232,12 +232,15 @@ class ToolCallDelta:
 @dataclass(frozen=True)
 class Finished:
     """The last event of a stream: the provider's own token counts and why it stopped (for each
-    choice, when there were several)."""
+    choice, when there were several). `stop_sequence` is the one of the request's stop sequences
+    that stopped it, where the provider says so (Anthropic does; OpenAI, Gemini and Ollama report
+    a stop sequence as an ordinary stop)."""
 
     usage: TokenCount
     finish_reason: FinishReason
     model: str
     choices: Mapping[int, FinishReason] = field(default_factory=dict)
+    stop_sequence: str = ""
 
 
 StreamEvent = Delta | ToolCallDelta | Finished

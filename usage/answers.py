@@ -15,6 +15,7 @@ class Answer:
         self.calls: dict[int, dict[int, list[str]]] = {}  # choice -> call index -> [id, name, arguments]
         self.logprobs: list[Any] = []
         self.finishes: dict[int, FinishReason] = {}
+        self.stop_sequence = ""  # the stop sequence that ended it, where the provider said which
 
     def add(self, event: Delta | ToolCallDelta) -> str:
         """Take in one event; returns the generated text it carried (to count output tokens)."""
@@ -53,6 +54,8 @@ class Answer:
             stored["tool_calls"] = calls
         if self.logprobs:
             stored["logprobs"] = self.logprobs
+        if self.stop_sequence:
+            stored["stop_sequence"] = self.stop_sequence
         others = sorted((set(self.texts) | set(self.calls)) - {0})
         if others:
             stored["choices"] = [

@@ -199,7 +199,7 @@ async def _attempt(
                     flow.reached = True
                     if isinstance(event, Finished):
                         flow.usage, flow.finish_reason = event.usage, event.finish_reason
-                        flow.answer.finishes = event.choices
+                        flow.answer.finishes, flow.answer.stop_sequence = event.choices, event.stop_sequence
                     elif admitted := _admit(flow, event):
                         clock.progress()
                         run.first_token_at = run.first_token_at or timezone.now()  # saved as it settles

@@ -94,7 +94,7 @@ class AnthropicAdapter(ProviderAdapter):
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         self.check(request)
-        usage, finish, model = TokenCount(0, 0), FinishReason.OTHER, request.model
+        usage, finish, model, stopped_by = TokenCount(0, 0), FinishReason.OTHER, request.model, ""
         blocks: dict[int, int | None] = {}  # content block -> tool call index (None: the JSON answer)
         body = {**self.payload(request), "stream": True}
         async for event in self.http.post_sse("/messages", body):
@@ -121,12 +121,15 @@ class AnthropicAdapter(ProviderAdapter):
                     yield piece
             elif kind == "message_delta":
                 reason = (data.get("delta") or {}).get("stop_reason")
+                sequence = (data.get("delta") or {}).get("stop_sequence")
+                # Named only when it is one the request gave: an upstream's other text is not passed on.
+                stopped_by = sequence if reason == "stop_sequence" and sequence in request.stop else ""
                 answered = None in blocks.values() and not any(b is not None for b in blocks.values())
                 finish = FinishReason.STOP if answered else STOP_REASONS.get(reason, FinishReason.OTHER)
                 # output_tokens here is the running total, not an increment.
                 usage = _usage(self.display_name, data.get("usage"), usage)
             elif kind == "message_stop":
-                yield Finished(usage, finish, model)
+                yield Finished(usage, finish, model, stop_sequence=stopped_by)
                 return
             elif kind == "error":
                 error_type = (data.get("error") or {}).get("type", "api_error")

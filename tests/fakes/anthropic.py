@@ -110,8 +110,9 @@ class FakeAnthropic(FakeProvider):
             )
             return Reply(400, error("invalid_request_error", message), headers)
         decided = self.decide(body)
+        decided.text, sequence = self.stopped(decided.text, body.get("stop_sequences"))
         pieces = self.words(decided.text)
-        stop = "tool_use" if decided.calls else "end_turn"
+        stop = "tool_use" if decided.calls else "stop_sequence" if sequence else "end_turn"
         if body["max_tokens"] < self.count_tokens(decided.text):
             pieces, stop = pieces[: body["max_tokens"]], "max_tokens"
         text = "".join(pieces)
@@ -135,7 +136,8 @@ class FakeAnthropic(FakeProvider):
         }
         ident = f"msg_{uuid.uuid4().hex[:24]}"
         if body.get("stream"):
-            return StreamReply(self.events(ident, model, pieces, stop, usage, call), headers=headers)
+            events = self.events(ident, model, pieces, stop, usage, call, sequence or None)
+            return StreamReply(events, headers=headers)
         content = ([{"type": "text", "text": text}] if text else []) + ([call] if call else [])
         return Reply(
             200,
@@ -146,7 +148,7 @@ class FakeAnthropic(FakeProvider):
                 "model": model,
                 "content": content,
                 "stop_reason": stop,
-                "stop_sequence": None,
+                "stop_sequence": sequence or None,
                 "usage": usage,
             },
             headers,
@@ -174,7 +176,14 @@ class FakeAnthropic(FakeProvider):
         return math.ceil(len(tiktoken.get_encoding("cl100k_base").encode(text)) * 1.15)
 
     def events(
-        self, ident: str, model: str, pieces: list[str], stop: str, usage: dict, call: dict | None = None
+        self,
+        ident: str,
+        model: str,
+        pieces: list[str],
+        stop: str,
+        usage: dict,
+        call: dict | None = None,
+        sequence: str | None = None,
     ):
         error_after, self.error_after = self.error_after, None
         start = {
@@ -220,7 +229,7 @@ class FakeAnthropic(FakeProvider):
         yield sse(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "delta": {"stop_reason": stop, "stop_sequence": sequence},
                 "usage": {"output_tokens": usage["output_tokens"]},
             },
             event="message_delta",

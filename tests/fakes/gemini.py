@@ -109,6 +109,7 @@ class FakeGemini(FakeProvider):
             message = f"Function response for {sorted(answered - called)[0]!r} has no matching function call."
             return Reply(400, error(400, "INVALID_ARGUMENT", message))
         decided = self.decide(body)
+        decided.text = self.stopped(decided.text, config.get("stopSequences"))[0]  # still "STOP"
         pieces, finish = self.words(decided.text), "STOP"
         if limit is not None and limit < self.count_tokens(decided.text):
             pieces, finish = pieces[: max(1, limit)], "MAX_TOKENS"

@@ -45,6 +45,7 @@ class FakeOllama(FakeProvider):
             return Reply(404, {"error": f'model "{model}" not found, try pulling it first'})
         limit = (body.get("options") or {}).get("num_predict")
         decided = self.decide(body)
+        decided.text = self.stopped(decided.text, (body.get("options") or {}).get("stop"))[0]  # "stop"
         pieces, reason = self.words(decided.text), "stop"
         if limit is not None and limit < self.count_tokens(decided.text):
             pieces, reason = pieces[: max(1, limit)], "length"

@@ -109,6 +109,7 @@ class FakeOpenAI(FakeProvider):
             message = f"Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'. ({unanswered})"
             return Reply(400, error(message, "invalid_request_error", None, "messages"))
         decided = self.decide(body)
+        decided.text = self.stopped(decided.text, body.get("stop"))[0]  # finish_reason "stop" all the same
         reply = decided.text if not decided.calls else ""
         pieces = self.words(reply)
         finish = "tool_calls" if decided.calls else "stop"

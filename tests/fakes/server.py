@@ -202,6 +202,17 @@ class FakeProvider:
                 current = ""
         return pieces + ([current] if current else [])
 
+    @staticmethod
+    def stopped(text: str, stops: str | list[str] | None) -> tuple[str, str]:
+        """The text a model writes before the first of these stop sequences (which is not sent),
+        and that sequence ("" when none occurs)."""
+        stops = [stops] if isinstance(stops, str) else stops or []
+        found = [(text.find(stop), stop) for stop in stops if stop and stop in text]
+        if not found:
+            return text, ""
+        at, stop = min(found)
+        return text[:at], stop
+
     def count_tokens(self, text: str) -> int:
         """A stand-in tokenizer (about one token per four characters), or in realistic mode the
         provider's own way of counting."""

@@ -16,6 +16,7 @@ from audit.models import AuditEntry
 from gateway import keys
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
+from tests.fakes.server import sse
 from tests.gateway.conftest import data_uri
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 
@@ -120,6 +121,51 @@ def test_a_streamed_tool_call_arrives_as_input_json_deltas(client, hub, model):
     assert final.content[-1].input == {"city": "Paris"} and final.stop_reason == "tool_use"
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stop_sequence_is_named_where_the_provider_says_which(client, hub, model, request):
+    fake = fake_for(model, request)
+    fake.reply_text = "One, two. END Three, four."
+    stops = ["STOP", "END"]
+    message = client.messages.create(model=model, max_tokens=100, messages=ASK, stop_sequences=stops)
+    with client.messages.stream(model=model, max_tokens=100, messages=ASK, stop_sequences=stops) as stream:
+        streamed = stream.get_final_message()
+    assert message.content[0].text == streamed.content[0].text == "One, two. "
+    # Anthropic says which sequence stopped it; OpenAI's finish_reason "stop" is the same for a stop
+    # sequence and a natural end.
+    expected = ("stop_sequence", "END") if model.startswith("anthropic/") else ("end_turn", None)
+    assert (message.stop_reason, message.stop_sequence) == expected
+    assert (streamed.stop_reason, streamed.stop_sequence) == expected
+    assert "END" in json.dumps(fake.last_request.json)
+
+
+def test_a_stop_sequence_the_request_did_not_give_is_not_passed_on(client, hub, fake_anthropic):
+    start = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": [],
+    }
+    start["usage"] = {"input_tokens": 9, "output_tokens": 1}
+    text = {"type": "text_delta", "text": "One, two. "}
+    claimed = {"stop_reason": "stop_sequence", "stop_sequence": "<script>" * 1000}
+    fake_anthropic.stream_raw_next(
+        [
+            sse({"type": "message_start", "message": start}, event="message_start"),
+            sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            sse({"type": "content_block_delta", "index": 0, "delta": text}),
+            sse({"type": "content_block_stop", "index": 0}),
+            sse({"type": "message_delta", "delta": claimed, "usage": {"output_tokens": 4}}),
+            sse({"type": "message_stop"}),
+        ]
+    )
+    message = client.messages.create(
+        model="anthropic/claude-haiku-4-5", max_tokens=50, messages=ASK, stop_sequences=["END"]
+    )
+    assert message.content[0].text == "One, two. " and message.stop_sequence is None
+    assert message.stop_reason == "end_turn" and "script" not in json.dumps(Run.objects.get().answer)
+
+
 def test_an_image_block_reaches_the_provider(client, hub, fake_openai):
     image = {"type": "base64", "media_type": "image/png", "data": data_uri().partition(",")[2]}
     content = [{"type": "image", "source": image}, {"type": "text", "text": "What colour?"}]
@@ -179,6 +225,14 @@ def test_refusals_name_the_field_in_anthropics_error_shape(client, hub):
         content = [{"type": "document", "source": source}, {"type": "text", "text": "Sum up."}]
         client.messages.create(
             model="openai/gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": content}]
+        )
+    with pytest.raises(anthropic.BadRequestError, match="clear_tool_uses_20250919"):
+        edits = [{"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": 9}}]
+        client.messages.create(
+            model="openai/gpt-4o-mini",
+            max_tokens=50,
+            messages=ASK,
+            extra_body={"context_management": {"edits": edits}},
         )
     assert not Run.objects.filter(status=Run.Status.COMPLETED).exists()
 
@@ -250,6 +304,33 @@ def test_a_key_keeps_to_its_allowed_models_and_team(hub, hub_url, alpha):
             "at most 4",
         ),
         ({"model": "openai/gpt-4o-mini", "max_tokens": 9, "messages": ASK, "surprise": 1}, "surprise"),
+        (
+            {
+                "model": "openai/gpt-4o-mini",
+                "max_tokens": 9,
+                "messages": ASK,
+                "context_management": {"edits": "x"},
+            },
+            "context_management",
+        ),
+        (
+            {
+                "model": "openai/gpt-4o-mini",
+                "max_tokens": 9,
+                "messages": ASK,
+                "context_management": {"edits": [5]},
+            },
+            "context_management.edits[0]",
+        ),
+        (
+            {
+                "model": "openai/gpt-4o-mini",
+                "max_tokens": 9,
+                "messages": ASK,
+                "context_management": {"edits": [{"type": "clear_thinking_20251015", "clear_all": True}]},
+            },
+            "clear_all",
+        ),
     ],
 )
 def test_malformed_requests_are_400s_in_anthropics_shape(hub, hub_url, body, says):
