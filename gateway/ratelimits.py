@@ -52,7 +52,7 @@ class Used:
 
     def remaining(self, kind: str) -> int | None:
         allowed = getattr(self.limit, kind)
-        return None if allowed is None else max(0, allowed - getattr(self, kind))
+        return max(0, allowed - getattr(self, kind)) if allowed else None
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Standing:
     used: tuple[Used, ...]
 
     def tightest(self, kind: str) -> Used | None:
-        limited = [used for used in self.used if getattr(used.limit, kind) is not None]
+        limited = [used for used in self.used if getattr(used.limit, kind)]  # 0, as None: no limit
         return min(limited, key=lambda used: (used.remaining(kind), -used.reset), default=None)
 
     def headers(self, anthropic: bool = False) -> dict[str, str]:
