@@ -139,7 +139,8 @@ def limits_for(key: ApiKey) -> list[Limit]:
 
 def admit_run(run: Run, key: ApiKey) -> Standing | None:
     """Save a priced, pending run if the key's and its team's limits admit it (and count it), in
-    one transaction; or raise RateLimited and save nothing: a refused request leaves no run."""
+    one transaction; or raise RateLimited and save nothing: a refused request leaves no run.
+    With Redis, a run the database then fails to save stays counted (an error errs towards the limit)."""
     limits = limits_for(key)
     with transaction.atomic():
         standing = admit(limits, tokens_of(run))

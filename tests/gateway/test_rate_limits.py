@@ -23,7 +23,7 @@ from gateway.models import ApiKey, RateWindow
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from tests.redis_server import redis_server
-from tests.servers import Server
+from tests.servers import Server, free_port
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -202,6 +202,19 @@ def test_a_hub_on_redis_admits_exactly_five_of_twenty_requests_at_once(hub, redi
     hub.key.save()
     assert asyncio.run(at_once(redis_hub.url, hub.secret, 20)) == Counter({200: 5, 429: 15})
     assert Run.objects.count() == 5 and not RateWindow.objects.exists()
+
+
+def test_a_limited_key_is_answered_503_when_redis_does_not_answer(hub, client, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    body = {"model": MODEL, "messages": ASK, "max_tokens": 10}
+    answer = client.post(
+        "/v1/chat/completions",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {hub.secret}",
+    )
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "rate_limits_unavailable"
+    assert answer["retry-after"] == "5" and not Run.objects.exists()
 
 
 class redis_or_database:
