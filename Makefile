@@ -8,7 +8,7 @@ VENDOR := static/vendor
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run serve test lint python-version browser postgres bench
+.PHONY: run serve test lint python-version browser redis postgres bench
 
 run: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) manage.py migrate --noinput
@@ -28,7 +28,7 @@ serve: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 # on a throwaway PostgreSQL cluster, with several server processes on it and Redis (tests/scale).
 # `make test POSTGRES_TESTS=` skips the second pass.
 POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit tests/ops tests/scale
-test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed var/axe/axe.min.js browser $(if $(POSTGRES_TESTS),postgres)
+test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed var/axe/axe.min.js browser redis $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(if $(POSTGRES_TESTS),$(PY) -m tests.with_postgres $(PY) -m pytest -q $(POSTGRES_TESTS))
@@ -38,6 +38,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+# Redis' server, for the rate limits' Redis backend and the several-process tests (each starts its own).
+redis:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 
 # PostgreSQL's server binaries, for the second pass (the tests start and stop their own cluster).
 postgres:

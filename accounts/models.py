@@ -18,6 +18,9 @@ class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     default_model = models.CharField(max_length=300, blank=True, help_text='"provider/model"')
     run_visibility = models.CharField(max_length=8, choices=RunVisibility.choices, default=RunVisibility.OWN)
+    # Limits over all the team's API keys together; empty: none (gateway/ratelimits.py).
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible HTTP API: GET /v1/models and POST /v1/chat/completions.
+"""The OpenAI-compatible API's shared front (key, model, priced run, rate limits, errors) and POST /v1/chat/completions.
 
 A request becomes a Run exactly like one started in the browser (usage.runs): the same estimate,
 budget reservation, retries, fallback, usage row and audit entries. This module only translates.
@@ -6,6 +6,7 @@ budget reservation, retries, fallback, usage row and audit entries. This module 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
@@ -21,15 +22,15 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.clients import client_address
 from accounts.teams import default_model_for, providers_for
-from gateway import keys
+from gateway import keys, ratelimits
 from gateway import openai_format as fmt
 from gateway import openai_response as answer
 from gateway.models import ApiKey, ModelAlias
+from ops import observe
 from providers.base import Delta, ToolCallDelta
 from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
 from providers.models import ProviderModel
 from providers.registry import registry
-from providers.team_catalog import for_team
 from usage import budgets, runs
 from usage.budgets import BudgetRefused
 from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, TimeLimit
@@ -78,52 +79,6 @@ def authenticate(request: HttpRequest) -> ApiKey:
         )
     request.api_key = key  # for the request's log line
     return key
-
-
-# ---- GET /v1/models
-
-
-def _model_names(key: ApiKey) -> list[str]:
-    refs = for_team(key.team).refs()  # one query, whatever other teams connect
-    names = refs + ["default"] + list(ModelAlias.objects.filter(team=key.team).values_list("name", flat=True))
-    if key.allowed_models:
-        names = [name for name in names if name in key.allowed_models]
-    return names
-
-
-def _model_list(request: HttpRequest) -> dict:
-    key = authenticate(request)
-    owner = f"team:{key.team.name}"
-    return {"object": "list", "data": [_model(name, owner) for name in _model_names(key)]}
-
-
-def _model(name: str, owner: str) -> dict:
-    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
-
-
-def _one_model(request: HttpRequest, model_id: str) -> dict:
-    key = authenticate(request)
-    if model_id not in _model_names(key):
-        raise ApiError(
-            404,
-            f"The model '{model_id}' does not exist or you do not have access to it.",
-            code="model_not_found",
-            param="model",
-        )
-    return _model(model_id, f"team:{key.team.name}")
-
-
-@csrf_exempt
-async def models(request: HttpRequest, model_id: str = "") -> HttpResponse:
-    """GET /v1/models, and GET /v1/models/{id} (ids hold a slash: "openai/gpt-4o")."""
-    if request.method != "GET":
-        return ApiError(405, "Use GET for /v1/models.", code="method_not_allowed").response()
-    try:
-        if model_id:
-            return JsonResponse(await sync_to_async(_one_model)(request, model_id))
-        return JsonResponse(await sync_to_async(_model_list)(request))
-    except ApiError as error:
-        return error.response()
 
 
 # ---- POST /v1/chat/completions
@@ -214,7 +169,7 @@ def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
         message = runs.UnsupportedFields(ref, refused).args[0]
         raise ApiError(400, message, code="unsupported_parameter", param=param)
     wanted = chat.request
-    run = runs.create_run(
+    run = runs.price_run(
         None,
         key.team,
         ref,
@@ -240,12 +195,13 @@ def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
             "in LLMHub, or allows this API key to run unpriced models.",
         )
         raise ApiError(400, run.error_message, code="unpriced_model", param="model")
+    request.rate_limits = ratelimits.admit_run(run, key)
     return Prepared(run, chat)
 
 
 def _refuse(run: Run, message: str) -> None:
     run.status, run.error_message = Run.Status.FAILED, message
-    run.save(update_fields=["status", "error_message"])
+    run.save()  # a priced run is saved only once admitted: this one, refused, is kept to say why
 
 
 def failure(ended: Ended) -> ApiError:
@@ -295,7 +251,26 @@ def database_unavailable() -> ApiError:
     return ApiError(503, message, type_="api_error", code="database_unavailable", headers=wait)
 
 
+def rate_limit_headers(anthropic: bool = False) -> Callable:
+    """A /v1/ view whose every answer, refusals included, carries the rate limits its request is
+    subject to (OpenAI's x-ratelimit-* headers, or Anthropic's anthropic-ratelimit-*)."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        async def answered(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            response = await view(request, *args, **kwargs)
+            standing = getattr(request, "rate_limits", None)
+            for name, value in (standing.headers(anthropic) if standing else {}).items():
+                response[name] = value
+            return response
+
+        return answered
+
+    return decorate
+
+
 @csrf_exempt
+@rate_limit_headers()
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     try:
         prepared = await begin(request, fmt.parse)
@@ -338,6 +313,22 @@ async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
         )
     try:
         return await sync_to_async(prepare)()
+    except ratelimits.RateLimited as limited:
+        request.rate_limits = limited.standing
+        observe.rate_limited(limited.used.limit.scope.partition(":")[0], limited.kind)
+        headers = answer.retry_after_header(limited.retry_after)
+        raise ApiError(
+            429, str(limited), type_=limited.kind, code="rate_limit_exceeded", headers=headers
+        ) from None
+    except ratelimits.RateLimitsUnavailable:
+        logger.exception("The rate limits could not be checked (Redis)")
+        message = (
+            "The hub cannot check this key's rate limits just now (Redis does not answer); retry in a moment."
+        )
+        wait = answer.retry_after_header(5)
+        raise ApiError(
+            503, message, type_="api_error", code="rate_limits_unavailable", headers=wait
+        ) from None
     except budgets.BudgetUnavailable:
         raise database_unavailable() from None
     except DatabaseError:

@@ -131,6 +131,7 @@ def _echo(request: HttpRequest, chat: fmt.ChatRequest) -> str:
 
 
 @csrf_exempt
+@api.rate_limit_headers()
 async def completions(request: HttpRequest) -> HttpResponse:
     try:
         prepared = await api.begin(request, parse)

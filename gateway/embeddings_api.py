@@ -13,7 +13,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import api, json_body
+from gateway import api, json_body, ratelimits
 from gateway.api import ApiError
 from providers.base import TaskType
 from providers.embedding import INPUT_NAMES, EmbeddingRequest, Embeddings
@@ -120,7 +120,7 @@ def _prepare(request: HttpRequest) -> tuple[Run, Asked]:
         raise ApiError(400, message, code="unsupported_parameter", param="input")
     wanted = EmbeddingRequest(entry.info.id, asked.request.inputs, asked.request.dimensions)
     try:
-        run = embeddings.create_run(key.team, wanted, ref, available, key, request.request_id)
+        run = embeddings.price_run(key.team, wanted, ref, available, key, request.request_id)
     except embeddings.InputTooLong as too_long:
         raise ApiError(400, str(too_long), code="context_length_exceeded", param="input") from None
     if run.max_cost_usd is None and not key.allow_unpriced:
@@ -130,10 +130,12 @@ def _prepare(request: HttpRequest) -> tuple[Run, Asked]:
         )
         embeddings.refuse(run, message)
         raise ApiError(400, message, code="unpriced_model", param="model")
+    request.rate_limits = ratelimits.admit_run(run, key)
     return run, Asked(asked.model, wanted, asked.encoding)
 
 
 @csrf_exempt
+@api.rate_limit_headers()
 async def create(request: HttpRequest) -> HttpResponse:
     try:
         run, asked = await api.admit(request, lambda: _prepare(request))

@@ -47,13 +47,28 @@ def digest(secret: str) -> str:
 
 
 @transaction.atomic
-def create(team: Team, name: str, created_by=None, allowed_models: list[str] | None = None,
-           allow_unpriced: bool = False, actor=None) -> NewKey:  # fmt: skip
+def create(
+    team: Team,
+    name: str,
+    created_by=None,
+    allowed_models: list[str] | None = None,
+    allow_unpriced: bool = False,
+    actor=None,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+) -> NewKey:
     secret = PREFIX + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
-        team=team, name=name, digest=digest(secret), last_four=secret[-4:], created_by=created_by,
-        allowed_models=allowed_models or [], allow_unpriced=allow_unpriced,
-    )  # fmt: skip
+        team=team,
+        name=name,
+        digest=digest(secret),
+        last_four=secret[-4:],
+        created_by=created_by,
+        allowed_models=allowed_models or [],
+        allow_unpriced=allow_unpriced,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
+    )
     log.record(actor or created_by, "api_key_created", key, team=team, after=_state(key))
     return NewKey(key, secret)
 
@@ -69,8 +84,15 @@ def revoke(key: ApiKey, actor) -> None:
 
 
 def _state(key: ApiKey) -> dict:
-    return {"name": key.name, "masked_key": key.masked, "allowed_models": key.allowed_models,
-            "allow_unpriced": key.allow_unpriced, "revoked": key.revoked_at is not None}  # fmt: skip
+    return {
+        "name": key.name,
+        "masked_key": key.masked,
+        "allowed_models": key.allowed_models,
+        "allow_unpriced": key.allow_unpriced,
+        "rpm": key.requests_per_minute,
+        "tpm": key.tokens_per_minute,
+        "revoked": key.revoked_at is not None,
+    }
 
 
 def presented(headers: Mapping[str, str]) -> str:

@@ -32,6 +32,7 @@ def _error(error: ApiError) -> JsonResponse:
 
 
 @csrf_exempt
+@api.rate_limit_headers(anthropic=True)
 async def messages(request: HttpRequest) -> HttpResponse:
     try:
         prepared = await api.begin(request, anthropic_request.parse)

@@ -19,6 +19,9 @@ class ApiKey(models.Model):
     allow_unpriced = models.BooleanField(
         default=False, help_text="Let this key run models with no known price (their cost is not recorded)."
     )
+    # Empty: no limit of the key's own (its team's limits still apply). gateway/ratelimits.py.
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveBigIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -55,3 +58,17 @@ class ModelAlias(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} → {self.target}"
+
+
+class RateWindow(models.Model):
+    """What one rate-limited key or team ("key:12", "team:3") used in its current window, which
+    opened with its first request and lasts LLMHUB_RATE_LIMIT_WINDOW_SECONDS. One row per scope,
+    restarted in place when its window is over (gateway/ratelimits.py, the database backend)."""
+
+    scope = models.CharField(max_length=40, unique=True)
+    started_at = models.DateTimeField()
+    requests = models.PositiveBigIntegerField(default=0)
+    tokens = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.requests} requests, {self.tokens} tokens since {self.started_at}"

@@ -96,6 +96,7 @@ def _tool_choice(stored: dict | None) -> Any:
 
 
 @csrf_exempt
+@api.rate_limit_headers()
 async def responses(request: HttpRequest) -> HttpResponse:
     try:
         prepared = await api.begin(request, responses_request.parse)

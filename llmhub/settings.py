@@ -258,6 +258,9 @@ LLMHUB_API_MAX_BODY_BYTES = envint("LLMHUB_API_MAX_BODY_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LLMHUB_API_MAX_BODY_BYTES
 # Wrong API keys one address may send in a minute before it is answered 429 (gateway/keys.py).
 LLMHUB_API_KEY_FAILURES_PER_MINUTE = envint("LLMHUB_API_KEY_FAILURES_PER_MINUTE", 20)
+# The window of the requests- and tokens-per-minute limits of API keys and teams (gateway/ratelimits.py):
+# it opens with a key's (or team's) first request and its counts start again once it is over.
+LLMHUB_RATE_LIMIT_WINDOW_SECONDS = envseconds("LLMHUB_RATE_LIMIT_WINDOW_SECONDS", 60)
 # Browser programs on these origins (https://app.example.com, comma-separated) may call /v1/ with
 # their own API key (django-cors-headers). Empty, the default: no CORS headers, no preflight answers.
 LLMHUB_CORS_ORIGINS = envlist("LLMHUB_CORS_ORIGINS")

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from gateway import api, completions_api, embeddings_api, messages_api, responses_api
+from gateway import api, completions_api, embeddings_api, messages_api, models_api, responses_api
 from providers import views as provider_views
 
 urlpatterns = [
@@ -14,8 +14,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("ops.urls")),
     path("settings/", include("gateway.urls")),
-    path("v1/models", api.models, name="api-models"),
-    path("v1/models/<path:model_id>", api.models, name="api-model"),
+    path("v1/models", models_api.models, name="api-models"),
+    path("v1/models/<path:model_id>", models_api.models, name="api-model"),
     path("v1/chat/completions", api.chat_completions, name="api-chat"),
     path("v1/completions", completions_api.completions, name="api-completions"),
     path("v1/embeddings", embeddings_api.create, name="api-embeddings"),

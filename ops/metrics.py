@@ -58,6 +58,11 @@ TOKENS = Counter(
 COST = Counter(
     "llmhub_cost_usd", "US dollars charged, by provider, model and team.", ["provider", "model", "team"]
 )
+RATE_LIMITED = Counter(
+    "llmhub_rate_limited",
+    "API requests refused by a rate limit, by scope (key, team) and kind (requests, tokens).",
+    ["scope", "kind"],
+)
 RETRIES = Counter("llmhub_provider_retries", "Retries after a provider failed, by provider.", ["provider"])
 FALLBACKS = Counter(
     "llmhub_fallbacks",

@@ -76,3 +76,8 @@ def _seconds(start, end) -> float | None:
     if start is None or end is None:
         return None
     return max(0.0, (end - start).total_seconds())
+
+
+def rate_limited(scope: str, kind: str) -> None:
+    """Count a request refused by a rate limit: of an API key or a team, on requests or tokens."""
+    metrics.RATE_LIMITED.labels(scope, kind).inc()

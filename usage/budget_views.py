@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,6 +15,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.teams import current_team, providers_for, require_admin
 from audit import log
+from gateway import ratelimits
+from gateway.forms import RateLimitsForm
 from gateway.models import ApiKey
 from usage import alerts, budgets
 from usage.budget_forms import BudgetForm
@@ -84,7 +87,9 @@ def team_budget(request: HttpRequest) -> HttpResponse:
     budget = Budget.objects.filter(team=team, provider__isnull=True, api_key=None).first() or Budget(
         team=team
     )
-    return _edit_budget(request, budget, f"{team.name} team budget", "usage:team-budget", [])
+    current = {"requests_per_minute": team.requests_per_minute, "tokens_per_minute": team.tokens_per_minute}
+    limits = RateLimitsForm(request.POST or None, prefix="limits", initial=current)
+    return _edit_budget(request, budget, f"{team.name} team budget", "usage:team-budget", [], limits)
 
 
 @require_http_methods(["GET", "POST"])
@@ -114,20 +119,34 @@ def key_budget(request: HttpRequest, key_id: int) -> HttpResponse:
     return _edit_budget(request, budget, f"API key {key.name} budget", "usage:key-budget", [key.pk])
 
 
-def _edit_budget(request: HttpRequest, budget: Budget, title: str, url: str, args: list) -> HttpResponse:
+def _edit_budget(
+    request: HttpRequest,
+    budget: Budget,
+    title: str,
+    url: str,
+    args: list,
+    limits: RateLimitsForm | None = None,
+) -> HttpResponse:
+    """A budget's form (and, for the team's, its rate limits): saved together or not at all."""
     before = BudgetForm(instance=budget).values() if budget.pk else {}
     form = BudgetForm(request.POST or None, instance=budget)
-    if request.method == "POST" and form.is_valid():
-        budget = form.save()
-        log.record(
-            request.user, "budget_changed", budget, team=budget.team, before=before, after=form.values()
-        )
+    valid = all([form.is_valid(), limits is None or limits.is_valid()])  # every form shows its errors
+    if request.method == "POST" and valid:
+        with transaction.atomic():
+            budget = form.save()
+            log.record(
+                request.user, "budget_changed", budget, team=budget.team, before=before, after=form.values()
+            )
+            if limits is not None:
+                data = limits.cleaned_data
+                ratelimits.change(
+                    budget.team, data["requests_per_minute"], data["tokens_per_minute"], request.user
+                )
         messages.success(request, f"{title} saved.")
         return redirect(url, *args)
     standing = budgets.standings(budget) if budget.pk else []
-    return render(
-        request, "usage/budget.html", {"form": form, "title": title, "budget": budget, "standings": standing}
-    )
+    context = {"form": form, "title": title, "budget": budget, "standings": standing, "limits": limits}
+    return render(request, "usage/budget.html", context)
 
 
 @require_POST

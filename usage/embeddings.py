@@ -45,7 +45,7 @@ class Embedded:
     result: Embeddings | None  # the vectors, when the run completed
 
 
-def create_run(
+def price_run(
     team: Team,
     request: EmbeddingRequest,
     ref: str,
@@ -53,7 +53,7 @@ def create_run(
     api_key=None,
     request_id: str = "",
 ) -> Run:
-    """A pending embedding run with its price: every input counted with the model's tokenizer (or
+    """A pending embedding run with its price, not saved yet: every input counted with the model's tokenizer (or
     an estimate that errs high), at the input price; InputTooLong names an input over the limit."""
     entry, dialect = available
     counts = [_count(item, entry.info.id, dialect) for item in request.inputs]
@@ -65,7 +65,7 @@ def create_run(
             )
     total, info = sum(counts), entry.info
     price = cost(worst_input_price(info), info.output_per_1m, total, 0) if info.priced else None
-    return Run.objects.create(
+    return Run(
         team=team,
         api_key=api_key,
         request_id=request_id,

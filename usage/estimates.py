@@ -83,7 +83,14 @@ def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
     return registry.entry_for(row), provider.dialect
 
 
-def create_run(
+def create_run(*args: Any, **kwargs: Any) -> Run:
+    """A pending run with its price estimate (price_run's, saved)."""
+    run = price_run(*args, **kwargs)
+    run.save(force_insert=True)
+    return run
+
+
+def price_run(
     user: User | None,
     team: Team,
     model_ref: str,
@@ -96,8 +103,8 @@ def create_run(
     options: Mapping[str, Any] | None = None,
     request_id: str = "",
 ) -> Run:
-    """A pending run with its price estimate; it starts only when the user (or the program that
-    sent it, with an API key) confirms. `available` is what available_model() already answered
+    """A pending run with its price estimate, not saved yet; it starts only when the user (or the
+    program that sent it, with an API key) confirms. `available` is what available_model() already answered
     for this team and model, when the caller asked it first. `options` are the request's other
     options (GenerationRequest.options_json()), stored untouched; UnsupportedFields names those
     the model cannot honour. `request_id` is the x-request-id of the request that asked for it."""
@@ -121,7 +128,7 @@ def create_run(
             f"set by the {caps.soft_from} budget."
         )
     priced = estimate(entry, dialect, messages, max_tokens, _typical_output(automation), options)
-    return Run.objects.create(
+    return Run(
         warning=warning,
         team=team,
         user=user,

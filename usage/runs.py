@@ -52,6 +52,7 @@ from usage.estimates import (
     available_model,
     create_run,
     estimate,
+    price_run,
 )
 from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, Stop
 from usage.flow import Flow
@@ -66,6 +67,7 @@ __all__ = [
     "available_model",
     "create_run",
     "estimate",
+    "price_run",
     "stream",
     "settle",
 ]

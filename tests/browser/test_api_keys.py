@@ -76,3 +76,44 @@ async def test_create_use_and_revoke_an_api_key(page, hub_url, fake_openai):
             model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}], max_tokens=20
         )
     await snapshot(page, "51-api-key-revoked")
+
+
+def create_key(name: str) -> None:
+    from accounts.models import Team
+    from gateway import keys
+
+    keys.create(Team.objects.get(name="Research"), name)
+
+
+def limit_changes() -> list[tuple]:
+    from audit.models import AuditEntry
+
+    return [
+        (e.actor_name, e.before, e.after) for e in AuditEntry.objects.filter(action="rate_limits_changed")
+    ]
+
+
+async def test_a_keys_rate_limits_are_set_in_its_row_and_a_wrong_value_is_named(page, hub_url, fake_openai):
+    await sync_to_async(admin_with_openai)(fake_openai.url)
+    await sync_to_async(create_key)("nightly")
+    await sign_in(page)
+    await page.goto("/settings/api-keys/")
+    row = page.get_by_role("row", name="nightly")
+    limits = row.locator("summary")
+    await expect(limits).to_contain_text("none")
+    await limits.click()
+    await row.get_by_label("Requests per minute").fill("-2")
+    await row.get_by_label("Tokens per minute").fill("40000")
+    await row.get_by_role("button", name="Save limits").click()
+    await expect(row.get_by_role("alert")).to_contain_text("A limit cannot be negative")
+    await expect(row.get_by_label("Tokens per minute")).to_have_value("40000")  # what was typed stays
+    assert await sync_to_async(limit_changes)() == []
+
+    await row.get_by_label("Requests per minute").fill("30")
+    await row.get_by_role("button", name="Save limits").click()
+    await expect(page.get_by_text("Rate limits of nightly")).to_contain_text("saved")
+    await expect(limits).to_contain_text("30 RPM · 40,000 TPM")
+    assert await sync_to_async(limit_changes)() == [
+        ("ada", {"rpm": None, "tpm": None}, {"rpm": 30, "tpm": 40000})
+    ]
+    await snapshot(page, "52-api-key-rate-limits")
