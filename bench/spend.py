@@ -112,8 +112,14 @@ def cast() -> tuple[list[int], list[int]]:
     return [t.pk for t in teams], [u.pk for u in users]
 
 
-MODELS = [("openai", "gpt-4o", 2.5, 10), ("openai", "gpt-4o-mini", 0.15, 0.6), ("anthropic", "claude-sonnet-4-5", 3, 15),
-          ("anthropic", "claude-haiku-4-5", 1, 5)]  # fmt: skip
+# (provider, model, $ per 1M input, $ per 1M output, kind of call)
+MODELS = [
+    ("openai", "gpt-4o", 2.5, 10, "generation"),
+    ("openai", "gpt-4o-mini", 0.15, 0.6, "generation"),
+    ("anthropic", "claude-sonnet-4-5", 3, 15, "generation"),
+    ("anthropic", "claude-haiku-4-5", 1, 5, "generation"),
+    ("openai", "text-embedding-3-small", 0.02, 0, "embeddings"),
+]
 
 
 def seed(database: Path, rows: int, team_ids: list[int], user_ids: list[int]) -> None:
@@ -125,12 +131,15 @@ def seed(database: Path, rows: int, team_ids: list[int], user_ids: list[int]) ->
         db.execute("PRAGMA synchronous = OFF")
         batch = []
         for n in range(rows):
-            provider, model, price_in, price_out = random.choice(MODELS)
-            tokens_in, tokens_out = random.randint(50, 4000), random.randint(10, 1500)
+            provider, model, price_in, price_out, kind = random.choice(MODELS)
+            tokens_in = random.randint(50, 4000)
+            tokens_out = random.randint(10, 1500) if kind == "generation" else 0
             cost = (price_in * tokens_in + price_out * tokens_out) / 1_000_000
             when = now - timedelta(seconds=random.randint(0, 400 * 86400))
-            batch.append((provider, model, f"bench-{n}", tokens_in, tokens_out, f"{cost:.12f}", "run",
-                          random.choice(team_ids), random.choice(user_ids), when.isoformat(sep=" ")))  # fmt: skip
+            team, user = random.choice(team_ids), random.choice(user_ids)
+            batch.append(
+                (provider, model, f"bench-{n}", tokens_in, tokens_out, f"{cost:.12f}", kind, team, user, when)
+            )
             if len(batch) == 50_000:
                 insert(db, batch)
                 batch = []
@@ -147,9 +156,10 @@ def seed(database: Path, rows: int, team_ids: list[int], user_ids: list[int]) ->
 def insert(db: sqlite3.Connection, batch: list[tuple]) -> None:
     db.executemany(
         """INSERT INTO usage_usagerecord (provider_id, model, run_id, input_tokens, output_tokens, cost_usd,
-                                          source, team_id, user_id, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        batch,
+                                          kind, team_id, user_id, created_at, source, cache_read_tokens,
+                                          cache_write_tokens, reasoning_tokens, request_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'run', 0, 0, 0, '')""",
+        [(*row[:-1], row[-1].isoformat(sep=" ")) for row in batch],
     )
 
 
