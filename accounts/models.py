@@ -4,6 +4,7 @@ a member uses its models and sees its spend. Instance staff can do everything.""
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -18,6 +19,13 @@ class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     default_model = models.CharField(max_length=300, blank=True, help_text='"provider/model"')
     run_visibility = models.CharField(max_length=8, choices=RunVisibility.choices, default=RunVisibility.OWN)
+    # Responses API answers stored with `store: true` are deleted this many days after they were made.
+    stored_response_retention_days = models.PositiveSmallIntegerField(
+        "Keep stored API responses for (days)",
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Answers a program asked the hub to store (Responses API, store: true) are deleted after this many days.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
