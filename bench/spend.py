@@ -62,6 +62,8 @@ def main() -> None:
         "/spend/ (this month, all teams)": "/spend/",
         "/spend/ (one team, one provider)": f"/spend/?team={team_ids[0]}&provider=openai",
         "/spend/ (a whole year)": f"/spend/?from={today - timedelta(days=365)}&to={today}",
+        "/spend/ (a whole year, embeddings only)": f"/spend/?from={today - timedelta(days=365)}&to={today}"
+        "&kind=embeddings",
         "/budget/ (spend bars)": "/budget/",
         "/providers/openai/budget/": "/providers/openai/budget/",
         "/spend/usage.csv (first 64 KB)": "/spend/usage.csv",
@@ -145,11 +147,11 @@ def seed(database: Path, rows: int, team_ids: list[int], user_ids: list[int]) ->
                 batch = []
         insert(db, batch)
         db.execute(
-            """INSERT INTO usage_dailyspend (day, team_id, user_id, provider_id, model, runs, input_tokens,
+            """INSERT INTO usage_dailyspend (day, team_id, user_id, provider_id, model, kind, runs, input_tokens,
                                              output_tokens, cost_usd)
-               SELECT date(created_at), team_id, user_id, provider_id, model, count(*), sum(input_tokens),
+               SELECT date(created_at), team_id, user_id, provider_id, model, kind, count(*), sum(input_tokens),
                       sum(output_tokens), sum(cost_usd)
-               FROM usage_usagerecord GROUP BY date(created_at), team_id, user_id, provider_id, model"""
+               FROM usage_usagerecord GROUP BY date(created_at), team_id, user_id, provider_id, model, kind"""
         )
 
 
