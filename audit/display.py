@@ -47,6 +47,7 @@ ACTIONS = {
     "provider_enabled": "Provider enabled",
     "provider_updated": "Provider changed",
     "role_changed": "Role changed",
+    "stored_responses_expired": "Stored API responses deleted (retention)",
     "team_created": "Team created",
     "team_renamed": "Team renamed",
 }
@@ -80,6 +81,7 @@ FIELDS = {
     "sign_in": "Sign-in",
     "spent": "Spent",
     "spent_usd": "Spent",
+    "stored_response_retention_days": "Keep stored API responses (days)",
     "target": "Model",
     "team": "Team",
     "user": "Person",

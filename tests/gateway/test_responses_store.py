@@ -146,10 +146,20 @@ def test_a_failed_run_stores_nothing(client, fake_openai):
     assert Run.objects.get().status == Run.Status.FAILED and not StoredResponse.objects.exists()
 
 
+def test_a_stream_cut_mid_answer_stores_nothing(client, fake_openai):
+    fake_openai.reply_text = " ".join(f"w{n}" for n in range(30))
+    fake_openai.cut_next_stream(after=5)
+    events = list(client.responses.create(model=MODEL, input="Count.", store=True, stream=True))
+    assert events[-1].type == "response.failed" and not StoredResponse.objects.exists()
+
+
 def test_bad_store_and_list_parameters_are_refused_by_name(client, hub, hub_url):
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model=MODEL, input="Hi", store="yes")
     assert refused.value.param == "store"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model=MODEL, input="Hi", previous_response_id=["resp_1"])
+    assert refused.value.param == "previous_response_id"
     answer = client.responses.create(model=MODEL, input="Hi", store=True)
     headers = {"authorization": f"Bearer {hub.secret}"}
     replay = httpx.get(f"{hub_url}/v1/responses/{answer.id}?stream=true", headers=headers)
