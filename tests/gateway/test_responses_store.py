@@ -88,6 +88,24 @@ def test_a_chain_of_three_carries_every_turn(client, fake_openai):
     assert texts == ["One.", fake_openai.reply_text, "Two.", fake_openai.reply_text, "Three."]
 
 
+def test_an_agent_loop_sends_only_the_function_output_after_a_stored_call(client, fake_openai):
+    weather = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+    first = client.responses.create(model=MODEL, input="Weather in Paris?", tools=[weather], store=True)
+    call = next(item for item in first.output if item.type == "function_call")
+    result = {"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "sunny"}'}
+    second = client.responses.create(
+        model=MODEL, input=[result], tools=[weather], previous_response_id=first.id
+    )
+    assert "sunny" in second.output_text
+    messages = fake_openai.last_request.json["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+    assert messages[1]["tool_calls"][0]["id"] == call.call_id == messages[2]["tool_call_id"]
+
+
 def test_retrieve_input_items_and_delete_answer_in_openais_shapes(client, fake_openai):
     answer = client.responses.create(model=MODEL, input="Say hello.", store=True)
     again = client.responses.retrieve(answer.id)
