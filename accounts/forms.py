@@ -45,7 +45,7 @@ class FirstAdminForm(NewPasswordMixin, forms.Form):
 class TeamSettingsForm(forms.ModelForm):
     class Meta:
         model = Team
-        fields = ["run_visibility"]
+        fields = ["run_visibility", "stored_response_retention_days"]
         widgets = {"run_visibility": forms.RadioSelect}
         labels = {"run_visibility": "Who sees the team's runs (prompts and answers)"}
 

@@ -4,6 +4,7 @@ a member uses its models and sees its spend. Instance staff can do everything.""
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -21,6 +22,13 @@ class Team(models.Model):
     # Limits over all the team's API keys together; empty: none (gateway/ratelimits.py).
     requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_minute = models.PositiveBigIntegerField(null=True, blank=True)
+    # Responses API answers stored with `store: true` are deleted this many days after they were made.
+    stored_response_retention_days = models.PositiveSmallIntegerField(
+        "Keep stored API responses for (days)",
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Answers a program asked the hub to store (Responses API, store: true) are deleted after this many days.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -69,9 +69,10 @@ def switch_team(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def team_settings(request: HttpRequest) -> HttpResponse:
-    """What a team admin decides for the whole team: whether members see each other's runs."""
+    """What a team admin decides for the whole team: whether members see each other's runs, and how
+    long the API responses it stored are kept."""
     team = require_admin(request)
-    before = {"run_visibility": team.run_visibility}
+    before = _team_settings(team)
     form = TeamSettingsForm(request.POST or None, instance=team)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
@@ -82,11 +83,18 @@ def team_settings(request: HttpRequest) -> HttpResponse:
                 team,
                 team=team,
                 before=before,
-                after={"run_visibility": team.run_visibility},
+                after=_team_settings(team),
             )
         messages.success(request, "Team settings saved.")
         return redirect("accounts:team-settings")
     return render(request, "accounts/team_settings.html", {"form": form, "team": team})
+
+
+def _team_settings(team: Team) -> dict:
+    return {
+        "run_visibility": team.run_visibility,
+        "stored_response_retention_days": team.stored_response_retention_days,
+    }
 
 
 # ---- Settings → Team

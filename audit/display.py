@@ -48,6 +48,7 @@ ACTIONS = {
     "provider_updated": "Provider changed",
     "rate_limits_changed": "Rate limits changed",
     "role_changed": "Role changed",
+    "stored_responses_expired": "Stored API responses deleted (retention)",
     "team_created": "Team created",
     "team_renamed": "Team renamed",
 }
@@ -82,6 +83,7 @@ FIELDS = {
     "sign_in": "Sign-in",
     "spent": "Spent",
     "spent_usd": "Spent",
+    "stored_response_retention_days": "Keep stored API responses (days)",
     "target": "Model",
     "team": "Team",
     "tpm": "Tokens per minute",

@@ -62,6 +62,8 @@ def main() -> None:
         "/spend/ (this month, all teams)": "/spend/",
         "/spend/ (one team, one provider)": f"/spend/?team={team_ids[0]}&provider=openai",
         "/spend/ (a whole year)": f"/spend/?from={today - timedelta(days=365)}&to={today}",
+        "/spend/ (a whole year, embeddings only)": f"/spend/?from={today - timedelta(days=365)}&to={today}"
+        "&kind=embeddings",
         "/budget/ (spend bars)": "/budget/",
         "/providers/openai/budget/": "/providers/openai/budget/",
         "/spend/usage.csv (first 64 KB)": "/spend/usage.csv",
@@ -112,8 +114,14 @@ def cast() -> tuple[list[int], list[int]]:
     return [t.pk for t in teams], [u.pk for u in users]
 
 
-MODELS = [("openai", "gpt-4o", 2.5, 10), ("openai", "gpt-4o-mini", 0.15, 0.6), ("anthropic", "claude-sonnet-4-5", 3, 15),
-          ("anthropic", "claude-haiku-4-5", 1, 5)]  # fmt: skip
+# (provider, model, $ per 1M input, $ per 1M output, kind of call)
+MODELS = [
+    ("openai", "gpt-4o", 2.5, 10, "generation"),
+    ("openai", "gpt-4o-mini", 0.15, 0.6, "generation"),
+    ("anthropic", "claude-sonnet-4-5", 3, 15, "generation"),
+    ("anthropic", "claude-haiku-4-5", 1, 5, "generation"),
+    ("openai", "text-embedding-3-small", 0.02, 0, "embeddings"),
+]
 
 
 def seed(database: Path, rows: int, team_ids: list[int], user_ids: list[int]) -> None:
@@ -125,31 +133,35 @@ def seed(database: Path, rows: int, team_ids: list[int], user_ids: list[int]) ->
         db.execute("PRAGMA synchronous = OFF")
         batch = []
         for n in range(rows):
-            provider, model, price_in, price_out = random.choice(MODELS)
-            tokens_in, tokens_out = random.randint(50, 4000), random.randint(10, 1500)
+            provider, model, price_in, price_out, kind = random.choice(MODELS)
+            tokens_in = random.randint(50, 4000)
+            tokens_out = random.randint(10, 1500) if kind == "generation" else 0
             cost = (price_in * tokens_in + price_out * tokens_out) / 1_000_000
             when = now - timedelta(seconds=random.randint(0, 400 * 86400))
-            batch.append((provider, model, f"bench-{n}", tokens_in, tokens_out, f"{cost:.12f}", "run",
-                          random.choice(team_ids), random.choice(user_ids), when.isoformat(sep=" ")))  # fmt: skip
+            team, user = random.choice(team_ids), random.choice(user_ids)
+            batch.append(
+                (provider, model, f"bench-{n}", tokens_in, tokens_out, f"{cost:.12f}", kind, team, user, when)
+            )
             if len(batch) == 50_000:
                 insert(db, batch)
                 batch = []
         insert(db, batch)
         db.execute(
-            """INSERT INTO usage_dailyspend (day, team_id, user_id, provider_id, model, runs, input_tokens,
+            """INSERT INTO usage_dailyspend (day, team_id, user_id, provider_id, model, kind, runs, input_tokens,
                                              output_tokens, cost_usd)
-               SELECT date(created_at), team_id, user_id, provider_id, model, count(*), sum(input_tokens),
+               SELECT date(created_at), team_id, user_id, provider_id, model, kind, count(*), sum(input_tokens),
                       sum(output_tokens), sum(cost_usd)
-               FROM usage_usagerecord GROUP BY date(created_at), team_id, user_id, provider_id, model"""
+               FROM usage_usagerecord GROUP BY date(created_at), team_id, user_id, provider_id, model, kind"""
         )
 
 
 def insert(db: sqlite3.Connection, batch: list[tuple]) -> None:
     db.executemany(
         """INSERT INTO usage_usagerecord (provider_id, model, run_id, input_tokens, output_tokens, cost_usd,
-                                          source, team_id, user_id, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        batch,
+                                          kind, team_id, user_id, created_at, source, cache_read_tokens,
+                                          cache_write_tokens, reasoning_tokens, request_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'run', 0, 0, 0, '')""",
+        [(*row[:-1], row[-1].isoformat(sep=" ")) for row in batch],
     )
 
 

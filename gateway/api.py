@@ -381,6 +381,8 @@ SERVED = (
     "POST /v1/messages",
     "POST /v1/messages/count_tokens",
     "POST /v1/responses",
+    "GET and DELETE /v1/responses/{id}",
+    "GET /v1/responses/{id}/input_items",
 )
 
 

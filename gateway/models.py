@@ -72,3 +72,26 @@ class RateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}: {self.requests} requests, {self.tokens} tokens since {self.started_at}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept because its request said `store: true`: what GET
+    /v1/responses/{id} returns and what `previous_response_id` continues. It is the team's content
+    (never logged), deleted with the team and after the team's retention period."""
+
+    id = models.CharField(max_length=64, primary_key=True)  # "resp_" + the run's uuid
+    team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="stored_responses")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model = models.CharField(max_length=300)
+    # The responses this one continues, oldest first ("resp_..." ids of the same team).
+    ancestors = models.JSONField(default=list, blank=True)
+    # This request's own input items (instructions are not carried over, as at OpenAI).
+    input_items = models.JSONField(default=list)
+    response = models.JSONField()  # the Response object as it was answered, output items included
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.id

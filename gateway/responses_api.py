@@ -1,6 +1,7 @@
-"""OpenAI's Responses API, POST /v1/responses, stateless, on any provider: the request is read as a
-chat completion (gateway.responses_request) and runs on the engine through gateway.api.begin;
-answers are Response objects, streamed with the Responses event sequence."""
+"""OpenAI's Responses API, POST /v1/responses, on any provider: the request is read as a chat
+completion (gateway.responses_request) and runs on the engine through gateway.api.begin; answers are
+Response objects, streamed with the Responses event sequence. With `store: true` a completed answer
+is kept for the key's team (gateway.response_store); a run that fails stores nothing."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import api, responses_request
+from gateway import api, response_store, responses_request
 from gateway import openai_response as chat_answer
 from gateway.api import ApiError
 from providers.base import Delta, ToolCallDelta
@@ -59,7 +62,12 @@ def _call_item(run: Run, index: int, call: dict[str, str], status: str = "comple
     }
 
 
-def response(run: Run, status: str = "completed", output: list | None = None) -> dict[str, Any]:
+def response(
+    run: Run,
+    status: str = "completed",
+    output: list | None = None,
+    asked: responses_request.Asked | None = None,
+) -> dict[str, Any]:
     """The Response object of a run: in progress (no output yet) or finished."""
     if output is None and status != "in_progress":
         calls = (run.answer or {}).get("tool_calls", [])
@@ -81,7 +89,8 @@ def response(run: Run, status: str = "completed", output: list | None = None) ->
         "tools": [{"type": "function", **tool} for tool in options.get("tools", [])],
         "temperature": float(run.temperature) if run.temperature is not None else None,
         "max_output_tokens": run.max_tokens,
-        "store": False,
+        "store": bool(asked and asked.store),
+        "previous_response_id": asked.previous.last if asked else None,
         "usage": usage(run) if status != "in_progress" else None,
     }
 
@@ -95,36 +104,64 @@ def _tool_choice(stored: dict | None) -> Any:
     return stored["mode"]
 
 
+class Reader:
+    """Reads the body for api.begin, after the key is known (api.authenticate sets request.api_key
+    first): previous_response_id is looked up among that key's team's responses only."""
+
+    def __init__(self, request: HttpRequest) -> None:
+        self.request = request
+        self.asked: responses_request.Asked | None = None
+
+    def parse(self, body: bytes):
+        self.asked = responses_request.read(body, self.request.api_key.team)
+        return self.asked.chat
+
+
 @csrf_exempt
 @api.rate_limit_headers()
 async def responses(request: HttpRequest) -> HttpResponse:
+    reader = Reader(request)
     try:
-        prepared = await api.begin(request, responses_request.parse)
+        prepared = await api.begin(request, reader.parse)
     except ApiError as error:
         return error.response()
+    asked = reader.asked
     events = runs.stream(prepared.run)
     if not prepared.request.stream:
         async with aclosing(events):
             ended = [event async for event in events if isinstance(event, Ended)][-1]
         if not ended.completed:
             return api.failure(ended).response()
-        return JsonResponse(response(ended.run))
+        return JsonResponse(await keep(response(ended.run, asked=asked), asked, request.api_key))
     async for event in events:
         if isinstance(event, Delta | ToolCallDelta):
-            return api.sse(_relay(prepared.run, event, events))
+            return api.sse(_relay(prepared.run, asked, request.api_key, event, events))
         if isinstance(event, Ended):
             if event.completed:
-                return api.sse(_relay(prepared.run, None, events, event))
+                return api.sse(_relay(prepared.run, asked, request.api_key, None, events, event))
             return api.failure(event).response()
     raise RuntimeError("the run engine ended without an Ended event")
+
+
+async def keep(answer: dict[str, Any], asked: responses_request.Asked, key) -> dict[str, Any]:
+    """The finished Response object, stored when the request asked. The run is answered and paid
+    for already: a database that refuses the write is logged and the answer says `store: false`."""
+    if not asked.store:
+        return answer
+    try:
+        await sync_to_async(response_store.save)(key, answer, asked.input_items, asked.previous)
+    except DatabaseError:
+        api.logger.exception("The response %s could not be stored", answer["id"])
+        return answer | {"store": False}
+    return answer
 
 
 class StreamWriter:
     """The Responses events of one run: the text as one message item, each tool call as a
     function_call item, every event numbered."""
 
-    def __init__(self, run: Run) -> None:
-        self.run, self.number = run, 0
+    def __init__(self, run: Run, asked: responses_request.Asked) -> None:
+        self.run, self.asked, self.number = run, asked, 0
         self.items: list[dict[str, Any]] = []  # output items opened, in order
         self.text_item: dict[str, Any] | None = None
         self.calls: dict[int, dict[str, Any]] = {}  # tool call index -> its item
@@ -135,7 +172,7 @@ class StreamWriter:
         return f"event: {kind}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
 
     def start(self) -> bytes:
-        opening = response(self.run, "in_progress")
+        opening = response(self.run, "in_progress", asked=self.asked)
         return self.event("response.created", response=opening) + self.event(
             "response.in_progress", response=opening
         )
@@ -180,7 +217,8 @@ class StreamWriter:
             delta=piece.arguments,
         )
 
-    def finish(self, run: Run) -> bytes:
+    def finish(self, run: Run) -> tuple[bytes, dict[str, Any]]:
+        """The closing events of every item, and the final Response object (sent by `completed`)."""
         out, done = b"", []
         for index, item in enumerate(self.items):
             if item is self.text_item:
@@ -201,12 +239,14 @@ class StreamWriter:
                 )
             out += self.event("response.output_item.done", output_index=index, item=finished)
             done.append(finished)
-        final = response(run, "completed", done)
+        return out, response(run, "completed", done, self.asked)
+
+    def completed(self, final: dict[str, Any]) -> bytes:
         kind = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
-        return out + self.event(kind, response=final)
+        return self.event(kind, response=final)
 
     def fail(self, error: ApiError) -> bytes:
-        failed = response(self.run, "in_progress")
+        failed = response(self.run, "in_progress", asked=self.asked)
         failed |= {"status": "failed", "error": {"code": error.code or "server_error", "message": str(error)}}
         return self.event("response.failed", response=failed)
 
@@ -215,8 +255,8 @@ def _public(item: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in item.items() if key != "text"}
 
 
-async def _relay(run: Run, first, events, ended: Ended | None = None) -> AsyncIterator[bytes]:
-    writer = StreamWriter(run)
+async def _relay(run: Run, asked, key, first, events, ended: Ended | None = None) -> AsyncIterator[bytes]:
+    writer = StreamWriter(run, asked)
     async with aclosing(events):
         yield writer.start()
         if first is not None:
@@ -229,6 +269,9 @@ async def _relay(run: Run, first, events, ended: Ended | None = None) -> AsyncIt
             elif not isinstance(event, Started):
                 yield chat_answer.ChunkWriter.comment(getattr(event, "message", "waiting"))
     if ended.completed:
-        yield writer.finish(ended.run)
+        closing, final = writer.finish(ended.run)
+        yield closing
+        # Stored before the last event: a client that chains at once finds it.
+        yield writer.completed(await keep(final, asked, key))
     else:
         yield writer.fail(api.failure(ended))

@@ -1,19 +1,23 @@
-"""OpenAI's Responses request at the hub's edge, stateless: `instructions` and `input` (a string or
-items: messages with input_text / input_image / output_text parts, function_call and
-function_call_output) written as the Chat Completions request they mean, then read by the chat
-format itself, so every shared field is checked exactly as there. Fields of the Responses API's own
-are translated (`max_output_tokens`, `text.format`, `text.verbosity`, `reasoning.effort`, function
-tools and tool_choice), accepted without effect, or refused by name.
+"""OpenAI's Responses request at the hub's edge: `instructions` and `input` (a string or items:
+messages with input_text / input_image / output_text parts, function_call and function_call_output)
+written as the Chat Completions request they mean, then read by the chat format itself, so every
+shared field is checked exactly as there. Fields of the Responses API's own are translated
+(`max_output_tokens`, `text.format`, `text.verbosity`, `reasoning.effort`, function tools and
+tool_choice, `store` and `previous_response_id` with gateway.response_store), accepted without
+effect, or refused by name.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from gateway import json_body
+from accounts.models import Team
+from gateway import json_body, response_store
 from gateway import openai_format as fmt
 from gateway.openai_messages import BadRequest
+from gateway.response_store import Conversation
 
 SHARED = {
     "model",
@@ -25,15 +29,20 @@ SHARED = {
     "metadata",
     "service_tier",
 }
-TRANSLATED = {"input", "instructions", "tools", "tool_choice", "text", "max_output_tokens", "reasoning"}
-# Accepted with no effect: the hub stores no response (it is stateless), so `store` keeps nothing.
-IGNORED = {"store", "safety_identifier", "prompt_cache_key", "prompt_cache_retention", "stream_options"}
+TRANSLATED = {
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "text",
+    "max_output_tokens",
+    "reasoning",
+    "store",
+    "previous_response_id",
+}
+IGNORED = {"safety_identifier", "prompt_cache_key", "prompt_cache_retention", "stream_options"}
 REFUSED = {
-    "previous_response_id": (
-        None,
-        "previous_response_id (this hub keeps no responses: send the whole input)",
-    ),
-    "conversation": (None, "conversation (this hub keeps no conversations)"),
+    "conversation": (None, "conversation (Conversations objects: use previous_response_id)"),
     "background": (False, "background"),
     "include": ([], "include"),
     "truncation": ("disabled", "truncation other than disabled"),
@@ -44,8 +53,52 @@ REFUSED = {
 ROLES = {"user", "system", "developer", "assistant"}
 
 
-def parse(body: bytes) -> fmt.ChatRequest:
-    return fmt.parse(json.dumps(chat_body(load(body))).encode())
+@dataclass(frozen=True)
+class Asked:
+    """A Responses request read: the chat request the engine runs, whether to store the answer,
+    this request's own input items (what is stored) and the conversation it continues."""
+
+    chat: fmt.ChatRequest
+    store: bool
+    input_items: list[dict[str, Any]]
+    previous: Conversation
+
+
+def read(body: bytes, team: Team) -> Asked:
+    """The request of a key of `team`: `previous_response_id` is looked up among its responses only."""
+    data = load(body)
+    store = data.get("store")
+    if store is not None and not isinstance(store, bool):
+        raise BadRequest("store must be true or false.", param="store")
+    previous = _previous(team, data.get("previous_response_id"))
+    chat = fmt.parse(json.dumps(chat_body(data, previous.items)).encode())
+    return Asked(chat, bool(store), input_items(data["input"]), previous)
+
+
+def _previous(team: Team, previous_id: Any) -> Conversation:
+    if previous_id is None:
+        return Conversation()
+    if not isinstance(previous_id, str) or not previous_id:
+        raise BadRequest(
+            "previous_response_id must be a response id (resp_...).", param="previous_response_id"
+        )
+    try:
+        return response_store.conversation(team, previous_id)
+    except response_store.NotFound as gone:
+        message = f"Previous response with id '{previous_id}' not found."
+        if gone.missing != previous_id:
+            message = (
+                f"Previous response with id '{previous_id}' continues '{gone.missing}', which is not "
+                "found (deleted, or past its retention period)."
+            )
+        raise BadRequest(message, param="previous_response_id", code="previous_response_not_found") from None
+
+
+def input_items(raw: Any) -> list[dict[str, Any]]:
+    """The input as stored items (already checked by chat_body): a string becomes a user message."""
+    if isinstance(raw, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
+    return list(raw)
 
 
 def load(body: bytes) -> dict[str, Any]:
@@ -58,7 +111,9 @@ def load(body: bytes) -> dict[str, Any]:
     return data
 
 
-def chat_body(data: dict[str, Any]) -> dict[str, Any]:
+def chat_body(data: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The chat request of a Responses request; `history` (the stored conversation it continues)
+    goes after the instructions and before the new input."""
     for name in data:
         if name not in SHARED | TRANSLATED | IGNORED and name not in REFUSED:
             raise BadRequest(f"Unknown parameter: '{name}'.", param=name)
@@ -66,7 +121,8 @@ def chat_body(data: dict[str, Any]) -> dict[str, Any]:
         if data.get(name) not in (neutral, None):
             raise BadRequest(f"This hub does not support {reason}.", param=name, code="unsupported_parameter")
     chat = {name: data[name] for name in SHARED if name in data}
-    chat["messages"] = _instructions(data.get("instructions")) + _input(data.get("input"))
+    earlier = _input(history, "previous_response_id") if history else []
+    chat["messages"] = _instructions(data.get("instructions")) + earlier + _input(data.get("input"))
     chat["stream_options"] = {"include_usage": True} if data.get("stream") else None
     if data.get("max_output_tokens") is not None:
         chat["max_completion_tokens"] = data["max_output_tokens"]
@@ -94,14 +150,14 @@ def _instructions(raw: Any) -> list[dict[str, Any]]:
     return [{"role": "developer", "content": raw}]
 
 
-def _input(raw: Any) -> list[dict[str, Any]]:
+def _input(raw: Any, name: str = "input") -> list[dict[str, Any]]:
     if isinstance(raw, str) and raw:
         return [{"role": "user", "content": raw}]
     if not isinstance(raw, list) or not raw:
         raise BadRequest("input must be a non-empty string or list of items.", param="input")
     messages: list[dict[str, Any]] = []
     for index, item in enumerate(raw):
-        param = f"input[{index}]"
+        param = f"{name}[{index}]"
         kind = item.get("type", "message") if isinstance(item, dict) else None
         if kind == "message" and item.get("role") in ROLES:
             messages.append({"role": item["role"], "content": _content(item.get("content"), param)})

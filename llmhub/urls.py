@@ -1,7 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from gateway import api, completions_api, embeddings_api, messages_api, models_api, responses_api
+from gateway import (
+    api,
+    completions_api,
+    embeddings_api,
+    messages_api,
+    models_api,
+    responses_api,
+    stored_responses_api,
+)
 from providers import views as provider_views
 
 urlpatterns = [
@@ -22,5 +30,9 @@ urlpatterns = [
     path("v1/messages", messages_api.messages, name="api-messages"),
     path("v1/messages/count_tokens", messages_api.count_tokens, name="api-count-tokens"),
     path("v1/responses", responses_api.responses, name="api-responses"),
+    path("v1/responses/<str:response_id>", stored_responses_api.stored_response, name="api-response"),
+    path(
+        "v1/responses/<str:response_id>/input_items", stored_responses_api.input_items, name="api-input-items"
+    ),
     path("v1/<path:path>", api.not_found),
 ]

@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from usage.models import Run
+from usage.models import CallKind, Run
 
 DATE_ERROR = "Dates are written as YYYY-MM-DD"
 
@@ -91,8 +91,13 @@ class FiltersForm(DateRangeForm):
 
 class SpendFiltersForm(FiltersForm):
     team = forms.ChoiceField(required=False)
+    kind = forms.ChoiceField(
+        required=False,
+        label="Calls",
+        choices=[("", "All calls"), (CallKind.GENERATION, "Chat"), (CallKind.EMBEDDINGS, "Embeddings")],
+    )
 
-    field_order = ["team", "provider", "model", "key", "from", "to"]
+    field_order = ["team", "kind", "provider", "model", "key", "from", "to"]
 
     def __init__(self, data: Any, *, teams: list, **kwargs: Any) -> None:
         super().__init__(data, **kwargs)

@@ -261,7 +261,8 @@ class Budget(models.Model):
 
 
 class DailySpend(models.Model):
-    """Usage rolled up per day (in the configured time zone), team, user, provider and model.
+    """Usage rolled up per day (in the configured time zone), team, user, API key, provider, model
+    and kind of call (generation or embeddings: the spend page's filter).
 
     Updated in the same transaction as each usage row, so budgets and charts read a few hundred
     rows a month instead of every usage row."""
@@ -272,6 +273,7 @@ class DailySpend(models.Model):
     api_key = models.ForeignKey("gateway.ApiKey", null=True, on_delete=models.SET_NULL)
     provider_id = models.CharField(max_length=64)
     model = models.CharField(max_length=200)
+    kind = models.CharField(max_length=12, choices=CallKind.choices, default=CallKind.GENERATION)
     runs = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
@@ -289,7 +291,8 @@ class DailySpend(models.Model):
                 Coalesce("api_key", Value(0)),
                 "provider_id",
                 "model",
-                name="dailyspend_one_row_per_key",
+                "kind",
+                name="dailyspend_one_call_kind_per_key",
             )
         ]
         # Covering: the spend page's grouped query reads this index alone, never the table.
@@ -298,6 +301,7 @@ class DailySpend(models.Model):
                 fields=[
                     "team",
                     "day",
+                    "kind",
                     "provider_id",
                     "model",
                     "cost_usd",
@@ -305,7 +309,7 @@ class DailySpend(models.Model):
                     "input_tokens",
                     "output_tokens",
                 ],
-                name="dailyspend_covering",
+                name="dailyspend_covering_by_kind",
             )
         ]
 

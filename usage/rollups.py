@@ -1,5 +1,5 @@
-"""Daily roll-ups: usage summed per day (in the configured time zone), team, user, API key, provider
-and model, kept equal to the usage rows they sum. Budgets, alerts and the spend page read them.
+"""Daily roll-ups: usage summed per day (in the configured time zone), team, user, API key, provider,
+model and kind of call, kept equal to the usage rows they sum. Budgets, alerts and the spend page read them.
 
 A settlement adds to its row with one INSERT ... ON CONFLICT ... DO UPDATE (SQLite and PostgreSQL
 alike): atomic without a read first, and a single row per settlement, so concurrent settlements
@@ -20,10 +20,12 @@ from django.utils import timezone
 
 from usage.models import DailySpend, UsageRecord
 
-KEY = ("day", "team_id", "user_id", "api_key_id", "provider_id", "model")
+KEY = ("day", "team_id", "user_id", "api_key_id", "provider_id", "model", "kind")
 TOTALS = ("runs", "input_tokens", "output_tokens", "cost_usd")
 # DailySpend's unique index (usage/models.py), spelled the way an ON CONFLICT target must match it.
-CONFLICT = "day, COALESCE(team_id, 0), COALESCE(user_id, 0), COALESCE(api_key_id, 0), provider_id, model"
+CONFLICT = (
+    "day, COALESCE(team_id, 0), COALESCE(user_id, 0), COALESCE(api_key_id, 0), provider_id, model, kind"
+)
 ZERO = Decimal("0")
 # SQLite sums money as floats (15 significant digits): smaller gaps are rounding, not a difference.
 TOLERANCE = Decimal("0.000001")
@@ -47,6 +49,7 @@ def add(record: UsageRecord) -> None:
         record.api_key_id,
         record.provider_id,
         record.model,
+        record.kind,
         1,
         record.input_tokens,
         record.output_tokens,
@@ -99,16 +102,17 @@ class Difference:
     api_key_id: int | None
     provider_id: str
     model: str
+    kind: str
     rollup: Totals
     usage: Totals
 
 
-def usage_sums(usage_model: type[Model] = UsageRecord):
+def usage_sums(usage_model: type[Model] = UsageRecord, key: tuple[str, ...] = KEY):
     """What each roll-up should hold, from the usage rows: one dict per key."""
     return (
         usage_model.objects.order_by()
         .annotate(day=TruncDate("created_at"))
-        .values(*KEY)
+        .values(*key)
         .annotate(
             total_runs=Count("pk"),
             total_input=Sum("input_tokens"),
@@ -123,10 +127,11 @@ def _totals(row: dict, rows: int = 0) -> Totals:
 
 
 def rebuild(
-    usage_model: type[Model] = UsageRecord, rollup_model: type[Model] = DailySpend
+    usage_model: type[Model] = UsageRecord, rollup_model: type[Model] = DailySpend, key: tuple[str, ...] = KEY
 ) -> tuple[int, int]:
     """Replace every roll-up with the sums of the usage rows, in one transaction; returns (roll-ups
-    written, usage rows read). Migration 0008 calls it with historical models."""
+    written, usage rows read). Migrations 0008 and 0014 call it with historical models (0008 with
+    the key of its time)."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # Settlements wait until the new rows are in (SQLite's IMMEDIATE transaction already holds
@@ -135,12 +140,12 @@ def rebuild(
                 cursor.execute(f"LOCK TABLE {rollup_model._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
         rollup_model.objects.all().delete()
         rows, read = [], 0
-        for sums in usage_sums(usage_model).iterator():
+        for sums in usage_sums(usage_model, key).iterator():
             totals = _totals(sums)
             read += totals.runs
             rows.append(
                 rollup_model(
-                    **{name: sums[name] for name in KEY},
+                    **{name: sums[name] for name in key},
                     runs=totals.runs,
                     input_tokens=totals.input_tokens,
                     output_tokens=totals.output_tokens,

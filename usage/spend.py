@@ -1,7 +1,7 @@
 """Where the money goes: chart data from the daily roll-ups, never from the raw usage table.
 
-One grouped query (day × provider × model) over the range feeds every chart, total and the list of
-models used; the sums per provider, per model and per day are then made from those few rows. The same filters pick
+One grouped query (day × provider × model × kind of call) over the range feeds every chart, total
+and the list of models used; the sums per provider, per model and per day are then made from those few rows. The same filters pick
 the runs listed under the charts and the rows of the CSV export, always on the model a run used.
 """
 
@@ -31,6 +31,7 @@ class Filters:
     provider: str = ""
     model: str = ""  # "provider/model": the model a run used
     api_key: int | None = None  # only what this API key spent
+    kind: str = ""  # a CallKind value: only generations (chat) or only embeddings
 
     def rows(self, start: date | None = None, end: date | None = None) -> QuerySet[DailySpend]:
         rows = DailySpend.objects.filter(
@@ -43,6 +44,8 @@ class Filters:
             rows = rows.filter(provider_id=provider, model=model)
         if self.api_key:
             rows = rows.filter(api_key_id=self.api_key)
+        if self.kind:
+            rows = rows.filter(kind=self.kind)
         return rows
 
     def usage_rows(self) -> QuerySet[UsageRecord]:
@@ -58,6 +61,8 @@ class Filters:
             rows = rows.filter(provider_id=provider, model=model)
         if self.api_key:
             rows = rows.filter(api_key_id=self.api_key)
+        if self.kind:
+            rows = rows.filter(kind=self.kind)
         return rows
 
     def moments(self) -> tuple[datetime, datetime]:
@@ -86,15 +91,16 @@ def this_month(today: date | None = None) -> tuple[date, date]:
 
 
 def grouped(filters: Filters) -> list[dict]:
-    """Day × provider × model sums over the range, before the provider and model filters: one
-    query that gives both the figures (breakdown) and the models used (the filter's options)."""
+    """Day × provider × model × kind sums over the range, before the provider, model and kind
+    filters: one query that gives both the figures (breakdown) and the models used (the filter's
+    options)."""
     rows = DailySpend.objects.filter(
         team_id__in=filters.team_ids, day__gte=filters.start, day__lte=filters.end
     )
     if filters.api_key:
         rows = rows.filter(api_key_id=filters.api_key)
     return list(
-        rows.values("day", "provider_id", "model").annotate(
+        rows.values("day", "provider_id", "model", "kind").annotate(
             cost=Sum("cost_usd"), runs=Sum("runs"), input=Sum("input_tokens"), output=Sum("output_tokens")
         )
     )
@@ -111,6 +117,8 @@ def breakdown(filters: Filters, rows: list[dict] | None = None) -> Breakdown:
         if filters.provider and row["provider_id"] != filters.provider:
             continue
         if filters.model and f"{row['provider_id']}/{row['model']}" != filters.model:
+            continue
+        if filters.kind and row["kind"] != filters.kind:
             continue
         cost = row["cost"] or ZERO
         providers[row["provider_id"]] += cost
@@ -167,4 +175,6 @@ def runs(filters: Filters, visible: list[QuerySet[Run]]) -> QuerySet[Run]:
         chosen = chosen.filter(model_used=filters.model)
     if filters.api_key:
         chosen = chosen.filter(api_key_id=filters.api_key)
+    if filters.kind:
+        chosen = chosen.filter(kind=filters.kind)
     return chosen.select_related("user", "automation", "api_key").order_by("-created_at", "-pk")

@@ -40,7 +40,9 @@ def _filters(request: HttpRequest) -> tuple[spend.Filters, SpendFiltersForm, lis
         pairs += [tuple(e.ref.split("/", 1)) for e in for_team(chosen[0], enabled_only=False).entries]
     form = SpendFiltersForm(request.GET, teams=teams, pairs=pairs, keys=keys)
     form.is_valid()
-    filters = spend.Filters(team_ids, start, end, form.value("provider", ""), form.value("model", ""), key)
+    filters = spend.Filters(
+        team_ids, start, end, form.value("provider", ""), form.value("model", ""), key, form.value("kind", "")
+    )
     return filters, form, chosen, rows
 
 
@@ -102,6 +104,7 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
         "cost_usd",
         "source",
         "api_key",
+        "kind",
     ]
     lines = (
         [
@@ -116,6 +119,7 @@ def spend_csv(request: HttpRequest) -> StreamingHttpResponse:
             "" if row.cost_usd is None else row.cost_usd,
             row.source,
             row.api_key.name if row.api_key else "",
+            row.kind,
         ]
         for row in rows.iterator(chunk_size=2000)
     )

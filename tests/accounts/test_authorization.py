@@ -94,6 +94,8 @@ PAGES = {
     "api-messages": ("post", API, False),
     "api-count-tokens": ("post", API, False),
     "api-responses": ("post", API, False),
+    "api-response": ("get", API, False),
+    "api-input-items": ("get", API, False),
     "api-unknown": ("get", API, False),
     "accounts:remove-member": ("post", ADMIN, True),  # last: for the admin it does remove Bob
 }
@@ -148,6 +150,7 @@ def world(alpha, alice, bob, charlie, fake_openai):
         "automation_id": automation.pk,
         "key_id": key.pk,
         "alias_id": alias.pk,
+        "response_id": f"resp_{run.uuid.hex}",
         "run": run,
     }
 
@@ -168,6 +171,7 @@ def url_for(name: str, world: dict) -> str:
         ["team_id"],
         ["token"],
         ["model_id"],
+        ["response_id"],
     ):
         try:
             return reverse(name, kwargs={k: world[k] for k in attempt})

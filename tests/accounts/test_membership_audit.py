@@ -31,6 +31,7 @@ def inline(membership: Membership, **changes) -> dict:
         "name": membership.team.name,
         "default_model": "",
         "run_visibility": "own",
+        "stored_response_retention_days": "30",
         "memberships-TOTAL_FORMS": "1",
         "memberships-INITIAL_FORMS": "1",
         "memberships-MIN_NUM_FORMS": "0",

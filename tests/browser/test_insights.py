@@ -89,6 +89,17 @@ def history():
         )
         run(None, "anthropic/claude-sonnet-4-5", 3, api_key=key, cost=Decimal("0.0081"))
         record_usage("anthropic", "claude-sonnet-4-5", TokenCount(1200, 300), "api", team=team, api_key=key)
+        embedding = {"kind": "embeddings", "api_key": key, "output": "", "output_tokens": 0}
+        run(None, "openai/text-embedding-3-small", 60, cost=Decimal("0.00002"), **embedding)
+        record_usage(
+            "openai",
+            "text-embedding-3-small",
+            TokenCount(1000, 0),
+            "api",
+            team=team,
+            api_key=key,
+            kind="embeddings",
+        )
 
     return create
 
@@ -104,7 +115,7 @@ async def test_the_requests_log_spend_and_audit_answer_who_spent_what_when(page,
     # The requests log: every run and API request, filtered, and one run's record.
     await nav.get_by_role("link", name="Runs", exact=True).click()
     log = page.locator("#run-log tbody tr")
-    await expect(log).to_have_count(32)
+    await expect(log).to_have_count(33)
     await expect(log.first).to_contain_text("API key Nightly digest")
     await expect(log.first).to_contain_text("0.35 s")
     filters = page.locator("#run-filters")
@@ -149,6 +160,17 @@ async def test_the_requests_log_spend_and_audit_answer_who_spent_what_when(page,
     await expect(rows).to_have_count(2)  # and the failed one, which Claude answered last
     await expect(rows.first).to_contain_text("API key Nightly digest")
     await expect(rows.last).to_contain_text("not charged")
+    # The kind of call: embeddings alone, then chat alone.
+    await spend.get_by_label("Model used").select_option("")
+    await spend.get_by_label("Calls").select_option(label="Embeddings")
+    await spend.get_by_role("button", name="Apply").click()
+    await expect(page.locator("#spend-totals")).to_contain_text("1 run,")
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_contain_text("openai/text-embedding-3-small")
+    await spend.get_by_label("Calls").select_option(label="Chat")
+    await spend.get_by_role("button", name="Apply").click()
+    await expect(page.locator("#spend-totals")).to_contain_text("31 runs")
+    await expect(page.locator("#spend-runs")).not_to_contain_text("text-embedding")
 
     # The audit log, filtered by what happened and who did it.
     await nav.get_by_role("link", name="Audit", exact=True).click()

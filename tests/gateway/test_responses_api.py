@@ -1,4 +1,4 @@
-"""OpenAI's Responses API (stateless), driven by the official `openai` package's responses.create
+"""OpenAI's Responses API (stored responses: test_responses_store.py), driven by the official `openai` package's responses.create
 against the live hub, on OpenAI and Anthropic providers behind it."""
 
 from __future__ import annotations
@@ -129,8 +129,8 @@ def test_structured_output_through_text_format(client, hub, fake_openai):
 
 
 def test_stateful_and_hosted_features_are_refused_by_name(client, hub, fake_openai):
-    with pytest.raises(openai.BadRequestError, match="previous_response_id"):
-        client.responses.create(model="openai/gpt-4o-mini", input="Hi", previous_response_id="resp_123")
+    with pytest.raises(openai.BadRequestError, match="conversation"):
+        client.responses.create(model="openai/gpt-4o-mini", input="Hi", conversation="conv_123")
     with pytest.raises(openai.BadRequestError, match="web_search"):
         client.responses.create(model="openai/gpt-4o-mini", input="Hi", tools=[{"type": "web_search"}])
     with pytest.raises(openai.BadRequestError, match="input_file"):

@@ -91,12 +91,13 @@ def test_the_spend_page_and_an_automation_list_only_visible_runs(bob_client, ali
 
 @pytest.mark.django_db
 def test_only_a_team_admin_changes_the_setting_and_it_is_audited(alice_client, bob_client, alpha):
-    assert bob_client.post("/teams/settings/", {"run_visibility": "all"}).status_code == 403
-    assert alice_client.post("/teams/settings/", {"run_visibility": "team"}).status_code == 302
+    settings = {"run_visibility": "team", "stored_response_retention_days": 30}
+    assert bob_client.post("/teams/settings/", settings).status_code == 403
+    assert alice_client.post("/teams/settings/", settings).status_code == 302
     alpha.refresh_from_db()
     assert alpha.run_visibility == "team"
     entry = AuditEntry.objects.get(action="team_settings_changed")
-    assert (entry.before, entry.after) == ({"run_visibility": "own"}, {"run_visibility": "team"})
+    assert (entry.before["run_visibility"], entry.after["run_visibility"]) == ("own", "team")
 
 
 @pytest.mark.django_db(transaction=True)

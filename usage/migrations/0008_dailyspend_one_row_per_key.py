@@ -9,7 +9,9 @@ from django.db import migrations, models
 def rebuild_rollups(apps, schema_editor):
     from usage import rollups
 
-    rollups.rebuild(apps.get_model("usage", "UsageRecord"), apps.get_model("usage", "DailySpend"))
+    # The key as it was then: the kind of call joined it in 0014.
+    key = ("day", "team_id", "user_id", "api_key_id", "provider_id", "model")
+    rollups.rebuild(apps.get_model("usage", "UsageRecord"), apps.get_model("usage", "DailySpend"), key)
     if schema_editor.connection.vendor == "postgresql":
         # The new rows' deferred foreign-key checks run now: PostgreSQL will not build an index on
         # a table with checks pending.

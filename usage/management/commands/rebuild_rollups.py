@@ -8,6 +8,7 @@ from accounts.models import Team, User
 from gateway.models import ApiKey
 from providers.pricing import format_usd
 from usage import rollups
+from usage.models import CallKind
 
 
 class Command(BaseCommand):
@@ -54,9 +55,10 @@ def _describe(difference: rollups.Difference, names: dict) -> str:
     if difference.api_key_id:
         who.append(f"API key {names.get(('key', difference.api_key_id), difference.api_key_id)}")
     rollup, usage = difference.rollup, difference.usage
+    kind = "" if difference.kind == CallKind.GENERATION else f" ({difference.kind})"
     duplicates = f" in {rollup.rows} rows for one key" if rollup.rows > 1 else ""
     return (
-        f"{difference.day} {' '.join(who)} {difference.provider_id}/{difference.model}: "
+        f"{difference.day} {' '.join(who)} {difference.provider_id}/{difference.model}{kind}: "
         f"roll-up {_runs(rollup.runs)} {format_usd(rollup.cost_usd)}{duplicates}, "
         f"usage rows {_runs(usage.runs)} {format_usd(usage.cost_usd)}"
         f" ({usage.input_tokens:,} in / {usage.output_tokens:,} out; roll-up {rollup.input_tokens:,} / {rollup.output_tokens:,})"
