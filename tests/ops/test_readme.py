@@ -69,6 +69,7 @@ def snippet(label: str, base_url: str, secret: str) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_the_python_snippets_run_against_a_live_hub(hub_url, alpha, fake_openai, fake_anthropic, capsys):  # noqa: F811
     from gateway import keys
+    from gateway.models import StoredResponse
     from providers.registry import registry
     from tests.conftest import GOOD_KEYS
     from usage.models import UsageRecord
@@ -86,10 +87,12 @@ def test_the_python_snippets_run_against_a_live_hub(hub_url, alpha, fake_openai,
     assert names["answer"].choices[0].message.content == fake_anthropic.reply_text
     exec(responses, names)  # with the client of the first snippet, as the README says
     assert names["answer"].output_text == fake_openai.reply_text
+    assert names["again"].previous_response_id == names["first"].id
+    assert not StoredResponse.objects.exists()  # stored by `first`, deleted by the snippet's last line
     names = {}
     exec(anthropic_sdk, names)
     assert names["message"].content[0].text == fake_openai.reply_text
     assert names["counted"].input_tokens > 0
     printed = capsys.readouterr().out
     assert fake_openai.reply_text in printed  # Responses' output_text, then the streamed default model
-    assert UsageRecord.objects.count() == 4
+    assert UsageRecord.objects.count() == 6  # a chat completion, three responses, two messages
