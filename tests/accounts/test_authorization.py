@@ -84,6 +84,7 @@ PAGES = {
     "automations:change-model": ("get", ADMIN, True),
     "automations:switch-model": ("post", ADMIN, True),
     "gateway:keys": ("get", ADMIN, False),
+    "gateway:key-limits": ("post", ADMIN, True),
     "gateway:revoke": ("post", ADMIN, True),
     "gateway:add-alias": ("post", ADMIN, False),
     "gateway:delete-alias": ("post", ADMIN, True),

@@ -97,7 +97,7 @@ def test_spend_filters_by_key(alice_client, alpha, fake_openai):
     page = alice_client.get(f"/spend/?key={ci.pk}").content.decode()
     assert "$2.50 in the range shown" in page
     csv = b"".join(alice_client.get(f"/spend/usage.csv?key={notebook.pk}").streaming_content).decode()
-    assert csv.count("\n") == 2 and csv.strip().endswith(",api,notebook")
+    assert csv.count("\n") == 2 and csv.strip().endswith(",api,notebook,generation")
     Budget.objects.create(team=alpha, api_key=ci, monthly_limit_usd=3)
     assert "API key CI" in alice_client.get("/spend/").content.decode()
 
