@@ -27,11 +27,15 @@ serve: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 # The whole suite on SQLite, then the database-sensitive tests (budgets, runs, spend, the API, ops) again
 # on a throwaway PostgreSQL cluster, with several server processes on it and Redis (tests/scale).
 # `make test POSTGRES_TESTS=` skips the second pass.
+# Each pass runs in TEST_WORKERS processes (pytest-xdist; a test file stays in one of them, with its
+# own test database and server); `make test TEST_WORKERS=0` runs in this process alone.
+TEST_WORKERS ?= 2
+PARALLEL := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit tests/ops tests/scale
 test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed var/axe/axe.min.js browser redis $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(PY) -m pytest $(PYTEST_ARGS)
-	$(if $(POSTGRES_TESTS),$(PY) -m tests.with_postgres $(PY) -m pytest -q $(POSTGRES_TESTS))
+	$(PY) -m pytest $(PARALLEL) $(PYTEST_ARGS)
+	$(if $(POSTGRES_TESTS),$(PY) -m tests.with_postgres $(PY) -m pytest -q $(PARALLEL) $(POSTGRES_TESTS))
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -52,10 +52,22 @@ def session_spool(tmp_path_factory) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def static_files(django_test_environment) -> None:
-    """Collect static files once, as `make run` does: pages use the manifest's hashed names."""
+    """Collect static files once, as `make run` does: pages use the manifest's hashed names. The
+    other workers of a parallel run wait for the first one's and use them."""
+    import fcntl
+    import os
+
     from django.core.management import call_command
 
-    call_command("collectstatic", interactive=False, verbosity=0)
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")  # the same in every worker of one run
+    marker = settings.STATIC_ROOT / ".collected-by"
+    settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(settings.STATIC_ROOT / ".collect.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # with several workers (pytest -n), the first one collects
+        if run and marker.exists() and marker.read_text() == run:
+            return
+        call_command("collectstatic", interactive=False, verbosity=0)
+        marker.write_text(run)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+def log_path(name: str) -> Path:
+    """test-artifacts/<name>.log; with several test workers (pytest -n), one log per worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return ARTIFACTS / (f"{name}-{worker}.log" if worker else f"{name}.log")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -34,11 +40,11 @@ def listening(port: int) -> bool:
 
 
 class Server:
-    """One server process; its output goes to test-artifacts/<name>.log."""
+    """One server process; its output goes to its log_path(name)."""
 
     def __init__(self, name: str, port: int | None = None, workers: int = 1, **env: str) -> None:
         self.name, self.port = name, port or free_port()
-        self.log_path = ARTIFACTS / f"{name}.log"
+        self.log_path = log_path(name)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         environment = {
             **os.environ,

@@ -27,16 +27,21 @@ class Hub:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMHUB_", "DATABASE_URL"))}
         self.env["LLMHUB_DATA_DIR"] = str(data)
         self.manage("migrate", "--noinput", "-v0")
-        self.execute(
-            "insert into accounts_team (name, default_model, run_visibility, created_at) "
-            "values ('Ops', '', 'own', datetime('now'))"
-        )
+        self.add_team("Ops")
 
     def manage(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "manage.py", *args], cwd=ROOT, env={**self.env, **env},
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
+
+    def add_team(self, name: str) -> None:
+        """A team as a first admin's set-up leaves it (what manage.py commands then act for)."""
+        self.execute(
+            "insert into accounts_team"
+            " (name, default_model, run_visibility, stored_response_retention_days, created_at)"
+            f" values ('{name}', '', 'own', 30, datetime('now'))"
+        )
 
     def query(self, sql: str) -> list[tuple]:
         with sqlite3.connect(self.data / "llmhub.sqlite3") as db:
@@ -257,10 +262,7 @@ def test_generate_falls_back_as_the_team_says(hub, fake_openai, fake_anthropic):
 
 def test_generate_needs_a_team_named_when_there_are_several(hub, fake_openai):
     add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
-    hub.execute(
-        "insert into accounts_team (name, default_model, run_visibility, created_at) "
-        "values ('Lab', '', 'own', datetime('now'))"
-    )
+    hub.add_team("Lab")
     several = hub.manage("generate", "openai/gpt-4o", "Hi")
     assert (
         several.returncode == 1
