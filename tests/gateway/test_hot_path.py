@@ -1,0 +1,115 @@
+"""The hot path: the SQL statements one non-streaming /v1/chat/completions request runs, per phase,
+pinned so that a change adding statements to every request fails here (issue 16).
+
+The request goes through the real ASGI app in this process (every thread's connection is watched);
+the upstream is the fake OpenAI server on 127.0.0.1. Phases: the request (key, model, estimate, up to
+the pending run's INSERT), the reservation (up to the moment the upstream is called), and the
+settlement (everything after it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+import pytest
+from django.db.backends.utils import CursorWrapper
+from django.test import AsyncClient
+
+from gateway import keys
+from providers.registry import registry
+from tests.conftest import GOOD_KEYS
+from usage.models import Budget, FallbackPolicy, UsageRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The most statements each phase may run, in a steady state (the key's last use already noted).
+MOST = {"request": 5, "reservation": 10, "settlement": 13}
+CONFIGURATION_TABLES = ("providers_", "usage_budget", "usage_fallbackpolicy", "gateway_modelalias")
+BODY = {
+    "model": "openai/gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Say hello."}],
+    "max_tokens": 64,
+}
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement run meanwhile, by any thread's connection (connections live on in the
+    server's threads, so it is Django's cursor that is watched, not one connection), in order."""
+    seen: list[str] = []
+    execute = CursorWrapper._execute_with_wrappers
+
+    def watched(cursor, sql, *args, **kwargs):
+        seen.append(sql)
+        return execute(cursor, sql, *args, **kwargs)
+
+    CursorWrapper._execute_with_wrappers = watched
+    try:
+        yield seen
+    finally:
+        CursorWrapper._execute_with_wrappers = execute
+
+
+@pytest.fixture
+def hub(alpha, fake_openai):
+    """Team Alpha on OpenAI, with a daily budget (so every run reserves and settles against it)."""
+    registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
+    FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
+    Budget.objects.create(team=alpha, daily_limit_usd=Decimal("10"))
+    return keys.create(alpha, "hot path")
+
+
+async def complete(secret: str) -> dict:
+    response = await AsyncClient().post(
+        "/v1/chat/completions",
+        json.dumps(BODY),
+        content_type="application/json",
+        headers={"authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def phases(seen: list[str], called_at: int) -> dict[str, list[str]]:
+    created = next(i for i, sql in enumerate(seen) if sql.startswith('INSERT INTO "usage_run"'))
+    return {
+        "request": seen[: created + 1],
+        "reservation": seen[created + 1 : called_at],
+        "settlement": seen[called_at:],
+    }
+
+
+async def test_a_chat_completion_runs_a_pinned_number_of_statements_per_phase(hub, fake_openai):
+    await complete(hub.secret)  # warm: the key's last use is noted once a minute, not per request
+    called_at = []
+    chat = fake_openai.chat
+
+    def chat_noting_when(body):
+        called_at.append(len(seen))
+        return chat(body)
+
+    fake_openai.chat = chat_noting_when
+    with statements() as seen:
+        answer = await complete(hub.secret)
+    assert answer["choices"][0]["message"]["content"] == fake_openai.reply_text
+    assert await UsageRecord.objects.filter(api_key=hub.key).acount() == 2  # both settled
+    counted = {phase: len(sql) for phase, sql in phases(seen, called_at[0]).items()}
+    listing = "\n".join(seen)
+    for phase, most in MOST.items():
+        assert counted[phase] <= most, f"{phase}: {counted[phase]} statements, at most {most}:\n{listing}"
+
+
+async def test_a_request_writes_no_configuration_row(hub):
+    with statements() as seen:
+        await complete(hub.secret)
+    writes = [sql for sql in seen if sql.split(" ")[0] in ("INSERT", "UPDATE", "DELETE")]
+    assert writes  # the run, its usage row and its roll-up are written...
+    touched = [
+        sql
+        for sql in writes
+        if any(f'"{table}' in sql or f" {table}" in sql for table in CONFIGURATION_TABLES)
+    ]
+    assert touched == []  # ...but no provider, model, price, budget, policy or alias row
