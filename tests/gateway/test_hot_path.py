@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
+import httpx
 import pytest
 from django.db.backends.utils import CursorWrapper
 from django.test import AsyncClient
 
 from gateway import keys
+from providers.models import Price, Provider
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
+from tests.servers import Server
 from usage.models import Budget, FallbackPolicy, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,3 +116,45 @@ async def test_a_request_writes_no_configuration_row(hub):
         if any(f'"{table}' in sql or f" {table}" in sql for table in CONFIGURATION_TABLES)
     ]
     assert touched == []  # ...but no provider, model, price, budget, policy or alias row
+
+
+def test_a_fresh_server_saves_file_providers_at_start_and_its_requests_only_read_them(
+    alpha, fake_openai, tmp_path
+):
+    """Reads never write: the providers file's providers are saved when the server starts, so the
+    first request of a fresh process finds them and writes no configuration row."""
+    path = tmp_path / "providers.toml"
+    path.write_text(f"""
+[[providers]]
+id = "office"
+name = "Office gateway"
+dialect = "openai"
+endpoint = "{fake_openai.url}"
+api_key_env = "HOT_PATH_OFFICE_KEY"
+
+[[providers.models]]
+id = "gpt-4o-mini"
+context_window = 128000
+max_output = 4096
+input_per_1m = "0.15"
+output_per_1m = "0.60"
+""")
+    env = {"LLMHUB_PROVIDERS_FILE": str(path), "HOT_PATH_OFFICE_KEY": GOOD_KEYS["openai"]}
+    server = Server("gateway/hot-path-fresh", **env)
+    try:
+        provider = Provider.objects.get(pk="office")  # saved at start-up, before any request
+        price = Price.objects.get(model__provider=provider)
+        secret = keys.create(alpha, "fresh").secret
+        answer = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={**BODY, "model": "office/gpt-4o-mini"},
+            headers={"authorization": f"Bearer {secret}"},
+            timeout=20,
+        )
+        assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+    assert Provider.objects.get(pk="office").updated_at == provider.updated_at
+    assert list(Price.objects.filter(model__provider=provider)) == [price]
+    assert Price.objects.get(pk=price.pk).checked_at == price.checked_at
+    assert UsageRecord.objects.get(provider_id="office").cost_usd > 0
