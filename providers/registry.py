@@ -23,8 +23,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import Team
+from providers import configuration, network, pricing
 from providers import credentials as saved_keys
-from providers import network, pricing
 from providers.base import CredentialField, ModelInfo, ProviderAdapter, ProviderConfig, TaskType, TokenCount
 from providers.credentials import CredentialsMissing
 from providers.crypto import Secret
@@ -471,9 +471,11 @@ class ProviderRegistry:
     def disable(self, provider_id: str) -> None:
         self._set_enabled(provider_id, False)
 
+    @transaction.atomic
     def _set_enabled(self, provider_id: str, enabled: bool) -> None:
         if not Provider.objects.filter(pk=provider_id).update(enabled=enabled, updated_at=timezone.now()):
             raise UnknownProvider(provider_id)
+        configuration.changed()  # an update() sends no post_save
 
     # ---- models
     def list_models(self, provider_id: str | None = None, enabled_only: bool = True) -> list[CatalogEntry]:
@@ -496,13 +498,18 @@ class ProviderRegistry:
 
     @staticmethod
     def model_row(ref: str) -> ProviderModel | None:
-        """The model "provider/model" with its provider and prices, in two queries."""
+        """The model "provider/model" with its provider and prices: from the process's snapshot of
+        the configuration while it is current (providers/configuration.py), else in two queries.
+        Shared by every thread: read it, never change it."""
         provider_id, _, model = ref.partition("/")
-        return (
-            ProviderModel.objects.select_related("provider")
-            .prefetch_related("prices")
-            .filter(provider_id=provider_id, model_id=model)
-            .first()
+        return configuration.cached(
+            ("model", ref),
+            lambda: (
+                ProviderModel.objects.select_related("provider")
+                .prefetch_related("prices")
+                .filter(provider_id=provider_id, model_id=model)
+                .first()
+            ),
         )
 
     def entry_for(self, row: ProviderModel) -> CatalogEntry:

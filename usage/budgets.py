@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from accounts.models import Team
 from llmhub.database import UNAVAILABLE
+from providers import configuration
 from providers.pricing import format_usd
 from usage import spool
 from usage.events import DatabaseUnavailable
@@ -85,9 +86,17 @@ def matching(team: Team, provider_id: str, api_key_id: int | None = None) -> Que
     )
 
 
+def definitions(team: Team, provider_id: str, api_key_id: int | None = None) -> list[Budget]:
+    """The matching budgets as they are defined, from the process's snapshot of the configuration
+    while it is current (read them, never change them). A reservation locks and reads its own."""
+    return configuration.cached(
+        ("budgets", team.pk, provider_id, api_key_id), lambda: list(matching(team, provider_id, api_key_id))
+    )
+
+
 def caps_for(team: Team, provider_id: str, api_key_id: int | None = None) -> Caps:
     """The tightest per-run caps among the matching budgets."""
-    budgets = list(matching(team, provider_id, api_key_id))
+    budgets = definitions(team, provider_id, api_key_id)
     soft = min(
         (b for b in budgets if b.per_run_soft_cap_tokens),
         key=lambda b: b.per_run_soft_cap_tokens,

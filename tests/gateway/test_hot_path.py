@@ -20,11 +20,12 @@ from django.db.backends.utils import CursorWrapper
 from django.test import AsyncClient
 
 from gateway import keys
-from providers.models import Price, Provider
+from providers.models import Price, Provider, ProviderModel
 from providers.registry import registry
+from tests.browser.conftest import hub_url  # noqa: F401 - the live server fixture
 from tests.conftest import GOOD_KEYS
 from tests.servers import Server
-from usage.models import Budget, FallbackPolicy, UsageRecord
+from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -158,3 +159,31 @@ output_per_1m = "0.60"
     assert list(Price.objects.filter(model__provider=provider)) == [price]
     assert Price.objects.get(pk=price.pk).checked_at == price.checked_at
     assert UsageRecord.objects.get(provider_id="office").cost_usd > 0
+
+
+def test_the_server_sees_each_configuration_change_at_its_next_request(hub, hub_url, alpha, fake_openai):  # noqa: F811
+    """The server process keeps the configuration in memory; a change made by another process (this
+    one) is seen by its very next request: a new price, a cap, a disabled provider, a fallback policy."""
+
+    def ask(**extra) -> httpx.Response:
+        headers = {"authorization": f"Bearer {hub.secret}"}
+        return httpx.post(
+            f"{hub_url}/v1/chat/completions", json={**BODY, **extra}, headers=headers, timeout=20
+        )
+
+    assert ask().status_code == 200  # the server's snapshot is filled
+    row = ProviderModel.objects.get(pk="openai/gpt-4o-mini")
+    price = Price.objects.create(model=row, model_ref=row.pk, input_per_1m=Decimal("100"),
+                                 output_per_1m=Decimal("200"), source=Price.Source.ADMIN)  # fmt: skip
+    assert ask().status_code == 200
+    assert UsageRecord.objects.order_by("pk").last().price == price
+    Budget.objects.create(team=alpha, provider_id="openai", per_run_hard_cap_tokens=7)
+    assert ask(max_tokens=500).status_code == 200
+    assert Run.objects.order_by("pk").last().max_tokens == 7
+    FallbackPolicy.objects.filter(team=alpha).delete()
+    FallbackPolicy.objects.create(team=alpha, enabled=True, retry_count=0, order=["openai/gpt-4o"])
+    fake_openai.fail_next_as("server_error")
+    assert ask().json()["model"] == "openai/gpt-4o"  # fell back, as the new policy says
+    registry.disable("openai")
+    refused = ask()
+    assert refused.status_code == 400 and "is disabled" in refused.json()["error"]["message"]
