@@ -218,9 +218,10 @@ def database_writable() -> Iterator[None]:
         raise BudgetUnavailable() from fault
 
 
-def reserve(run: Run, provider_id: str | None = None) -> None:
+def reserve(run: Run, provider_id: str | None = None, also: tuple[str, ...] = ()) -> None:
     """Hold the run's maximum cost against every matching budget, or refuse it, atomically
-    (BudgetRefused; BudgetUnavailable when the database cannot be written)."""
+    (BudgetRefused; BudgetUnavailable when the database cannot be written). The run's fields named
+    in `also` are saved with the hold, in the same UPDATE."""
     if spool.pending():  # spend that waited for the database counts before more money is held
         from usage import records  # records imports alerts, which imports this module
 
@@ -236,7 +237,7 @@ def reserve(run: Run, provider_id: str | None = None) -> None:
         if not limited:
             # Nothing to hold, but the lease still tells a live run from a dead one.
             run.reserved_usd, run.reservation_expires_at = None, now + lease_length()
-            _save_hold(run)
+            _save_hold(run, also)
             return
         if run.max_cost_usd is None:
             raise BudgetRefused(
@@ -252,15 +253,16 @@ def reserve(run: Run, provider_id: str | None = None) -> None:
                         f"{format_usd(standing.limit)} left; this run may cost up to {format_usd(run.max_cost_usd)}."
                     )
         run.reserved_usd, run.reservation_expires_at = run.max_cost_usd, now + lease_length()
-        _save_hold(run)
+        _save_hold(run, also)
 
 
-def _save_hold(run: Run) -> None:
+def _save_hold(run: Run, also: tuple[str, ...] = ()) -> None:
     if run.pk:  # with the model it is for (see reserved())
         Run.objects.filter(pk=run.pk).update(
             reserved_usd=run.reserved_usd,
             model_used=run.model_used,
             reservation_expires_at=run.reservation_expires_at,
+            **{name: getattr(run, name) for name in also},
         )
 
 

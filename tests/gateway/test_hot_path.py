@@ -30,7 +30,7 @@ from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # The most statements each phase may run, in a steady state (the key's last use already noted).
-MOST = {"request": 5, "reservation": 10, "settlement": 13}
+MOST = {"request": 4, "reservation": 8, "settlement": 10}
 CONFIGURATION_TABLES = ("providers_", "usage_budget", "usage_fallbackpolicy", "gateway_modelalias")
 BODY = {
     "model": "openai/gpt-4o-mini",
