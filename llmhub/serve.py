@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if options.fd is not None:
         endpoints = build_endpoint_description_strings(file_descriptor=options.fd)
-    else:
+    else:  # (a worker's supervisor did it once for all of them)
+        save_file_providers()
         endpoints = build_endpoint_description_strings(host=options.host, port=options.port)
     server = DrainingServer(
         application,
@@ -120,6 +121,18 @@ def main(argv: list[str] | None = None) -> None:
     server.run()
 
 
+def save_file_providers() -> None:
+    """The providers file's providers whose key is in the environment are saved at start-up, once:
+    a request only reads configuration (providers.registry.ProviderRegistry.reload)."""
+    from django.db import connections
+
+    from providers.registry import registry
+
+    if error := registry.reload():
+        logger.error("%s (no provider from the providers file was set up)", error)
+    connections.close_all()  # this thread serves no request
+
+
 def supervise(options: argparse.Namespace) -> int:
     import django
     from django.conf import settings
@@ -130,6 +143,7 @@ def supervise(options: argparse.Namespace) -> int:
     if refused := workers.refusal(settings):
         logger.error("%s", refused)
         return 2
+    save_file_providers()
     supervisor = workers.Supervisor(options.host, options.port, options.workers)
     logger.info(
         "LLMHub on http://%s:%d, %d worker processes (SIGTERM drains for %g s)",

@@ -188,3 +188,14 @@ def price_in_force(prices: Iterable[Price], at: datetime | None = None) -> Price
     if not in_force:
         return None
     return max(in_force, key=lambda p: (Price.PRECEDENCE[p.source], p.valid_from, p.pk))
+
+
+class ConfigurationVersion(models.Model):
+    """One row: a number that changes with every change to the configuration the run engine reads
+    (providers, models, prices, budgets, fallback policies), so each server process knows, with one
+    small query, whether its snapshot of it (usage/configuration.py) is still current."""
+
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"configuration version {self.version}"

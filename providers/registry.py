@@ -23,8 +23,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from accounts.models import Team
+from providers import configuration, network, pricing
 from providers import credentials as saved_keys
-from providers import network, pricing
 from providers.base import CredentialField, ModelInfo, ProviderAdapter, ProviderConfig, TaskType, TokenCount
 from providers.credentials import CredentialsMissing
 from providers.crypto import Secret
@@ -105,8 +105,7 @@ class ProviderRegistry:
 
     def kinds(self) -> list[ProviderDefinition]:
         """Every kind of provider that can be set up: built-in, from files, then defined in the UI."""
-        if not self._files_loaded:
-            self.reload()
+        self._read_files_once()
         builtin = [kind for kind in _builtin_kinds() if kind.dialect in self._adapters]
         fixed = builtin + list(self._file_kinds)
         return fixed + self.custom_kinds(CustomKind.objects.all(), taken={k.id for k in fixed})
@@ -142,7 +141,22 @@ class ProviderRegistry:
         """Re-read LLMHUB_PROVIDERS_FILE and providers.d/*.toml. A malformed file changes nothing:
         the providers already running stay as they were, and the error is returned (and kept in
         `file_error`) naming the file, line and field. Providers whose key comes from an environment
-        variable are set up (or updated) from it."""
+        variable are set up (or updated) from it: at start-up (llmhub/serve.py), by `manage.py
+        providers_reload` and by the reload button, never by a lookup (reads never write)."""
+        if error := self._read_files():
+            return error
+        for kind in self._file_kinds:
+            secret = os.environ.get(kind.api_key_env, "") if kind.api_key_env else ""
+            if secret or (kind.api_key_env == "" and not kind.key_required):
+                self._configure_from_file(kind, secret)
+        return ""
+
+    def _read_files_once(self) -> None:
+        """The files' kinds in memory, read on first use without writing anything."""
+        if not self._files_loaded:
+            self._read_files()
+
+    def _read_files(self) -> str:
         self._files_loaded = True
         try:
             kinds = load_user_files(
@@ -152,10 +166,6 @@ class ProviderRegistry:
             self.file_error = str(error)
             return self.file_error
         self._file_kinds, self.file_error = tuple(kinds), ""
-        for kind in kinds:
-            secret = os.environ.get(kind.api_key_env, "") if kind.api_key_env else ""
-            if secret or (kind.api_key_env == "" and not kind.key_required):
-                self._configure_from_file(kind, secret)
         return ""
 
     def _configure_from_file(self, kind: ProviderDefinition, secret: str) -> None:
@@ -280,8 +290,7 @@ class ProviderRegistry:
     def kind_of(self, provider: Provider) -> ProviderDefinition | None:
         """The kind a provider was set up from: built-in or file kinds from memory, a custom kind
         from its one row."""
-        if not self._files_loaded:
-            self.reload()
+        self._read_files_once()
         for kind in (*_builtin_kinds(), *self._file_kinds):
             if kind.id == provider.kind:
                 return kind
@@ -462,9 +471,11 @@ class ProviderRegistry:
     def disable(self, provider_id: str) -> None:
         self._set_enabled(provider_id, False)
 
+    @transaction.atomic
     def _set_enabled(self, provider_id: str, enabled: bool) -> None:
         if not Provider.objects.filter(pk=provider_id).update(enabled=enabled, updated_at=timezone.now()):
             raise UnknownProvider(provider_id)
+        configuration.changed()  # an update() sends no post_save
 
     # ---- models
     def list_models(self, provider_id: str | None = None, enabled_only: bool = True) -> list[CatalogEntry]:
@@ -487,13 +498,18 @@ class ProviderRegistry:
 
     @staticmethod
     def model_row(ref: str) -> ProviderModel | None:
-        """The model "provider/model" with its provider and prices, in two queries."""
+        """The model "provider/model" with its provider and prices: from the process's snapshot of
+        the configuration while it is current (providers/configuration.py), else in two queries.
+        Shared by every thread: read it, never change it."""
         provider_id, _, model = ref.partition("/")
-        return (
-            ProviderModel.objects.select_related("provider")
-            .prefetch_related("prices")
-            .filter(provider_id=provider_id, model_id=model)
-            .first()
+        return configuration.cached(
+            ("model", ref),
+            lambda: (
+                ProviderModel.objects.select_related("provider")
+                .prefetch_related("prices")
+                .filter(provider_id=provider_id, model_id=model)
+                .first()
+            ),
         )
 
     def entry_for(self, row: ProviderModel) -> CatalogEntry:

@@ -38,7 +38,7 @@ class Banner:
 def check(team: Team, provider_id: str, api_key_id: int | None = None) -> list[BudgetAlert]:
     """Raise the alerts the latest spend crossed; each budget and period alerts at most once."""
     raised = []
-    for budget in budgets.matching(team, provider_id, api_key_id):
+    for budget in budgets.definitions(team, provider_id, api_key_id):
         for standing in budgets.standings(budget, with_reserved=False):
             if not _crossed(standing.spent, standing.limit, budget.alert_threshold):
                 continue

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from accounts.models import Team
 from llmhub.database import UNAVAILABLE
+from providers import configuration
 from providers.pricing import format_usd
 from usage import spool
 from usage.events import DatabaseUnavailable
@@ -85,9 +86,17 @@ def matching(team: Team, provider_id: str, api_key_id: int | None = None) -> Que
     )
 
 
+def definitions(team: Team, provider_id: str, api_key_id: int | None = None) -> list[Budget]:
+    """The matching budgets as they are defined, from the process's snapshot of the configuration
+    while it is current (read them, never change them). A reservation locks and reads its own."""
+    return configuration.cached(
+        ("budgets", team.pk, provider_id, api_key_id), lambda: list(matching(team, provider_id, api_key_id))
+    )
+
+
 def caps_for(team: Team, provider_id: str, api_key_id: int | None = None) -> Caps:
     """The tightest per-run caps among the matching budgets."""
-    budgets = list(matching(team, provider_id, api_key_id))
+    budgets = definitions(team, provider_id, api_key_id)
     soft = min(
         (b for b in budgets if b.per_run_soft_cap_tokens),
         key=lambda b: b.per_run_soft_cap_tokens,
@@ -209,9 +218,10 @@ def database_writable() -> Iterator[None]:
         raise BudgetUnavailable() from fault
 
 
-def reserve(run: Run, provider_id: str | None = None) -> None:
+def reserve(run: Run, provider_id: str | None = None, also: tuple[str, ...] = ()) -> None:
     """Hold the run's maximum cost against every matching budget, or refuse it, atomically
-    (BudgetRefused; BudgetUnavailable when the database cannot be written)."""
+    (BudgetRefused; BudgetUnavailable when the database cannot be written). The run's fields named
+    in `also` are saved with the hold, in the same UPDATE."""
     if spool.pending():  # spend that waited for the database counts before more money is held
         from usage import records  # records imports alerts, which imports this module
 
@@ -227,7 +237,7 @@ def reserve(run: Run, provider_id: str | None = None) -> None:
         if not limited:
             # Nothing to hold, but the lease still tells a live run from a dead one.
             run.reserved_usd, run.reservation_expires_at = None, now + lease_length()
-            _save_hold(run)
+            _save_hold(run, also)
             return
         if run.max_cost_usd is None:
             raise BudgetRefused(
@@ -243,15 +253,16 @@ def reserve(run: Run, provider_id: str | None = None) -> None:
                         f"{format_usd(standing.limit)} left; this run may cost up to {format_usd(run.max_cost_usd)}."
                     )
         run.reserved_usd, run.reservation_expires_at = run.max_cost_usd, now + lease_length()
-        _save_hold(run)
+        _save_hold(run, also)
 
 
-def _save_hold(run: Run) -> None:
+def _save_hold(run: Run, also: tuple[str, ...] = ()) -> None:
     if run.pk:  # with the model it is for (see reserved())
         Run.objects.filter(pk=run.pk).update(
             reserved_usd=run.reserved_usd,
             model_used=run.model_used,
             reservation_expires_at=run.reservation_expires_at,
+            **{name: getattr(run, name) for name in also},
         )
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from accounts.teams import providers_for
 from audit import log
-from providers import breaker
+from providers import breaker, configuration
 from providers.base import TaskType
 from providers.errors import ProviderError, RateLimited
 from providers.pricing import format_usd
@@ -37,7 +37,12 @@ class Question:
 
 
 def policy_for(run: Run) -> FallbackPolicy:
-    """The automation's own policy, else the team's, else retries only."""
+    """The automation's own policy, else the team's, else retries only (from the process's snapshot
+    of the configuration while it is current: read it, never change it)."""
+    return configuration.cached(("policy", run.automation_id, run.team_id), lambda: _policy(run))
+
+
+def _policy(run: Run) -> FallbackPolicy:
     if run.automation_id:
         own = FallbackPolicy.objects.filter(automation_id=run.automation_id).first()
         if own:

@@ -34,15 +34,16 @@ from accounts.models import Team, User
 from llmhub.database import UNAVAILABLE
 from ops import observe
 from providers.base import TokenCount
-from providers.models import Price, ProviderModel, price_in_force
+from providers.models import ProviderModel, price_in_force
 from providers.pricing import usage_cost
+from providers.registry import registry
 from usage import alerts, rollups, spool
 from usage.models import CallKind, Run, UsageRecord
 
 logger = logging.getLogger(__name__)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # inside a settlement: its failure fails the settlement
 def record_usage(
     provider_id: str,
     model: str,
@@ -58,7 +59,8 @@ def record_usage(
 ) -> UsageRecord:
     """Record one generation (that happened `at`, default now). An unpriced model gets a null
     cost, never $0."""
-    price = price_in_force(Price.objects.filter(model__provider_id=provider_id, model__model_id=model), at)
+    row = registry.model_row(f"{provider_id}/{model}")  # with every price it had, from the snapshot
+    price = price_in_force(row.prices.all(), at) if row is not None else None
     cost: Decimal | None = None
     if price is not None:
         cost = usage_cost(price, tokens)
@@ -155,9 +157,11 @@ def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | Non
     """The usage row, the run's real cost in place of its reservation, in one transaction; False
     when the run's usage row was already written (a replay, or a settlement that did commit before
     its connection was lost), so a run is never charged twice."""
-    exists = Run.objects.select_for_update().filter(pk=run.pk).exists()  # settlements of a run queue
     if claim is not None:
-        claim()
+        claim()  # its UPDATE locks the run's row: settlements of a run queue
+        exists = True
+    else:
+        exists = Run.objects.select_for_update().filter(pk=run.pk).exists()
     if UsageRecord.objects.filter(run_id=str(run.uuid)).exists():
         return False
     provider_id, _, model = (run.model_used or run.model_requested).partition("/")

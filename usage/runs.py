@@ -276,21 +276,20 @@ def _admit(flow: Flow, event: Delta | ToolCallDelta) -> Delta | ToolCallDelta | 
 def _begin(run: Run, ref: str, starting: bool) -> tuple[ProviderAdapter, Limits]:
     """An attempt on `ref` in one trip to the database: its maximum cost reserved (BudgetRefused
     when a budget cannot cover it), the run marked started on its first attempt, and the adapter."""
-    previous, run.model_used = run.model_used, ref  # the reservation is for this model
-    try:
-        limits = _reserve(run, ref)
-    except budgets.BudgetRefused:
-        run.model_used = previous
-        raise
-    if starting:
+    previous = run.model_used, run.status, run.started_at
+    run.model_used = ref  # the reservation is for this model
+    if starting:  # saved with the hold, in its UPDATE
         run.status, run.started_at = Run.Status.STREAMING, timezone.now()
-        with budgets.database_writable():  # the hold is saved by reserve()
-            run.save(update_fields=["status", "started_at", "model_used"])
+    try:
+        limits = _reserve(run, ref, also=("status", "started_at") if starting else ())
+    except Exception:  # refused, or the database failed: nothing of it was saved
+        run.model_used, run.status, run.started_at = previous
+        raise
     provider_id, _, model = ref.partition("/")
     return registry.get(provider_id, only_model=model), limits
 
 
-def _reserve(run: Run, ref: str) -> Limits:
+def _reserve(run: Run, ref: str, also: tuple[str, ...] = ()) -> Limits:
     """Hold this attempt's maximum cost: its input estimate and its cap, at its price; a fallback
     model is priced for the same prompt (with its own tokenizer and output limit)."""
     limits = Limits(run.estimated_input_tokens, run.max_tokens)
@@ -300,7 +299,7 @@ def _reserve(run: Run, ref: str) -> Limits:
         max_tokens = min(run.max_tokens, entry.info.max_output)
         priced = estimate(entry, dialect, messages, max_tokens, options=run.options)
         run.max_cost_usd, limits = priced.max_cost, Limits(priced.input_tokens, priced.max_output_tokens)
-    budgets.reserve(run, ref.partition("/")[0])
+    budgets.reserve(run, ref.partition("/")[0], also)
     return limits
 
 

@@ -1,0 +1,189 @@
+"""The hot path: the SQL statements one non-streaming /v1/chat/completions request runs, per phase,
+pinned so that a change adding statements to every request fails here (issue 16).
+
+The request goes through the real ASGI app in this process (every thread's connection is watched);
+the upstream is the fake OpenAI server on 127.0.0.1. Phases: the request (key, model, estimate, up to
+the pending run's INSERT), the reservation (up to the moment the upstream is called), and the
+settlement (everything after it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.db.backends.utils import CursorWrapper
+from django.test import AsyncClient
+
+from gateway import keys
+from providers.models import Price, Provider, ProviderModel
+from providers.registry import registry
+from tests.browser.conftest import hub_url  # noqa: F401 - the live server fixture
+from tests.conftest import GOOD_KEYS
+from tests.servers import Server
+from usage.models import Budget, FallbackPolicy, Run, UsageRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The most statements each phase may run, in a steady state (the key's last use already noted).
+MOST = {"request": 4, "reservation": 8, "settlement": 10}
+CONFIGURATION_TABLES = ("providers_", "usage_budget", "usage_fallbackpolicy", "gateway_modelalias")
+BODY = {
+    "model": "openai/gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Say hello."}],
+    "max_tokens": 64,
+}
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every SQL statement run meanwhile, by any thread's connection (connections live on in the
+    server's threads, so it is Django's cursor that is watched, not one connection), in order."""
+    seen: list[str] = []
+    execute = CursorWrapper._execute_with_wrappers
+
+    def watched(cursor, sql, *args, **kwargs):
+        seen.append(sql)
+        return execute(cursor, sql, *args, **kwargs)
+
+    CursorWrapper._execute_with_wrappers = watched
+    try:
+        yield seen
+    finally:
+        CursorWrapper._execute_with_wrappers = execute
+
+
+@pytest.fixture
+def hub(alpha, fake_openai):
+    """Team Alpha on OpenAI, with a daily budget (so every run reserves and settles against it)."""
+    registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
+    FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
+    Budget.objects.create(team=alpha, daily_limit_usd=Decimal("10"))
+    return keys.create(alpha, "hot path")
+
+
+async def complete(secret: str) -> dict:
+    response = await AsyncClient().post(
+        "/v1/chat/completions",
+        json.dumps(BODY),
+        content_type="application/json",
+        headers={"authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def phases(seen: list[str], called_at: int) -> dict[str, list[str]]:
+    created = next(i for i, sql in enumerate(seen) if sql.startswith('INSERT INTO "usage_run"'))
+    return {
+        "request": seen[: created + 1],
+        "reservation": seen[created + 1 : called_at],
+        "settlement": seen[called_at:],
+    }
+
+
+async def test_a_chat_completion_runs_a_pinned_number_of_statements_per_phase(hub, fake_openai):
+    await complete(hub.secret)  # warm: the key's last use is noted once a minute, not per request
+    called_at = []
+    chat = fake_openai.chat
+
+    def chat_noting_when(body):
+        called_at.append(len(seen))
+        return chat(body)
+
+    fake_openai.chat = chat_noting_when
+    with statements() as seen:
+        answer = await complete(hub.secret)
+    assert answer["choices"][0]["message"]["content"] == fake_openai.reply_text
+    assert await UsageRecord.objects.filter(api_key=hub.key).acount() == 2  # both settled
+    counted = {phase: len(sql) for phase, sql in phases(seen, called_at[0]).items()}
+    listing = "\n".join(seen)
+    for phase, most in MOST.items():
+        assert counted[phase] <= most, f"{phase}: {counted[phase]} statements, at most {most}:\n{listing}"
+
+
+async def test_a_request_writes_no_configuration_row(hub):
+    with statements() as seen:
+        await complete(hub.secret)
+    writes = [sql for sql in seen if sql.split(" ")[0] in ("INSERT", "UPDATE", "DELETE")]
+    assert writes  # the run, its usage row and its roll-up are written...
+    touched = [
+        sql
+        for sql in writes
+        if any(f'"{table}' in sql or f" {table}" in sql for table in CONFIGURATION_TABLES)
+    ]
+    assert touched == []  # ...but no provider, model, price, budget, policy or alias row
+
+
+def test_a_fresh_server_saves_file_providers_at_start_and_its_requests_only_read_them(
+    alpha, fake_openai, tmp_path
+):
+    """Reads never write: the providers file's providers are saved when the server starts, so the
+    first request of a fresh process finds them and writes no configuration row."""
+    path = tmp_path / "providers.toml"
+    path.write_text(f"""
+[[providers]]
+id = "office"
+name = "Office gateway"
+dialect = "openai"
+endpoint = "{fake_openai.url}"
+api_key_env = "HOT_PATH_OFFICE_KEY"
+
+[[providers.models]]
+id = "gpt-4o-mini"
+context_window = 128000
+max_output = 4096
+input_per_1m = "0.15"
+output_per_1m = "0.60"
+""")
+    env = {"LLMHUB_PROVIDERS_FILE": str(path), "HOT_PATH_OFFICE_KEY": GOOD_KEYS["openai"]}
+    server = Server("gateway/hot-path-fresh", **env)
+    try:
+        provider = Provider.objects.get(pk="office")  # saved at start-up, before any request
+        price = Price.objects.get(model__provider=provider)
+        secret = keys.create(alpha, "fresh").secret
+        answer = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={**BODY, "model": "office/gpt-4o-mini"},
+            headers={"authorization": f"Bearer {secret}"},
+            timeout=20,
+        )
+        assert answer.status_code == 200, answer.text
+    finally:
+        server.stop()
+    assert Provider.objects.get(pk="office").updated_at == provider.updated_at
+    assert list(Price.objects.filter(model__provider=provider)) == [price]
+    assert Price.objects.get(pk=price.pk).checked_at == price.checked_at
+    assert UsageRecord.objects.get(provider_id="office").cost_usd > 0
+
+
+def test_the_server_sees_each_configuration_change_at_its_next_request(hub, hub_url, alpha, fake_openai):  # noqa: F811
+    """The server process keeps the configuration in memory; a change made by another process (this
+    one) is seen by its very next request: a new price, a cap, a disabled provider, a fallback policy."""
+
+    def ask(**extra) -> httpx.Response:
+        headers = {"authorization": f"Bearer {hub.secret}"}
+        return httpx.post(
+            f"{hub_url}/v1/chat/completions", json={**BODY, **extra}, headers=headers, timeout=20
+        )
+
+    assert ask().status_code == 200  # the server's snapshot is filled
+    row = ProviderModel.objects.get(pk="openai/gpt-4o-mini")
+    price = Price.objects.create(model=row, model_ref=row.pk, input_per_1m=Decimal("100"),
+                                 output_per_1m=Decimal("200"), source=Price.Source.ADMIN)  # fmt: skip
+    assert ask().status_code == 200
+    assert UsageRecord.objects.order_by("pk").last().price == price
+    Budget.objects.create(team=alpha, provider_id="openai", per_run_hard_cap_tokens=7)
+    assert ask(max_tokens=500).status_code == 200
+    assert Run.objects.order_by("pk").last().max_tokens == 7
+    FallbackPolicy.objects.filter(team=alpha).delete()
+    FallbackPolicy.objects.create(team=alpha, enabled=True, retry_count=0, order=["openai/gpt-4o"])
+    fake_openai.fail_next_as("server_error")
+    assert ask().json()["model"] == "openai/gpt-4o"  # fell back, as the new policy says
+    registry.disable("openai")
+    refused = ask()
+    assert refused.status_code == 400 and "is disabled" in refused.json()["error"]["message"]
