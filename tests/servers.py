@@ -3,6 +3,7 @@ the test database: started, killed, restarted and drained by the tests that need
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -39,13 +40,27 @@ def listening(port: int) -> bool:
     return True
 
 
+_running: dict[str, Server] = {}
+
+
+def server_at(url: str) -> Server:
+    """The server this process started at `url` (e.g. the live server fixture's)."""
+    return _running[url]
+
+
 class Server:
-    """One server process; its output goes to its log_path(name)."""
+    """One server process; its output goes to a fresh log file, log_path(name) (name-2, name-3, ...
+    while a server of that name is still running)."""
 
     def __init__(self, name: str, port: int | None = None, workers: int = 1, **env: str) -> None:
         self.name, self.port = name, port or free_port()
-        self.log_path = log_path(name)
+        self.log_path, taken = log_path(name), {server.log_path for server in _running.values()}
+        for number in itertools.count(2):
+            if self.log_path not in taken:
+                break
+            self.log_path = log_path(f"{name}-{number}")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.unlink(missing_ok=True)
         environment = {
             **os.environ,
             "DATABASE_URL": database_url_for_subprocesses(),
@@ -67,6 +82,7 @@ class Server:
                 self.stop()
                 raise RuntimeError(f"the server did not start; see {self.log_path}")
             time.sleep(0.1)
+        _running[self.url] = self
 
     @property
     def url(self) -> str:
@@ -89,6 +105,7 @@ class Server:
                 self.process.kill()
                 self.process.wait(10)
         self._log.close()
+        _running.pop(self.url, None)
 
     def log(self) -> str:
         return self.log_path.read_text()

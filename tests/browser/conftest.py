@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, log_path
+from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -19,7 +19,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 def hub_url(django_db_setup, static_files, session_spool) -> Iterator[str]:
     """The app served as `make run` serves it, in its own process, on the test database. Runs are
     recovered at its start only: tests that recover runs themselves must not race it."""
-    log_path("browser/daphne").unlink(missing_ok=True)
     server = Server("browser/daphne", LLMHUB_RECOVERY_SECONDS="3600", LLMHUB_SPOOL_REPLAY_SECONDS="0.5")
     yield server.url
     server.stop()

@@ -14,7 +14,7 @@ from gateway import keys
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS, failing_writes
 from tests.fakes.server import sse
-from tests.servers import log_path
+from tests.servers import server_at
 from usage import tokens
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 
@@ -123,7 +123,7 @@ def test_an_exception_in_the_hub_is_a_json_500_and_logged(hub, hub_url, alpha):
         error = json_error(ask(hub, hub_url, stream), 500)
         assert error["code"] == "internal_error" and error["type"] == "server_error"
     assert all(run.status == Run.Status.FAILED and run.reserved_usd is None for run in Run.objects.all())
-    log = log_path("browser/daphne").read_text()
+    log = server_at(hub_url).log()
     assert "failed inside the hub" in log and "Traceback" in log
 
 

@@ -26,7 +26,7 @@ from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from tests.redis_server import redis_server
-from tests.servers import Server, listening, log_path
+from tests.servers import Server, listening
 from usage import runs
 from usage.estimates import available_model, estimate
 from usage.models import Budget, Run, UsageRecord
@@ -65,7 +65,6 @@ def openai_provider(alpha, fake_openai):
 
 def start_workers(servers: list[Server], name: str, redis_url: str) -> Server:
     """`python -m llmhub.serve --workers 2`, logging JSON lines (with their pid) to a fresh file."""
-    log_path(f"scale/{name}").unlink(missing_ok=True)
     hub = Server(f"scale/{name}", workers=2, REDIS_URL=redis_url, LLMHUB_LOG_FORMAT="json")
     servers.append(hub)
     return hub
