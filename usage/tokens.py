@@ -76,7 +76,12 @@ def encoding(name: str) -> tiktoken.Encoding:
         raise TokenizerMissing(
             f"The {name} tokenizer is not installed: run `python manage.py install_tokenizers`."
         )
-    return tiktoken.get_encoding(name)
+    loaded = tiktoken.get_encoding(name)
+    # tiktoken keeps the dict of ranks it built its Rust tokenizer from (26 MB of Python objects
+    # for o200k_base) only to pickle an encoding it has not registered (Encoding.__getstate__); a
+    # registered one, as this is, pickles by its name. Counting and cutting use the Rust side alone.
+    loaded._mergeable_ranks = {}
+    return loaded
 
 
 def encoding_for(model: str, dialect: str) -> str | None:
