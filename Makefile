@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 	$(PY) bench/spend.py
 	$(PY) bench/gateway.py
 	$(PY) bench/request_middleware.py json
+	$(PY) bench/memory.py
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

@@ -15,74 +15,13 @@ With --workers N (N > 1) this process supervises N such servers on one port (llm
 they need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).
 """
 
-from daphne import server as daphne_server  # isort: skip - installs Twisted's asyncio reactor first
-
 import argparse
-import asyncio
 import logging
 import os
-import signal
+import subprocess
 import sys
 
 logger = logging.getLogger("llmhub.serve")
-# After the runs have settled, time for their last frames and events to reach the clients.
-FLUSH_SECONDS = 0.5
-# A worker (--fd) checks this often that its supervisor is alive; orphaned, it drains and stops
-# rather than hold the port with nobody to stop it.
-SUPERVISOR_CHECK_SECONDS = 1.0
-
-
-class DrainingServer(daphne_server.Server):
-    def __init__(self, *args, grace: float, supervised: bool = False, **kwargs) -> None:
-        super().__init__(*args, signal_handlers=False, **kwargs)
-        self.grace = grace
-        self.supervisor = os.getppid() if supervised else None
-        self.ports: list = []
-        self.draining: asyncio.Task | None = None
-        self.recovering: asyncio.Task | None = None
-        self.watching: asyncio.Task | None = None
-
-    def listen_success(self, port) -> None:
-        self.ports.append(port)
-        super().listen_success(port)
-
-    def started(self) -> None:
-        from usage import recovery
-
-        loop = asyncio.get_event_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.on_signal, signum)
-        self.recovering = loop.create_task(recovery.keep_recovering())
-        if self.supervisor is not None:
-            self.watching = loop.create_task(self.watch_supervisor())
-
-    async def watch_supervisor(self) -> None:
-        while os.getppid() == self.supervisor:
-            await asyncio.sleep(SUPERVISOR_CHECK_SECONDS)
-        logger.warning("The supervisor (pid %d) is gone: draining", self.supervisor)
-        self.on_signal(signal.SIGTERM)
-
-    def on_signal(self, signum: int) -> None:
-        if self.draining is not None:
-            logger.warning("Second %s: stopping now", signal.Signals(signum).name)
-            self.stop()
-            return
-        self.draining = asyncio.get_event_loop().create_task(self.drain(signum))
-
-    async def drain(self, signum: int) -> None:
-        from usage import live
-
-        name = signal.Signals(signum).name
-        logger.info("%s: no new connections; %d run(s) have %g s to finish", name, live.count(), self.grace)
-        for port in self.ports:
-            port.stopListening()
-        interrupted = await live.drain(self.grace)
-        if interrupted:
-            logger.info("Interrupted %d run(s) at the end of the grace period; they are settled", interrupted)
-        if self.recovering is not None:
-            self.recovering.cancel()
-        await asyncio.sleep(FLUSH_SECONDS)
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,51 +34,35 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmhub.settings")
     if options.workers > 1:
         sys.exit(supervise(options))
-    from daphne.endpoints import build_endpoint_description_strings
-    from django.conf import settings
-    from twisted.internet import reactor
+    from llmhub import server
 
-    from llmhub.asgi import application
-
-    if options.fd is not None:
-        endpoints = build_endpoint_description_strings(file_descriptor=options.fd)
-    else:  # (a worker's supervisor did it once for all of them)
-        save_file_providers()
-        endpoints = build_endpoint_description_strings(host=options.host, port=options.port)
-    server = DrainingServer(
-        application,
-        endpoints=endpoints,
-        action_logger=None,  # LLMHub logs one line per request itself (ops/middleware.py)
-        grace=settings.LLMHUB_SHUTDOWN_GRACE_SECONDS,
-        supervised=options.fd is not None,
-    )
-    reactor.callWhenRunning(server.started)
-    if options.fd is None:
-        logger.info(
-            "LLMHub on http://%s:%d (SIGTERM drains for %g s)", options.host, options.port, server.grace
-        )
-    server.run()
+    server.serve(options.host, options.port, options.fd)
 
 
 def save_file_providers() -> None:
-    """The providers file's providers whose key is in the environment are saved at start-up, once:
-    a request only reads configuration (providers.registry.ProviderRegistry.reload)."""
-    from django.db import connections
+    """The providers file's providers whose key is in the environment are saved at start-up, once
+    for all the workers, by `manage.py providers_reload` in a process of its own (the supervisor
+    does not load the app): a request only reads configuration."""
+    from django.conf import settings
 
-    from providers.registry import registry
-
-    if error := registry.reload():
-        logger.error("%s (no provider from the providers file was set up)", error)
-    connections.close_all()  # this thread serves no request
+    done = subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "providers_reload"], check=False
+    )
+    if done.returncode != 0:
+        logger.error("No provider from the providers file was set up (see the error above)")
 
 
 def supervise(options: argparse.Namespace) -> int:
-    import django
+    import logging.config
+
     from django.conf import settings
 
     from llmhub import workers
 
-    django.setup()  # the settings' checks and logging, before any worker starts
+    # The settings (a bad value stops here) and the logging, before any worker starts. Not the app,
+    # nor Django's own logging (mail to admins): the supervisor serves nothing, and each worker is a
+    # fresh process that sets both up (34 MB of the supervisor's 80 MB, bench/memory.py).
+    logging.config.dictConfig(settings.LOGGING)
     if refused := workers.refusal(settings):
         logger.error("%s", refused)
         return 2

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Protocol
-
-from genai_prices import Usage, calc_price
-from genai_prices.types import TieredPrices
+from typing import TYPE_CHECKING, Protocol
 
 from providers.errors import UnpricedModel
+
+if TYPE_CHECKING:
+    from genai_prices.types import TieredPrices
 
 PER_MILLION = Decimal(1_000_000)
 CENT = Decimal("0.01")
@@ -109,6 +109,10 @@ def library_price(model: str, pricing_provider: str | None = None) -> LibraryPri
     a prompt past the tier is rejected by the context-window check long before it matters for
     most models, and the tier is noted in the catalogue for the rest.
     """
+    # Imported when the catalogue is first priced, not at start-up: the library and pydantic add
+    # 10 MB to an idle server, its price data 4 MB more when first read (bench/memory.py).
+    from genai_prices import Usage, calc_price
+
     try:
         found = calc_price(Usage(input_tokens=0, output_tokens=0), model, provider_id=pricing_provider)
     except LookupError:
@@ -128,6 +132,8 @@ def library_price(model: str, pricing_provider: str | None = None) -> LibraryPri
 
 
 def _base(price: Decimal | TieredPrices | None) -> Decimal | None:
+    from genai_prices.types import TieredPrices
+
     if isinstance(price, TieredPrices):
         return Decimal(price.base)
     return None if price is None else Decimal(price)

@@ -2,7 +2,7 @@
 interrupted, its hold released, its checkpointed text and its prompt charged, its page saying what
 happened and offering to run it again.
 
-Every server process runs recover() at start-up and then periodically (llmhub/serve.py), and
+Every server process runs recover() at start-up and then periodically (llmhub/server.py), and
 `manage.py recover_runs` runs it once.
 """
 

@@ -23,11 +23,12 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import tiktoken
+from typing import TYPE_CHECKING, Any
 
 from providers.base import Message
+
+if TYPE_CHECKING:
+    import tiktoken
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +77,24 @@ def encoding(name: str) -> tiktoken.Encoding:
         raise TokenizerMissing(
             f"The {name} tokenizer is not installed: run `python manage.py install_tokenizers`."
         )
-    return tiktoken.get_encoding(name)
+    import tiktoken  # on the first count, not at start-up
+
+    loaded = tiktoken.get_encoding(name)
+    # tiktoken keeps the dict of ranks it built its Rust tokenizer from (26 MB of Python objects
+    # for o200k_base) only to pickle an encoding it has not registered (Encoding.__getstate__); a
+    # registered one, as this is, pickles by its name. Counting and cutting use the Rust side alone.
+    loaded._mergeable_ranks = {}
+    return loaded
 
 
 def encoding_for(model: str, dialect: str) -> str | None:
     """The model's own encoding when it is an OpenAI model tiktoken knows, else None."""
     if dialect != "openai":
         return None
+    from tiktoken.model import encoding_name_for_model
+
     try:
-        return tiktoken.encoding_name_for_model(model)
+        return encoding_name_for_model(model)
     except KeyError:
         return None
 

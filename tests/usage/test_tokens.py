@@ -4,6 +4,7 @@ come out below what a provider bills."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,15 @@ def test_cl100k_base_encodes_as_openais_cookbook_shows():
 def test_o200k_base_rebuilt_from_npm_matches_tiktoken():
     assert tokens.encoding("o200k_base").encode("hello world") == [24912, 2375]
     assert len(tokens.encoding("o200k_base").encode("tiktoken is great!")) == 6
+
+
+def test_a_loaded_encoding_still_counts_cuts_and_pickles_without_its_python_ranks():
+    # tokens.encoding() drops tiktoken's Python copy of the ranks (26 MB for o200k_base).
+    enc = tokens.encoding("o200k_base")
+    assert enc.decode(enc.encode("tiktoken is great!")) == "tiktoken is great!"
+    assert tokens.cut_text("hello world, hello world", 2, "gpt-4o", "openai") == "hello world"
+    # A registered encoding pickles by its name, not by the ranks dropped.
+    assert pickle.loads(pickle.dumps(enc)).encode("hello world") == [24912, 2375]
 
 
 @pytest.fixture

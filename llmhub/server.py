@@ -1,0 +1,108 @@
+"""One LLMHub server process: daphne serving the ASGI app, with a drain on SIGTERM and run recovery
+(see llmhub/serve.py, which starts it). Imported only by a process that serves: the supervisor of
+several workers (llmhub/workers.py) needs neither daphne nor the app."""
+
+from daphne import server as daphne_server  # isort: skip - installs Twisted's asyncio reactor first
+
+import asyncio
+import logging
+import os
+import signal
+
+logger = logging.getLogger("llmhub.serve")
+# After the runs have settled, time for their last frames and events to reach the clients.
+FLUSH_SECONDS = 0.5
+# A worker (--fd) checks this often that its supervisor is alive; orphaned, it drains and stops
+# rather than hold the port with nobody to stop it.
+SUPERVISOR_CHECK_SECONDS = 1.0
+
+
+class DrainingServer(daphne_server.Server):
+    def __init__(self, *args, grace: float, supervised: bool = False, **kwargs) -> None:
+        super().__init__(*args, signal_handlers=False, **kwargs)
+        self.grace = grace
+        self.supervisor = os.getppid() if supervised else None
+        self.ports: list = []
+        self.draining: asyncio.Task | None = None
+        self.recovering: asyncio.Task | None = None
+        self.watching: asyncio.Task | None = None
+
+    def listen_success(self, port) -> None:
+        self.ports.append(port)
+        super().listen_success(port)
+
+    def started(self) -> None:
+        from usage import recovery
+
+        loop = asyncio.get_event_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.on_signal, signum)
+        self.recovering = loop.create_task(recovery.keep_recovering())
+        if self.supervisor is not None:
+            self.watching = loop.create_task(self.watch_supervisor())
+
+    async def watch_supervisor(self) -> None:
+        while os.getppid() == self.supervisor:
+            await asyncio.sleep(SUPERVISOR_CHECK_SECONDS)
+        logger.warning("The supervisor (pid %d) is gone: draining", self.supervisor)
+        self.on_signal(signal.SIGTERM)
+
+    def on_signal(self, signum: int) -> None:
+        if self.draining is not None:
+            logger.warning("Second %s: stopping now", signal.Signals(signum).name)
+            self.stop()
+            return
+        self.draining = asyncio.get_event_loop().create_task(self.drain(signum))
+
+    async def drain(self, signum: int) -> None:
+        from usage import live
+
+        name = signal.Signals(signum).name
+        logger.info("%s: no new connections; %d run(s) have %g s to finish", name, live.count(), self.grace)
+        for port in self.ports:
+            port.stopListening()
+        interrupted = await live.drain(self.grace)
+        if interrupted:
+            logger.info("Interrupted %d run(s) at the end of the grace period; they are settled", interrupted)
+        if self.recovering is not None:
+            self.recovering.cancel()
+        await asyncio.sleep(FLUSH_SECONDS)
+        self.stop()
+
+
+def save_file_providers() -> None:
+    """The providers file's providers whose key is in the environment are saved at start-up, once:
+    a request only reads configuration (providers.registry.ProviderRegistry.reload)."""
+    from django.db import connections
+
+    from providers.registry import registry
+
+    if error := registry.reload():
+        logger.error("%s (no provider from the providers file was set up)", error)
+    connections.close_all()  # this thread serves no request
+
+
+def serve(host: str, port: int, fd: int | None) -> None:
+    """Serve on host:port, or, as a worker, on the listening socket `fd` it inherited."""
+    from daphne.endpoints import build_endpoint_description_strings
+    from django.conf import settings
+    from twisted.internet import reactor
+
+    from llmhub.asgi import application
+
+    if fd is not None:
+        endpoints = build_endpoint_description_strings(file_descriptor=fd)
+    else:  # (a worker's supervisor did it once for all of them)
+        save_file_providers()
+        endpoints = build_endpoint_description_strings(host=host, port=port)
+    server = DrainingServer(
+        application,
+        endpoints=endpoints,
+        action_logger=None,  # LLMHub logs one line per request itself (ops/middleware.py)
+        grace=settings.LLMHUB_SHUTDOWN_GRACE_SECONDS,
+        supervised=fd is not None,
+    )
+    reactor.callWhenRunning(server.started)
+    if fd is None:
+        logger.info("LLMHub on http://%s:%d (SIGTERM drains for %g s)", host, port, server.grace)
+    server.run()
