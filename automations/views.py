@@ -81,8 +81,12 @@ def automation_edit(request: HttpRequest, automation_id: int | None = None) -> H
         automation = form.save(commit=False)
         automation.created_by = automation.created_by or request.user
         automation.save()
-        log.record(request.user, "automation_created" if creating else "automation_updated", automation,
-                   after={"name": automation.name, "model": automation.model})  # fmt: skip
+        log.record(
+            request.user,
+            "automation_created" if creating else "automation_updated",
+            automation,
+            after={"name": automation.name, "model": automation.model},
+        )
         return redirect("automations:detail", automation_id=automation.pk)
     return render(request, "automations/edit.html", {"form": form, "automation": automation})
 
@@ -108,15 +112,26 @@ def automation_detail(request: HttpRequest, automation_id: int) -> HttpResponse:
     ref = model_of(automation)
     if request.method == "POST" and form.is_valid():
         try:
-            run = runs.create_run(request.user, automation.team, ref, automation.messages(form.cleaned_data),
-                                  automation.max_tokens, automation.temperature, automation=automation)  # fmt: skip
+            run = runs.create_run(
+                request.user,
+                automation.team,
+                ref,
+                automation.messages(form.cleaned_data),
+                automation.max_tokens,
+                automation.temperature,
+                automation=automation,
+            )
         except runs.RunRefused as refused:
             form.add_error(None, str(refused))
         else:
             return redirect("usage:run", run_id=run.uuid)
-    context = {"automation": automation, "form": form, "model": registry.model_info(ref) if ref else None,
-               "runs": access.visible_runs(request.user, automation.team).filter(automation=automation)[:20],
-               "is_admin": request.user.is_team_admin(automation.team)}  # fmt: skip
+    context = {
+        "automation": automation,
+        "form": form,
+        "model": registry.model_info(ref) if ref else None,
+        "runs": access.visible_runs(request.user, automation.team).filter(automation=automation)[:20],
+        "is_admin": request.user.is_team_admin(automation.team),
+    }
     return render(request, "automations/detail.html", context)
 
 
@@ -135,8 +150,11 @@ def change_model(request: HttpRequest, automation_id: int) -> HttpResponse:
         groups.setdefault(option["entry"].provider_name, []).append(option)
     chosen = request.GET.get("model", "")
     choice = next((o for o in options if o["entry"].ref == chosen), None)
-    return render(request, "automations/change_model.html",
-                  {"automation": automation, "groups": groups, "current": current, "choice": choice})  # fmt: skip
+    return render(
+        request,
+        "automations/change_model.html",
+        {"automation": automation, "groups": groups, "current": current, "choice": choice},
+    )
 
 
 @require_POST

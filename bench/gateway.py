@@ -104,8 +104,15 @@ class Result:
         return len(self.latencies) / self.wall if self.wall else 0.0
 
 
-async def load(base: str, key: str, model: str, concurrency: int, total: int, stream: bool = False,
-               stop: asyncio.Event | None = None) -> Result:  # fmt: skip
+async def load(
+    base: str,
+    key: str,
+    model: str,
+    concurrency: int,
+    total: int,
+    stream: bool = False,
+    stop: asyncio.Event | None = None,
+) -> Result:
     """`total` chat completions from `concurrency` workers, each waiting for its answer in full."""
     result = Result()
     body = {"model": model, "messages": PROMPT, "max_tokens": 64}
@@ -221,8 +228,14 @@ def start_hub(data: Path, port: int, server: str, workers: int = 1) -> subproces
     elif workers > 1:
         command += ["--workers", str(workers)]  # llmhub.serve: a supervisor and its workers
     # Its own process group, so a kill reaches every worker process too.
-    hub = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)  # fmt: skip
+    hub = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     wait_for(port, hub, "the hub")
     return hub
 
@@ -233,8 +246,12 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level and side")
     parser.add_argument("--skip-kill", action="store_true", help="skip the kill -9 check")
-    parser.add_argument("--server", choices=SERVERS, default="daphne",
-                        help="the ASGI server to run the hub with (uvicorn if installed)")  # fmt: skip
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="daphne",
+        help="the ASGI server to run the hub with (uvicorn if installed)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="server processes (on PostgreSQL and Redis)")
     options = parser.parse_args()
     with contextlib.ExitStack() as services:
@@ -250,9 +267,22 @@ def main() -> None:
 def bench(options: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="llmhub-gateway-bench-"))
     up_port, hub_port = free_port(), free_port()
-    upstream = subprocess.Popen([sys.executable, "-m", "tests.fakes.openai", "--port", str(up_port),
-                                 "--key", UPSTREAM_KEY, "--chunk-delay", "0"], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    upstream = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.openai",
+            "--port",
+            str(up_port),
+            "--key",
+            UPSTREAM_KEY,
+            "--chunk-delay",
+            "0",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(up_port, upstream, "the fake upstream")
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     key = set_up(data, upstream_url)
@@ -283,9 +313,11 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
         f"gateway benchmark ({options.server}, {options.workers} worker(s)): {options.requests} requests per level and side, "
         f"fake upstream on {upstream_url}"
     )
-    print(f"{'concurrency':>11} | {'direct p50':>10} {'p99':>7} | {'hub p50':>8} {'p99':>7} | "
-          f"{'added p50':>9} {'p99':>7} | {'direct req/s':>12} {'hub req/s':>9} {'ratio':>5} | "
-          f"{'hub CPU/req':>11} | errors")  # fmt: skip
+    print(
+        f"{'concurrency':>11} | {'direct p50':>10} {'p99':>7} | {'hub p50':>8} {'p99':>7} | "
+        f"{'added p50':>9} {'p99':>7} | {'direct req/s':>12} {'hub req/s':>9} {'ratio':>5} | "
+        f"{'hub CPU/req':>11} | errors"
+    )
     hub_completed: list[str] = list(warm.completed_ids)
     for concurrency in (1, 16, 64):
         direct = asyncio.run(load(upstream_url, UPSTREAM_KEY, "gpt-4o-mini", concurrency, options.requests))
@@ -300,10 +332,12 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
         hub_completed += through.completed_ids
         d50, d99 = direct.pct(direct.latencies, 50), direct.pct(direct.latencies, 99)
         h50, h99 = through.pct(through.latencies, 50), through.pct(through.latencies, 99)
-        print(f"{concurrency:>11} | {d50:>8.2f}ms {d99:>5.2f}ms | {h50:>6.2f}ms {h99:>5.2f}ms | "
-              f"{h50 - d50:>7.2f}ms {h99 - d99:>5.2f}ms | {direct.throughput:>12.0f} {through.throughput:>9.0f} "
-              f"{through.throughput / direct.throughput:>5.2f} | {cpu:>9.1f}ms | "
-              f"{len(direct.errors) + len(through.errors)}{' ' + through.errors[0] if through.errors else ''}")  # fmt: skip
+        print(
+            f"{concurrency:>11} | {d50:>8.2f}ms {d99:>5.2f}ms | {h50:>6.2f}ms {h99:>5.2f}ms | "
+            f"{h50 - d50:>7.2f}ms {h99 - d99:>5.2f}ms | {direct.throughput:>12.0f} {through.throughput:>9.0f} "
+            f"{through.throughput / direct.throughput:>5.2f} | {cpu:>9.1f}ms | "
+            f"{len(direct.errors) + len(through.errors)}{' ' + through.errors[0] if through.errors else ''}"
+        )
 
     direct = asyncio.run(
         load(upstream_url, UPSTREAM_KEY, "gpt-4o-mini", 1, options.requests // 2, stream=True)
@@ -311,10 +345,12 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
     through = asyncio.run(load(hub_url, key, "openai/gpt-4o-mini", 1, options.requests // 2, stream=True))
     hub_completed += through.completed_ids
     f_direct, f_hub = direct.pct(direct.first_token, 50), through.pct(through.first_token, 50)
-    print(f"streaming, concurrency 1: first token p50 direct {f_direct:.2f} ms, hub {f_hub:.2f} ms "
-          f"(added {f_hub - f_direct:.2f} ms); whole stream p50 added "
-          f"{through.pct(through.latencies, 50) - direct.pct(direct.latencies, 50):.2f} ms; errors "
-          f"{len(direct.errors) + len(through.errors)}")  # fmt: skip
+    print(
+        f"streaming, concurrency 1: first token p50 direct {f_direct:.2f} ms, hub {f_hub:.2f} ms "
+        f"(added {f_hub - f_direct:.2f} ms); whole stream p50 added "
+        f"{through.pct(through.latencies, 50) - direct.pct(direct.latencies, 50):.2f} ms; errors "
+        f"{len(direct.errors) + len(through.errors)}"
+    )
     print(f"hub RSS: idle {idle:.0f} MB, peak under load {peak[0]:.0f} MB")
     total, missing = usage_rows(hub_completed)
     print(

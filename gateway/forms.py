@@ -27,12 +27,16 @@ def _per_minute(label: str, most: int) -> forms.IntegerField:
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=100, widget=forms.TextInput({"placeholder": "CI summarizer"}),
-                           help_text="Say which program uses it: you will recognize it in spend and the audit log.")  # fmt: skip
+    name = forms.CharField(
+        max_length=100,
+        widget=forms.TextInput({"placeholder": "CI summarizer"}),
+        help_text="Say which program uses it: you will recognize it in spend and the audit log.",
+    )
     allowed_models = forms.MultipleChoiceField(
-        required=False, widget=forms.CheckboxSelectMultiple,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: every model of the team, aliases included.",
-    )  # fmt: skip
+    )
     daily_limit_usd = forms.DecimalField(
         label="Daily budget (USD)", required=False, min_value=Decimal("0"), max_digits=18, decimal_places=6
     )
@@ -40,9 +44,10 @@ class ApiKeyForm(forms.Form):
         label="Monthly budget (USD)", required=False, min_value=Decimal("0"), max_digits=18, decimal_places=6
     )
     allow_unpriced = forms.BooleanField(
-        label="May run models with no known price", required=False,
+        label="May run models with no known price",
+        required=False,
         help_text="Their cost cannot be shown or counted against budgets.",
-    )  # fmt: skip
+    )
     requests_per_minute = _per_minute("Requests per minute", MOST_REQUESTS_PER_MINUTE)
     tokens_per_minute = _per_minute("Tokens per minute", MOST_TOKENS_PER_MINUTE)
 

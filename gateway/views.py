@@ -52,8 +52,12 @@ def keys_page(request: HttpRequest) -> HttpResponse:
                 tokens_per_minute=data["tokens_per_minute"] or None,
             )
             if data["daily_limit_usd"] is not None or data["monthly_limit_usd"] is not None:
-                Budget.objects.create(team=team, api_key=created.key, daily_limit_usd=data["daily_limit_usd"],
-                                      monthly_limit_usd=data["monthly_limit_usd"])  # fmt: skip
+                Budget.objects.create(
+                    team=team,
+                    api_key=created.key,
+                    daily_limit_usd=data["daily_limit_usd"],
+                    monthly_limit_usd=data["monthly_limit_usd"],
+                )
         # Redirect, so a reload cannot create a second key; the secret is shown on the next page
         # view only, then forgotten.
         request.session[NEW_SECRET] = created.secret
@@ -142,7 +146,12 @@ def delete_alias(request: HttpRequest, alias_id: int) -> HttpResponse:
     team = require_admin(request)
     alias = get_object_or_404(ModelAlias, pk=alias_id, team=team)
     with transaction.atomic():
-        log.record(request.user, "model_alias_removed", alias, team=team,
-                   before={"name": alias.name, "target": alias.target})  # fmt: skip
+        log.record(
+            request.user,
+            "model_alias_removed",
+            alias,
+            team=team,
+            before={"name": alias.name, "target": alias.target},
+        )
         alias.delete()
     return redirect("gateway:keys")

@@ -64,10 +64,14 @@ def sync_models(provider: Provider) -> SyncReport:
         if row is None:
             context = found.context_window if found and found.context_window else UNKNOWN_CONTEXT
             row = ProviderModel.objects.create(
-                id=f"{provider.id}/{model_id}", provider=provider, model_id=model_id,
-                display_name=found.name if found else model_id, context_window=context,
-                max_output=min(context, UNKNOWN_MAX_OUTPUT), capabilities=["chat"],
-            )  # fmt: skip
+                id=f"{provider.id}/{model_id}",
+                provider=provider,
+                model_id=model_id,
+                display_name=found.name if found else model_id,
+                context_window=context,
+                max_output=min(context, UNKNOWN_MAX_OUTPUT),
+                capabilities=["chat"],
+            )
             report.added.append(model_id)
         if found is None:
             if row.current_price() is None:

@@ -53,13 +53,32 @@ FORBIDDEN_HEADERS = frozenset(
 )
 
 PROVIDER_FIELDS = {
-    "id", "name", "dialect", "endpoint", "key_url", "pricing_provider", "default_model",
-    "api_key_env", "key_required", "auth_header", "auth_scheme", "headers", "models",
-}  # fmt: skip
+    "id",
+    "name",
+    "dialect",
+    "endpoint",
+    "key_url",
+    "pricing_provider",
+    "default_model",
+    "api_key_env",
+    "key_required",
+    "auth_header",
+    "auth_scheme",
+    "headers",
+    "models",
+}
 MODEL_FIELDS = {
-    "id", "name", "context_window", "max_output", "streaming", "capabilities", "reasoning",
-    "input_per_1m", "output_per_1m", "prices_as",
-}  # fmt: skip
+    "id",
+    "name",
+    "context_window",
+    "max_output",
+    "streaming",
+    "capabilities",
+    "reasoning",
+    "input_per_1m",
+    "output_per_1m",
+    "prices_as",
+}
 
 
 class DefinitionError(ValueError):

@@ -145,34 +145,44 @@ class CustomProviderForm(forms.Form):
         label="Name", max_length=100, widget=forms.TextInput({"placeholder": "Office vLLM"})
     )
     id = forms.SlugField(
-        label="Id", required=False, max_length=64,
+        label="Id",
+        required=False,
+        max_length=64,
         help_text="Lower-case letters, digits, - and _; used in model references such as office-vllm/llama-3.1-8b. "
         "Left empty, it is made from the name.",
-    )  # fmt: skip
+    )
     dialect = forms.ChoiceField(
         label="Speaks", help_text="The API it understands. Most servers speak OpenAI's Chat Completions."
     )
     endpoint = forms.URLField(
-        label="Endpoint", assume_scheme="https", max_length=500,
+        label="Endpoint",
+        assume_scheme="https",
+        max_length=500,
         widget=forms.URLInput({"placeholder": "http://192.168.1.20:8000/v1"}),
         help_text="The base URL, up to and including the version path (for OpenAI-compatible servers, "
         "the part before /chat/completions).",
-    )  # fmt: skip
+    )
     key_required = forms.BooleanField(label="Needs an API key", required=False, initial=True)
     key_url = forms.URLField(label="Where to find the key", required=False, assume_scheme="https")
     auth_header = forms.CharField(
-        label="Key header", required=False, max_length=64,
+        label="Key header",
+        required=False,
+        max_length=64,
         help_text="Leave empty for the dialect's own (Authorization for OpenAI). Some servers want api-key.",
-    )  # fmt: skip
+    )
     auth_scheme = forms.CharField(
-        label="Key prefix", required=False, max_length=32, initial="Bearer",
+        label="Key prefix",
+        required=False,
+        max_length=32,
+        initial="Bearer",
         help_text='Written before the key, as in "Bearer sk-…". Empty sends the bare key.',
-    )  # fmt: skip
+    )
     headers = forms.CharField(
-        label="Extra headers", required=False,
+        label="Extra headers",
+        required=False,
         widget=forms.Textarea({"rows": 2, "placeholder": "HTTP-Referer: https://llmhub.example.com"}),
         help_text="One per line, as Name: value. Sent with every request; not for keys (they are not encrypted).",
-    )  # fmt: skip
+    )
     models = forms.CharField(
         label="Models",
         required=False,
@@ -198,9 +208,13 @@ class CustomProviderForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.private_network = private_network  # whether its endpoint may be on the hub's network
-        labels = {"openai": "OpenAI Chat Completions (LM Studio, vLLM, llama.cpp, OpenRouter, Groq…)",
-                  "anthropic": "Anthropic Messages", "gemini": "Google Gemini", "ollama": "Ollama (native API)",
-                  "azure": "Azure OpenAI (deployments)"}  # fmt: skip
+        labels = {
+            "openai": "OpenAI Chat Completions (LM Studio, vLLM, llama.cpp, OpenRouter, Groq…)",
+            "anthropic": "Anthropic Messages",
+            "gemini": "Google Gemini",
+            "ollama": "Ollama (native API)",
+            "azure": "Azure OpenAI (deployments)",
+        }
         # OpenAI's API first: it is what almost every server a team adds speaks.
         ordered = sorted(dialects, key=lambda d: (d != "openai", d))
         self.fields["dialect"].choices = [(d, labels.get(d, d)) for d in ordered]
@@ -241,9 +255,13 @@ class CustomProviderForm(forms.Form):
         data = self.cleaned_data
         pid = self.editing or data["id"] or slugify(data["name"])[:64]
         entry: dict[str, Any] = {
-            "id": pid, "name": data["name"], "dialect": data["dialect"], "endpoint": data["endpoint"],
-            "key_required": data["key_required"], "auth_scheme": data["auth_scheme"],
-        }  # fmt: skip
+            "id": pid,
+            "name": data["name"],
+            "dialect": data["dialect"],
+            "endpoint": data["endpoint"],
+            "key_required": data["key_required"],
+            "auth_scheme": data["auth_scheme"],
+        }
         for name in ("key_url", "auth_header", "default_model"):
             if data[name]:
                 entry[name] = data[name]
@@ -255,8 +273,11 @@ class CustomProviderForm(forms.Form):
                     self.add_error("headers", f"Line {number}: write Name: value.")
                     return None
                 if SECRET_HEADER.search(name):
-                    self.add_error("headers", f"Line {number}: {name.strip()} looks like a key. Keys go in the "
-                                   "API key field (stored encrypted): set “Key header” to its name.")  # fmt: skip
+                    self.add_error(
+                        "headers",
+                        f"Line {number}: {name.strip()} looks like a key. Keys go in the "
+                        "API key field (stored encrypted): set “Key header” to its name.",
+                    )
                     return None
                 headers[name.strip()] = value.strip()
         if headers:

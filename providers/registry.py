@@ -249,8 +249,12 @@ class ProviderRegistry:
         config = self.config_for(provider, models=models)
         return adapter_class(config)
 
-    def config_for(self, provider: Provider, credentials: Mapping[str, str] | None = None,
-                   models: Iterable[ProviderModel] | None = None) -> ProviderConfig:  # fmt: skip
+    def config_for(
+        self,
+        provider: Provider,
+        credentials: Mapping[str, str] | None = None,
+        models: Iterable[ProviderModel] | None = None,
+    ) -> ProviderConfig:
         """`models`: the catalogue rows to include (with their prices); all the provider's by default."""
         adapter_class = self.adapter_class(provider.dialect)
         secret_names = {f.name for f in adapter_class.credential_fields if f.secret}
@@ -514,9 +518,13 @@ class ProviderRegistry:
 
     def entry_for(self, row: ProviderModel) -> CatalogEntry:
         provider = row.provider
-        return CatalogEntry(ref=f"{provider.id}/{row.model_id}", provider_id=provider.id,
-                            provider_name=provider.display_name, info=self._info(row),
-                            is_default=row.model_id == provider.default_model)  # fmt: skip
+        return CatalogEntry(
+            ref=f"{provider.id}/{row.model_id}",
+            provider_id=provider.id,
+            provider_name=provider.display_name,
+            info=self._info(row),
+            is_default=row.model_id == provider.default_model,
+        )
 
     def recommend_model(
         self, budget_per_run: Decimal, task_type: TaskType | str, typical: TokenCount = TYPICAL_RUN

@@ -65,8 +65,12 @@ def home(request: HttpRequest) -> HttpResponse:
     providers = list(providers_for(team)) if team else []
     if is_admin and not any(p.enabled for p in providers):
         return redirect("providers:connect")
-    context = {"team": team, "is_admin": is_admin, "providers": providers,
-               "default_model": default_model_for(team) if team else None}  # fmt: skip
+    context = {
+        "team": team,
+        "is_admin": is_admin,
+        "providers": providers,
+        "default_model": default_model_for(team) if team else None,
+    }
     return render(request, "providers/home.html", context)
 
 
@@ -232,8 +236,11 @@ def models(request: HttpRequest, provider_id: str) -> HttpResponse:
             messages.success(request, f"New automations will use {ref}.")
             return redirect("home")
     current = default_model_for(team)
-    return render(request, "providers/models.html", {"provider": provider, "entries": entries,
-                                                      "current": current.ref if current else ""})  # fmt: skip
+    return render(
+        request,
+        "providers/models.html",
+        {"provider": provider, "entries": entries, "current": current.ref if current else ""},
+    )
 
 
 def _set_default_model(request: HttpRequest, team, ref: str) -> None:
@@ -380,5 +387,10 @@ def delete(request: HttpRequest, provider_id: str) -> HttpResponse:
 
 def _state(provider: Provider) -> dict:
     """What the audit log keeps of a provider: never a credential, at most its mask."""
-    return {"name": provider.display_name, "kind": provider.kind, "endpoint": provider.endpoint,
-            "enabled": provider.enabled, "masked_key": provider.masked_key()}  # fmt: skip
+    return {
+        "name": provider.display_name,
+        "kind": provider.kind,
+        "endpoint": provider.endpoint,
+        "enabled": provider.enabled,
+        "masked_key": provider.masked_key(),
+    }

@@ -147,8 +147,11 @@ def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, De
         params += [adapt(start), adapt(end)]
     where = ["day >= %s", "day < %s"]
     params += [adapt(min(s for s, _ in periods.values())), adapt(max(e for _, e in periods.values()))]
-    for column, value in (("team_id", budget.team_id), ("provider_id", budget.provider_id),
-                          ("api_key_id", budget.api_key_id)):  # fmt: skip
+    for column, value in (
+        ("team_id", budget.team_id),
+        ("provider_id", budget.provider_id),
+        ("api_key_id", budget.api_key_id),
+    ):
         if value:
             where.append(f"{column} = %s")
             params.append(value)
@@ -195,13 +198,17 @@ def _money(value) -> Decimal:
     return SQLITE_DECIMAL.create_decimal_from_float(float(value))
 
 
-def standings(budget: Budget, now: datetime | None = None, excluding: Run | None = None,
-              with_reserved: bool = True) -> list[Standing]:  # fmt: skip
+def standings(
+    budget: Budget, now: datetime | None = None, excluding: Run | None = None, with_reserved: bool = True
+) -> list[Standing]:
     """The budget's limits in their current periods. Without `with_reserved`, what running runs
     hold is left out (counted as zero): alerts look at money spent only."""
     now = now or timezone.now()
-    limits = {kind: limit for kind, limit in (("day", budget.daily_limit_usd), ("month", budget.monthly_limit_usd))
-              if limit is not None}  # fmt: skip
+    limits = {
+        kind: limit
+        for kind, limit in (("day", budget.daily_limit_usd), ("month", budget.monthly_limit_usd))
+        if limit is not None
+    }
     if not limits:
         return []
     held = reserved(budget, now, excluding) if with_reserved else ZERO  # the same for both periods

@@ -77,8 +77,11 @@ def retry(request: HttpRequest, run_id: str) -> HttpResponse:
     suggested = next(
         (ref for ref in fallback.candidates(run, fallback.policy_for(run)) if ref != run.model_used), ""
     )
-    form = PlaygroundForm(model_choices(team, with_features=True), request.POST or None,
-                          initial={"model": suggested or run.model_requested, "max_tokens": run.max_tokens})  # fmt: skip
+    form = PlaygroundForm(
+        model_choices(team, with_features=True),
+        request.POST or None,
+        initial={"model": suggested or run.model_requested, "max_tokens": run.max_tokens},
+    )
     if request.method == "POST" and form.is_valid():
         prompt = [Message.from_json(m) for m in run.messages]
         if continuing:

@@ -20,8 +20,12 @@ def test_it_records_who_did_what_with_before_and_after(entry):
 
 
 def test_it_never_stores_a_secret_even_if_handed_one(alice, alpha):
-    entry = log.record(alice, "credentials_updated", alpha, after={"api_key": "sk-live-zzzzzzzzzzzz1234",
-                                                                    "masked_key": "sk-...1234"})  # fmt: skip
+    entry = log.record(
+        alice,
+        "credentials_updated",
+        alpha,
+        after={"api_key": "sk-live-zzzzzzzzzzzz1234", "masked_key": "sk-...1234"},
+    )
     assert entry.after == {"api_key": "(changed)", "masked_key": "sk-...1234"}
 
 

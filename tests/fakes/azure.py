@@ -48,21 +48,63 @@ class FakeAzure(FakeOpenAI):
 
     def failure(self, name: str, key: str = "", model: str = "") -> tuple[int, Any, dict[str, str]]:
         failures = {
-            "invalid_key": (401, error("401", "Access denied due to invalid subscription key or wrong API endpoint. "
-                                              "Make sure to provide a valid key for an active subscription and use a "
-                                              "correct regional API endpoint for your resource."), {}),
-            "forbidden": (403, error("PermissionDenied", "Principal does not have access to API/Operation."), {}),
-            "rate_limited": (429, error("429", "Requests to the ChatCompletions_Create Operation under Azure OpenAI API "
-                                               "have exceeded token rate limit. Please retry after 7 seconds."),
-                             {"retry-after": "7", "retry-after-ms": "7000"}),
-            "model_not_found": (404, error("DeploymentNotFound", "The API deployment for this resource does not exist. "
-                                                                 "If you created the deployment within the last 5 minutes, "
-                                                                 "please wait a moment and try again."), {}),
-            "quota_exceeded": (429, {"error": {"code": "insufficient_quota", "message": "You exceeded your current "
-                                               "quota, please check your plan and billing details.", "type": "insufficient_quota"}}, {}),
-            "server_error": (500, error("InternalServerError", "The server had an error while processing your request."), {}),
-            "overloaded": (503, error("ServiceUnavailable", "The service is temporarily unable to process your request."), {}),
-        }  # fmt: skip
+            "invalid_key": (
+                401,
+                error(
+                    "401",
+                    "Access denied due to invalid subscription key or wrong API endpoint. "
+                    "Make sure to provide a valid key for an active subscription and use a "
+                    "correct regional API endpoint for your resource.",
+                ),
+                {},
+            ),
+            "forbidden": (
+                403,
+                error("PermissionDenied", "Principal does not have access to API/Operation."),
+                {},
+            ),
+            "rate_limited": (
+                429,
+                error(
+                    "429",
+                    "Requests to the ChatCompletions_Create Operation under Azure OpenAI API "
+                    "have exceeded token rate limit. Please retry after 7 seconds.",
+                ),
+                {"retry-after": "7", "retry-after-ms": "7000"},
+            ),
+            "model_not_found": (
+                404,
+                error(
+                    "DeploymentNotFound",
+                    "The API deployment for this resource does not exist. "
+                    "If you created the deployment within the last 5 minutes, "
+                    "please wait a moment and try again.",
+                ),
+                {},
+            ),
+            "quota_exceeded": (
+                429,
+                {
+                    "error": {
+                        "code": "insufficient_quota",
+                        "message": "You exceeded your current "
+                        "quota, please check your plan and billing details.",
+                        "type": "insufficient_quota",
+                    }
+                },
+                {},
+            ),
+            "server_error": (
+                500,
+                error("InternalServerError", "The server had an error while processing your request."),
+                {},
+            ),
+            "overloaded": (
+                503,
+                error("ServiceUnavailable", "The service is temporarily unable to process your request."),
+                {},
+            ),
+        }
         return failures[name]
 
 

@@ -25,8 +25,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def hub(alpha, fake_openai, fake_anthropic, fake_gemini, fake_ollama):
     """Team Alpha with four providers, an API key, and a client of the official SDK."""
-    for kind, fake in (("openai", fake_openai), ("anthropic", fake_anthropic), ("gemini", fake_gemini),
-                       ("ollama", fake_ollama)):  # fmt: skip
+    for kind, fake in (
+        ("openai", fake_openai),
+        ("anthropic", fake_anthropic),
+        ("gemini", fake_gemini),
+        ("ollama", fake_ollama),
+    ):
         registry.save(kind, {"api_key": GOOD_KEYS[kind]}, endpoint=fake.url, team=alpha)
     FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
     return keys.create(alpha, "ci summarizer")
@@ -56,8 +60,11 @@ def test_a_completion_comes_back_in_openais_shape_with_its_usage_recorded(client
 
 def test_a_stream_arrives_in_chunks_and_ends_with_usage(client, hub, fake_openai):
     fake_openai.reply_text = " ".join(f"w{n}" for n in range(30))
-    chunks = list(client.chat.completions.create(model="openai/gpt-4o-mini", messages=ASK, stream=True,
-                                                  stream_options={"include_usage": True}))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=ASK, stream=True, stream_options={"include_usage": True}
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == fake_openai.reply_text
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) >= 30  # relayed piece by piece
@@ -216,8 +223,11 @@ def test_an_upstream_rate_limit_is_a_429_with_retry_after(client, fake_openai):
     ],
 )
 def test_malformed_bodies_get_a_clear_400(hub, hub_url, body, status, says):
-    response = httpx.post(f"{hub_url}/v1/chat/completions", content=body,
-                          headers={"authorization": f"Bearer {hub.secret}", "content-type": "application/json"})  # fmt: skip
+    response = httpx.post(
+        f"{hub_url}/v1/chat/completions",
+        content=body,
+        headers={"authorization": f"Bearer {hub.secret}", "content-type": "application/json"},
+    )
     assert response.status_code == status
     error = response.json()["error"]
     assert says in error["message"] and error["type"] == "invalid_request_error"
@@ -246,8 +256,9 @@ def test_an_unreachable_provider_is_a_503(client, alpha):
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    provider = registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=f"http://127.0.0.1:{port}/v1",
-                             team=alpha)  # fmt: skip
+    provider = registry.save(
+        "openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=f"http://127.0.0.1:{port}/v1", team=alpha
+    )
     with pytest.raises(openai.APIStatusError) as failed:
         client.chat.completions.create(model=f"{provider.id}/gpt-4o-mini", messages=ASK)
     assert failed.value.status_code == 503

@@ -173,8 +173,13 @@ def test_the_server_sees_each_configuration_change_at_its_next_request(hub, hub_
 
     assert ask().status_code == 200  # the server's snapshot is filled
     row = ProviderModel.objects.get(pk="openai/gpt-4o-mini")
-    price = Price.objects.create(model=row, model_ref=row.pk, input_per_1m=Decimal("100"),
-                                 output_per_1m=Decimal("200"), source=Price.Source.ADMIN)  # fmt: skip
+    price = Price.objects.create(
+        model=row,
+        model_ref=row.pk,
+        input_per_1m=Decimal("100"),
+        output_per_1m=Decimal("200"),
+        source=Price.Source.ADMIN,
+    )
     assert ask().status_code == 200
     assert UsageRecord.objects.order_by("pk").last().price == price
     Budget.objects.create(team=alpha, provider_id="openai", per_run_hard_cap_tokens=7)

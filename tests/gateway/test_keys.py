@@ -24,8 +24,11 @@ pytestmark = pytest.mark.django_db
 
 def test_an_admin_creates_a_key_that_is_shown_once_and_stored_hashed(alice_client, alpha, fake_openai):
     registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
-    page = alice_client.post("/settings/api-keys/", {"name": "CI", "allowed_models": ["openai/gpt-4o-mini"],
-                                                     "monthly_limit_usd": "5"}, follow=True).content.decode()  # fmt: skip
+    page = alice_client.post(
+        "/settings/api-keys/",
+        {"name": "CI", "allowed_models": ["openai/gpt-4o-mini"], "monthly_limit_usd": "5"},
+        follow=True,
+    ).content.decode()
     secret = re.search(r"llmh-[A-Za-z0-9_-]{40,}", page).group(0)
     key = ApiKey.objects.get()
     assert key.digest == hashlib.sha256(secret.encode()).hexdigest() and secret not in str(vars(key))
@@ -68,8 +71,14 @@ def test_the_command_prints_the_key_once(tmp_path, alpha, settings):
         "DATABASE_URL": database_url_for_subprocesses(),
         "LLMHUB_DATA_DIR": str(settings.DATA_DIR),
     }
-    done = subprocess.run([sys.executable, "manage.py", "create_api_key", "--team", "Nope", "--name", "x"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "manage.py", "create_api_key", "--team", "Nope", "--name", "x"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and "No team 'Nope'" in done.stderr
 
 
@@ -81,8 +90,24 @@ def test_the_command_creates_a_key_in_the_database(settings, alpha):
         "DATABASE_URL": database_url_for_subprocesses(),
         "LLMHUB_DATA_DIR": str(settings.DATA_DIR),
     }
-    done = subprocess.run([sys.executable, "manage.py", "create_api_key", "--team", "Alpha", "--name", "CI",
-                           "--model", "default"], cwd=root, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "create_api_key",
+            "--team",
+            "Alpha",
+            "--name",
+            "CI",
+            "--model",
+            "default",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     secret = done.stdout.strip()
     assert keys.authenticate(secret).allowed_models == ["default"]

@@ -248,8 +248,10 @@ def test_an_admin_sets_a_keys_limits_audited_and_another_teams_admin_cannot(
     assert "Rate limits changed" in alice_client.get("/audit/").content.decode()
 
 
-@pytest.mark.parametrize(("typed", "error"), [("-1", "cannot be negative"), ("2.5", "whole number"),
-                                              ("99999999999", "At most 1,000,000")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("typed", "error"),
+    [("-1", "cannot be negative"), ("2.5", "whole number"), ("99999999999", "At most 1,000,000")],
+)
 def test_an_invalid_limit_is_refused_by_name_and_changes_nothing(alice_client, alpha, typed, error):
     key = keys.create(alpha, "ci", requests_per_minute=7).key
     form = {f"key-{key.pk}-requests_per_minute": typed, f"key-{key.pk}-tokens_per_minute": "5000"}

@@ -25,8 +25,9 @@ def django(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess
         {"LLMHUB_DATA_DIR": str(tmp_path / "data"), "DJANGO_SETTINGS_MODULE": "llmhub.settings"}, **env
     )
     script = f"import django; django.setup(); {code}"
-    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_first_start_creates_the_data_folder_with_private_keys(tmp_path):
@@ -57,8 +58,11 @@ def test_generated_keys_survive_a_restart(tmp_path):
 
 
 def test_encryption_keys_from_the_environment_replace_the_key_file(tmp_path):
-    result = django(tmp_path, "from django.conf import settings as s; print(len(s.LLMHUB_ENCRYPTION_KEYS))",
-                    LLMHUB_ENCRYPTION_KEYS="a1,b2")  # fmt: skip
+    result = django(
+        tmp_path,
+        "from django.conf import settings as s; print(len(s.LLMHUB_ENCRYPTION_KEYS))",
+        LLMHUB_ENCRYPTION_KEYS="a1,b2",
+    )
     assert result.stdout.strip() == "2"
     assert not (tmp_path / "data" / "encryption.key").exists()
 

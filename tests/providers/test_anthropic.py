@@ -13,8 +13,12 @@ from tests.conftest import GOOD_KEYS, adapter_for
 
 
 def ask(model: str = "claude-sonnet-4-5", **options) -> GenerationRequest:
-    messages = (Message("system", "You are terse."), Message("user", "Hi"), Message("assistant", "Hello."),
-                Message("user", "Again"))  # fmt: skip
+    messages = (
+        Message("system", "You are terse."),
+        Message("user", "Hi"),
+        Message("assistant", "Hello."),
+        Message("user", "Again"),
+    )
     return GenerationRequest(model=model, messages=messages, **options)
 
 
@@ -64,8 +68,11 @@ async def test_an_overloaded_error_mid_stream_is_retryable_and_keeps_what_came_b
 
 async def test_it_reads_the_reset_time_when_there_is_no_retry_after(fake_anthropic):
     reset = (datetime.now(UTC) + timedelta(seconds=20)).isoformat().replace("+00:00", "Z")
-    fake_anthropic.fail_next(429, body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
-                             headers={"anthropic-ratelimit-tokens-reset": reset})  # fmt: skip
+    fake_anthropic.fail_next(
+        429,
+        body={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+        headers={"anthropic-ratelimit-tokens-reset": reset},
+    )
     with pytest.raises(RateLimited) as caught:
         await adapter_for(AnthropicAdapter, fake_anthropic).generate(ask())
     assert 17 <= caught.value.retry_after <= 20
@@ -81,8 +88,16 @@ async def test_a_low_credit_balance_is_a_quota_problem_with_a_clear_message(fake
 
 
 async def test_a_bad_request_carries_anthropics_reason(fake_anthropic):
-    fake_anthropic.fail_next(400, body={"type": "error", "error": {"type": "invalid_request_error",
-                                                                   "message": "messages: at least one message is required"}})  # fmt: skip
+    fake_anthropic.fail_next(
+        400,
+        body={
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "messages: at least one message is required",
+            },
+        },
+    )
     with pytest.raises(UnexpectedResponse) as caught:
         await adapter_for(AnthropicAdapter, fake_anthropic).generate(ask())
     assert "at least one message is required" in caught.value.user_message

@@ -30,8 +30,9 @@ async def test_it_calls_the_deployment_url_with_the_api_version_and_key_header(f
 async def test_a_reasoning_deployment_gets_max_completion_tokens(fake_azure):
     from asgiref.sync import sync_to_async
 
-    await sync_to_async(registry.save)("azure", {"api_key": GOOD_KEYS["azure"], "deployments": "reasoner=o3-mini"},
-                                       endpoint=fake_azure.url)  # fmt: skip
+    await sync_to_async(registry.save)(
+        "azure", {"api_key": GOOD_KEYS["azure"], "deployments": "reasoner=o3-mini"}, endpoint=fake_azure.url
+    )
     adapter = await registry.aget("azure")
     await adapter.generate(GenerationRequest("reasoner", ASK, max_tokens=50))
     assert fake_azure.last_request.json["max_completion_tokens"] == 50
@@ -41,8 +42,12 @@ async def test_a_reasoning_deployment_gets_max_completion_tokens(fake_azure):
 
 @pytest.mark.django_db
 def test_deployments_are_priced_and_limited_as_their_models(alpha):
-    registry.save("azure", {"api_key": GOOD_KEYS["azure"], "deployments": "gpt4o-prod=gpt-4o, mini=gpt-4o-mini"},
-                  endpoint="https://contoso.openai.azure.com", team=alpha)  # fmt: skip
+    registry.save(
+        "azure",
+        {"api_key": GOOD_KEYS["azure"], "deployments": "gpt4o-prod=gpt-4o, mini=gpt-4o-mini"},
+        endpoint="https://contoso.openai.azure.com",
+        team=alpha,
+    )
     prod = ProviderModel.objects.get(pk="azure/gpt4o-prod")
     assert (prod.context_window, prod.max_output) == (128000, 16384)
     assert registry.get("azure").estimate_cost("gpt4o-prod", TokenCount(1000, 500)) == Decimal("0.0075")

@@ -31,9 +31,13 @@ class Hub:
 
     def manage(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env={**self.env, **env},
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def add_team(self, name: str) -> None:
         """A team as a first admin's set-up leaves it (what manage.py commands then act for)."""
@@ -61,8 +65,15 @@ def hub(tmp_path) -> Hub:
 
 
 def add(hub: Hub, kind: str, fake, key: str) -> subprocess.CompletedProcess:
-    return hub.manage("provider_add", kind, "--endpoint", fake.url, "--credential-env", "api_key=HUB_TEST_KEY",
-                      HUB_TEST_KEY=key)  # fmt: skip
+    return hub.manage(
+        "provider_add",
+        kind,
+        "--endpoint",
+        fake.url,
+        "--credential-env",
+        "api_key=HUB_TEST_KEY",
+        HUB_TEST_KEY=key,
+    )
 
 
 def test_provider_add_reads_the_key_from_the_environment_and_stores_it_encrypted(hub, fake_openai):
@@ -83,8 +94,19 @@ def test_provider_add_names_a_missing_environment_variable(hub):
 
 
 def test_provider_add_takes_a_custom_id_and_name(hub, fake_anthropic):
-    result = hub.manage("provider_add", "anthropic", "--id", "claude-eu", "--name", "Claude (EU)",
-                        "--endpoint", fake_anthropic.url, "--credential-env", "api_key=K", K=GOOD_KEYS["anthropic"])  # fmt: skip
+    result = hub.manage(
+        "provider_add",
+        "anthropic",
+        "--id",
+        "claude-eu",
+        "--name",
+        "Claude (EU)",
+        "--endpoint",
+        fake_anthropic.url,
+        "--credential-env",
+        "api_key=K",
+        K=GOOD_KEYS["anthropic"],
+    )
     assert result.returncode == 0, result.stderr
     assert hub.query("select id, display_name, kind from providers_provider") == [
         ("claude-eu", "Claude (EU)", "anthropic")
@@ -169,8 +191,13 @@ def test_generate_prints_the_text_then_tokens_and_cost_and_records_usage(
 def test_generate_streams_text_as_it_arrives(hub, fake_openai):
     add(hub, "openai", fake_openai, GOOD_KEYS["openai"])
     fake_openai.chunk_delay = 0.01
-    process = subprocess.Popen([sys.executable, "manage.py", "generate", "openai/gpt-4o", "Hi", "--stream"],
-                               cwd=ROOT, env=hub.env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "generate", "openai/gpt-4o", "Hi", "--stream"],
+        cwd=ROOT,
+        env=hub.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     first = process.stdout.read(5)
     assert first and not fake_openai.streams_completed  # text arrived before the stream ended
     process.communicate(timeout=30)

@@ -32,8 +32,15 @@ def fake_vllm():
 
 
 def define(client, fake, **overrides):
-    form = {"name": "Office vLLM", "id": "", "dialect": "openai", "endpoint": fake.url, "key_required": "on",
-            "auth_scheme": "Bearer", "models": "llama-3.1-8b-instruct 131072 8192 0.10 0.20"} | overrides  # fmt: skip
+    form = {
+        "name": "Office vLLM",
+        "id": "",
+        "dialect": "openai",
+        "endpoint": fake.url,
+        "key_required": "on",
+        "auth_scheme": "Bearer",
+        "models": "llama-3.1-8b-instruct 131072 8192 0.10 0.20",
+    } | overrides
     return client.post("/providers/connect/custom/", {k: v for k, v in form.items() if v is not None})
 
 
@@ -147,11 +154,17 @@ def test_custom_providers_belong_to_their_team(alice_client, bob_client, charlie
 def test_editing_updates_connected_providers_and_deleting_waits_until_unused(alice_client, alpha, fake_vllm):
     define(alice_client, fake_vllm)
     registry.save("office-vllm", {"api_key": VLLM_KEY}, team=alpha)
-    alice_client.post("/providers/custom/office-vllm/edit/", {
-        "name": "Office vLLM", "dialect": "openai", "endpoint": fake_vllm.url, "key_required": "on",
-        "auth_scheme": "Bearer",
-        "models": "llama-3.1-8b-instruct 131072 8192 0.12 0.24\nqwen2.5-coder-7b 32768 8192 0 0",
-    })  # fmt: skip
+    alice_client.post(
+        "/providers/custom/office-vllm/edit/",
+        {
+            "name": "Office vLLM",
+            "dialect": "openai",
+            "endpoint": fake_vllm.url,
+            "key_required": "on",
+            "auth_scheme": "Bearer",
+            "models": "llama-3.1-8b-instruct 131072 8192 0.12 0.24\nqwen2.5-coder-7b 32768 8192 0 0",
+        },
+    )
     entry = registry.model_info("office-vllm/llama-3.1-8b-instruct")
     assert (entry.info.input_per_1m, entry.info.output_per_1m) == (Decimal("0.12"), Decimal("0.24"))
     assert registry.model_info("office-vllm/qwen2.5-coder-7b").info.input_per_1m == 0

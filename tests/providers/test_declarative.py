@@ -144,8 +144,10 @@ def test_a_malformed_file_is_reported_and_changes_nothing(providers_file, fake_g
     registry.reload()
     providers_file.write_text(groq_toml(fake_groq).replace('input_per_1m = "0.59"', "input_per_1m = 0.59"))
     error = registry.reload()
-    assert error == (f'{providers_file}:15: providers[1] "groq" models[1]: input_per_1m must be a string such '
-                     'as "0.59", not 0.59')  # fmt: skip
+    assert error == (
+        f'{providers_file}:15: providers[1] "groq" models[1]: input_per_1m must be a string such '
+        'as "0.59", not 0.59'
+    )
     assert "groq" in [kind.id for kind in registry.kinds()]  # the running set stayed
     assert registry.file_error == error
 
@@ -170,9 +172,18 @@ def test_the_reload_command_exits_1_on_a_bad_file(tmp_path):
     bad = tmp_path / "providers.toml"
     bad.write_text('[[providers]]\nid = "x"\ndialect = "openapi"\nendpoint = "http://127.0.0.1:9/v1"\n')
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "manage.py", "providers_reload"], cwd=root, capture_output=True, text=True,
-                            env={**__import__("os").environ, "LLMHUB_PROVIDERS_FILE": str(bad),
-                                 "LLMHUB_DATA_DIR": str(tmp_path / "data")}, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "manage.py", "providers_reload"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={
+            **__import__("os").environ,
+            "LLMHUB_PROVIDERS_FILE": str(bad),
+            "LLMHUB_DATA_DIR": str(tmp_path / "data"),
+        },
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "providers.toml:3: providers[1] \"x\": dialect 'openapi' is not one of" in result.stderr
     assert "Nothing was changed" in result.stderr

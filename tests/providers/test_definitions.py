@@ -30,8 +30,10 @@ def test_the_builtin_file_defines_openai_and_anthropic_with_their_defaults():
     assert definitions["openai"].default_model == "gpt-4o"
     assert definitions["anthropic"].default_model == "claude-sonnet-4-5"
     assert [m.info.id for m in definitions["anthropic"].models] == [
-        "claude-sonnet-4-5", "claude-opus-4-5", "claude-haiku-4-5",
-    ]  # fmt: skip
+        "claude-sonnet-4-5",
+        "claude-opus-4-5",
+        "claude-haiku-4-5",
+    ]
 
 
 def test_it_reads_a_declarative_provider_with_decimal_prices():
@@ -44,21 +46,34 @@ def test_it_reads_a_declarative_provider_with_decimal_prices():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('dialect = "openai"', 'dialect = "openapi"'),
-         'providers.toml:4: providers[1] "groq": dialect \'openapi\' is not one of anthropic, azure, gemini, ollama, openai'),
-        (('input_per_1m = "0.59"', "input_per_1m = 0.59"),
-         'providers.toml:12: providers[1] "groq" models[1]: input_per_1m must be a string such as "0.59"'),
-        (('context_window = 131072', 'context_window = "big"'),
-         'providers.toml:10: providers[1] "groq" models[1]: context_window must be a positive whole number'),
-        (('api_key_env = "GROQ_API_KEY"', 'api_key = "gsk_live_secret"'),
-         'providers.toml:6: providers[1] "groq": unknown field \'api_key\''),
-        (('endpoint = "https://api.groq.com/openai/v1"', 'endpoint = "api.groq.com"'),
-         'providers.toml:5: providers[1] "groq": endpoint \'api.groq.com\' is not an http(s) URL'),
-        (('id = "groq"', 'id = "Groq Cloud"'), 'providers.toml:2: providers[1] "Groq Cloud": id \'Groq Cloud\' is not valid'),
+        (
+            ('dialect = "openai"', 'dialect = "openapi"'),
+            "providers.toml:4: providers[1] \"groq\": dialect 'openapi' is not one of anthropic, azure, gemini, ollama, openai",
+        ),
+        (
+            ('input_per_1m = "0.59"', "input_per_1m = 0.59"),
+            'providers.toml:12: providers[1] "groq" models[1]: input_per_1m must be a string such as "0.59"',
+        ),
+        (
+            ("context_window = 131072", 'context_window = "big"'),
+            'providers.toml:10: providers[1] "groq" models[1]: context_window must be a positive whole number',
+        ),
+        (
+            ('api_key_env = "GROQ_API_KEY"', 'api_key = "gsk_live_secret"'),
+            "providers.toml:6: providers[1] \"groq\": unknown field 'api_key'",
+        ),
+        (
+            ('endpoint = "https://api.groq.com/openai/v1"', 'endpoint = "api.groq.com"'),
+            "providers.toml:5: providers[1] \"groq\": endpoint 'api.groq.com' is not an http(s) URL",
+        ),
+        (
+            ('id = "groq"', 'id = "Groq Cloud"'),
+            "providers.toml:2: providers[1] \"Groq Cloud\": id 'Groq Cloud' is not valid",
+        ),
         (('output_per_1m = "0.79"\n', ""), "give both input_per_1m and output_per_1m"),
         (('name = "Groq"', 'name = "Groq'), "providers.toml:3: "),
     ],
-)  # fmt: skip
+)
 def test_it_names_the_file_line_and_field_of_a_mistake(change, message):
     text = GROQ.replace(*change)
     with pytest.raises(DefinitionError) as caught:

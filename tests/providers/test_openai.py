@@ -23,8 +23,14 @@ def ask(model: str, **options) -> GenerationRequest:
 async def test_it_sends_the_key_as_a_bearer_token_and_the_organization(fake_openai):
     adapter = adapter_for(OpenAIAdapter, fake_openai)
     config = adapter.config
-    with_org = OpenAIAdapter(type(config)(**{**config.__dict__, "credentials": {
-        "api_key": Secret(GOOD_KEYS["openai"]), "organization_id": "org-42"}}))  # fmt: skip
+    with_org = OpenAIAdapter(
+        type(config)(
+            **{
+                **config.__dict__,
+                "credentials": {"api_key": Secret(GOOD_KEYS["openai"]), "organization_id": "org-42"},
+            }
+        )
+    )
     await with_org.generate(ask("gpt-4o"))
     headers = fake_openai.last_request.headers
     assert headers["authorization"] == f"Bearer {GOOD_KEYS['openai']}"
@@ -65,8 +71,11 @@ async def test_it_asks_the_stream_for_usage(fake_openai):
 
 async def test_it_reads_retry_after_as_an_http_date(fake_openai):
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    fake_openai.fail_next(429, body={"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
-                          headers={"retry-after": when})  # fmt: skip
+    fake_openai.fail_next(
+        429,
+        body={"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+        headers={"retry-after": when},
+    )
     with pytest.raises(RateLimited) as caught:
         await adapter_for(OpenAIAdapter, fake_openai).generate(ask("gpt-4o"))
     assert 27 <= caught.value.retry_after <= 30
@@ -98,8 +107,16 @@ async def test_it_names_the_missing_model(fake_openai):
 
 
 async def test_it_passes_on_the_providers_reason_for_a_bad_request(fake_openai):
-    fake_openai.fail_next(400, body={"error": {"message": "'messages' must contain the word 'json'",
-                                               "type": "invalid_request_error", "code": None}})  # fmt: skip
+    fake_openai.fail_next(
+        400,
+        body={
+            "error": {
+                "message": "'messages' must contain the word 'json'",
+                "type": "invalid_request_error",
+                "code": None,
+            }
+        },
+    )
     with pytest.raises(UnexpectedResponse) as caught:
         await adapter_for(OpenAIAdapter, fake_openai).generate(ask("gpt-4o"))
     assert not caught.value.retryable
@@ -110,8 +127,10 @@ async def test_it_passes_on_the_providers_reason_for_a_bad_request(fake_openai):
 
 
 async def test_malformed_stream_data_is_an_unexpected_response(fake_openai):
-    fake_openai.reply_raw_next(b'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\ndata: {not json\n\n',
-                               content_type="text/event-stream")  # fmt: skip
+    fake_openai.reply_raw_next(
+        b'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\ndata: {not json\n\n',
+        content_type="text/event-stream",
+    )
     seen = []
     with pytest.raises(UnexpectedResponse, match="OpenAI"):
         async for event in adapter_for(OpenAIAdapter, fake_openai).stream(ask("gpt-4o", stream=True)):
@@ -120,8 +139,10 @@ async def test_malformed_stream_data_is_an_unexpected_response(fake_openai):
 
 
 async def test_an_error_inside_a_stream_is_mapped(fake_openai):
-    fake_openai.reply_raw_next(b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n',
-                               content_type="text/event-stream")  # fmt: skip
+    fake_openai.reply_raw_next(
+        b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n',
+        content_type="text/event-stream",
+    )
     with pytest.raises(UnexpectedResponse) as caught:
         async for _ in adapter_for(OpenAIAdapter, fake_openai).stream(ask("gpt-4o", stream=True)):
             pass

@@ -107,8 +107,13 @@ def test_it_refuses_an_unknown_kind():
 
 def test_it_saves_two_providers_of_one_kind_under_their_own_ids():
     add_openai()
-    registry.save("openai", {"api_key": "sk-proxy-key-000000000000abcd"}, provider_id="office-proxy",
-                  display_name="Office proxy", endpoint="http://127.0.0.1:9/v1/")  # fmt: skip
+    registry.save(
+        "openai",
+        {"api_key": "sk-proxy-key-000000000000abcd"},
+        provider_id="office-proxy",
+        display_name="Office proxy",
+        endpoint="http://127.0.0.1:9/v1/",
+    )
     assert registry.get("office-proxy").config.endpoint == "http://127.0.0.1:9/v1"
     assert ProviderModel.objects.filter(provider_id="office-proxy").count() == 7  # 4 chat, 3 embedding
 
@@ -165,8 +170,10 @@ def test_it_lists_models_with_their_prices_and_default():
     assert entries["openai/gpt-4o"].is_default
     assert entries["anthropic/claude-sonnet-4-5"].info.input_per_1m == Decimal("3")
     assert [e.ref for e in registry.list_models("anthropic")] == [
-        "anthropic/claude-haiku-4-5", "anthropic/claude-opus-4-5", "anthropic/claude-sonnet-4-5",
-    ]  # fmt: skip
+        "anthropic/claude-haiku-4-5",
+        "anthropic/claude-opus-4-5",
+        "anthropic/claude-sonnet-4-5",
+    ]
 
 
 def test_it_gives_model_info_by_provider_slash_model():
@@ -199,8 +206,14 @@ def test_an_admin_price_overrides_the_library_from_its_start():
     model = ProviderModel.objects.get(pk="openai/gpt-4o")
     library = model.current_price()
     later = timezone.now() + timedelta(days=1)
-    Price.objects.create(model=model, model_ref=model.id, input_per_1m=Decimal("2"),
-                         output_per_1m=Decimal("8"), source="admin", valid_from=later)  # fmt: skip
+    Price.objects.create(
+        model=model,
+        model_ref=model.id,
+        input_per_1m=Decimal("2"),
+        output_per_1m=Decimal("8"),
+        source="admin",
+        valid_from=later,
+    )
     assert model.current_price() == library
     assert model.current_price(at=later + timedelta(seconds=1)).input_per_1m == Decimal("2")
 

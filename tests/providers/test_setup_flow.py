@@ -27,8 +27,16 @@ class TestFirstRun:
         assert "Create the first admin account" in client.get("/setup/").content.decode()
 
     def test_it_creates_the_first_admin_and_their_team_and_signs_them_in(self, client):
-        response = client.post("/setup/", {"username": "ada", "email": "ada@example.com", "team": "Research",
-                                           "password1": "a-long-passphrase-9", "password2": "a-long-passphrase-9"})  # fmt: skip
+        response = client.post(
+            "/setup/",
+            {
+                "username": "ada",
+                "email": "ada@example.com",
+                "team": "Research",
+                "password1": "a-long-passphrase-9",
+                "password2": "a-long-passphrase-9",
+            },
+        )
         assert response.url == "/providers/connect/"
         ada = User.objects.get(username="ada")
         assert ada.is_staff and ada.is_superuser
@@ -37,8 +45,15 @@ class TestFirstRun:
         assert "Connect your LLM provider" in client.get("/providers/connect/").content.decode()
 
     def test_it_keeps_what_was_typed_when_the_passwords_differ(self, client):
-        response = client.post("/setup/", {"username": "ada", "team": "Research",
-                                           "password1": "a-long-passphrase-9", "password2": "another-one-9"})  # fmt: skip
+        response = client.post(
+            "/setup/",
+            {
+                "username": "ada",
+                "team": "Research",
+                "password1": "a-long-passphrase-9",
+                "password2": "another-one-9",
+            },
+        )
         html = response.content.decode()
         assert "The two passwords differ." in html and 'value="ada"' in html and 'value="Research"' in html
         assert not User.objects.exists()
@@ -168,8 +183,11 @@ class TestSettings:
     ):
         page = alice_client.get("/providers/openai/edit/").content.decode()
         assert "unchanged (sk-...vX2Q)" in page and GOOD_KEYS["openai"] not in page
-        response = alice_client.post("/providers/openai/edit/", {"api_key": "", "endpoint": fake_openai.url,
-                                                                  "display_name": "OpenAI prod", "action": "save"}, **HTMX)  # fmt: skip
+        response = alice_client.post(
+            "/providers/openai/edit/",
+            {"api_key": "", "endpoint": fake_openai.url, "display_name": "OpenAI prod", "action": "save"},
+            **HTMX,
+        )
         assert response["HX-Redirect"] == "/providers/settings/"
         provider = Provider.objects.get()
         assert provider.display_name == "OpenAI prod"
@@ -177,15 +195,21 @@ class TestSettings:
         assert AuditEntry.objects.exclude(action="signed_in").get().action == "provider_updated"
 
     def test_a_replacement_key_is_checked_before_it_is_saved(self, alice_client, openai, fake_openai):
-        html = alice_client.post("/providers/openai/edit/", {"api_key": BAD_KEY, "endpoint": fake_openai.url,
-                                                              "action": "save"}, **HTMX).content.decode()  # fmt: skip
+        html = alice_client.post(
+            "/providers/openai/edit/",
+            {"api_key": BAD_KEY, "endpoint": fake_openai.url, "action": "save"},
+            **HTMX,
+        ).content.decode()
         assert "Your OpenAI API key is invalid" in html
         assert Provider.objects.get().credentials()["api_key"] == GOOD_KEYS["openai"]
 
     def test_replacing_the_key_audits_masks_only(self, alice_client, openai, fake_openai):
         fake_openai.api_keys.add("sk-second-good-key-000000009999")
-        alice_client.post("/providers/openai/edit/", {"api_key": "sk-second-good-key-000000009999",
-                                                       "endpoint": fake_openai.url, "action": "save"}, **HTMX)  # fmt: skip
+        alice_client.post(
+            "/providers/openai/edit/",
+            {"api_key": "sk-second-good-key-000000009999", "endpoint": fake_openai.url, "action": "save"},
+            **HTMX,
+        )
         entry = AuditEntry.objects.get(action="credentials_updated")
         assert (entry.before["masked_key"], entry.after["masked_key"]) == ("sk-...vX2Q", "sk-...9999")
         assert "second-good-key" not in str(entry.after)

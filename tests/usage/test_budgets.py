@@ -66,8 +66,13 @@ class TestPeriods:
     def test_spend_before_the_period_does_not_count(self, alpha, openai):
         budget = Budget.objects.create(team=alpha, monthly_limit_usd=Decimal("10"))
         start, _ = budgets.period("month")
-        DailySpend.objects.create(day=start - timedelta(days=1), team=alpha, provider_id="openai", model="gpt-4o",
-                                  cost_usd=Decimal("9"))  # fmt: skip
+        DailySpend.objects.create(
+            day=start - timedelta(days=1),
+            team=alpha,
+            provider_id="openai",
+            model="gpt-4o",
+            cost_usd=Decimal("9"),
+        )
         DailySpend.objects.create(
             day=start, team=alpha, provider_id="openai", model="gpt-4o", cost_usd=Decimal("2")
         )
@@ -79,8 +84,13 @@ class TestPeriods:
 class TestReservations:
     def test_a_run_its_budget_cannot_cover_is_refused_with_what_is_left(self, alice, alpha, openai):
         Budget.objects.create(provider=openai, monthly_limit_usd=Decimal("0.42"))
-        DailySpend.objects.create(day=timezone.localdate(), team=alpha, provider_id="openai", model="gpt-4o",
-                                  cost_usd=Decimal("0.40"))  # fmt: skip
+        DailySpend.objects.create(
+            day=timezone.localdate(),
+            team=alpha,
+            provider_id="openai",
+            model="gpt-4o",
+            cost_usd=Decimal("0.40"),
+        )
         run = runs.create_run(alice, alpha, "openai/gpt-4o", ASK, 4000)
         with pytest.raises(budgets.BudgetRefused) as refused:
             budgets.reserve(run)
@@ -101,8 +111,9 @@ class TestReservations:
     def test_a_fallback_attempt_holds_money_against_the_fallback_providers_budget(
         self, alice, alpha, openai, fake_anthropic
     ):
-        anthropic = registry.save("anthropic", {"api_key": GOOD_KEYS["anthropic"]}, endpoint=fake_anthropic.url,
-                                  team=alpha)  # fmt: skip
+        anthropic = registry.save(
+            "anthropic", {"api_key": GOOD_KEYS["anthropic"]}, endpoint=fake_anthropic.url, team=alpha
+        )
         on_openai = Budget.objects.create(provider=openai, monthly_limit_usd=Decimal("50"))
         on_anthropic = Budget.objects.create(provider=anthropic, monthly_limit_usd=Decimal("50"))
         run = runs.create_run(alice, alpha, "openai/gpt-4o", ASK, 1000)

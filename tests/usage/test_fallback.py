@@ -55,8 +55,11 @@ async def play(run: Run, ask=None) -> tuple[Run, list]:
 async def test_a_rate_limit_is_waited_out_with_a_countdown_then_succeeds(
     alice, alpha, providers, fake_openai
 ):
-    fake_openai.fail_next(429, body={"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
-                          headers={"retry-after": "1"})  # fmt: skip
+    fake_openai.fail_next(
+        429,
+        body={"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+        headers={"retry-after": "1"},
+    )
     run, events = await play(await start(alice, alpha))
     ticks = [e for e in events if isinstance(e, fallback.Waiting)]
     assert [t.message for t in ticks] == [
@@ -187,10 +190,15 @@ def anthropic_budget(providers):
 
 async def test_soak_200_runs_with_random_faults_on_the_primary_all_succeed(alice, alpha, policy, fake_openai):
     random.seed(11)
-    faults = [lambda: fake_openai.fail_next_as("server_error"), lambda: fake_openai.fail_next_as("overloaded"),
-              lambda: fake_openai.fail_next(429, headers={"retry-after": "0"}), lambda: fake_openai.cut_next_stream(after=0),
-              lambda: fake_openai.fail_next_as("invalid_key"), lambda: fake_openai.fail_next_as("quota_exceeded"),
-              lambda: None]  # fmt: skip
+    faults = [
+        lambda: fake_openai.fail_next_as("server_error"),
+        lambda: fake_openai.fail_next_as("overloaded"),
+        lambda: fake_openai.fail_next(429, headers={"retry-after": "0"}),
+        lambda: fake_openai.cut_next_stream(after=0),
+        lambda: fake_openai.fail_next_as("invalid_key"),
+        lambda: fake_openai.fail_next_as("quota_exceeded"),
+        lambda: None,
+    ]
     finished = []
     for _batch in range(20):
         pending = [await start(alice, alpha) for _ in range(10)]

@@ -18,8 +18,16 @@ def providers(alpha):
 
 
 def test_an_admin_sets_the_order_retries_and_ask_mode_and_it_is_audited(alice_client, alpha, providers):
-    response = alice_client.post("/fallback/", {"enabled": "on", "order": ["anthropic/claude-sonnet-4-5", "openai/gpt-4o-mini"],
-                                                "retry_count": "2", "ask_before_switching": "on", "save": "1"})  # fmt: skip
+    response = alice_client.post(
+        "/fallback/",
+        {
+            "enabled": "on",
+            "order": ["anthropic/claude-sonnet-4-5", "openai/gpt-4o-mini"],
+            "retry_count": "2",
+            "ask_before_switching": "on",
+            "save": "1",
+        },
+    )
     assert response.status_code == 302
     policy = FallbackPolicy.objects.get(team=alpha)
     assert policy.order == ["anthropic/claude-sonnet-4-5", "openai/gpt-4o-mini"]
@@ -45,8 +53,10 @@ def test_an_automation_overrides_the_team_and_can_go_back(alice_client, alpha, p
     FallbackPolicy.objects.create(team=alpha, order=["openai/gpt-4o-mini"])
     page = alice_client.get(f"/automations/{automation.pk}/fallback/").content.decode()
     assert "openai/gpt-4o-mini" in page and "Use the team's settings instead" in page
-    alice_client.post(f"/automations/{automation.pk}/fallback/", {"enabled": "on", "order": ["anthropic/claude-opus-4-5"],
-                                                                  "retry_count": "1", "save": "1"})  # fmt: skip
+    alice_client.post(
+        f"/automations/{automation.pk}/fallback/",
+        {"enabled": "on", "order": ["anthropic/claude-opus-4-5"], "retry_count": "1", "save": "1"},
+    )
     assert FallbackPolicy.objects.get(automation=automation).order == ["anthropic/claude-opus-4-5"]
     alice_client.post(f"/automations/{automation.pk}/fallback/", {"inherit": "1"})
     assert not FallbackPolicy.objects.filter(automation=automation).exists()
