@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,36 +255,37 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="server processes (on PostgreSQL and Redis)")
     options = parser.parse_args()
-    with contextlib.ExitStack() as services:
-        if options.workers > 1:  # as `make serve WORKERS=N` runs: several processes need both
+    with services(options.workers):
+        bench(options)
+
+
+@contextlib.contextmanager
+def services(workers: int) -> Iterator[None]:
+    """With several workers, a throwaway PostgreSQL and Redis, as `make serve WORKERS=N` needs."""
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
             from tests.redis_server import redis_server
             from tests.with_postgres import postgres_cluster
 
-            os.environ["DATABASE_URL"] = services.enter_context(postgres_cluster())
-            os.environ["REDIS_URL"] = services.enter_context(redis_server())
-        bench(options)
+            os.environ["DATABASE_URL"] = stack.enter_context(postgres_cluster())
+            os.environ["REDIS_URL"] = stack.enter_context(redis_server())
+        yield
+
+
+def start_upstream(port: int) -> subprocess.Popen:
+    """The fake OpenAI server (no delay between chunks), once it listens."""
+    command = ["-m", "tests.fakes.openai", "--port", str(port), "--key", UPSTREAM_KEY, "--chunk-delay", "0"]
+    upstream = subprocess.Popen(
+        [sys.executable, *command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(port, upstream, "the fake upstream")
+    return upstream
 
 
 def bench(options: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="llmhub-gateway-bench-"))
     up_port, hub_port = free_port(), free_port()
-    upstream = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.openai",
-            "--port",
-            str(up_port),
-            "--key",
-            UPSTREAM_KEY,
-            "--chunk-delay",
-            "0",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(up_port, upstream, "the fake upstream")
+    upstream = start_upstream(up_port)
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     key = set_up(data, upstream_url)
     hub = start_hub(data, hub_port, options.server, options.workers)

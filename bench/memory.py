@@ -102,25 +102,9 @@ def one_request(base: str, key: str) -> None:
 def measure(options: argparse.Namespace) -> dict[str, list[float]]:
     data = Path(tempfile.mkdtemp(prefix="llmhub-memory-bench-"))
     up_port, hub_port = gateway_bench.free_port(), gateway_bench.free_port()
-    upstream = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.openai",
-            "--port",
-            str(up_port),
-            "--key",
-            gateway_bench.UPSTREAM_KEY,
-            "--chunk-delay",
-            "0",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    upstream = gateway_bench.start_upstream(up_port)
     hub = None
     try:
-        gateway_bench.wait_for(up_port, upstream, "the fake upstream")
         key = gateway_bench.set_up(data, f"http://127.0.0.1:{up_port}/v1")
         hub = gateway_bench.start_hub(data, hub_port, "daphne", options.workers)
         base = f"http://127.0.0.1:{hub_port}"
@@ -155,13 +139,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="server processes (on PostgreSQL and Redis)")
     parser.add_argument("--requests", type=int, default=200, help="requests after the first one")
     options = parser.parse_args()
-    with contextlib.ExitStack() as services:
-        if options.workers > 1:  # as `make serve WORKERS=N` runs: several processes need both
-            from tests.redis_server import redis_server
-            from tests.with_postgres import postgres_cluster
-
-            os.environ["DATABASE_URL"] = services.enter_context(postgres_cluster())
-            os.environ["REDIS_URL"] = services.enter_context(redis_server())
+    with gateway_bench.services(options.workers):
         figures = measure(options)
     database = "PostgreSQL + Redis" if options.workers > 1 else "SQLite"
     print(f"memory benchmark: VmRSS in MB, {options.workers} worker(s), {database}, target <= {TARGET_MB} MB")
