@@ -19,10 +19,9 @@ from typing import Any
 
 from gateway import json_body
 from gateway.openai_format import ChatRequest
-from gateway.openai_messages import BadRequest
+from gateway.openai_messages import BadRequest, cache_of
 from providers.base import GenerationRequest
 from providers.chat import (
-    CACHE_TTLS,
     ImagePart,
     Message,
     Part,
@@ -174,7 +173,7 @@ def _system(raw: Any) -> tuple[Message, ...]:
         return (Message("system", raw),)
     if isinstance(raw, list):
         texts = [_text_block(block, f"system[{n}]") for n, block in enumerate(raw)]
-        caches = [_cache(block, f"system[{n}]") for n, block in enumerate(raw)]
+        caches = [cache_of(block, f"system[{n}]") for n, block in enumerate(raw)]
         if any(caches):  # each block its own system message, so that each breakpoint keeps its place
             return tuple(
                 Message("system", text, cache=cache) for text, cache in zip(texts, caches, strict=True)
@@ -190,27 +189,6 @@ def _text_block(block: Any, param: str) -> str:
     if block.get("citations"):
         raise BadRequest(f"{param}: citations cannot be sent on by this hub", param=f"{param}.citations")
     return block["text"]
-
-
-def _cache(block: dict, param: str) -> str:
-    """A block's cache breakpoint ("5m"), or "" when it has none."""
-    value = block.get("cache_control")
-    if value is None:
-        return ""
-    if not isinstance(value, dict) or value.get("type") != "ephemeral" or set(value) - {"type", "ttl"}:
-        raise BadRequest(
-            f'{param}.cache_control: must be {{"type": "ephemeral"}}', param=f"{param}.cache_control"
-        )
-    ttl = value.get("ttl", "5m")
-    if ttl == "1h":
-        raise BadRequest(
-            f"{param}.cache_control.ttl: the 1-hour cache is not supported by this hub (it prices cache "
-            "writes at the 5-minute rate); leave ttl out for the 5-minute cache.",
-            param=f"{param}.cache_control.ttl",
-        )
-    if ttl not in CACHE_TTLS:
-        raise BadRequest(f"{param}.cache_control.ttl: must be 5m or 1h", param=f"{param}.cache_control.ttl")
-    return ttl
 
 
 def _check_keys(block: dict, known: set[str], param: str) -> None:
@@ -235,7 +213,7 @@ def _messages(raw: Any) -> tuple[Message, ...]:
         elif isinstance(content, list):
             blocks = [_block(block, f"{param}.content[{n}]", role) for n, block in enumerate(content)]
             cached_call = any(
-                isinstance(block, ToolCall) and _cache(raw_block, param)
+                isinstance(block, ToolCall) and cache_of(raw_block, param)
                 for block, raw_block in zip(blocks, content, strict=True)
             )
             messages += _turn(role, blocks, cached_call)
@@ -265,7 +243,7 @@ def _turn(role: str, blocks: list[Part | ToolCall | Message], cached_call: bool 
 def _block(block: Any, param: str, role: str) -> Part | ToolCall | Message:
     kind = block.get("type") if isinstance(block, dict) else None
     if kind == "text":
-        return TextPart(_text_block(block, param), _cache(block, param))
+        return TextPart(_text_block(block, param), cache_of(block, param))
     if kind == "image" and role == "user":
         return _image(block, param)
     if kind == "tool_use" and role == "assistant":
@@ -286,13 +264,13 @@ def _image(block: dict, param: str) -> ImagePart:
     source = block.get("source")
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "base64" and isinstance(source.get("data"), str) and isinstance(source.get("media_type"), str):
-        return ImagePart(f"data:{source['media_type']};base64,{source['data']}", cache=_cache(block, param))
+        return ImagePart(f"data:{source['media_type']};base64,{source['data']}", cache=cache_of(block, param))
     if (
         kind == "url"
         and isinstance(source.get("url"), str)
         and source["url"].startswith(("https://", "http://"))
     ):
-        return ImagePart(source["url"], cache=_cache(block, param))
+        return ImagePart(source["url"], cache=cache_of(block, param))
     raise BadRequest(f"{param}.source: an image is base64 data with its media_type, or a URL", param=param)
 
 
@@ -302,11 +280,11 @@ def _tool_result(block: dict, param: str) -> Message:
     if not isinstance(call_id, str) or not call_id:
         raise BadRequest(f"{param}.tool_use_id: Field required", param=f"{param}.tool_use_id")
     content = block.get("content") or ""
-    cache = _cache(block, param)
+    cache = cache_of(block, param)
     if isinstance(content, list):
         # A breakpoint inside a result is kept at the end of the result (which the hub sends as one text).
         cache = cache or next(
-            (c for n, i in enumerate(content) if (c := _cache(i, f"{param}.content[{n}]"))), ""
+            (c for n, i in enumerate(content) if (c := cache_of(i, f"{param}.content[{n}]"))), ""
         )
         content = "".join(_text_block(item, f"{param}.content[{n}]") for n, item in enumerate(content))
     if not isinstance(content, str):
@@ -344,7 +322,7 @@ def _tools(raw: Any, choice: Any) -> dict[str, Any]:
                 str(item.get("description") or ""),
                 schema,
                 strict if isinstance(strict, bool) else None,
-                _cache(item, param),
+                cache_of(item, param),
             )
         )
     options: dict[str, Any] = {"tools": tuple(tools)} if tools else {}

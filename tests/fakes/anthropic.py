@@ -32,6 +32,10 @@ MODELS = {
 }
 
 
+# The shortest prefix Anthropic caches; a shorter one is neither written nor read, without an error.
+MIN_CACHEABLE = {"claude-sonnet-4-5": 1024, "claude-opus-4-5": 4096, "claude-haiku-4-5": 4096}
+
+
 def _text(content: str | list) -> str:
     """A turn's text as the model reads it (other blocks as their JSON)."""
     if isinstance(content, str):
@@ -186,6 +190,9 @@ class FakeAnthropic(FakeProvider):
         read = max((self.prompt_cache[key] for key in keys.values() if key in self.prompt_cache), default=0)
         last = keys[ends[-1]]
         size = min(total, sum(self.count_tokens(json.dumps(b)) for b in blocks[: ends[-1]]))
+        alias = next((a for a, dated in MODELS.items() if body.get("model") in (a, dated)), "")
+        if size < MIN_CACHEABLE.get(alias, 1024):
+            return min(read, total), 0
         self.prompt_cache.setdefault(last, size)
         return min(read, total), max(0, self.prompt_cache[last] - read)
 

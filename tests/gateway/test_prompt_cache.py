@@ -9,6 +9,7 @@ import uuid
 from decimal import ROUND_CEILING, Decimal
 
 import anthropic
+import openai
 import pytest
 
 from gateway import keys
@@ -23,7 +24,8 @@ IN, OUT, READ, WRITE = Decimal("1"), Decimal("5"), Decimal("0.10"), Decimal("1.2
 EPHEMERAL = {"type": "ephemeral"}
 SYSTEM = [
     {"type": "text", "text": "You are a coding agent. " * 40},
-    {"type": "text", "text": "The repository is LLMHub. " * 20, "cache_control": EPHEMERAL},
+    # Past claude-haiku-4-5's shortest cacheable prefix (4,096 tokens): shorter ones are not cached.
+    {"type": "text", "text": "The repository is LLMHub. " * 800, "cache_control": EPHEMERAL},
 ]
 TOOL = {
     "name": "read_file",
@@ -75,7 +77,7 @@ def test_the_first_turn_writes_the_cache_and_the_second_reads_it_at_their_prices
     assert sent["messages"][0]["content"][-1] == TURN[0]["content"][-1]
     assert "cache_control" not in sent["messages"][0]["content"][0]
     written = first.usage.cache_creation_input_tokens
-    assert written > 500 and first.usage.cache_read_input_tokens == 0
+    assert written > 4096 and first.usage.cache_read_input_tokens == 0
     row = row_of(first)
     assert (row.cache_write_tokens, row.cache_read_tokens) == (written, 0)
     plain = row.input_tokens - written
@@ -95,7 +97,7 @@ def test_a_stream_reports_the_cache_in_message_start(hub, hub_url):
     ask(client)
     with client.messages.stream(model=HAIKU, max_tokens=64, system=SYSTEM, tools=[TOOL], messages=TURN) as s:
         final = s.get_final_message()
-    assert final.usage.cache_read_input_tokens > 500
+    assert final.usage.cache_read_input_tokens > 4096
     assert row_of(final).cache_read_tokens == final.usage.cache_read_input_tokens
 
 
@@ -172,5 +174,31 @@ def test_the_hold_prices_the_prompt_as_a_cache_write_and_a_budget_at_it_is_enoug
     fake_anthropic.prompt_cache.clear()  # this one writes the cache again: the dearest prompt
     answer = ask(client_for(exact, hub_url))
     row = row_of(answer)
-    assert row.cache_write_tokens == answer.usage.cache_creation_input_tokens > 500
+    assert row.cache_write_tokens == answer.usage.cache_creation_input_tokens > 4096
     assert row.cost_usd <= bound
+
+
+def test_chat_completions_carry_a_parts_breakpoint_to_anthropic(hub, hub_url, fake_anthropic):
+    client = openai.OpenAI(base_url=f"{hub_url}/v1", api_key=hub.secret, max_retries=0, timeout=30)
+    system = [{"type": "text", "text": "You are a coding agent. " * 900, "cache_control": EPHEMERAL}]
+    ask = [*TURN[0]["content"][:1], {"type": "text", "text": "Summarise it.", "cache_control": EPHEMERAL}]
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": ask}]
+    first = client.chat.completions.create(model=HAIKU, messages=messages, max_tokens=64)
+    sent = fake_anthropic.last_request.json
+    assert sent["system"] == [{**system[0]}]
+    assert sent["messages"][0]["content"] == ask
+    second = client.chat.completions.create(model=HAIKU, messages=messages, max_tokens=64)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert cached > 4096 and first.usage.prompt_tokens_details.cached_tokens == 0
+    row = UsageRecord.objects.get(run_id=str(uuid.UUID(second.id.removeprefix("chatcmpl-"))))
+    assert row.cache_read_tokens == cached
+
+
+def test_a_prefix_too_short_to_cache_is_charged_as_input(hub, hub_url):
+    client = client_for(hub, hub_url)
+    short = [{"type": "text", "text": "Be brief.", "cache_control": EPHEMERAL}]
+    for _ in range(2):
+        answer = ask(client, system=short, tools=[])
+        assert (answer.usage.cache_creation_input_tokens, answer.usage.cache_read_input_tokens) == (0, 0)
+    row = row_of(answer)
+    assert row.cost_usd == (IN * row.input_tokens + OUT * row.output_tokens) / 1_000_000
