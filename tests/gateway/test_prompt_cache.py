@@ -202,3 +202,15 @@ def test_a_prefix_too_short_to_cache_is_charged_as_input(hub, hub_url):
         assert (answer.usage.cache_creation_input_tokens, answer.usage.cache_read_input_tokens) == (0, 0)
     row = row_of(answer)
     assert row.cost_usd == (IN * row.input_tokens + OUT * row.output_tokens) / 1_000_000
+
+
+def test_chat_completions_with_five_breakpoints_are_refused_for_anthropic_only(hub, hub_url, fake_anthropic):
+    client = openai.OpenAI(base_url=f"{hub_url}/v1", api_key=hub.secret, max_retries=0, timeout=30)
+    parts = [{"type": "text", "text": f"Part {n}.", "cache_control": EPHEMERAL} for n in range(5)]
+    messages = [{"role": "user", "content": parts}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=HAIKU, messages=messages, max_tokens=16)
+    assert "more than 4 cache_control breakpoints" in refused.value.message
+    assert not [r for r in fake_anthropic.requests if r.method == "POST"]
+    answer = client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages, max_tokens=16)
+    assert answer.choices[0].message.content
