@@ -6,7 +6,8 @@ a 400. `context_management` is accepted when it only clears earlier thinking (wh
 sends on), as Claude Code asks with every request; other context editing is refused by name. Content blocks: text, image (base64 or URL), tool_use (an assistant's), tool_result (a user's,
 sent on as a tool message before the rest of that user turn). `cache_control` on system blocks, tools
 and content blocks is carried as a cache breakpoint (at most 4, as Anthropic allows; the 5-minute
-cache only), which the Anthropic adapter sends on and other dialects leave out. `thinking` and `output_config.effort`
+cache; the 1-hour one is refused by the Anthropic dialect), which the Anthropic adapter sends on and
+other dialects leave out. `thinking` and `output_config.effort`
 become reasoning_effort; `output_config.format` becomes a JSON-schema response format. Answers are
 written by gateway.anthropic_response.
 """
@@ -31,6 +32,7 @@ from providers.chat import (
     ToolCall,
     ToolChoice,
     cache_breakpoints,
+    longest_ttl,
 )
 
 USED = {
@@ -134,7 +136,7 @@ def _read(data: dict[str, Any]) -> ChatRequest:
     options |= _thinking(data.get("thinking"), data.get("output_config"))
     _context_management(data.get("context_management"))
     messages = _system(data.get("system")) + _messages(data.get("messages"))
-    found = cache_breakpoints(messages, options.get("tools", ()))
+    found = len(cache_breakpoints(messages, options.get("tools", ())))
     if found > MAX_BREAKPOINTS:
         raise BadRequest(
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
@@ -212,11 +214,12 @@ def _messages(raw: Any) -> tuple[Message, ...]:
             messages.append(Message(role, content))
         elif isinstance(content, list):
             blocks = [_block(block, f"{param}.content[{n}]", role) for n, block in enumerate(content)]
-            cached_call = any(
-                isinstance(block, ToolCall) and cache_of(raw_block, param)
+            call_caches = [
+                cache_of(raw_block, param)
                 for block, raw_block in zip(blocks, content, strict=True)
-            )
-            messages += _turn(role, blocks, cached_call)
+                if isinstance(block, ToolCall)
+            ]
+            messages += _turn(role, blocks, longest_ttl(call_caches))
         else:
             raise BadRequest(
                 f"{param}.content: must be a string or a list of blocks", param=f"{param}.content"
@@ -224,7 +227,7 @@ def _messages(raw: Any) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def _turn(role: str, blocks: list[Part | ToolCall | Message], cached_call: bool = False) -> list[Message]:
+def _turn(role: str, blocks: list[Part | ToolCall | Message], call_cache: str = "") -> list[Message]:
     """One Anthropic turn as hub messages: a user's tool results first (each a tool message), then
     the rest of the turn; an assistant's tool_use blocks as its tool calls (a cache breakpoint on
     one of them is kept at the end of the turn, after its last call)."""
@@ -236,7 +239,7 @@ def _turn(role: str, blocks: list[Part | ToolCall | Message], cached_call: bool 
         content = "".join(part.text for part in parts)
     turn = list(results)
     if content or calls or not results:
-        turn.append(Message(role, content, tool_calls=calls, cache="5m" if cached_call else ""))
+        turn.append(Message(role, content, tool_calls=calls, cache=call_cache))
     return turn
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.chat import CACHE_TTLS, ImagePart, Message, OtherPart, Part, TextPart, ToolCall
+from providers.chat import CACHE_TTLS, ImagePart, Message, OtherPart, Part, TextPart, ToolCall, longest_ttl
 
 ROLES = {
     "system": "system",
@@ -41,8 +41,8 @@ class BadRequest(ValueError):
 
 
 def cache_of(block: dict, param: str) -> str:
-    """The cache breakpoint Anthropic's `cache_control` on a block asks for ("5m"), or "" for none;
-    BadRequest for one the hub cannot honour."""
+    """The cache breakpoint Anthropic's `cache_control` on a block asks for ("5m" or "1h"), or "" for
+    none; BadRequest for one that is not Anthropic's."""
     value = block.get("cache_control")
     if value is None:
         return ""
@@ -51,12 +51,6 @@ def cache_of(block: dict, param: str) -> str:
             f'{param}.cache_control: must be {{"type": "ephemeral"}}', param=f"{param}.cache_control"
         )
     ttl = value.get("ttl", "5m")
-    if ttl == "1h":
-        raise BadRequest(
-            f"{param}.cache_control.ttl: the 1-hour cache is not supported by this hub (it prices cache "
-            "writes at the 5-minute rate); leave ttl out for the 5-minute cache.",
-            param=f"{param}.cache_control.ttl",
-        )
     if ttl not in CACHE_TTLS:
         raise BadRequest(f"{param}.cache_control.ttl: must be 5m or 1h", param=f"{param}.cache_control.ttl")
     return ttl
@@ -96,7 +90,7 @@ def _message(item: Any, param: str, earlier: list[Message]) -> Message:
     cache = cache_of(item, param)
     if not isinstance(content, str) and role != "user" and any(p.cache for p in content):
         # A breakpoint in a system, assistant or tool message's text is kept at the end of the message.
-        content, cache = "".join(part.text for part in content), "5m"
+        content, cache = "".join(part.text for part in content), longest_ttl(p.cache for p in content)
     if role == "tool":
         call_id = item.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:

@@ -22,10 +22,11 @@ import imagesize
 _DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)$", re.DOTALL)
 
 
-# A prompt-cache breakpoint (Anthropic's cache_control): "5m" caches the prompt up to and including
-# the part, tool or message that carries it; "" none. Only the Anthropic dialect sends it on; for every
-# other provider it is a hint without effect (OpenAI caches long prompts by itself).
-CACHE_TTLS = ("5m",)
+# A prompt-cache breakpoint (Anthropic's cache_control): "5m" or "1h" caches the prompt up to and
+# including the part, tool or message that carries it; "" none. Only the Anthropic dialect sends it on
+# (and refuses "1h", whose writes the hub cannot price yet); for every other provider it is a hint
+# without effect (OpenAI caches long prompts by itself).
+CACHE_TTLS = ("5m", "1h")
 
 
 @dataclass(frozen=True)
@@ -299,10 +300,16 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def cache_breakpoints(messages: Any, tools: Any = ()) -> int:
-    """How many prompt-cache breakpoints messages and tools carry."""
-    marked = [tool for tool in tools if tool.cache]
+def longest_ttl(ttls: Any) -> str:
+    """The longest of some breakpoints' TTLs, for several breakpoints kept as one ("" for none)."""
+    given = set(ttls)
+    return next((ttl for ttl in reversed(CACHE_TTLS) if ttl in given), "")
+
+
+def cache_breakpoints(messages: Any, tools: Any = ()) -> list[str]:
+    """The prompt-cache breakpoints (their TTLs) that messages and tools carry, in prompt order."""
+    marked = [tool.cache for tool in tools if tool.cache]
     for message in messages:
-        marked += [part for part in message.parts if getattr(part, "cache", "")]
-        marked += [message] if message.cache else []
-    return len(marked)
+        marked += [part.cache for part in message.parts if getattr(part, "cache", "")]
+        marked += [message.cache] if message.cache else []
+    return marked

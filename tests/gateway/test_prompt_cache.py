@@ -131,16 +131,26 @@ def test_more_than_four_breakpoints_are_refused_as_anthropic_refuses_them(hub, h
     assert not [r for r in fake_anthropic.requests if r.method == "POST"] and not Run.objects.exists()
 
 
-@pytest.mark.parametrize(
-    ("cache_control", "named"),
-    [({"type": "ephemeral", "ttl": "1h"}, "1-hour cache"), ({"type": "persistent"}, "ephemeral")],
-)
-def test_a_breakpoint_the_hub_cannot_honour_is_refused_by_name(hub, hub_url, cache_control, named):
-    turn = [{"role": "user", "content": [{"type": "text", "text": "Hi.", "cache_control": cache_control}]}]
+def test_a_breakpoint_that_is_not_anthropics_is_refused_by_name(hub, hub_url):
+    turn = [
+        {"role": "user", "content": [{"type": "text", "text": "Hi.", "cache_control": {"type": "forever"}}]}
+    ]
     with pytest.raises(anthropic.BadRequestError) as refused:
         client_for(hub, hub_url).messages.create(model=HAIKU, max_tokens=64, messages=turn)
     message = refused.value.body["error"]["message"]
-    assert message.startswith("messages[0].content[0].cache_control") and named in message
+    assert message.startswith("messages[0].content[0].cache_control") and "ephemeral" in message
+
+
+def test_the_one_hour_cache_is_refused_on_anthropic_and_a_hint_elsewhere(hub, hub_url, fake_anthropic):
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    turn = [{"role": "user", "content": [{"type": "text", "text": "Hi.", "cache_control": hour}]}]
+    client = client_for(hub, hub_url)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.create(model=HAIKU, max_tokens=64, messages=turn)
+    assert "cache_control with ttl 1h" in refused.value.body["error"]["message"]
+    assert not [r for r in fake_anthropic.requests if r.method == "POST"]  # never under-charged
+    answer = client.messages.create(model="openai/gpt-4o-mini", max_tokens=64, messages=turn)
+    assert answer.content[0].text
 
 
 def test_on_openai_the_breakpoints_are_left_out_and_the_prompt_is_whole(hub, hub_url, fake_openai):
