@@ -4,7 +4,10 @@ runs on any provider exactly as a chat completion does, or refused by name.
 Every top-level field is used, accepted without effect, or refused unless neutral; an unknown one is
 a 400. `context_management` is accepted when it only clears earlier thinking (which the hub never
 sends on), as Claude Code asks with every request; other context editing is refused by name. Content blocks: text, image (base64 or URL), tool_use (an assistant's), tool_result (a user's,
-sent on as a tool message before the rest of that user turn). `thinking` and `output_config.effort`
+sent on as a tool message before the rest of that user turn). `cache_control` on system blocks, tools
+and content blocks is carried as a cache breakpoint (at most 4, as Anthropic allows; the 5-minute
+cache; the 1-hour one is refused by the Anthropic dialect), which the Anthropic adapter sends on and
+other dialects leave out. `thinking` and `output_config.effort`
 become reasoning_effort; `output_config.format` becomes a JSON-schema response format. Answers are
 written by gateway.anthropic_response.
 """
@@ -17,9 +20,20 @@ from typing import Any
 
 from gateway import json_body
 from gateway.openai_format import ChatRequest
-from gateway.openai_messages import BadRequest
+from gateway.openai_messages import BadRequest, cache_of
 from providers.base import GenerationRequest
-from providers.chat import ImagePart, Message, Part, ResponseFormat, TextPart, Tool, ToolCall, ToolChoice
+from providers.chat import (
+    ImagePart,
+    Message,
+    Part,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    cache_breakpoints,
+    longest_ttl,
+)
 
 USED = {
     "model",
@@ -36,7 +50,8 @@ USED = {
     "output_config",
     "context_management",
 }
-# Bookkeeping and prompt-cache hints: they change what Anthropic bills later, not the answer.
+# Bookkeeping, and a top-level (automatic) cache_control hint: they change what Anthropic bills, not
+# the answer. Breakpoints on blocks are sent on to Anthropic providers (providers/chat.py CACHE_TTLS).
 IGNORED = {"metadata", "service_tier", "cache_control"}
 # Anthropic's own machinery, which no other provider has and the hub cannot price: refused if set.
 REFUSED = {
@@ -69,6 +84,8 @@ TOOL_KEYS = {
     "eager_input_streaming",
 }
 BLOCK_NO_EFFECT = {"cache_control"}
+# Anthropic takes at most this many cache breakpoints in one request, and says so in these words.
+MAX_BREAKPOINTS = 4
 
 
 def parse(body: bytes) -> ChatRequest:
@@ -119,6 +136,11 @@ def _read(data: dict[str, Any]) -> ChatRequest:
     options |= _thinking(data.get("thinking"), data.get("output_config"))
     _context_management(data.get("context_management"))
     messages = _system(data.get("system")) + _messages(data.get("messages"))
+    found = len(cache_breakpoints(messages, options.get("tools", ())))
+    if found > MAX_BREAKPOINTS:
+        raise BadRequest(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+        )
     request_kwargs = dict(model=model, messages=messages, max_tokens=max_tokens)
     if temperature is not None:
         request_kwargs["temperature"] = float(temperature)
@@ -153,6 +175,11 @@ def _system(raw: Any) -> tuple[Message, ...]:
         return (Message("system", raw),)
     if isinstance(raw, list):
         texts = [_text_block(block, f"system[{n}]") for n, block in enumerate(raw)]
+        caches = [cache_of(block, f"system[{n}]") for n, block in enumerate(raw)]
+        if any(caches):  # each block its own system message, so that each breakpoint keeps its place
+            return tuple(
+                Message("system", text, cache=cache) for text, cache in zip(texts, caches, strict=True)
+            )
         return (Message("system", "\n\n".join(texts)),)
     raise BadRequest("system: must be a string or a list of text blocks", param="system")
 
@@ -187,7 +214,12 @@ def _messages(raw: Any) -> tuple[Message, ...]:
             messages.append(Message(role, content))
         elif isinstance(content, list):
             blocks = [_block(block, f"{param}.content[{n}]", role) for n, block in enumerate(content)]
-            messages += _turn(role, blocks)
+            call_caches = [
+                cache_of(raw_block, param)
+                for block, raw_block in zip(blocks, content, strict=True)
+                if isinstance(block, ToolCall)
+            ]
+            messages += _turn(role, blocks, longest_ttl(call_caches))
         else:
             raise BadRequest(
                 f"{param}.content: must be a string or a list of blocks", param=f"{param}.content"
@@ -195,25 +227,26 @@ def _messages(raw: Any) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def _turn(role: str, blocks: list[Part | ToolCall | Message]) -> list[Message]:
+def _turn(role: str, blocks: list[Part | ToolCall | Message], call_cache: str = "") -> list[Message]:
     """One Anthropic turn as hub messages: a user's tool results first (each a tool message), then
-    the rest of the turn; an assistant's tool_use blocks as its tool calls."""
+    the rest of the turn; an assistant's tool_use blocks as its tool calls (a cache breakpoint on
+    one of them is kept at the end of the turn, after its last call)."""
     results = [block for block in blocks if isinstance(block, Message)]
     calls = tuple(block for block in blocks if isinstance(block, ToolCall))
     parts = [block for block in blocks if isinstance(block, TextPart | ImagePart)]
     content: str | tuple[Part, ...] = tuple(parts)
-    if all(isinstance(part, TextPart) for part in parts):
+    if all(isinstance(part, TextPart) and not part.cache for part in parts):
         content = "".join(part.text for part in parts)
     turn = list(results)
     if content or calls or not results:
-        turn.append(Message(role, content, tool_calls=calls))
+        turn.append(Message(role, content, tool_calls=calls, cache=call_cache))
     return turn
 
 
 def _block(block: Any, param: str, role: str) -> Part | ToolCall | Message:
     kind = block.get("type") if isinstance(block, dict) else None
     if kind == "text":
-        return TextPart(_text_block(block, param))
+        return TextPart(_text_block(block, param), cache_of(block, param))
     if kind == "image" and role == "user":
         return _image(block, param)
     if kind == "tool_use" and role == "assistant":
@@ -234,13 +267,13 @@ def _image(block: dict, param: str) -> ImagePart:
     source = block.get("source")
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "base64" and isinstance(source.get("data"), str) and isinstance(source.get("media_type"), str):
-        return ImagePart(f"data:{source['media_type']};base64,{source['data']}")
+        return ImagePart(f"data:{source['media_type']};base64,{source['data']}", cache=cache_of(block, param))
     if (
         kind == "url"
         and isinstance(source.get("url"), str)
         and source["url"].startswith(("https://", "http://"))
     ):
-        return ImagePart(source["url"])
+        return ImagePart(source["url"], cache=cache_of(block, param))
     raise BadRequest(f"{param}.source: an image is base64 data with its media_type, or a URL", param=param)
 
 
@@ -250,14 +283,19 @@ def _tool_result(block: dict, param: str) -> Message:
     if not isinstance(call_id, str) or not call_id:
         raise BadRequest(f"{param}.tool_use_id: Field required", param=f"{param}.tool_use_id")
     content = block.get("content") or ""
+    cache = cache_of(block, param)
     if isinstance(content, list):
+        # A breakpoint inside a result is kept at the end of the result (which the hub sends as one text).
+        cache = cache or next(
+            (c for n, i in enumerate(content) if (c := cache_of(i, f"{param}.content[{n}]"))), ""
+        )
         content = "".join(_text_block(item, f"{param}.content[{n}]") for n, item in enumerate(content))
     if not isinstance(content, str):
         raise BadRequest(f"{param}.content: must be text or a list of text blocks", param=f"{param}.content")
     if block.get("is_error"):
         # Only Anthropic marks a failed tool; every other provider reads it from the result itself.
         content = f"Error: {content}"
-    return Message("tool", content, tool_call_id=call_id)
+    return Message("tool", content, tool_call_id=call_id, cache=cache)
 
 
 def _tools(raw: Any, choice: Any) -> dict[str, Any]:
@@ -287,6 +325,7 @@ def _tools(raw: Any, choice: Any) -> dict[str, Any]:
                 str(item.get("description") or ""),
                 schema,
                 strict if isinstance(strict, bool) else None,
+                cache_of(item, param),
             )
         )
     options: dict[str, Any] = {"tools": tuple(tools)} if tools else {}

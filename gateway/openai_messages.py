@@ -1,15 +1,17 @@
 """The `messages` of a Chat Completions request, read into the hub's Message type.
 
 Every key a message or a content part may carry is read, or refused by name: `name`, tool calls,
-tool results, the legacy function messages, images, audio and file parts. A part's prompt-cache
-hints are accepted and have no effect on the answer.
+tool results, the legacy function messages, images, audio and file parts. Anthropic's
+`cache_control` on a message or on its text and image parts (as LiteLLM and OpenRouter take it from
+Cline and Roo Code) is carried as a cache breakpoint, which only the Anthropic dialect sends on; other
+prompt-cache hints are accepted and have no effect on the answer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from providers.chat import ImagePart, Message, OtherPart, Part, TextPart, ToolCall
+from providers.chat import CACHE_TTLS, ImagePart, Message, OtherPart, Part, TextPart, ToolCall, longest_ttl
 
 ROLES = {
     "system": "system",
@@ -27,7 +29,8 @@ MESSAGE_KEYS = {
     "tool": {"role", "content", "tool_call_id"},
     "function": {"role", "content", "name"},
 }
-# Hints for a provider's prompt cache: they change what a request costs later, not its answer.
+# Hints for a provider's prompt cache: they change what a request costs later, not its answer
+# (cache_control is read as a breakpoint: cache_of).
 NO_EFFECT_KEYS = {"cache_control", "prompt_cache_breakpoint"}
 
 
@@ -35,6 +38,22 @@ class BadRequest(ValueError):
     def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.param, self.code = param, code
+
+
+def cache_of(block: dict, param: str) -> str:
+    """The cache breakpoint Anthropic's `cache_control` on a block asks for ("5m" or "1h"), or "" for
+    none; BadRequest for one that is not Anthropic's."""
+    value = block.get("cache_control")
+    if value is None:
+        return ""
+    if not isinstance(value, dict) or value.get("type") != "ephemeral" or set(value) - {"type", "ttl"}:
+        raise BadRequest(
+            f'{param}.cache_control: must be {{"type": "ephemeral"}}', param=f"{param}.cache_control"
+        )
+    ttl = value.get("ttl", "5m")
+    if ttl not in CACHE_TTLS:
+        raise BadRequest(f"{param}.cache_control.ttl: must be 5m or 1h", param=f"{param}.cache_control.ttl")
+    return ttl
 
 
 def parse(raw: Any) -> tuple[Message, ...]:
@@ -68,19 +87,23 @@ def _message(item: Any, param: str, earlier: list[Message]) -> Message:
     if role == "function":
         return _function_result(item, param, name, earlier)
     content = _content(item.get("content"), param, role)
+    cache = cache_of(item, param)
+    if not isinstance(content, str) and role != "user" and any(p.cache for p in content):
+        # A breakpoint in a system, assistant or tool message's text is kept at the end of the message.
+        content, cache = "".join(part.text for part in content), longest_ttl(p.cache for p in content)
     if role == "tool":
         call_id = item.get("tool_call_id")
         if not isinstance(call_id, str) or not call_id:
             raise BadRequest(
                 f"{param}: a tool message needs the tool_call_id it answers.", param=f"{param}.tool_call_id"
             )
-        return Message("tool", content, tool_call_id=call_id)
+        return Message("tool", content, tool_call_id=call_id, cache=cache)
     if role != "assistant":
-        return Message(ROLES[role], content, name=name)
+        return Message(ROLES[role], content, name=name, cache=cache)
     calls = _tool_calls(item, param, len(earlier))
     if not content and isinstance(item.get("refusal"), str):
         content = item["refusal"]  # an earlier refusal, sent back as what the assistant said
-    return Message("assistant", content, name=name, tool_calls=calls)
+    return Message("assistant", content, name=name, tool_calls=calls, cache=cache)
 
 
 def _content(content: Any, param: str, role: str) -> str | tuple[Part, ...]:
@@ -95,7 +118,7 @@ def _content(content: Any, param: str, role: str) -> str | tuple[Part, ...]:
             f"{param}: content must be a string or an array of content parts.", param=f"{param}.content"
         )
     parts = [_part(part, f"{param}.content[{n}]", role) for n, part in enumerate(content)]
-    if all(isinstance(part, TextPart) for part in parts):
+    if all(isinstance(part, TextPart) and not part.cache for part in parts):
         return "".join(part.text for part in parts)  # text parts alone are one text
     return tuple(parts)
 
@@ -109,7 +132,7 @@ def _part(part: Any, param: str, role: str) -> Part:
         text = part.get(kind)
         if not isinstance(text, str):
             raise BadRequest(f"{param}: a {kind} part needs its {kind} as a string.", param=param)
-        return TextPart(text)
+        return TextPart(text, cache_of(part, param))
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else None
@@ -118,7 +141,7 @@ def _part(part: Any, param: str, role: str) -> Part:
             raise BadRequest(f"{param}: image_url.url must be an http(s) URL or a data: URI.", param=param)
         if detail not in ("auto", "low", "high"):
             raise BadRequest(f"{param}: image_url.detail must be auto, low or high.", param=param)
-        return ImagePart(url, detail)
+        return ImagePart(url, detail, cache_of(part, param))
     if kind in ("input_audio", "file"):
         body = part.get(kind)
         if not isinstance(body, dict):

@@ -22,9 +22,17 @@ import imagesize
 _DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)$", re.DOTALL)
 
 
+# A prompt-cache breakpoint (Anthropic's cache_control): "5m" or "1h" caches the prompt up to and
+# including the part, tool or message that carries it; "" none. Only the Anthropic dialect sends it on
+# (and refuses "1h", whose writes the hub cannot price yet); for every other provider it is a hint
+# without effect (OpenAI caches long prompts by itself).
+CACHE_TTLS = ("5m", "1h")
+
+
 @dataclass(frozen=True)
 class TextPart:
     text: str
+    cache: str = ""
     kind = "text"
 
 
@@ -35,6 +43,7 @@ class ImagePart:
 
     url: str
     detail: str = "auto"  # OpenAI's "low", "high" or "auto"
+    cache: str = ""
     kind = "image"
 
     @property
@@ -92,6 +101,7 @@ class Message:
     name: str = ""  # the speaker's name, when the client gave one
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str = ""  # on a tool result: the call it answers
+    cache: str = ""  # a cache breakpoint after the whole message (its last block)
 
     @property
     def parts(self) -> tuple[Part, ...]:
@@ -124,6 +134,8 @@ class Message:
             ]
         if self.tool_call_id:
             data["tool_call_id"] = self.tool_call_id
+        if self.cache:
+            data["cache"] = self.cache
         return data
 
     @classmethod
@@ -139,6 +151,7 @@ class Message:
                 ToolCall(c["id"], c["name"], c["arguments"]) for c in data.get("tool_calls", [])
             ),
             tool_call_id=data.get("tool_call_id", ""),
+            cache=data.get("cache", ""),
         )
 
 
@@ -153,14 +166,16 @@ def _content_json(content: str | tuple[Part, ...]) -> str | list[dict[str, Any]]
             parts.append({"type": "image", "url": part.url, "detail": part.detail})
         else:
             parts.append({"type": part.kind, "body": dict(part.body)})
+        if getattr(part, "cache", ""):
+            parts[-1]["cache"] = part.cache
     return parts
 
 
 def _part_from_json(data: Mapping[str, Any]) -> Part:
     if data["type"] == "text":
-        return TextPart(data["text"])
+        return TextPart(data["text"], data.get("cache", ""))
     if data["type"] == "image":
-        return ImagePart(data["url"], data.get("detail", "auto"))
+        return ImagePart(data["url"], data.get("detail", "auto"), data.get("cache", ""))
     return OtherPart(data["type"], data.get("body", {}))
 
 
@@ -172,6 +187,7 @@ class Tool:
     description: str = ""
     parameters: Mapping[str, Any] | None = None
     strict: bool | None = None
+    cache: str = ""  # a cache breakpoint after the tool definitions up to this one
 
     @property
     def schema(self) -> Mapping[str, Any]:
@@ -277,6 +293,23 @@ def options_from_json(options: Mapping[str, Any]) -> dict[str, Any]:
 def json_value(value: Any) -> Any:
     if isinstance(value, tuple):
         return [json_value(item) for item in value]
+    if isinstance(value, Tool) and not value.cache:
+        return {name: item for name, item in asdict(value).items() if name != "cache"}  # as stored before
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
     return value
+
+
+def longest_ttl(ttls: Any) -> str:
+    """The longest of some breakpoints' TTLs, for several breakpoints kept as one ("" for none)."""
+    given = set(ttls)
+    return next((ttl for ttl in reversed(CACHE_TTLS) if ttl in given), "")
+
+
+def cache_breakpoints(messages: Any, tools: Any = ()) -> list[str]:
+    """The prompt-cache breakpoints (their TTLs) that messages and tools carry, in prompt order."""
+    marked = [tool.cache for tool in tools if tool.cache]
+    for message in messages:
+        marked += [part.cache for part in message.parts if getattr(part, "cache", "")]
+        marked += [message.cache] if message.cache else []
+    return marked

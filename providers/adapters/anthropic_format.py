@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from providers.base import GenerationRequest, ModelInfo
-from providers.chat import ImagePart, Message, TextPart
+from providers.chat import ImagePart, Message, TextPart, cache_breakpoints
 
 DEFAULT_MAX_TOKENS = 4096
 # The tool a JSON answer is asked for through (Anthropic has no response_format).
@@ -19,6 +19,8 @@ ANSWER_TOOL = "json_answer"
 # Thinking budgets for OpenAI's reasoning_effort; Anthropic's smallest budget is 1,024 tokens.
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768, "max": 63999}
 MIN_THINKING = 1024
+# Anthropic refuses a request with more cache breakpoints (cache_control blocks) than this.
+MAX_CACHE_BREAKPOINTS = 4
 
 
 def refusals(request: GenerationRequest, info: ModelInfo) -> list[str]:
@@ -27,6 +29,12 @@ def refusals(request: GenerationRequest, info: ModelInfo) -> list[str]:
         refused.append("temperature above 1")
     if request.n > 1:
         refused.append("n above 1")
+    breakpoints = cache_breakpoints(request.messages, request.tools)
+    if len(breakpoints) > MAX_CACHE_BREAKPOINTS:
+        refused.append(f"more than {MAX_CACHE_BREAKPOINTS} cache_control breakpoints")
+    if "1h" in breakpoints:
+        # Its writes cost 2x input, and the hub keeps one cache-write count priced at the 5-minute rate.
+        refused.append("cache_control with ttl 1h (the hub prices cache writes at the 5-minute rate)")
     effort = request.reasoning_effort
     if effort not in (None, "none"):
         if (request.max_tokens or info.max_output) <= MIN_THINKING:
@@ -51,14 +59,20 @@ def payload(request: GenerationRequest, info: ModelInfo | None) -> dict[str, Any
         "max_tokens": max_tokens,
         "messages": messages(request.conversation),
     }
-    if request.system_prompt:
+    system = [m for m in request.messages if m.role == "system"]
+    if any(m.cache for m in system):  # as blocks, so that each breakpoint stays where the client put it
+        body["system"] = [_cached({"type": "text", "text": m.named_text()}, m.cache) for m in system]
+    elif request.system_prompt:
         body["system"] = request.system_prompt
     for name, key in (("temperature", "temperature"), ("top_p", "top_p")):
         if getattr(request, name) is not None:
             body[key] = getattr(request, name)
     if request.stop:
         body["stop_sequences"] = list(request.stop)
-    tools = [{"name": t.name, "description": t.description, "input_schema": t.schema} for t in request.tools]
+    tools = [
+        _cached({"name": t.name, "description": t.description, "input_schema": t.schema}, t.cache)
+        for t in request.tools
+    ]
     choice = _tool_choice(request)
     if request.response_format is not None:
         schema = request.response_format.schema or {"type": "object"}
@@ -103,20 +117,30 @@ def messages(conversation: tuple[Message, ...]) -> list[dict[str, Any]]:
 
 def _blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}]
+        result = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}
+        return [_cached(result, message.cache)]
     blocks: list[dict[str, Any]] = []
     for index, part in enumerate(message.parts):
         if isinstance(part, TextPart):
             text = f"{message.name}: {part.text}" if message.name and index == 0 else part.text
             if text:
-                blocks.append({"type": "text", "text": text})
+                blocks.append(_cached({"type": "text", "text": text}, part.cache))
         elif isinstance(part, ImagePart):
-            blocks.append({"type": "image", "source": _image_source(part)})
+            blocks.append(_cached({"type": "image", "source": _image_source(part)}, part.cache))
     for call in message.tool_calls:
         blocks.append(
             {"type": "tool_use", "id": call.id, "name": call.name, "input": _arguments(call.arguments)}
         )
+    if message.cache and blocks:
+        blocks[-1] = _cached(blocks[-1], message.cache)
     return blocks
+
+
+def _cached(block: dict[str, Any], cache: str) -> dict[str, Any]:
+    """A block with Anthropic's cache breakpoint when it carries one (the 5-minute cache is the default)."""
+    if not cache:
+        return block
+    return {**block, "cache_control": {"type": "ephemeral"} | ({"ttl": cache} if cache != "5m" else {})}
 
 
 def _image_source(image: ImagePart) -> dict[str, str]:

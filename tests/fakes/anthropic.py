@@ -32,6 +32,10 @@ MODELS = {
 }
 
 
+# The shortest prefix Anthropic caches; a shorter one is neither written nor read, without an error.
+MIN_CACHEABLE = {"claude-sonnet-4-5": 1024, "claude-opus-4-5": 4096, "claude-haiku-4-5": 4096}
+
+
 def _text(content: str | list) -> str:
     """A turn's text as the model reads it (other blocks as their JSON)."""
     if isinstance(content, str):
@@ -53,6 +57,17 @@ def _orphan_result(turns: list[dict]) -> tuple[int, str] | None:
     return None
 
 
+def _prompt_blocks(body: dict) -> list[dict]:
+    """The prompt in Anthropic's cache order: tools, then system, then messages, block by block."""
+    system = body.get("system") or []
+    blocks = list(body.get("tools") or [])
+    blocks += [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
+    for turn in body.get("messages", []):
+        content = turn["content"]
+        blocks += [{"type": "text", "text": content}] if isinstance(content, str) else content
+    return blocks
+
+
 def error(type_: str, message: str) -> dict:
     return {"type": "error", "error": {"type": type_, "message": message}}
 
@@ -65,6 +80,8 @@ class FakeAnthropic(FakeProvider):
         self.error_after: int | None = None
         self.cache_read = 0  # prompt tokens the next answers report as read from the cache
         self.cache_write = 0  # and as written to it
+        # The prompt cache, as Anthropic keeps it: the prefix up to a breakpoint -> its tokens.
+        self.prompt_cache: dict[str, int] = {}
 
     def error_mid_stream_next(self, after: int) -> None:
         """The next stream sends an overloaded_error event after `after` text deltas."""
@@ -109,6 +126,10 @@ class FakeAnthropic(FakeProvider):
                 f"{orphan[1]}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
             )
             return Reply(400, error("invalid_request_error", message), headers)
+        breakpoints = [b for b in _prompt_blocks(body) if "cache_control" in b]
+        if len(breakpoints) > 4:
+            message = f"A maximum of 4 blocks with cache_control may be provided. Found {len(breakpoints)}."
+            return Reply(400, error("invalid_request_error", message), headers)
         decided = self.decide(body)
         decided.text, sequence = self.stopped(decided.text, body.get("stop_sequences"))
         pieces = self.words(decided.text)
@@ -124,15 +145,21 @@ class FakeAnthropic(FakeProvider):
                 "name": decided.tool,
                 "input": decided.arguments,
             }
-        prompt = [body.get("system", ""), json.dumps(body.get("tools", "")) if body.get("tools") else ""]
+        prompt = [
+            _text(body.get("system") or ""),
+            json.dumps(body.get("tools", "")) if body.get("tools") else "",
+        ]
         prompt += [_text(m["content"]) for m in body["messages"]]
         total = sum(self.count_tokens(p) + 4 for p in prompt if p) + 3
         read, written = min(self.cache_read, total), min(self.cache_write, max(0, total - self.cache_read))
+        if breakpoints:
+            read, written = self.cached(body, total)
         usage = {
             "input_tokens": total - read - written,
             "output_tokens": self.count_tokens(text + (json.dumps(decided.arguments) if call else "")),
             "cache_creation_input_tokens": written,
             "cache_read_input_tokens": read,
+            "cache_creation": {"ephemeral_5m_input_tokens": written, "ephemeral_1h_input_tokens": 0},
         }
         ident = f"msg_{uuid.uuid4().hex[:24]}"
         if body.get("stream"):
@@ -153,6 +180,25 @@ class FakeAnthropic(FakeProvider):
             },
             headers,
         )
+
+    def cached(self, body: dict, total: int) -> tuple[int, int]:
+        """(read, written) prompt tokens: the longest prefix ending at a breakpoint that an earlier
+        request wrote is read; the prefix up to the last breakpoint, past what was read, is written."""
+        blocks = _prompt_blocks(body)
+        ends = [n + 1 for n, block in enumerate(blocks) if "cache_control" in block]
+        keys = {end: self.prefix_key(body, blocks[:end]) for end in ends}
+        read = max((self.prompt_cache[key] for key in keys.values() if key in self.prompt_cache), default=0)
+        last = keys[ends[-1]]
+        size = min(total, sum(self.count_tokens(json.dumps(b)) for b in blocks[: ends[-1]]))
+        alias = next((a for a, dated in MODELS.items() if body.get("model") in (a, dated)), "")
+        if size < MIN_CACHEABLE.get(alias, 1024):
+            return min(read, total), 0
+        self.prompt_cache.setdefault(last, size)
+        return min(read, total), max(0, self.prompt_cache[last] - read)
+
+    def prefix_key(self, body: dict, blocks: list[dict]) -> str:
+        plain = [{k: v for k, v in block.items() if k != "cache_control"} for block in blocks]
+        return json.dumps([body.get("model"), plain], sort_keys=True)
 
     def decide(self, body: dict) -> Plan:
         turns = body["messages"]

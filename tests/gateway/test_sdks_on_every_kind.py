@@ -40,8 +40,9 @@ def sent(fake) -> dict:
 
 def system_of(kind: str, body: dict) -> str:
     """The system prompt where the provider's own dialect puts it."""
-    if kind == "anthropic":
-        return body["system"]
+    if kind == "anthropic":  # a string, or text blocks when some carry a cache breakpoint
+        system = body["system"]
+        return system if isinstance(system, str) else "\n\n".join(block["text"] for block in system)
     if kind == "gemini":
         return body["systemInstruction"]["parts"][0]["text"]
     first = body["messages"][0]
@@ -255,8 +256,10 @@ def test_a_claude_code_request_gets_a_streamed_answer_on_every_kind(api_key, hub
     row = UsageRecord.objects.get(api_key=api_key.key)
     assert row.output_tokens == events[-2]["usage"]["output_tokens"] > 0
 
-    # Its next turn: the tool_use sent back, the result marked for the prompt cache, as Claude Code does.
+    # Its next turn: the tool_use sent back, the result marked for the prompt cache, as Claude Code does
+    # (moving the message breakpoint to the newest turn: Anthropic takes at most 4).
     result = {"type": "tool_result", "tool_use_id": call["id"], "content": "README.md\nsetup.py"}
+    body["messages"][0]["content"][-1].pop("cache_control")
     body["messages"] += [
         {"role": "assistant", "content": [{**call, "input": json.loads(arguments)}]},
         {"role": "user", "content": [{**result, "cache_control": {"type": "ephemeral"}}]},
