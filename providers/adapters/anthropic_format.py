@@ -32,9 +32,6 @@ def refusals(request: GenerationRequest, info: ModelInfo) -> list[str]:
     breakpoints = cache_breakpoints(request.messages, request.tools)
     if len(breakpoints) > MAX_CACHE_BREAKPOINTS:
         refused.append(f"more than {MAX_CACHE_BREAKPOINTS} cache_control breakpoints")
-    if "1h" in breakpoints:
-        # Its writes cost 2x input, and the hub keeps one cache-write count priced at the 5-minute rate.
-        refused.append("cache_control with ttl 1h (the hub prices cache writes at the 5-minute rate)")
     effort = request.reasoning_effort
     if effort not in (None, "none"):
         if (request.max_tokens or info.max_output) <= MIN_THINKING:
@@ -137,10 +134,12 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
 
 
 def _cached(block: dict[str, Any], cache: str) -> dict[str, Any]:
-    """A block with Anthropic's cache breakpoint when it carries one (the 5-minute cache is the default)."""
+    """A block with Anthropic's cache breakpoint when it carries one. Always the 5-minute cache: a
+    1-hour breakpoint is sent as one too, because its writes cost 2x input and the hub keeps one
+    cache-write count, priced at the 5-minute rate (README, "The Messages API")."""
     if not cache:
         return block
-    return {**block, "cache_control": {"type": "ephemeral"} | ({"ttl": cache} if cache != "5m" else {})}
+    return {**block, "cache_control": {"type": "ephemeral"}}
 
 
 def _image_source(image: ImagePart) -> dict[str, str]:
