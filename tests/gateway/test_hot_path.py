@@ -33,7 +33,7 @@ from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # The statements each phase runs, in a steady state (the key's last use already noted).
-MOST = {"request": 4, "reservation": 6, "settlement": 7}
+MOST = {"request": 3, "reservation": 6, "settlement": 7}
 VERSION_READ = "SELECT version FROM providers_configurationversion"
 CONFIGURATION_TABLES = ("providers_", "usage_budget", "usage_fallbackpolicy", "gateway_modelalias")
 BODY = {
