@@ -27,6 +27,7 @@ from gateway import openai_format as fmt
 from gateway import openai_response as answer
 from gateway.models import ApiKey, ModelAlias
 from ops import observe
+from providers import configuration
 from providers.base import Delta, ToolCallDelta
 from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
 from providers.models import ProviderModel
@@ -270,6 +271,7 @@ def rate_limit_headers(anthropic: bool = False) -> Callable:
 
 
 @csrf_exempt
+@configuration.pinned
 @rate_limit_headers()
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     try:

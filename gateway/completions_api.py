@@ -20,6 +20,7 @@ from gateway import openai_format as fmt
 from gateway import openai_response as chat_answer
 from gateway.api import ApiError
 from gateway.openai_messages import BadRequest
+from providers import configuration
 from providers.base import Delta, ToolCallDelta
 from usage import runs
 from usage.events import Ended, Started
@@ -131,6 +132,7 @@ def _echo(request: HttpRequest, chat: fmt.ChatRequest) -> str:
 
 
 @csrf_exempt
+@configuration.pinned
 @api.rate_limit_headers()
 async def completions(request: HttpRequest) -> HttpResponse:
     try:

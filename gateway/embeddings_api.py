@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from gateway import api, json_body, ratelimits
 from gateway.api import ApiError
+from providers import configuration
 from providers.base import TaskType
 from providers.embedding import INPUT_NAMES, EmbeddingRequest, Embeddings
 from providers.registry import registry
@@ -135,6 +136,7 @@ def _prepare(request: HttpRequest) -> tuple[Run, Asked]:
 
 
 @csrf_exempt
+@configuration.pinned
 @api.rate_limit_headers()
 async def create(request: HttpRequest) -> HttpResponse:
     try:

@@ -19,6 +19,7 @@ from gateway import anthropic_request, api
 from gateway import anthropic_response as answer
 from gateway.api import ApiError
 from gateway.openai_format import BadRequest
+from providers import configuration
 from providers.base import Delta, ToolCallDelta
 from usage import runs
 from usage.events import Ended, Started
@@ -32,6 +33,7 @@ def _error(error: ApiError) -> JsonResponse:
 
 
 @csrf_exempt
+@configuration.pinned
 @api.rate_limit_headers(anthropic=True)
 async def messages(request: HttpRequest) -> HttpResponse:
     try:
@@ -98,6 +100,7 @@ def _count(request: HttpRequest, body: bytes) -> dict[str, int]:
 
 
 @csrf_exempt
+@configuration.pinned
 async def count_tokens(request: HttpRequest) -> HttpResponse:
     """The prompt's tokens as the hub counts them before a run (the model's own tokenizer where the
     hub has it, else one that errs high). Counting is free: no run, no usage row."""

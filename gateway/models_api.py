@@ -8,6 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from gateway.api import ApiError, authenticate
 from gateway.models import ApiKey, ModelAlias
+from providers import configuration
 from providers.team_catalog import for_team
 
 
@@ -42,6 +43,7 @@ def _one_model(request: HttpRequest, model_id: str) -> dict:
 
 
 @csrf_exempt
+@configuration.pinned
 async def models(request: HttpRequest, model_id: str = "") -> HttpResponse:
     """GET /v1/models, and GET /v1/models/{id} (ids hold a slash: "openai/gpt-4o")."""
     if request.method != "GET":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -140,9 +141,12 @@ def limits_for(key: ApiKey) -> list[Limit]:
 def admit_run(run: Run, key: ApiKey) -> Standing | None:
     """Save a priced, pending run if the key's and its team's limits admit it (and count it), in
     one transaction; or raise RateLimited and save nothing: a refused request leaves no run.
-    With Redis, a run the database then fails to save stays counted (an error errs towards the limit)."""
+    With Redis, a run the database then fails to save stays counted (an error errs towards the limit).
+    When nothing is counted in the database (no limit, or Redis counts), the INSERT is the only write:
+    it runs on its own, without a transaction around it (two statements fewer on every request)."""
     limits = limits_for(key)
-    with transaction.atomic():
+    counted_in_database = bool(limits) and not settings.REDIS_URL
+    with transaction.atomic() if counted_in_database else nullcontext():
         standing = admit(limits, tokens_of(run))
         run.save(force_insert=True)
     return standing

@@ -19,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from gateway import api, response_store, responses_request
 from gateway import openai_response as chat_answer
 from gateway.api import ApiError
+from providers import configuration
 from providers.base import Delta, ToolCallDelta
 from usage import runs
 from usage.events import Ended, Started
@@ -118,6 +119,7 @@ class Reader:
 
 
 @csrf_exempt
+@configuration.pinned
 @api.rate_limit_headers()
 async def responses(request: HttpRequest) -> HttpResponse:
     reader = Reader(request)

@@ -3,18 +3,37 @@ their provider and prices), budgets' definitions and fallback policies.
 
 Every change to those rows (a save or delete of Provider, ProviderModel, Price, CustomKind, Budget or
 FallbackPolicy, in any process) sets a new configuration version in the same transaction
-(providers.models.ConfigurationVersion, one row). Each lookup here first reads that one number, a
-single-row primary-key read in plain SQL: while it is unchanged, the answer comes from memory; once
-it changed, the snapshot is dropped and filled again as lookups come. So a process sees a change at
-its next lookup, never later. API keys and money (spend, reservations, the breaker's state) are never
-kept here: they are read where they are used, in their transactions.
+(providers.models.ConfigurationVersion, one row). A lookup first learns the version, a single-row
+primary-key read in plain SQL: while it is unchanged, the answer comes from memory; once it changed,
+answers are read again and filed under the new version. So a process sees a change at its next
+lookup, never later. API keys and money (spend, reservations, the breaker's state) are never kept
+here: they are read where they are used, in their transactions.
+
+A request can be pinned (`pinned()`, around each /v1/ endpoint): the version is read once, at its
+first lookup, and every later lookup of that request, in any thread (asgiref's sync_to_async runs
+its function in a copy of the caller's context, so the ContextVar and the one `_Pin` object it holds
+reach every phase), uses it. The browser and the CLI are not pinned: they read it per lookup.
+
+Why an answer is never older than the version it is filed under, with requests pinned to different
+versions running at once: an answer is read from the database after its request learned the version
+it is filed under (the pin's or the lookup's own read came first), and a read sees every change
+committed before it, so it holds that version's configuration or a newer one. Each version has its
+own snapshot (the last few are kept), so a request pinned to an old version never files its answers
+where a request that read the new version looks, nor finds theirs: versions are random, not ordered,
+so "which is newer" is never guessed. A request that read a new version only ever gets answers read
+after that version was committed; a request still pinned to an old one keeps the configuration it
+started with (or newer), as if it had run a moment earlier.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
-from collections.abc import Callable
-from typing import TypeVar
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Model
@@ -32,15 +51,20 @@ WATCHED = (
     "usage.Budget",
     "usage.FallbackPolicy",
 )
+KEPT = 4  # snapshots of this many versions at once (requests still pinned to an older one)
 
 
-class _Snapshot:
-    def __init__(self, version: int | None) -> None:
-        self.version = version
-        self.answers: dict[tuple, object] = {}
+class _Pin:
+    """The version one request reads under, once it has read it."""
+
+    def __init__(self) -> None:
+        self.read = False
+        self.version: int | None = None
 
 
-_current = _Snapshot(None)
+_pin: ContextVar[_Pin | None] = ContextVar("configuration_pin", default=None)
+_snapshots: OrderedDict[int, dict[tuple, object]] = OrderedDict()
+_lock = threading.Lock()
 
 
 def version() -> int | None:
@@ -52,19 +76,52 @@ def version() -> int | None:
     return row[0] if row else None
 
 
+def _version() -> int | None:
+    """The pinned request's version (read at its first lookup), else the version now."""
+    pin = _pin.get()
+    if pin is None:
+        return version()
+    if not pin.read:
+        pin.version, pin.read = version(), True
+    return pin.version
+
+
+def _answers(now: int) -> dict[tuple, object]:
+    with _lock:
+        answers = _snapshots.get(now)
+        if answers is None:
+            answers = _snapshots[now] = {}
+            while len(_snapshots) > KEPT:
+                _snapshots.popitem(last=False)
+        return answers
+
+
 def cached(key: tuple, read: Callable[[], T]) -> T:
-    """`read()`'s answer for `key` under the current configuration version, from memory while the
-    version is unchanged. Answers are shared by every thread of the process: callers only read them."""
-    global _current
-    now = version()
+    """`read()`'s answer for `key` under the configuration version (the pinned request's, else the
+    current one), from memory while that version is kept. Answers are shared by every thread of the
+    process: callers only read them."""
+    now = _version()
     if now is None:
         return read()
-    snapshot = _current
-    if snapshot.version != now:
-        snapshot = _current = _Snapshot(now)
-    if key not in snapshot.answers:
-        snapshot.answers[key] = read()  # read after the version: never older than it
-    return snapshot.answers[key]  # type: ignore[return-value]
+    answers = _answers(now)
+    if key not in answers:
+        answers[key] = read()  # read after the version was: never older than it
+    return answers[key]  # type: ignore[return-value]
+
+
+def pinned(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """An async view whose lookups all use one configuration version, read at the first of them.
+    The pin ends with the view: a streamed body's later lookups read the version per lookup."""
+
+    @functools.wraps(view)
+    async def pinned_view(*args: Any, **kwargs: Any) -> Any:
+        token = _pin.set(_Pin())
+        try:
+            return await view(*args, **kwargs)
+        finally:
+            _pin.reset(token)
+
+    return pinned_view
 
 
 def changed(sender: type[Model] | None = None, **kwargs) -> None:

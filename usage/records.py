@@ -158,12 +158,15 @@ def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | Non
     when the run's usage row was already written (a replay, or a settlement that did commit before
     its connection was lost), so a run is never charged twice."""
     if claim is not None:
-        claim()  # its UPDATE locks the run's row: settlements of a run queue
+        # Its UPDATE locks the run's row and takes it out of STREAMING: settlements of a run queue
+        # and only the first gets past it. No usage row can be there yet: every transaction that
+        # writes one also ends the run's STREAMING (a claim, or the replay's run.save() below).
+        claim()
         exists = True
     else:
         exists = Run.objects.select_for_update().filter(pk=run.pk).exists()
-    if UsageRecord.objects.filter(run_id=str(run.uuid)).exists():
-        return False
+        if UsageRecord.objects.filter(run_id=str(run.uuid)).exists():
+            return False
     provider_id, _, model = (run.model_used or run.model_requested).partition("/")
     if run.input_tokens or run.output_tokens:
         # A run with neither a user nor an API key came from the command line.
