@@ -73,6 +73,18 @@ def static_files(django_test_environment) -> None:
 
 
 @pytest.fixture(scope="session")
+def hub_url(django_db_setup, static_files, session_spool) -> Iterator[str]:
+    """The app served as `make run` serves it, in its own process, on the test database: one for the
+    whole session (of each test worker). Runs are recovered at its start only: tests that recover runs
+    themselves must not race it."""
+    from tests.servers import Server  # (it imports this module)
+
+    server = Server("browser/daphne", LLMHUB_RECOVERY_SECONDS="3600", LLMHUB_SPOOL_REPLAY_SECONDS="0.5")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Tests wipe tables between cases, which the audit log's triggers would refuse: unlock them
     (tests/audit/test_audit_log.py locks them again to prove they hold). When the selected tests

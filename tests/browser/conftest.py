@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -20,15 +18,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-@pytest.fixture(scope="session")
-def hub_url(django_db_setup, static_files, session_spool) -> Iterator[str]:
-    """The app served as `make run` serves it, in its own process, on the test database. Runs are
-    recovered at its start only: tests that recover runs themselves must not race it."""
-    server = Server("browser/daphne", LLMHUB_RECOVERY_SECONDS="3600", LLMHUB_SPOOL_REPLAY_SECONDS="0.5")
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import pytest
 from gateway import keys
 from providers.models import CustomKind
 from providers.registry import registry
-from tests.browser.conftest import hub_url  # noqa: F401 - the live server fixture
 from tests.conftest import EXTRA_CREDENTIALS, GOOD_KEYS
 from tests.fakes.openai import FakeOpenAI
 
@@ -83,7 +82,7 @@ def api_key(alpha):
 
 
 @pytest.fixture
-def sdk(api_key, hub_url):  # noqa: F811 - the fixture imported above
+def sdk(api_key, hub_url):
     return openai.OpenAI(base_url=f"{hub_url}/v1", api_key=api_key.secret, max_retries=0, timeout=30)
 
 

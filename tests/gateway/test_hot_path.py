@@ -26,7 +26,6 @@ from gateway import keys
 from providers import configuration
 from providers.models import Price, Provider, ProviderModel
 from providers.registry import registry
-from tests.browser.conftest import hub_url  # noqa: F401 - the live server fixture
 from tests.conftest import GOOD_KEYS
 from tests.servers import Server
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
@@ -170,7 +169,7 @@ output_per_1m = "0.60"
     assert UsageRecord.objects.get(provider_id="office").cost_usd > 0
 
 
-def test_the_server_sees_each_configuration_change_at_its_next_request(hub, hub_url, alpha, fake_openai):  # noqa: F811
+def test_the_server_sees_each_configuration_change_at_its_next_request(hub, hub_url, alpha, fake_openai):
     """The server process keeps the configuration in memory; a change made by another process (this
     one) is seen by its very next request: a new price, a cap, a disabled provider, a fallback policy."""
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import hub_url  # noqa: F401 - the live server fixture
-
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 SECTION = README.split("## Running LLMHub for a team", 1)[1].split("\n## ", 1)[0]
@@ -67,7 +65,7 @@ def snippet(label: str, base_url: str, secret: str) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_python_snippets_run_against_a_live_hub(hub_url, alpha, fake_openai, fake_anthropic, capsys):  # noqa: F811
+def test_the_python_snippets_run_against_a_live_hub(hub_url, alpha, fake_openai, fake_anthropic, capsys):
     from gateway import keys
     from gateway.models import StoredResponse
     from providers.registry import registry

@@ -16,7 +16,6 @@ from django.db.migrations.executor import MigrationExecutor
 from gateway import keys
 from providers.base import TokenCount
 from providers.registry import registry
-from tests.browser.conftest import hub_url  # noqa: F401 - the live server fixture
 from tests.conftest import GOOD_KEYS
 from usage import rollups
 from usage.models import DailySpend, FallbackPolicy, UsageRecord
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def calls(alpha, alice, fake_openai, hub_url):  # noqa: F811 - the fixture imported above
+def calls(alpha, alice, fake_openai, hub_url):
     """One chat completion and one embeddings call by an API key of Alpha."""
     registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
     FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
