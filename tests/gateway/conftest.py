@@ -37,6 +37,17 @@ def fake_compatible():
 
 
 @pytest.fixture
+def openai_and_anthropic(alpha, fake_openai, fake_anthropic):
+    """Team Alpha with the OpenAI and Anthropic fakes connected and fallback off: a failure is the
+    client's to see."""
+    from usage.models import FallbackPolicy
+
+    for kind, fake in (("openai", fake_openai), ("anthropic", fake_anthropic)):
+        registry.save(kind, {"api_key": GOOD_KEYS[kind]}, endpoint=fake.url, team=alpha)
+    FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
+
+
+@pytest.fixture
 def every_kind(alpha, fake_openai, fake_azure, fake_anthropic, fake_gemini, fake_ollama, fake_compatible):
     """Team Alpha with a provider of every kind; returns kind -> its fake server."""
     from usage.models import FallbackPolicy

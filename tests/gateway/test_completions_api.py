@@ -9,18 +9,13 @@ import openai
 import pytest
 
 from gateway import keys
-from providers.registry import registry
-from tests.conftest import GOOD_KEYS
-from usage.models import Budget, FallbackPolicy, UsageRecord
+from usage.models import Budget, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def hub(alpha, fake_openai, fake_anthropic):
-    for kind, fake in (("openai", fake_openai), ("anthropic", fake_anthropic)):
-        registry.save(kind, {"api_key": GOOD_KEYS[kind]}, endpoint=fake.url, team=alpha)
-    FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
+def hub(alpha, openai_and_anthropic):
     return keys.create(alpha, "old script")
 
 

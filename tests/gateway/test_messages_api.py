@@ -14,8 +14,6 @@ import pytest
 from accounts.models import Team
 from audit.models import AuditEntry
 from gateway import keys
-from providers.registry import registry
-from tests.conftest import GOOD_KEYS
 from tests.fakes.server import sse
 from tests.gateway.conftest import data_uri
 from usage.models import Budget, FallbackPolicy, Run, UsageRecord
@@ -31,10 +29,7 @@ WEATHER = {
 
 
 @pytest.fixture
-def hub(alpha, fake_openai, fake_anthropic):
-    for kind, fake in (("openai", fake_openai), ("anthropic", fake_anthropic)):
-        registry.save(kind, {"api_key": GOOD_KEYS[kind]}, endpoint=fake.url, team=alpha)
-    FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
+def hub(alpha, openai_and_anthropic):
     return keys.create(alpha, "claude code")
 
 

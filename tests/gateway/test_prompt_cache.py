@@ -13,9 +13,7 @@ import openai
 import pytest
 
 from gateway import keys
-from providers.registry import registry
-from tests.conftest import GOOD_KEYS
-from usage.models import Budget, FallbackPolicy, Run, UsageRecord
+from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 HAIKU = "anthropic/claude-haiku-4-5"
@@ -45,10 +43,7 @@ TURN = [
 
 
 @pytest.fixture
-def hub(alpha, fake_openai, fake_anthropic):
-    for kind, fake in (("openai", fake_openai), ("anthropic", fake_anthropic)):
-        registry.save(kind, {"api_key": GOOD_KEYS[kind]}, endpoint=fake.url, team=alpha)
-    FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
+def hub(alpha, openai_and_anthropic):
     return keys.create(alpha, "claude code")
 
 

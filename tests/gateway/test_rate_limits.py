@@ -24,7 +24,7 @@ from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from tests.redis_server import redis_server
 from tests.servers import Server, free_port
-from usage.models import Budget, FallbackPolicy, Run, UsageRecord
+from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ASK = [{"role": "user", "content": "Say hello."}]
@@ -33,10 +33,7 @@ NO_REDIS = "redis-server is not installed (Debian: apt-get install redis-server;
 
 
 @pytest.fixture
-def hub(alpha, fake_openai, fake_anthropic):
-    for kind, fake in (("openai", fake_openai), ("anthropic", fake_anthropic)):
-        registry.save(kind, {"api_key": GOOD_KEYS[kind]}, endpoint=fake.url, team=alpha)
-    FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
+def hub(alpha, openai_and_anthropic):
     return keys.create(alpha, "ci", requests_per_minute=3)
 
 

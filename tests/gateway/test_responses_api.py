@@ -12,8 +12,6 @@ import pytest
 
 from audit.models import AuditEntry
 from gateway import keys
-from providers.registry import registry
-from tests.conftest import GOOD_KEYS
 from usage.models import Budget, FallbackPolicy, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,10 +26,7 @@ ASK = "What is the weather in Paris?"
 
 
 @pytest.fixture
-def hub(alpha, fake_openai, fake_anthropic):
-    for kind, fake in (("openai", fake_openai), ("anthropic", fake_anthropic)):
-        registry.save(kind, {"api_key": GOOD_KEYS[kind]}, endpoint=fake.url, team=alpha)
-    FallbackPolicy.objects.create(team=alpha, enabled=False, retry_count=0)
+def hub(alpha, openai_and_anthropic):
     return keys.create(alpha, "codex")
 
 
