@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from audit.models import AuditEntry
 from gateway import keys
@@ -101,6 +103,10 @@ def test_the_command_creates_a_key_in_the_database(settings, alpha):
             "CI",
             "--model",
             "default",
+            "--rpm",
+            "60",
+            "--tpm",
+            "100000",
         ],
         cwd=root,
         env=env,
@@ -110,8 +116,17 @@ def test_the_command_creates_a_key_in_the_database(settings, alpha):
     )
     assert done.returncode == 0, done.stderr
     secret = done.stdout.strip()
-    assert keys.authenticate(secret).allowed_models == ["default"]
+    key = keys.authenticate(secret)
+    assert key.allowed_models == ["default"]
+    assert (key.requests_per_minute, key.tokens_per_minute) == (60, 100_000)
     assert secret not in done.stderr and "shown only now" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "many"])
+def test_the_command_refuses_a_rate_limit_that_is_not_a_whole_number(alpha, value):
+    with pytest.raises(CommandError, match=f"argument --rpm: '{re.escape(value)}' is not a whole number"):
+        call_command("create_api_key", "--team", "Alpha", "--name", "CI", f"--rpm={value}")
+    assert not ApiKey.objects.exists()
 
 
 def test_spend_filters_by_key(alice_client, alpha, fake_openai):
