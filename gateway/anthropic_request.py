@@ -3,12 +3,12 @@ runs on any provider exactly as a chat completion does, or refused by name.
 
 Every top-level field is used, accepted without effect, or refused unless neutral; an unknown one is
 a 400. `context_management` is accepted when it only clears earlier thinking (which the hub never
-sends on), as Claude Code asks with every request; other context editing is refused by name. Content blocks: text, image (base64 or URL), tool_use (an assistant's), tool_result (a user's,
-sent on as a tool message before the rest of that user turn). `cache_control` on system blocks, tools
-and content blocks is carried as a cache breakpoint (at most 4, as Anthropic allows; the 5-minute
-cache; the 1-hour one is refused by the Anthropic dialect), which the Anthropic adapter sends on and
-other dialects leave out. `thinking` and `output_config.effort`
-become reasoning_effort; `output_config.format` becomes a JSON-schema response format. Answers are
+sends on), as Claude Code asks with every request; other context editing is refused by name. Content
+blocks: text, image (base64 or URL), tool_use (an assistant's), tool_result (a user's, sent on as a
+tool message before the rest of that user turn). `cache_control` on system blocks, tools and content
+blocks is a cache breakpoint (at most 4, as Anthropic allows), which the Anthropic adapter sends on
+and other dialects leave out. `thinking` and `output_config.effort` become reasoning_effort;
+`output_config.format` becomes a JSON-schema response format. Answers are
 written by gateway.anthropic_response.
 """
 
@@ -23,6 +23,7 @@ from gateway.openai_format import ChatRequest
 from gateway.openai_messages import BadRequest, cache_of
 from providers.base import GenerationRequest
 from providers.chat import (
+    MAX_CACHE_BREAKPOINTS,
     ImagePart,
     Message,
     Part,
@@ -84,8 +85,6 @@ TOOL_KEYS = {
     "eager_input_streaming",
 }
 BLOCK_NO_EFFECT = {"cache_control"}
-# Anthropic takes at most this many cache breakpoints in one request, and says so in these words.
-MAX_BREAKPOINTS = 4
 
 
 def parse(body: bytes) -> ChatRequest:
@@ -137,9 +136,9 @@ def _read(data: dict[str, Any]) -> ChatRequest:
     _context_management(data.get("context_management"))
     messages = _system(data.get("system")) + _messages(data.get("messages"))
     found = len(cache_breakpoints(messages, options.get("tools", ())))
-    if found > MAX_BREAKPOINTS:
+    if found > MAX_CACHE_BREAKPOINTS:  # refused as Anthropic words it, whatever the provider
         raise BadRequest(
-            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
         )
     request_kwargs = dict(model=model, messages=messages, max_tokens=max_tokens)
     if temperature is not None:

@@ -27,6 +27,8 @@ _DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(
 # (and refuses "1h", whose writes the hub cannot price yet); for every other provider it is a hint
 # without effect (OpenAI caches long prompts by itself).
 CACHE_TTLS = ("5m", "1h")
+# Anthropic takes at most this many cache breakpoints in one request.
+MAX_CACHE_BREAKPOINTS = 4
 
 
 @dataclass(frozen=True)

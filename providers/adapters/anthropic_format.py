@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from providers.base import GenerationRequest, ModelInfo
-from providers.chat import ImagePart, Message, TextPart, cache_breakpoints
+from providers.chat import MAX_CACHE_BREAKPOINTS, ImagePart, Message, TextPart, cache_breakpoints
 
 DEFAULT_MAX_TOKENS = 4096
 # The tool a JSON answer is asked for through (Anthropic has no response_format).
@@ -19,8 +19,6 @@ ANSWER_TOOL = "json_answer"
 # Thinking budgets for OpenAI's reasoning_effort; Anthropic's smallest budget is 1,024 tokens.
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768, "max": 63999}
 MIN_THINKING = 1024
-# Anthropic refuses a request with more cache breakpoints (cache_control blocks) than this.
-MAX_CACHE_BREAKPOINTS = 4
 
 
 def refusals(request: GenerationRequest, info: ModelInfo) -> list[str]:
