@@ -126,7 +126,8 @@ MODELS = [
 
 def seed(database: Path, rows: int, team_ids: list[int], user_ids: list[int]) -> None:
     """Usage rows spread over the last 400 days, written with SQLite's bulk insert, then rolled up
-    with one GROUP BY, as settlement would have left them."""
+    with one GROUP BY, as settlement would have left them (the team roll-ups follow DailySpend by
+    their triggers, usage/team_rollups.py)."""
     random.seed(7)
     now = datetime.now(UTC)
     with sqlite3.connect(database) as db:

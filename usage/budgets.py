@@ -28,7 +28,7 @@ from providers import configuration
 from providers.pricing import format_usd
 from usage import spool
 from usage.events import DatabaseUnavailable
-from usage.models import Budget, DailySpend, Run
+from usage.models import Budget, DailySpend, Run, TeamDailySpend
 
 ZERO = Decimal("0")
 SQLITE_DECIMAL = decimal.Context(prec=15)
@@ -155,7 +155,9 @@ def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, De
         if value:
             where.append(f"{column} = %s")
             params.append(value)
-    sql = f"SELECT {', '.join(sums)} FROM {DailySpend._meta.db_table} WHERE {' AND '.join(where)}"
+    # Team and provider budgets read the team roll-ups (no row per user and key: 20 times fewer).
+    rollups = DailySpend if budget.api_key_id else TeamDailySpend
+    sql = f"SELECT {', '.join(sums)} FROM {rollups._meta.db_table} WHERE {' AND '.join(where)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         totals = cursor.fetchone()

@@ -105,6 +105,9 @@ class Difference:
     kind: str
     rollup: Totals
     usage: Totals
+    # What is compared with what: a team roll-up (usage/team_rollups.py) with its daily roll-ups.
+    name: str = "roll-up"
+    against: str = "usage rows"
 
 
 def usage_sums(usage_model: type[Model] = UsageRecord, key: tuple[str, ...] = KEY):

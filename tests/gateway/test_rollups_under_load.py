@@ -1,6 +1,6 @@
 """Hundreds of runs and API requests settling at once, through the engine in this process and the API
 of the live server in another: the daily roll-ups equal the usage rows to the cent (issue 12 saw
-them at 2.85-7.33 times the real spend on PostgreSQL)."""
+them at 2.85-7.33 times the real spend on PostgreSQL), and so do the team roll-ups their triggers keep."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from gateway import keys
 from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
-from usage import rollups, runs
+from usage import rollups, runs, team_rollups
 from usage.events import Ended
 from usage.models import DailySpend, Run, UsageRecord
 
@@ -58,6 +58,7 @@ async def test_hundreds_of_concurrent_settlements_roll_up_to_the_cent(
     assert await UsageRecord.objects.filter(user__isnull=False, api_key=None).acount() == RUNS
     assert await UsageRecord.objects.filter(user=None, api_key__isnull=False).acount() == REQUESTS
     assert await sync_to_async(rollups.differences)() == []
+    assert await sync_to_async(team_rollups.differences)() == []  # the team roll-ups too
     usage = await UsageRecord.objects.aaggregate(cost=Sum("cost_usd"), output=Sum("output_tokens"))
     rolled = await DailySpend.objects.aaggregate(
         cost=Sum("cost_usd"), output=Sum("output_tokens"), runs=Sum("runs")

@@ -16,7 +16,7 @@ from audit.models import AuditEntry
 from ops import retention
 from ops.maintenance import Maintenance
 from providers.base import TokenCount
-from usage.models import DailySpend, Run, UsageRecord
+from usage.models import DailySpend, Run, TeamDailySpend, UsageRecord
 from usage.records import record_usage
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +51,7 @@ def test_it_clears_old_prompts_and_outputs_and_keeps_everything_else(alice, alph
     running = make_run(alpha, alice, 40, Run.Status.STREAMING)
     never_started = make_run(alpha, alice, 40, Run.Status.PENDING)
     usage = record_usage("openai", "gpt-4o", TokenCount(12, 5), "run", run_id=str(old[0].uuid), team=alpha)
-    rows = list(UsageRecord.objects.values()), list(DailySpend.objects.values())
+    rows = [list(model.objects.values()) for model in (UsageRecord, DailySpend, TeamDailySpend)]
 
     assert retention.apply(30) == 4
 
@@ -67,7 +67,7 @@ def test_it_clears_old_prompts_and_outputs_and_keeps_everything_else(alice, alph
     assert text_of(running) == (PROMPT, "The plan, summarised.")  # still in progress: never touched
     assert text_of(never_started) == ([], "")
     assert never_started.status == Run.Status.CANCELLED and "retention period" in never_started.error_message
-    assert (list(UsageRecord.objects.values()), list(DailySpend.objects.values())) == rows
+    assert [list(model.objects.values()) for model in (UsageRecord, DailySpend, TeamDailySpend)] == rows
     assert UsageRecord.objects.get(pk=usage.pk).cost_usd == usage.cost_usd
     entry = AuditEntry.objects.get(action="retention_applied")
     assert entry.actor_name == "system" and entry.object_id == "30 days"

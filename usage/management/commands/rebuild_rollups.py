@@ -1,13 +1,15 @@
-"""Rebuild the daily roll-ups from the usage rows, or (--check) report where they differ."""
+"""Rebuild the daily roll-ups from the usage rows (and the team roll-ups from them), or (--check)
+report where they differ."""
 
 import sys
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
 
 from accounts.models import Team, User
 from gateway.models import ApiKey
 from providers.pricing import format_usd
-from usage import rollups
+from usage import rollups, team_rollups
 from usage.models import CallKind
 
 
@@ -19,16 +21,23 @@ class Command(BaseCommand):
 
     def handle(self, *args, check: bool = False, **options) -> None:
         if not check:
-            written, read = rollups.rebuild()
+            with transaction.atomic():
+                written, read = rollups.rebuild()
+                team_rollups.refill()
             self.stdout.write(f"Rebuilt {written} roll-ups from {read} usage rows.")
             return
-        differences = rollups.differences()
-        if not differences:
+        differences, team = rollups.differences(), team_rollups.differences()
+        if not differences and not team:
             self.stdout.write("The roll-ups equal the usage rows.")
             return
-        self.stdout.write(f"{len(differences)} roll-ups differ from the usage rows:")
-        names = _names(differences)
+        names = _names(differences + team)
+        if differences:
+            self.stdout.write(f"{len(differences)} roll-ups differ from the usage rows:")
         for difference in differences:
+            self.stdout.write(f"  {_describe(difference, names)}")
+        if team:
+            self.stdout.write(f"{len(team)} team roll-ups differ from the daily roll-ups they sum:")
+        for difference in team:
             self.stdout.write(f"  {_describe(difference, names)}")
         self.stdout.write("Run `manage.py rebuild_rollups` to rebuild them.")
         sys.exit(1)
@@ -59,8 +68,8 @@ def _describe(difference: rollups.Difference, names: dict) -> str:
     duplicates = f" in {rollup.rows} rows for one key" if rollup.rows > 1 else ""
     return (
         f"{difference.day} {' '.join(who)} {difference.provider_id}/{difference.model}{kind}: "
-        f"roll-up {_runs(rollup.runs)} {format_usd(rollup.cost_usd)}{duplicates}, "
-        f"usage rows {_runs(usage.runs)} {format_usd(usage.cost_usd)}"
+        f"{difference.name} {_runs(rollup.runs)} {format_usd(rollup.cost_usd)}{duplicates}, "
+        f"{difference.against} {_runs(usage.runs)} {format_usd(usage.cost_usd)}"
         f" ({usage.input_tokens:,} in / {usage.output_tokens:,} out; roll-up {rollup.input_tokens:,} / {rollup.output_tokens:,})"
     )
 
