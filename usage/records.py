@@ -31,6 +31,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
+from llmhub import statements
 from llmhub.database import UNAVAILABLE
 from ops import observe
 from providers.base import TokenCount
@@ -41,6 +42,33 @@ from usage import alerts, rollups, spool
 from usage.models import CallKind, Run, UsageRecord
 
 logger = logging.getLogger(__name__)
+
+
+# What running and settling a run change: a settlement writes these columns only, in one plain
+# UPDATE (llmhub/statements.py). The others were written when it was created, or are changed by
+# others meanwhile (a deleted user, automation or key leaves it with none) and must stay as they are.
+SETTLED = (
+    "status",
+    "model_used",
+    "max_cost_usd",
+    "started_at",
+    "first_token_at",
+    "finished_at",
+    "output",
+    "answer",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "error_message",
+    "error_action",
+    "usage_warning",
+    "reserved_usd",
+    "reservation_expires_at",
+)
 
 
 @transaction.atomic(savepoint=False)  # inside a settlement: its failure fails the settlement
@@ -200,7 +228,7 @@ def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | Non
         run.cost_usd = Decimal("0")
     run.reserved_usd = run.reservation_expires_at = None
     if exists:
-        run.save()
+        statements.update(Run, run.pk, {name: getattr(run, name) for name in SETTLED})
     # Once committed: its metrics and log line (a failure there never undoes the settlement).
     transaction.on_commit(partial(observe.run_finished, run), robust=True)
     return True
