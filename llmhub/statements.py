@@ -10,6 +10,7 @@ SQLite and PostgreSQL. Everything off the hot path uses the ORM.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -29,16 +30,34 @@ def quote(name: str) -> str:
 
 
 def table(model: type[Model]) -> str:
-    return quote(model._meta.db_table)
+    return _table(model, connection.vendor)
 
 
 def column(model: type[Model], name: str) -> str:
     """A field's column, by the field's name or attname ("team" or "team_id")."""
-    return quote(model._meta.get_field(name).column)
+    return _column(model, name, connection.vendor)
 
 
 def columns(model: type[Model], alias: str = "") -> str:
     """Every column of the model, in the order `load()` reads them (as `alias`."column" if given)."""
+    return _columns(model, alias, connection.vendor)
+
+
+# The names, quoted once per database vendor (the SQL of each request is made of them).
+
+
+@functools.cache
+def _table(model: type[Model], vendor: str) -> str:
+    return quote(model._meta.db_table)
+
+
+@functools.cache
+def _column(model: type[Model], name: str, vendor: str) -> str:
+    return quote(model._meta.get_field(name).column)
+
+
+@functools.cache
+def _columns(model: type[Model], alias: str, vendor: str) -> str:
     prefix = f"{quote(alias)}." if alias else ""
     return ", ".join(prefix + quote(field.column) for field in model._meta.concrete_fields)
 
@@ -80,7 +99,7 @@ def update(
     """UPDATE these fields (by name or attname) of the row `pk`, and only while `where` (plain SQL
     ANDed to the key, with `params`) holds: the number of rows changed, 0 or 1."""
     sets = ", ".join(f"{column(model, name)} = %s" for name in values)
-    sql = f"UPDATE {table(model)} SET {sets} WHERE {quote(model._meta.pk.column)} = %s"
+    sql = f"UPDATE {table(model)} SET {sets} WHERE {column(model, model._meta.pk.name)} = %s"
     if where:
         sql += f" AND ({where})"
     arguments = [adapt(model, name, value) for name, value in values.items()]
