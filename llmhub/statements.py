@@ -11,7 +11,6 @@ SQLite and PostgreSQL. Everything off the hot path uses the ORM.
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -20,9 +19,6 @@ from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
 Converter = Callable[[Any, Any, Any], Any]
-
-# Per connection's ops (one a thread), each field's converters: they are bound to those ops.
-_converters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def quote(name: str) -> str:
@@ -66,25 +62,31 @@ def load(model: type[M], row: Sequence, start: int = 0) -> M:
     """The instance whose `columns()` begin at `row[start]`, converted as the ORM converts them."""
     fields = model._meta.concrete_fields
     values = list(row[start : start + len(fields)])
-    for index, (col, convert) in _converting(model).items():
-        for converter in convert:
-            values[index] = converter(values[index], col, connection)
+    ops = connection.ops
+    for index, col, converters in _converting(model, connection.vendor):
+        for converter in converters:
+            convert = getattr(ops, converter) if isinstance(converter, str) else converter
+            values[index] = convert(values[index], col, connection)
     return model.from_db(connection.alias, None, values)
 
 
-def _converting(model: type[Model]) -> dict[int, tuple[Any, list[Converter]]]:
-    """Index of each column with converters -> (its Col, the backend's then the field's converters)."""
-    ops = connection.ops
-    cache = _converters.setdefault(ops, {})
-    if model not in cache:
-        found = {}
-        for index, field in enumerate(model._meta.concrete_fields):
-            col = field.get_col(model._meta.db_table)
-            convert = ops.get_db_converters(col) + col.get_db_converters(connection)
-            if convert:
-                found[index] = (col, convert)
-        cache[model] = found
-    return cache[model]
+@functools.cache
+def _converting(model: type[Model], vendor: str) -> list[tuple[int, Any, list[Converter | str]]]:
+    """Each column with converters: (its index, its Col, the backend's then the field's converters).
+    A converter of the backend's ops is kept by name: each thread has its own connection, and ops."""
+    found = []
+    for index, field in enumerate(model._meta.concrete_fields):
+        col = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        named = [_name(converter) for converter in converters]
+        if named:
+            found.append((index, col, named))
+    return found
+
+
+def _name(converter: Converter) -> Converter | str:
+    bound_to = getattr(converter, "__self__", None)
+    return converter.__name__ if bound_to is connection.ops else converter
 
 
 def adapt(model: type[Model], name: str, value: Any) -> Any:
