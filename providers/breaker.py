@@ -14,11 +14,12 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from audit import log
+from llmhub import statements
 from llmhub.database import UNAVAILABLE
 from providers.errors import CircuitOpen, ProviderError
 from providers.models import CircuitBreaker, Provider
@@ -35,19 +36,36 @@ def skipped(provider_ids: list[str]) -> dict[str, CircuitOpen]:
     provider past its cooling-off is tried again: by the first run that claims its probe when it
     comes first, by any run when it is only a fallback."""
     now = timezone.now()
-    rows = CircuitBreaker.objects.select_related("provider").filter(
-        provider_id__in=provider_ids, open_until__isnull=False
-    )
-    states = {row.provider_id: row for row in rows}
+    states = _opened(provider_ids)
     skip: dict[str, CircuitOpen] = {}
-    first = next((p for p in provider_ids if p not in states or states[p].open_until <= now), None)
-    for provider_id, row in states.items():
+    first = next((p for p in provider_ids if p not in states or states[p][0].open_until <= now), None)
+    for provider_id, (row, name) in states.items():
         if row.open_until > now:
-            skip[provider_id] = CircuitOpen(row.provider.display_name, row.failures, row.open_until)
+            skip[provider_id] = CircuitOpen(name, row.failures, row.open_until)
         elif provider_id == first and not _claim_probe(provider_id, now):
             until = row.probe_until or now + _cooldown()  # another run's probe is out
-            skip[provider_id] = CircuitOpen(row.provider.display_name, row.failures, until)
+            skip[provider_id] = CircuitOpen(name, row.failures, until)
     return skip
+
+
+def _opened(provider_ids: list[str]) -> dict[str, tuple[CircuitBreaker, str]]:
+    """The opened circuits among these providers, with each provider's name. Read by every run, so
+    in plain SQL (llmhub/statements.py)."""
+    if not provider_ids:
+        return {}
+    provider = statements.column(CircuitBreaker, "provider")
+    sql = (
+        f"SELECT {statements.columns(CircuitBreaker, 'b')}, p.{statements.column(Provider, 'display_name')} "
+        f"FROM {statements.table(CircuitBreaker)} b JOIN {statements.table(Provider)} p "
+        f"ON p.{statements.column(Provider, 'id')} = b.{provider} "
+        f"WHERE b.{statements.column(CircuitBreaker, 'open_until')} IS NOT NULL "
+        f"AND b.{provider} IN ({', '.join(['%s'] * len(provider_ids))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, provider_ids)
+        rows = cursor.fetchall()
+    opened = (statements.load(CircuitBreaker, row) for row in rows)
+    return {row.provider_id: (row, name) for row, (*_, name) in zip(opened, rows, strict=True)}
 
 
 def _claim_probe(provider_id: str, now: datetime) -> bool:
@@ -95,9 +113,8 @@ def _count_failure(provider_id: str, error: ProviderError) -> bool:
 
 def record_success(provider_id: str) -> None:
     """A request got through: the count of failures starts again and an open circuit closes."""
-    failing = Q(failures__gt=0) | Q(open_until__isnull=False)
     try:
-        if CircuitBreaker.objects.filter(failing, pk=provider_id).exists():  # a read: most runs stop here
+        if _failing(provider_id):  # a read: most runs stop here
             CircuitBreaker.objects.filter(pk=provider_id).update(
                 failures=0, open_until=None, probe_until=None, last_error=""
             )
@@ -105,6 +122,19 @@ def record_success(provider_id: str) -> None:
         logger.warning(
             "Could not record that %s answered: the database is unavailable (%s)", provider_id, fault
         )
+
+
+def _failing(provider_id: str) -> bool:
+    """Whether the provider has failures counted or its circuit open (plain SQL: every run asks)."""
+    sql = (
+        f"SELECT 1 FROM {statements.table(CircuitBreaker)} "
+        f"WHERE {statements.column(CircuitBreaker, 'provider')} = %s "
+        f"AND ({statements.column(CircuitBreaker, 'failures')} > 0 "
+        f"OR {statements.column(CircuitBreaker, 'open_until')} IS NOT NULL)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [provider_id])
+        return cursor.fetchone() is not None
 
 
 def reset(provider: Provider, actor) -> None:

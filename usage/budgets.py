@@ -23,6 +23,7 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Team
+from llmhub import statements
 from llmhub.database import UNAVAILABLE
 from providers import configuration
 from providers.pricing import format_usd
@@ -236,11 +237,7 @@ def reserve(run: Run, provider_id: str | None = None, also: tuple[str, ...] = ()
 
         records.replay_spool()
     with database_writable(), transaction.atomic():
-        budgets = list(
-            matching(run.team, provider_id or run.provider_id, run.api_key_id)
-            .select_for_update(of=("self",))  # lock the budget rows, not the joined ones
-            .order_by("pk")
-        )
+        budgets = _locked(run.team_id, provider_id or run.provider_id, run.api_key_id)
         limited = [b for b in budgets if b.daily_limit_usd is not None or b.monthly_limit_usd is not None]
         now = timezone.now()
         if not limited:
@@ -265,14 +262,32 @@ def reserve(run: Run, provider_id: str | None = None, also: tuple[str, ...] = ()
         _save_hold(run, also)
 
 
+def _locked(team_id: int, provider_id: str, api_key_id: int | None) -> list[Budget]:
+    """matching()'s budgets, in the order of their keys, each row locked until the transaction ends
+    (PostgreSQL; SQLite's BEGIN IMMEDIATE has locked the database). Every run reads them, so in plain
+    SQL (llmhub/statements.py); their team, provider and key are loaded only if a refusal names them."""
+    team, provider, key = (statements.column(Budget, name) for name in ("team", "provider", "api_key"))
+    where = [f"({team} = %s OR {team} IS NULL)", f"({provider} = %s OR {provider} IS NULL)"]
+    params: list = [team_id, provider_id]
+    if api_key_id:
+        where.append(f"({key} IS NULL OR {key} = %s)")
+        params.append(api_key_id)
+    else:
+        where.append(f"{key} IS NULL")
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = (
+        f"SELECT {statements.columns(Budget)} FROM {statements.table(Budget)} "
+        f"WHERE {' AND '.join(where)} ORDER BY {statements.column(Budget, 'id')}{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [statements.load(Budget, row) for row in cursor.fetchall()]
+
+
 def _save_hold(run: Run, also: tuple[str, ...] = ()) -> None:
     if run.pk:  # with the model it is for (see reserved())
-        Run.objects.filter(pk=run.pk).update(
-            reserved_usd=run.reserved_usd,
-            model_used=run.model_used,
-            reservation_expires_at=run.reservation_expires_at,
-            **{name: getattr(run, name) for name in also},
-        )
+        fields = ("reserved_usd", "model_used", "reservation_expires_at", *also)
+        statements.update(Run, run.pk, {name: getattr(run, name) for name in fields})
 
 
 def current_standings(now: datetime | None = None) -> list[Standing]:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -31,16 +32,47 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
+from llmhub import statements
 from llmhub.database import UNAVAILABLE
 from ops import observe
 from providers.base import TokenCount
-from providers.models import ProviderModel, price_in_force
+from providers.models import Price, ProviderModel, price_in_force
 from providers.pricing import usage_cost
 from providers.registry import registry
 from usage import alerts, rollups, spool
 from usage.models import CallKind, Run, UsageRecord
 
 logger = logging.getLogger(__name__)
+
+
+# A settlement's claim on its run: writes the given fields, or raises when the run is not its to settle.
+Claim = Callable[[dict[str, Any]], None]
+
+# What running and settling a run change: a settlement writes these columns only, in one plain
+# UPDATE (llmhub/statements.py). The others were written when it was created, or are changed by
+# others meanwhile (a deleted user, automation or key leaves it with none) and must stay as they are.
+SETTLED = (
+    "status",
+    "model_used",
+    "max_cost_usd",
+    "started_at",
+    "first_token_at",
+    "finished_at",
+    "output",
+    "answer",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "error_message",
+    "error_action",
+    "usage_warning",
+    "reserved_usd",
+    "reservation_expires_at",
+)
 
 
 @transaction.atomic(savepoint=False)  # inside a settlement: its failure fails the settlement
@@ -56,14 +88,11 @@ def record_usage(
     at: datetime | None = None,
     request_id: str = "",
     kind: str = CallKind.GENERATION,
+    priced: tuple[Price | None, Decimal | None] | None = None,
 ) -> UsageRecord:
     """Record one generation (that happened `at`, default now). An unpriced model gets a null
-    cost, never $0."""
-    row = registry.model_row(f"{provider_id}/{model}")  # with every price it had, from the snapshot
-    price = price_in_force(row.prices.all(), at) if row is not None else None
-    cost: Decimal | None = None
-    if price is not None:
-        cost = usage_cost(price, tokens)
+    cost, never $0. `priced` is what priced() already answered for it, when the caller asked first."""
+    price, cost = priced or _priced(provider_id, model, tokens, at)
     record = UsageRecord.objects.create(
         provider_id=provider_id,
         model=model,
@@ -94,10 +123,20 @@ def record_usage(
 arecord_usage = sync_to_async(record_usage)
 
 
-def settle(run: Run, claim: Callable[[], None] | None = None) -> bool:
+def _priced(
+    provider_id: str, model: str, tokens: TokenCount, at: datetime | None
+) -> tuple[Price | None, Decimal | None]:
+    """The model's price in force `at` (default now) and what the tokens cost at it (None: unpriced)."""
+    row = registry.model_row(f"{provider_id}/{model}")  # with every price it had, from the snapshot
+    price = price_in_force(row.prices.all(), at) if row is not None else None
+    return price, usage_cost(price, tokens) if price is not None else None
+
+
+def settle(run: Run, claim: Claim | None = None) -> bool:
     """Charge a finished run and save its final fields: True when written, False when the database
     stayed unavailable and the settlement was spooled instead (the run object is final either way).
-    `claim` runs first in the same transaction and raises to stop a settlement that is not ours."""
+    `claim` runs first in the same transaction: it writes the run's settled fields (given) and raises
+    to stop a settlement that is not ours."""
     at = timezone.now()
     retries, pause = settings.LLMHUB_SETTLE_RETRIES, settings.LLMHUB_SETTLE_RETRY_SECONDS
     for attempt in range(retries + 1):
@@ -153,34 +192,46 @@ def postpone(run: Run, at: datetime | None = None, reason: str = "") -> None:
 
 
 @transaction.atomic
-def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | None = None) -> bool:
+def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> bool:
     """The usage row, the run's real cost in place of its reservation, in one transaction; False
     when the run's usage row was already written (a replay, or a settlement that did commit before
-    its connection was lost), so a run is never charged twice."""
+    its connection was lost), so a run is never charged twice. The run's row is written first, in
+    one UPDATE (the claim's, when there is one): the cost is priced before the usage row is written."""
+    provider_id, _, model = (run.model_used or run.model_requested).partition("/")
+    tokens = TokenCount(
+        run.input_tokens or 0,
+        run.output_tokens or 0,
+        run.cache_read_tokens,
+        run.cache_write_tokens,
+        run.reasoning_tokens,
+    )
+    priced = _priced(provider_id, model, tokens, at) if tokens.input or tokens.output else None
+    if priced is not None:
+        run.cost_usd = priced[1]
+    elif (
+        row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()
+    ) and row.current_price():
+        run.cost_usd = Decimal("0")
+    run.reserved_usd = run.reservation_expires_at = None
+    settled = {name: getattr(run, name) for name in SETTLED}
     if claim is not None:
         # Its UPDATE locks the run's row and takes it out of STREAMING: settlements of a run queue
         # and only the first gets past it. No usage row can be there yet: every transaction that
-        # writes one also ends the run's STREAMING (a claim, or the replay's run.save() below).
-        claim()
+        # writes one also ends the run's STREAMING (a claim, or the replay's UPDATE below).
+        claim(settled)
         exists = True
     else:
         exists = Run.objects.select_for_update().filter(pk=run.pk).exists()
         if UsageRecord.objects.filter(run_id=str(run.uuid)).exists():
             return False
-    provider_id, _, model = (run.model_used or run.model_requested).partition("/")
-    if run.input_tokens or run.output_tokens:
+        if exists:
+            statements.update(Run, run.pk, settled)
+    if priced is not None:
         # A run with neither a user nor an API key came from the command line.
         source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
         source = source if run.user_id or run.api_key_id else UsageRecord.Source.CLI
         team, user, api_key = (run.team, run.user, run.api_key) if exists else _survivors(run)
-        tokens = TokenCount(
-            run.input_tokens,
-            run.output_tokens,
-            run.cache_read_tokens,
-            run.cache_write_tokens,
-            run.reasoning_tokens,
-        )
-        usage = record_usage(
+        record_usage(
             provider_id,
             model,
             tokens,
@@ -192,15 +243,8 @@ def _write(run: Run, at: datetime | None = None, claim: Callable[[], None] | Non
             at=at,
             request_id=run.request_id,
             kind=run.kind,
+            priced=priced,
         )
-        run.cost_usd = usage.cost_usd
-    elif (
-        row := ProviderModel.objects.filter(pk=run.model_used or run.model_requested).first()
-    ) and row.current_price():
-        run.cost_usd = Decimal("0")
-    run.reserved_usd = run.reservation_expires_at = None
-    if exists:
-        run.save()
     # Once committed: its metrics and log line (a failure there never undoes the settlement).
     transaction.on_commit(partial(observe.run_finished, run), robust=True)
     return True

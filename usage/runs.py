@@ -23,10 +23,10 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from llmhub import statements
 from llmhub.database import UNAVAILABLE
 from ops import observe
 from providers import breaker
@@ -363,13 +363,13 @@ def settle(run: Run, expired_before: datetime | None = None) -> bool:
     cannot be written): RunTaken when it was settled already. With `expired_before`, only while its
     lease has run out by then (recovery of a dead run). False when the settlement was spooled."""
 
-    def claim() -> None:
-        claimed = Run.objects.filter(pk=run.pk, status=Run.Status.STREAMING)
+    def claim(settled: dict) -> None:
+        where, params = f"{statements.column(Run, 'status')} = %s", [Run.Status.STREAMING]
         if expired_before is not None:
-            claimed = claimed.filter(
-                Q(reservation_expires_at__lt=expired_before) | Q(reservation_expires_at__isnull=True)
-            )
-        if not claimed.update(status=run.status):
+            expires = statements.column(Run, "reservation_expires_at")
+            where += f" AND ({expires} < %s OR {expires} IS NULL)"
+            params.append(statements.adapt(Run, "reservation_expires_at", expired_before))
+        if not statements.update(Run, run.pk, settled, where, params):
             raise RunTaken(run.uuid)
 
     return records.settle(run, claim=claim)

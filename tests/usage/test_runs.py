@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
+from automations.models import Automation
 from providers.base import Delta, Message
 from providers.models import Price
 from providers.registry import registry
@@ -102,3 +103,22 @@ async def test_the_usage_row_carries_team_user_and_the_price_it_was_charged(
     assert (usage.team_id, usage.user_id, usage.source) == (alpha.pk, alice.pk, "run")
     assert usage.price.model_ref == "openai/gpt-4o-mini"
     assert text == fake_openai.reply_text == run.output
+
+
+async def test_a_settlement_writes_only_what_the_run_changed(alice, alpha, openai, fake_openai):
+    """Its automation deleted while it streams (the run's automation is set to none): the settlement
+    commits, charges the run and leaves the automation unset, as it writes only its own columns."""
+    automation = await Automation.objects.acreate(team=alpha, name="Summarize", prompt_template="{text}")
+    run = await sync_to_async(runs.create_run)(
+        alice, alpha, "openai/gpt-4o-mini", ASK, 100, automation=automation
+    )
+    deleted = Automation.objects.filter(pk=automation.pk)
+    async for event in runs.stream(run):
+        if isinstance(event, Delta) and await deleted.aexists():
+            await deleted.adelete()  # as from another process: the run in memory still names it
+        elif isinstance(event, Ended):
+            assert event.settled and event.completed
+    stored = await Run.objects.aget(pk=run.pk)
+    assert stored.automation_id is None
+    assert (stored.status, stored.output) == (Run.Status.COMPLETED, fake_openai.reply_text)
+    assert stored.cost_usd == (await UsageRecord.objects.aget(run_id=str(run.uuid))).cost_usd > 0
