@@ -40,6 +40,8 @@ from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
 
 PREFIX = "/v1/"
+# What Django calls besides the middleware itself: none on the API's list (ApiHandler does not call them).
+HOOKS = ("process_view", "process_exception", "process_template_response")
 
 
 class ApiHandler(ASGIHandler):
@@ -52,7 +54,7 @@ class ApiHandler(ASGIHandler):
         handler = convert_exception_to_response(self._get_response_async)
         for path in reversed(settings.LLMHUB_API_MIDDLEWARE):
             middleware = import_string(path)(handler)
-            hooks = [name for name in ("process_view", "process_exception") if hasattr(middleware, name)]
+            hooks = [name for name in HOOKS if hasattr(middleware, name)]
             hops = isinstance(middleware, MiddlewareMixin) and not isinstance(middleware, OnTheLoop)
             if not iscoroutinefunction(middleware) or hooks or hops:
                 raise ImproperlyConfigured(f"{path} cannot be on the API's path: it is not async-only.")
