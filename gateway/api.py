@@ -389,6 +389,6 @@ SERVED = (
 
 
 @csrf_exempt
-def not_found(request: HttpRequest, path: str) -> HttpResponse:
+async def not_found(request: HttpRequest, path: str) -> HttpResponse:
     message = f"Unknown API path /v1/{path}. This hub serves {', '.join(SERVED)}."
     return ApiError(404, message, code="unknown_url").response()

@@ -1,5 +1,6 @@
-"""ASGI entry point: HTTP through Django (the API's errors always JSON), websockets through Channels'
-routers. `python -m llmhub.serve` serves it."""
+"""ASGI entry point: HTTP through Django (the API's errors always JSON; /v1/ on its own, shorter
+middleware list: llmhub/api_handler.py), websockets through Channels' routers. `python -m
+llmhub.serve` serves it."""
 
 import os
 
@@ -13,6 +14,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from gateway.errors import JsonErrors  # noqa: E402
+from llmhub.api_handler import ApiHandler, ByPath  # noqa: E402
 from llmhub.body_limit import BodyLimitMiddleware  # noqa: E402
 from llmhub.checks import StartupGuard  # noqa: E402
 from llmhub.origin import SameOriginValidator  # noqa: E402
@@ -28,7 +30,9 @@ application = StartupGuard(
     maintenance.serving(
         ProtocolTypeRouter(
             {
-                "http": JsonErrors(NoteOwnAddressMiddleware(BodyLimitMiddleware(django_asgi_app))),
+                "http": JsonErrors(
+                    NoteOwnAddressMiddleware(BodyLimitMiddleware(ByPath(ApiHandler(), django_asgi_app)))
+                ),
                 "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
             }
         )

@@ -104,6 +104,12 @@ MIDDLEWARE = [
     # Last: it turns a lockout raised while signing in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+# /v1/'s own, shorter list (llmhub/api_handler.py says what it skips and why): async-only, no thread hop.
+LLMHUB_API_MIDDLEWARE = [
+    "ops.middleware.RequestMiddleware",
+    "llmhub.api_handler.SecurityMiddleware",
+    "llmhub.api_handler.CommonMiddleware",
+]
 
 # Content-Security-Policy on every page (django-csp): scripts and styles from the hub's own static
 # files only, never inline; no plugins, no framing, forms post only to the hub.
@@ -267,6 +273,7 @@ LLMHUB_CORS_ORIGINS = envlist("LLMHUB_CORS_ORIGINS")
 if LLMHUB_CORS_ORIGINS:
     INSTALLED_APPS.append("corsheaders")
     MIDDLEWARE.insert(1, "corsheaders.middleware.CorsMiddleware")  # before CommonMiddleware, as it asks
+    LLMHUB_API_MIDDLEWARE.insert(1, "corsheaders.middleware.CorsMiddleware")
 CORS_ALLOWED_ORIGINS = LLMHUB_CORS_ORIGINS
 CORS_URLS_REGEX = r"^/v1/"  # the pages are same-origin only, signed in by cookie
 CORS_ALLOW_CREDENTIALS = False  # a browser program sends its key, never the hub's session cookie

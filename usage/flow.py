@@ -30,6 +30,8 @@ class Flow:
     error: Exception | None = None  # why it did not complete (for callers: Ended.error)
     failures: list[Exception] = field(default_factory=list)  # each attempt that gave up, in order
     keeper: object | None = None  # the lease keeper (usage.leases.Keeper) once started
+    # The provider that answered: its circuit is noted as working when the run settles.
+    answered_by: str | None = None
 
     @property
     def text(self) -> str:

@@ -56,7 +56,7 @@ from usage.estimates import (
 )
 from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, Stop
 from usage.flow import Flow
-from usage.models import Run
+from usage.models import FallbackPolicy, Run
 
 logger = logging.getLogger(__name__)
 # Pricing a run before it starts lives in usage/estimates.py; these names are the engine's contract.
@@ -90,6 +90,7 @@ class RunTaken(Exception):
 
 Ask = Callable[["fallback.Question"], Awaitable[bool]]
 Event = Started | Delta | ToolCallDelta | fallback.Waiting | fallback.Question | Ended
+Begun = tuple[ProviderAdapter, Limits]  # an attempt's adapter and limits, its reservation held
 
 
 async def stream(run: Run, ask: Ask | None = None) -> AsyncIterator[Event]:
@@ -128,7 +129,7 @@ async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
     if live.draining():
         raise Interrupted(started=False)
     try:
-        policy, models = await sync_to_async(fallback.plan)(run)
+        policy, models, first = await database_sync_to_async(_plan, thread_sensitive=False)(run)
     except CircuitOpen as skipped:  # every model it may use is cooling off after repeated failures
         flow.failures.append(skipped)
         flow.end(Run.Status.FAILED, str(skipped), skipped.action, skipped)
@@ -149,9 +150,12 @@ async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
         try:
             # Off the request's thread, so runs waiting for the budget lock do not queue behind each
             # other's other work; database_sync_to_async closes that thread's connection when due.
-            adapter, flow.limits = await database_sync_to_async(_begin, thread_sensitive=False)(
-                run, ref, starting=not flow.started
-            )
+            if index == 0:  # begun with the plan, in the same trip
+                adapter, flow.limits = _outcome(first)
+            else:
+                adapter, flow.limits = await database_sync_to_async(_begin, thread_sensitive=False)(
+                    run, ref, starting=not flow.started
+                )
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             flow.failures.append(refused)
@@ -214,7 +218,7 @@ async def _attempt(
                         )
                         break
             flow.end(Run.Status.COMPLETED)
-            await sync_to_async(breaker.record_success)(adapter.provider_id)
+            flow.answered_by = adapter.provider_id
             return
         except ProviderError as error:
             skipped = await sync_to_async(breaker.record_failure)(adapter.provider_id, error)
@@ -273,7 +277,23 @@ def _admit(flow: Flow, event: Delta | ToolCallDelta) -> Delta | ToolCallDelta | 
     return replace(event, name=name, arguments=admitted[len(name) :])
 
 
-def _begin(run: Run, ref: str, starting: bool) -> tuple[ProviderAdapter, Limits]:
+def _plan(run: Run) -> tuple[FallbackPolicy, list[str], Begun | Exception]:
+    """The models to try (fallback.plan) and the first one's attempt begun, in one trip to the
+    database: what beginning it raised is handed back, for _attempts to handle as a later model's."""
+    policy, models = fallback.plan(run)
+    try:
+        return policy, models, _begin(run, models[0], starting=True)
+    except (budgets.BudgetRefused, ProviderError, DatabaseError) as refused:
+        return policy, models, refused
+
+
+def _outcome(begun: Begun | Exception) -> Begun:
+    if isinstance(begun, Exception):
+        raise begun
+    return begun
+
+
+def _begin(run: Run, ref: str, starting: bool) -> Begun:
     """An attempt on `ref` in one trip to the database: its maximum cost reserved (BudgetRefused
     when a budget cannot cover it), the run marked started on its first attempt, and the adapter."""
     previous = run.model_used, run.status, run.started_at
@@ -315,7 +335,7 @@ async def _close(flow: Flow) -> Ended:
     try:
         if flow.started:
             _charge(flow)
-            await database_sync_to_async(settle, thread_sensitive=False)(run)
+            await database_sync_to_async(_settle, thread_sensitive=False)(run, flow.answered_by)
         else:
             await database_sync_to_async(_release, thread_sensitive=False)(run)
     except UNAVAILABLE as fault:
@@ -350,6 +370,17 @@ def _charge(flow: Flow) -> None:
     run.input_tokens, run.output_tokens = counts.input, counts.output
     run.cache_read_tokens, run.cache_write_tokens = counts.cache_read, counts.cache_write
     run.reasoning_tokens = counts.reasoning
+
+
+def _settle(run: Run, answered_by: str | None) -> None:
+    """The provider that answered noted as working (its circuit closes), then the settlement: one
+    trip to the database. The note is best-effort; the settlement never waits on it."""
+    if answered_by is not None:
+        try:
+            breaker.record_success(answered_by)
+        except DatabaseError:
+            logger.exception("Run %s: could not note that %s answered", run.uuid, answered_by)
+    settle(run)
 
 
 def _release(run: Run) -> None:

@@ -1,0 +1,119 @@
+"""/v1/ runs on its own, shorter middleware list (llmhub/api_handler.py): no session, cookie or user
+lookup, no page headers; the pages keep theirs; the API's error bodies are as before. Requests go
+through the ASGI application as the server runs it, in this process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import markcoroutinefunction
+from channels.testing import HttpCommunicator
+from django.core.exceptions import ImproperlyConfigured
+
+from gateway import keys
+from gateway.errors import JsonErrors
+from llmhub.api_handler import ApiHandler
+from llmhub.asgi import application
+from tests.gateway.test_hot_path import statements
+
+pytestmark = pytest.mark.django_db(transaction=True)
+HOST = (b"host", b"127.0.0.1")
+
+
+async def call(path: str, method: str = "GET", headers=(), body: bytes = b"", app=application) -> dict:
+    communicator = HttpCommunicator(app, method, path, body=body, headers=[HOST, *headers])
+    answer = await communicator.get_response(timeout=10)
+    answer["headers"] = [(name.decode().lower(), value.decode()) for name, value in answer["headers"]]
+    return answer
+
+
+def header(answer: dict, name: str) -> str | None:
+    return next((value for found, value in answer["headers"] if found == name), None)
+
+
+@pytest.fixture
+def key(alpha):
+    return keys.create(alpha, "browser")
+
+
+async def test_a_signed_in_browsers_api_call_sets_no_cookie_and_loads_no_session_or_user(key, alice_client):
+    session = alice_client.cookies["sessionid"].value
+    cookies = (b"cookie", f"sessionid={session}; csrftoken=abc; messages=x".encode())
+    with statements() as seen:
+        answer = await call(
+            "/v1/models", headers=[cookies, (b"authorization", f"Bearer {key.secret}".encode())]
+        )
+    assert answer["status"] == 200 and json.loads(answer["body"])["object"] == "list"
+    assert header(answer, "set-cookie") is None and "cookie" not in (header(answer, "vary") or "").lower()
+    assert not [sql for sql in seen if "django_session" in sql or "accounts_user" in sql], seen
+    assert header(answer, "x-request-id") and header(answer, "content-length") == str(len(answer["body"]))
+    assert header(answer, "x-content-type-options") == "nosniff"
+    assert header(answer, "content-security-policy") is None and header(answer, "x-frame-options") is None
+
+
+async def test_the_pages_keep_their_session_csrf_and_page_headers(alice):
+    page = await call("/accounts/login/")
+    assert page["status"] == 200 and "csrftoken=" in header(page, "set-cookie")
+    assert "default-src 'self'" in header(page, "content-security-policy")
+    assert header(page, "x-frame-options") == "DENY" and header(page, "x-request-id")
+    form = (b"content-type", b"application/x-www-form-urlencoded")
+    refused = await call("/accounts/login/", "POST", [form], b"username=a&password=b")
+    assert refused["status"] == 403  # no CSRF token
+
+
+def error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> dict:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+async def test_the_apis_error_answers_are_json_as_before(alpha, settings):
+    unknown = await call("/v1/nothing/here")
+    assert unknown["status"] == 404
+    assert json.loads(unknown["body"])["error"]["code"] == "unknown_url"
+    assert json.loads(unknown["body"])["error"]["message"].startswith("Unknown API path /v1/nothing/here.")
+    wrong_method = await call("/v1/chat/completions")
+    assert wrong_method["status"] == 405
+    assert json.loads(wrong_method["body"]) == error(
+        405, "Use POST for /v1/chat/completions.", "method_not_allowed"
+    )
+    settings.LLMHUB_API_MAX_BODY_BYTES = 10
+    big = await call("/v1/chat/completions", "POST", [(b"content-type", b"application/json")], b"{}" * 10)
+    assert big["status"] == 400
+    assert json.loads(big["body"]) == error(
+        400, "The request body is over the limit of 10 bytes.", "request_too_large"
+    )
+    other_host = await call("/v1/models", headers=[(b"host", b"evil.example")])
+    assert other_host["status"] == 400 and header(other_host, "content-type") == "application/json"
+    assert json.loads(other_host["body"]) == error(
+        400, "The request was refused: Bad Request.", "invalid_request"
+    )
+
+
+class Exploding:
+    """A middleware that fails: what an exception escaping any view or middleware looks like."""
+
+    sync_capable, async_capable = False, True
+
+    def __init__(self, get_response) -> None:
+        markcoroutinefunction(self)
+
+    async def __call__(self, request):
+        raise RuntimeError("a bug")
+
+
+async def test_an_exception_on_the_api_path_is_a_json_500(settings):
+    settings.LLMHUB_API_MIDDLEWARE = [*settings.LLMHUB_API_MIDDLEWARE, f"{__name__}.Exploding"]
+    failed = await call("/v1/models", app=JsonErrors(ApiHandler()))
+    assert failed["status"] == 500 and header(failed, "content-type") == "application/json"
+    assert json.loads(failed["body"]) == error(
+        500, "The hub failed while answering; the error is logged.", "internal_error", "server_error"
+    )
+
+
+def test_a_middleware_that_would_hop_to_a_thread_is_refused(settings):
+    settings.LLMHUB_API_MIDDLEWARE = [
+        *settings.LLMHUB_API_MIDDLEWARE,
+        "django.contrib.sessions.middleware.SessionMiddleware",
+    ]
+    with pytest.raises(ImproperlyConfigured, match="SessionMiddleware"):
+        ApiHandler()
