@@ -51,6 +51,7 @@ class _Response:
         self._send, self.path = send, path
         self.preflight = preflight  # a CORS preflight's empty answer (django-cors-headers) passes
         self.status: int | None = None  # set once a response has started
+        self.location = ""  # where a redirect pointed
         self.replacing = False
         self.streaming = False
         self.done = False
@@ -62,6 +63,9 @@ class _Response:
             kind = next((value.lower() for name, value in headers if name.lower() == b"content-type"), b"")
             passed = kind.startswith(PASSED) or (self.preflight and self.status < 300)
             self.replacing = not passed
+            self.location = next(
+                (value.decode() for name, value in headers if name.lower() == b"location"), ""
+            )
             self.streaming = kind.startswith(b"text/event-stream")
             if self.replacing:
                 return
@@ -69,7 +73,7 @@ class _Response:
             self.done = not message.get("more_body", False)
             if self.replacing:
                 if self.done:
-                    await self._json(self.status if self.status and self.status >= 400 else 500)
+                    await self._json(self.status or 500)
                 return
         await self._send(message)
 
@@ -86,7 +90,13 @@ class _Response:
             await self._send({"type": "http.response.body", "body": b""})
 
     async def _json(self, status: int) -> None:
-        if status >= 500:
+        if 300 <= status < 400 and self.location:
+            # A redirect (https only, a missing slash): an API client would re-send a POST as a GET
+            # or not follow it at all, so the address to use is said instead.
+            status, code = 400, "wrong_address"
+            message = f"The hub does not redirect API requests: send this request to {self.location}."
+        elif status < 400 or status >= 500:
+            status = max(status, 500)  # a page where JSON was due is the hub's failure
             message, code = "The hub failed while answering; the error is logged.", "internal_error"
         elif status == 404:
             message, code = f"Unknown API path {self.path}.", "unknown_url"

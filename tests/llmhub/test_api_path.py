@@ -117,3 +117,17 @@ def test_a_middleware_that_would_hop_to_a_thread_is_refused(settings):
     ]
     with pytest.raises(ImproperlyConfigured, match="SessionMiddleware"):
         ApiHandler()
+
+
+async def test_plain_http_to_an_https_only_hub_says_where_to_send_the_request(settings):
+    """Django's https redirect (LLMHUB_HTTPS) is a page; on /v1/ it is a JSON 400 naming the https
+    address: a client would re-send a redirected POST as a GET, or not follow it."""
+    settings.SECURE_SSL_REDIRECT = True
+    body = b'{"model": "gpt-4o-mini", "messages": []}'
+    answer = await call("/v1/chat/completions", "POST", body=body, app=JsonErrors(ApiHandler()))
+    assert answer["status"] == 400 and header(answer, "content-type") == "application/json"
+    assert json.loads(answer["body"]) == error(
+        400,
+        "The hub does not redirect API requests: send this request to https://127.0.0.1/v1/chat/completions.",
+        "wrong_address",
+    )
