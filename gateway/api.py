@@ -14,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -314,7 +314,9 @@ async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
             400, f"The request body is over the limit of {limit:,} bytes.", code="request_too_large"
         )
     try:
-        return await sync_to_async(prepare)()
+        # On the server's pooled threads, whose database connections last (closed when due by
+        # database_sync_to_async), not the request's own thread, which would connect every time.
+        return await database_sync_to_async(prepare, thread_sensitive=False)()
     except ratelimits.RateLimited as limited:
         request.rate_limits = limited.standing
         observe.rate_limited(limited.used.limit.scope.partition(":")[0], limited.kind)

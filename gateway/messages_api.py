@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -107,7 +107,9 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _error(ApiError(405, "Use POST for /v1/messages/count_tokens."))
     try:
-        return JsonResponse(await sync_to_async(_count)(request, request.body))
+        return JsonResponse(
+            await database_sync_to_async(_count, thread_sensitive=False)(request, request.body)
+        )
     except ApiError as error:
         return _error(error)
     except DatabaseError:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -151,7 +151,9 @@ async def keep(answer: dict[str, Any], asked: responses_request.Asked, key) -> d
     if not asked.store:
         return answer
     try:
-        await sync_to_async(response_store.save)(key, answer, asked.input_items, asked.previous)
+        await database_sync_to_async(response_store.save, thread_sensitive=False)(
+            key, answer, asked.input_items, asked.previous
+        )
     except DatabaseError:
         api.logger.exception("The response %s could not be stored", answer["id"])
         return answer | {"store": False}

@@ -18,7 +18,9 @@ from decimal import Decimal
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import HttpCommunicator
 from django.db import connection
+from django.db.backends.signals import connection_created
 from django.db.backends.utils import CursorWrapper
 from django.test import AsyncClient
 
@@ -245,3 +247,32 @@ async def test_requests_pinned_to_different_versions_each_get_their_own_answers(
     assert early_seen[0] == early_seen[1] != [Decimal("100")]  # the prices it started with, twice
     assert late_seen == [Decimal("100")]  # the new price only
     assert await sync_to_async(prices)() == [Decimal("100")]
+
+
+@pytest.mark.skipif(
+    connection.settings_dict["CONN_MAX_AGE"] == 0, reason="connections closed after each use, as configured"
+)
+async def test_requests_reuse_the_servers_database_connections(hub):
+    """Through the ASGI app as the server runs it: a request's database work runs on the server's
+    pooled threads, whose connections last, not on a thread of its own that connects each time."""
+    from llmhub.asgi import application
+
+    async def one() -> None:
+        headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {hub.secret}".encode())]
+        body = json.dumps(BODY).encode()
+        sent = HttpCommunicator(application, "POST", "/v1/chat/completions", body=body, headers=headers)
+        assert (await sent.get_response(timeout=10))["status"] == 200
+
+    await one()
+    opened = []
+
+    def noted(sender, connection, **kwargs) -> None:
+        opened.append(connection)
+
+    connection_created.connect(noted)
+    try:
+        for _ in range(20):
+            await one()
+    finally:
+        connection_created.disconnect(noted)
+    assert len(opened) < 10, f"{len(opened)} connections opened for 20 requests"
