@@ -2,7 +2,7 @@
 this process (event loop and database threads included), without daphne or a network client: a
 measure that other work on a busy machine does not skew, for comparing one change with another.
 
-    .venv/bin/python bench/api_cpu.py [--requests 100] [--rounds 7] [--stream]
+    .venv/bin/python bench/api_cpu.py [--requests 100] [--rounds 7] [--stream] [--loop uvloop]
 
 The hub is set up as bench/gateway.py sets it up (SQLite in a fresh data folder, a team budget, usage
 recorded); the fake upstream is another process. Printed: the best round's CPU ms a request, and
@@ -110,7 +110,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="the event loop")
     options = parser.parse_args()
+    if options.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     data = Path(tempfile.mkdtemp(prefix="llmhub-api-cpu-"))
     port = bench.free_port()
     command = [sys.executable, "-m", "tests.fakes.openai", "--port", str(port), "--key", bench.UPSTREAM_KEY]
@@ -130,7 +135,9 @@ def main() -> None:
         rounds = asyncio.run(measure(application, body, key, options.requests, options.rounds))
         median = sorted(rounds)[len(rounds) // 2]
         kind = "streaming" if options.stream else "non-streaming"
-        print(f"CPU a {kind} request: best {min(rounds):.2f} ms, median {median:.2f} ms")
+        print(
+            f"CPU a {kind} request ({options.loop} loop): best {min(rounds):.2f} ms, median {median:.2f} ms"
+        )
         sql = statements(application, body, key)
         print(f"SQL statements in one request: {len(sql)}")
         for line in sql:

@@ -2,6 +2,7 @@
 OpenAI-compatible API, in one run, so the difference is what the hub adds.
 
     .venv/bin/python bench/gateway.py [--requests 400] [--skip-kill] [--server uvicorn] [--workers N]
+        [--loop asyncio]
 
 The hub runs as `make run` serves it (daphne, SQLite in a fresh data folder), with a team budget and
 usage recording on; with `--workers N` (N > 1) as `make serve WORKERS=N` serves it (N daphne
@@ -221,8 +222,10 @@ SERVERS = {
 }
 
 
-def start_hub(data: Path, port: int, server: str, workers: int = 1) -> subprocess.Popen:
+def start_hub(data: Path, port: int, server: str, workers: int = 1, loop: str = "") -> subprocess.Popen:
     env = {**os.environ, "LLMHUB_DATA_DIR": str(data)}
+    if loop:  # daphne's event loop (llmhub/event_loop.py); otherwise the hub's default
+        env["LLMHUB_EVENT_LOOP"] = loop
     command = [sys.executable, *(part.format(port=port) for part in SERVERS[server])]
     if workers > 1 and server == "uvicorn":
         command[-1:-1] = ["--workers", str(workers)]  # uvicorn: one process per worker
@@ -254,6 +257,9 @@ def main() -> None:
         help="the ASGI server to run the hub with (uvicorn if installed)",
     )
     parser.add_argument("--workers", type=int, default=1, help="server processes (on PostgreSQL and Redis)")
+    parser.add_argument(
+        "--loop", choices=["uvloop", "asyncio"], default="", help="daphne's event loop (LLMHUB_EVENT_LOOP)"
+    )
     options = parser.parse_args()
     with services(options.workers):
         bench(options)
@@ -288,7 +294,7 @@ def bench(options: argparse.Namespace) -> None:
     upstream = start_upstream(up_port)
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     key = set_up(data, upstream_url)
-    hub = start_hub(data, hub_port, options.server, options.workers)
+    hub = start_hub(data, hub_port, options.server, options.workers, options.loop)
     hub_url = f"http://127.0.0.1:{hub_port}/v1"
     try:
         run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port)
@@ -312,7 +318,8 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
             peak[0] = max(peak[0], rss_mb(hub.pid))
 
     print(
-        f"gateway benchmark ({options.server}, {options.workers} worker(s)): {options.requests} requests per level and side, "
+        f"gateway benchmark ({options.server}{', ' + options.loop if options.loop else ''}, {options.workers} worker(s)): "
+        f"{options.requests} requests per level and side, "
         f"fake upstream on {upstream_url}"
     )
     print(

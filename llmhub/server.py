@@ -2,6 +2,7 @@
 (see llmhub/serve.py, which starts it). Imported only by a process that serves: the supervisor of
 several workers (llmhub/workers.py) needs neither daphne nor the app."""
 
+from llmhub import event_loop  # isort: skip - sets the event loop policy before daphne makes its loop
 from daphne import server as daphne_server  # isort: skip - installs Twisted's asyncio reactor first
 
 import asyncio
@@ -103,6 +104,11 @@ def serve(host: str, port: int, fd: int | None) -> None:
         supervised=fd is not None,
     )
     reactor.callWhenRunning(server.started)
+    loop = event_loop.name(daphne_server.twisted_loop)  # the loop Twisted's reactor runs on
     if fd is None:
-        logger.info("LLMHub on http://%s:%d (SIGTERM drains for %g s)", host, port, server.grace)
+        logger.info(
+            "LLMHub on http://%s:%d, %s event loop (SIGTERM drains for %g s)", host, port, loop, server.grace
+        )
+    else:
+        logger.info("Worker %d serving, %s event loop", os.getpid(), loop)
     server.run()

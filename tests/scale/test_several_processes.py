@@ -99,6 +99,7 @@ def test_a_budget_for_ten_requests_lets_exactly_ten_of_a_hundred_through_two_wor
     assert not Run.objects.filter(reserved_usd__isnull=False).exists()  # every hold released
     answered = served_by(hub, "v1/chat/completions")
     assert len(answered) == 2 and sum(answered.values()) == 100  # both workers answered some
+    assert set(answered) == on_uvloop(hub)  # each worker serves on uvloop's loop (llmhub/event_loop.py)
 
 
 def socket_to(server: Server, run: Run, client):
@@ -158,6 +159,12 @@ def served_by(hub: Server, endpoint: str = "v1/models") -> Counter:
     """Requests answered by each worker process (its pid, on the JSON log lines)."""
     lines = [json.loads(line) for line in hub.log().splitlines() if line.startswith("{")]
     return Counter(line["pid"] for line in lines if line.get("endpoint") == endpoint)
+
+
+def on_uvloop(hub: Server) -> set[int]:
+    """The worker processes whose start-up line says they serve on uvloop's event loop."""
+    lines = [json.loads(line) for line in hub.log().splitlines() if line.startswith("{")]
+    return {line["pid"] for line in lines if line.get("message", "").endswith(", uvloop event loop")}
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_them_all(alpha, redis_url, servers):
