@@ -134,6 +134,9 @@ async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
         flow.failures.append(skipped)
         flow.end(Run.Status.FAILED, str(skipped), skipped.action, skipped)
         return
+    except DatabaseError:  # its plan could not be read (the connection cut, the database down)
+        logger.exception("Run %s: its fallback plan could not be read", run.uuid)
+        raise DatabaseUnavailable() from None
     for index, ref in enumerate(models):
         if index > 0:
             if policy.ask_before_switching and ask is not None:
