@@ -14,7 +14,7 @@ import asyncio
 import json
 import re
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +37,11 @@ POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, 
 MAX_LINE_BYTES = 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_JSON_BYTES = 32 * 1024 * 1024
+# After a stream's last event, the most waited and read for the rest of its body (the chunked
+# body's end, a blank line) so that the connection can be reused; a provider that keeps the body
+# open, or sends more, costs at most this and its connection is closed.
+DRAIN_SECONDS = 0.25
+DRAIN_BYTES = 4096
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
@@ -117,16 +122,32 @@ class ProviderHTTP:
         async with self._send("POST", path, json=body) as response:
             return await self._json_body(response)
 
-    async def post_sse(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[SSEEvent]:
-        """Server-sent events from a POST, parsed per the WHATWG rules (event, data, blank line)."""
+    async def post_sse(
+        self, path: str, body: Mapping[str, Any], last: Callable[[SSEEvent], bool] | None = None
+    ) -> AsyncIterator[SSEEvent]:
+        """Server-sent events from a POST, parsed per the WHATWG rules (event, data, blank line).
+
+        `last` names the protocol's last event (OpenAI's `[DONE]`, say). When it arrives the rest
+        of the body is read first, within DRAIN_SECONDS and DRAIN_BYTES, and the response closed,
+        and only then is the event yielded: a body read to its end gives its connection back to the
+        pool, where the next request finds it, instead of a new TCP and TLS handshake per request
+        (its caller stops reading at that event, and a body left unfinished closes its connection).
+        Whatever comes after the last event is ignored."""
+        final: SSEEvent | None = None
         async with self._send("POST", path, json=body) as response:
             await self._refuse_a_page(response)
             event, data, events, stray = "", [], 0, []
-            async for line in self._lines(response):
+            lines = self._lines(response)
+            async for line in lines:
                 if line == "":
                     if data:
                         events += 1
-                        yield SSEEvent(event or "message", "\n".join(data))
+                        parsed = SSEEvent(event or "message", "\n".join(data))
+                        if last is not None and last(parsed):
+                            final = parsed
+                            await self._drain(lines)
+                            break
+                        yield parsed
                     event, data = "", []
                 elif line.startswith(":"):
                     continue  # a comment, used as a keep-alive
@@ -139,7 +160,7 @@ class ProviderHTTP:
                         data.append(value)
                     elif name not in ("id", "retry") and len(stray) < 5:
                         stray.append(line[:200])
-            if data:
+            if final is None and data:
                 events += 1
                 yield SSEEvent(event or "message", "\n".join(data))
             if not events and stray:
@@ -150,14 +171,45 @@ class ProviderHTTP:
                     self.redact("\n".join(stray)),
                     problem="it did not answer with an event stream",
                 )
+        if final is not None:
+            yield final
 
-    async def post_ndjson(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[Any]:
-        """One JSON value per line (Ollama's streaming format)."""
+    async def post_ndjson(
+        self, path: str, body: Mapping[str, Any], last: Callable[[Any], bool] | None = None
+    ) -> AsyncIterator[Any]:
+        """One JSON value per line (Ollama's streaming format). `last` names the last value, as
+        for `post_sse`: the rest of the body is read and the connection given back before it is
+        yielded."""
+        final: Any = None
         async with self._send("POST", path, json=body) as response:
             await self._refuse_a_page(response)
-            async for line in self._lines(response):
+            lines = self._lines(response)
+            async for line in lines:
                 if line.strip():
-                    yield self.parse_json(line, response.status_code)
+                    value = self.parse_json(line, response.status_code)
+                    if last is not None and last(value):
+                        final = value
+                        await self._drain(lines)
+                        break
+                    yield value
+        if final is not None:
+            yield final
+
+    async def _drain(self, lines: AsyncGenerator[str, None]) -> None:
+        """Read what is left of a body after its last event, to its end if that comes within
+        DRAIN_SECONDS and DRAIN_BYTES. Whatever it holds is ignored, and so is a failure to read
+        it: the answer is complete, and a body not read to its end only costs its connection."""
+        read = 0
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for line in lines:
+                    read += len(line) + 1
+                    if read > DRAIN_BYTES:
+                        return
+        except (TimeoutError, StreamInterrupted, UnexpectedResponse, httpx.HTTPError):
+            return  # the connection is closed with the response, as for any unfinished body
+        finally:
+            await lines.aclose()
 
     def parse_json(self, text: str, status: int = 200) -> Any:
         try:
@@ -244,7 +296,7 @@ class ProviderHTTP:
             )
         return self.parse_json(raw.decode("utf-8", errors="replace"), response.status_code)
 
-    async def _lines(self, response: httpx.Response) -> AsyncIterator[str]:
+    async def _lines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
         """The body's lines (ended by CR, LF or CRLF, as SSE allows), each at most MAX_LINE_BYTES."""
         pending, after_cr = bytearray(), False
         try:

@@ -30,7 +30,7 @@ from providers.errors import (
     StreamInterrupted,
     UnexpectedResponse,
 )
-from providers.http import parse_retry_after
+from providers.http import SSEEvent, parse_retry_after
 
 API_VERSION = "2023-06-01"
 STOP_REASONS = {
@@ -97,7 +97,7 @@ class AnthropicAdapter(ProviderAdapter):
         usage, finish, model, stopped_by = TokenCount(0, 0), FinishReason.OTHER, request.model, ""
         blocks: dict[int, int | None] = {}  # content block -> tool call index (None: the JSON answer)
         body = {**self.payload(request), "stream": True}
-        async for event in self.http.post_sse("/messages", body):
+        async for event in self.http.post_sse("/messages", body, last=_stop):
             data = self.http.parse_json(event.data)
             kind = data.get("type", event.event)
             if kind == "message_start":
@@ -202,3 +202,8 @@ def _until(timestamp: str) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _stop(event: SSEEvent) -> bool:
+    """The stream's last event (its end is read before it is handed on, so the connection is reused)."""
+    return event.event == "message_stop"

@@ -110,7 +110,8 @@ class OllamaAdapter(ProviderAdapter):
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         self.check(request)
         calls = 0
-        async for chunk in self.http.post_ndjson("/api/chat", {**self.payload(request), "stream": True}):
+        body = {**self.payload(request), "stream": True}
+        async for chunk in self.http.post_ndjson("/api/chat", body, last=_done):
             if "error" in chunk:
                 self.raise_error(500, {}, chunk, str(chunk))
             message = chunk.get("message") or {}
@@ -200,3 +201,8 @@ def _arguments(arguments: str) -> Any:
         return json.loads(arguments or "{}")
     except json.JSONDecodeError:
         return {"arguments": arguments}
+
+
+def _done(chunk: Any) -> bool:
+    """The stream's last line (its end is read before it is handed on, so the connection is reused)."""
+    return isinstance(chunk, dict) and bool(chunk.get("done"))

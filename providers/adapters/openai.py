@@ -31,7 +31,7 @@ from providers.errors import (
     StreamInterrupted,
     UnexpectedResponse,
 )
-from providers.http import parse_retry_after
+from providers.http import SSEEvent, parse_retry_after
 
 FINISH_REASONS = {
     "stop": FinishReason.STOP,
@@ -177,8 +177,8 @@ class OpenAIAdapter(ProviderAdapter):
         body = {**self.payload(request), "stream": True, "stream_options": {"include_usage": True}}
         finishes: dict[int, FinishReason] = {}
         usage, model = TokenCount(0, 0), request.model
-        async for event in self.http.post_sse(path, body):
-            if event.data.strip() == "[DONE]":
+        async for event in self.http.post_sse(path, body, last=_done):
+            if _done(event):
                 yield Finished(usage, finishes.get(0, FinishReason.OTHER), model, finishes)
                 return
             chunk = self.http.parse_json(event.data)
@@ -341,3 +341,8 @@ def _duration(text: str) -> float | None:
     if not parts or "".join(n + u for n, u in parts) != text.strip():
         return None
     return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def _done(event: SSEEvent) -> bool:
+    """The stream's last event: OpenAI's `data: [DONE]`."""
+    return event.data.strip() == "[DONE]"

@@ -86,6 +86,7 @@ class FakeProvider:
         self.ignore_max_tokens = False  # a misbehaving provider that streams past the limit
         self.client_disconnected = threading.Event()
         self.streams_completed = 0
+        self.connections = 0  # TCP connections accepted: a client that reuses them opens one
         self.embedded: list[list] = []  # the inputs of each embeddings request answered
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
@@ -302,6 +303,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
         pass
+
+    def setup(self) -> None:
+        """Once per accepted connection (each serves requests until either side closes it)."""
+        super().setup()
+        with self.fake._lock:
+            self.fake.connections += 1
 
     def do_GET(self) -> None:
         self._serve(None)

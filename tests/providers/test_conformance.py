@@ -267,3 +267,15 @@ async def test_it_streams_a_tool_call_then_takes_its_result(case):
     )
     answer = await adapter.generate(GenerationRequest(model, history, max_tokens=200, tools=(WEATHER,)))
     assert "sunny" in answer.content and answer.finish_reason == FinishReason.STOP
+
+
+async def test_streams_one_after_another_share_one_connection(case):
+    """Each stream is read to the body's end before its last event is handed on, so its connection
+    goes back to the pool: no new TCP (and, against a real provider, TLS) handshake per request."""
+    adapter_class, fake, model = case
+    adapter = adapter_for(adapter_class, fake)
+    for _ in range(4):
+        events = [event async for event in adapter.stream(ask(model, stream=True))]
+        assert isinstance(events[-1], Finished)
+    assert fake.connections == 1
+    assert fake.streams_completed == 4
