@@ -22,7 +22,6 @@ from channels.testing import HttpCommunicator
 from django.db import connection
 from django.db.backends.signals import connection_created
 from django.db.backends.utils import CursorWrapper
-from django.test import AsyncClient
 
 from gateway import keys
 from providers import configuration
@@ -75,14 +74,20 @@ def hub(alpha, fake_openai):
 
 
 async def complete(secret: str) -> dict:
-    response = await AsyncClient().post(
-        "/v1/chat/completions",
-        json.dumps(BODY),
-        content_type="application/json",
-        headers={"authorization": f"Bearer {secret}"},
+    """One request through the ASGI application as the server runs it (the API's own request path)."""
+    from llmhub.asgi import application
+
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"authorization", f"Bearer {secret}".encode()),
+    ]
+    sent = HttpCommunicator(
+        application, "POST", "/v1/chat/completions", body=json.dumps(BODY).encode(), headers=headers
     )
-    assert response.status_code == 200, response.content
-    return response.json()
+    response = await sent.get_response(timeout=10)
+    assert response["status"] == 200, response["body"]
+    return json.loads(response["body"])
 
 
 def phases(seen: list[str], called_at: int) -> dict[str, list[str]]:
@@ -255,15 +260,7 @@ async def test_requests_pinned_to_different_versions_each_get_their_own_answers(
 async def test_requests_reuse_the_servers_database_connections(hub):
     """Through the ASGI app as the server runs it: a request's database work runs on the server's
     pooled threads, whose connections last, not on a thread of its own that connects each time."""
-    from llmhub.asgi import application
-
-    async def one() -> None:
-        headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {hub.secret}".encode())]
-        body = json.dumps(BODY).encode()
-        sent = HttpCommunicator(application, "POST", "/v1/chat/completions", body=body, headers=headers)
-        assert (await sent.get_response(timeout=10))["status"] == 200
-
-    await one()
+    await complete(hub.secret)
     opened = []
 
     def noted(sender, connection, **kwargs) -> None:
@@ -272,7 +269,7 @@ async def test_requests_reuse_the_servers_database_connections(hub):
     connection_created.connect(noted)
     try:
         for _ in range(20):
-            await one()
+            await complete(hub.secret)
     finally:
         connection_created.disconnect(noted)
     assert len(opened) < 10, f"{len(opened)} connections opened for 20 requests"
