@@ -12,7 +12,7 @@ from providers.base import Delta, Message
 from providers.models import Price
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
-from usage import runs
+from usage import records, runs
 from usage.events import Ended
 from usage.models import Budget, Run, UsageRecord
 
@@ -122,3 +122,34 @@ async def test_a_settlement_writes_only_what_the_run_changed(alice, alpha, opena
     assert stored.automation_id is None
     assert (stored.status, stored.output) == (Run.Status.COMPLETED, fake_openai.reply_text)
     assert stored.cost_usd == (await UsageRecord.objects.aget(run_id=str(run.uuid))).cost_usd > 0
+
+
+# Set when a run is made and never by its settlement (or changed by others meanwhile: a deleted user,
+# automation or key leaves the run with none).
+MADE_WITH_THE_RUN = {
+    "id",
+    "uuid",
+    "team",
+    "user",
+    "automation",
+    "api_key",
+    "request_id",
+    "model_requested",
+    "kind",
+    "messages",
+    "max_tokens",
+    "temperature",
+    "options",
+    "estimated_input_tokens",
+    "estimated_cost_usd",
+    "warning",
+    "created_at",
+}
+
+
+def test_every_field_of_a_run_is_either_settled_or_made_with_it():
+    """A settlement writes records.SETTLED and nothing else: a field added to Run fails here until it
+    is put on one side, so a field that running changes is never silently left unsaved."""
+    fields = {field.name for field in Run._meta.concrete_fields}
+    assert not MADE_WITH_THE_RUN & set(records.SETTLED)
+    assert fields - MADE_WITH_THE_RUN == set(records.SETTLED)
