@@ -27,9 +27,9 @@ from llmhub import statements
 from llmhub.database import UNAVAILABLE
 from providers import configuration
 from providers.pricing import format_usd
-from usage import spool
+from usage import spool, team_rollups
 from usage.events import DatabaseUnavailable
-from usage.models import Budget, DailySpend, Run, TeamDailySpend
+from usage.models import Budget, DailySpend, Run
 
 ZERO = Decimal("0")
 SQLITE_DECIMAL = decimal.Context(prec=15)
@@ -156,8 +156,7 @@ def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, De
         if value:
             where.append(f"{column} = %s")
             params.append(value)
-    # Team and provider budgets read the team roll-ups (no row per user and key: 20 times fewer).
-    rollups = DailySpend if budget.api_key_id else TeamDailySpend
+    rollups = team_rollups.rollups_of(budget.api_key_id)
     sql = f"SELECT {', '.join(sums)} FROM {rollups._meta.db_table} WHERE {' AND '.join(where)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -20,7 +20,8 @@ from operator import or_
 from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from usage.models import DailySpend, Run, TeamDailySpend, UsageRecord
+from usage import team_rollups
+from usage.models import Run, TeamDailySpend, UsageRecord
 
 ZERO = Decimal("0")
 
@@ -36,7 +37,7 @@ class Filters:
     kind: str = ""  # a CallKind value: only generations (chat) or only embeddings
 
     def rows(self, start: date | None = None, end: date | None = None) -> QuerySet:
-        rows = rollups_of(self.api_key).objects.filter(
+        rows = team_rollups.rollups_of(self.api_key).objects.filter(
             team_id__in=self.team_ids, day__gte=start or self.start, day__lte=end or self.end
         )
         if self.provider:
@@ -87,12 +88,6 @@ class Breakdown:
     output_tokens: int
 
 
-def rollups_of(api_key: int | None) -> type[DailySpend] | type[TeamDailySpend]:
-    """The roll-ups to read: one API key's spend is only in DailySpend; any other filter reads the
-    team roll-ups, without a row per user and key (20 times fewer rows in bench/spend.py)."""
-    return DailySpend if api_key else TeamDailySpend
-
-
 def this_month(today: date | None = None) -> tuple[date, date]:
     today = today or timezone.localdate()
     return today.replace(day=1), today.replace(day=calendar.monthrange(today.year, today.month)[1])
@@ -102,7 +97,7 @@ def grouped(filters: Filters) -> list[dict]:
     """Day × provider × model × kind sums over the range, before the provider, model and kind
     filters: one query that gives both the figures (breakdown) and the models used (the filter's
     options)."""
-    rows = rollups_of(filters.api_key).objects.filter(
+    rows = team_rollups.rollups_of(filters.api_key).objects.filter(
         team_id__in=filters.team_ids, day__gte=filters.start, day__lte=filters.end
     )
     if filters.api_key:

@@ -31,6 +31,13 @@ COLUMNS = ", ".join(KEY + TOTALS)
 CONFLICT = "day, COALESCE(team_id, 0), provider_id, model, kind"
 
 
+def rollups_of(api_key: int | None) -> type[DailySpend] | type[TeamDailySpend]:
+    """The roll-ups the spend page and the budgets read: one API key's spend is only in DailySpend;
+    anything else reads the team roll-ups, without a row per user and key (20 times fewer rows in
+    bench/spend.py)."""
+    return DailySpend if api_key else TeamDailySpend
+
+
 def _key(row: str, table: str = "") -> str:
     """The WHERE of `row`'s (NEW or OLD) team row, on `table`'s columns ("d." for an alias)."""
     return (
