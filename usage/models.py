@@ -260,7 +260,19 @@ class Budget(models.Model):
         return str(self.team or self.provider)
 
 
-class DailySpend(models.Model):
+class SpendTotals(models.Model):
+    """What a roll-up row sums: the runs, their tokens and their cost (DailySpend, TeamDailySpend)."""
+
+    runs = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
+
+    class Meta:
+        abstract = True
+
+
+class DailySpend(SpendTotals):
     """Usage rolled up per day (in the configured time zone), team, user, API key, provider, model
     and kind of call (generation or embeddings: the spend page's filter).
 
@@ -274,10 +286,6 @@ class DailySpend(models.Model):
     provider_id = models.CharField(max_length=64)
     model = models.CharField(max_length=200)
     kind = models.CharField(max_length=12, choices=CallKind.choices, default=CallKind.GENERATION)
-    runs = models.PositiveIntegerField(default=0)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
 
     class Meta:
         constraints = [
@@ -317,7 +325,7 @@ class DailySpend(models.Model):
         return f"{self.day} {self.provider_id}/{self.model}: {self.cost_usd}"
 
 
-class TeamDailySpend(models.Model):
+class TeamDailySpend(SpendTotals):
     """DailySpend summed without user and API key: per day, team, provider, model and kind of call.
 
     The spend page reads it whenever no API key is chosen, and team and provider budgets sum it: a
@@ -338,10 +346,6 @@ class TeamDailySpend(models.Model):
     provider_id = models.CharField(max_length=64)
     model = models.CharField(max_length=200)
     kind = models.CharField(max_length=12, choices=CallKind.choices, default=CallKind.GENERATION)
-    runs = models.PositiveIntegerField(default=0)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
 
     class Meta:
         constraints = [
