@@ -1,6 +1,7 @@
 """Where a non-streaming /v1/chat/completions request spends the server's CPU: the hub (as `make run`
 serves it) under yappi, every thread counted (the event loop and the database threads), with the
-load of bench/gateway.py at concurrency 1.
+load of bench/gateway.py at concurrency 1. The first 20 requests (imports, the tokenizer's load, the
+first connections) are not counted.
 
     .venv/bin/pip install -e '.[profile]'   # yappi: a profiler, not a dependency of the hub
     .venv/bin/python bench/profile_gateway.py [--requests 300] [--top 40]
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -30,9 +32,10 @@ _spec.loader.exec_module(bench)
 ROOT, UPSTREAM_KEY = bench.ROOT, bench.UPSTREAM_KEY
 
 SERVE = """
-import sys, yappi
+import signal, sys, yappi
 yappi.set_clock_type("cpu")
 from llmhub import serve
+signal.signal(signal.SIGUSR1, lambda *_: yappi.clear_stats())  # the warm-up done: count from here
 yappi.start(builtins=False)
 try:
     serve.main(["--host", "127.0.0.1", "--port", sys.argv[1]])
@@ -102,7 +105,10 @@ def main() -> None:
     try:
         bench.wait_for(hub_port, hub, "the hub")
         hub_url = f"http://127.0.0.1:{hub_port}/v1"
-        asyncio.run(bench.load(hub_url, key, "openai/gpt-4o-mini", 1, 20))  # imports, first connections
+        # Imports, the tokenizer's load, first connections: done once, not counted.
+        asyncio.run(bench.load(hub_url, key, "openai/gpt-4o-mini", 1, 20))
+        hub.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
         result = asyncio.run(bench.load(hub_url, key, "openai/gpt-4o-mini", 1, options.requests))
         print(f"hub p50 {result.pct(result.latencies, 50):.2f} ms; errors {len(result.errors)}")
     finally:
@@ -110,7 +116,7 @@ def main() -> None:
         hub.wait(60)
         upstream.terminate()
         upstream.wait(10)
-    areas(stats_path, options.requests + 20, options.top)
+    areas(stats_path, options.requests, options.top)
 
 
 if __name__ == "__main__":
