@@ -23,30 +23,52 @@ maintenance) stay around both handlers.
 
 Django builds a handler's middleware chain from settings.MIDDLEWARE alone; ApiHandler builds the
 same chain from its own list, and refuses at start-up a middleware that would put a thread hop back.
+
+Django's handler also sends request_started and request_finished through sync_to_async: two hops a
+request to a thread of the request's own, started for them (and a second thread to join it). Their
+receivers (reset_queries, close_old_connections, close_caches) act on the connections and caches of
+the thread they run on, and the API does its database work on the server's pooled threads through
+database_sync_to_async, which closes their connections when due itself. So ApiHandler sends
+request_finished on the request's thread only when a call of the request ran there (a thread-sensitive
+sync_to_async: a provider failure noted, a fallback switch): then it has connections to close.
+request_started is not sent: on a request's fresh thread its receivers have nothing to reset or close.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext, iscoroutinefunction, sync_to_async
+from django import db
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.core.handlers.asgi import ASGIHandler
+from django.core import cache, signals
+from django.core.exceptions import ImproperlyConfigured, RequestAborted
+from django.core.handlers import base
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import common, security
+from django.urls import set_script_prefix
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "/v1/"
 # What Django calls besides the middleware itself: none on the API's list (ApiHandler does not call them).
 HOOKS = ("process_view", "process_exception", "process_template_response")
+# Django's receivers of request_started and request_finished: ApiHandler skips these, no others.
+# (reset_urlconf undoes a urlconf a middleware set on the request: none on the API's list does.)
+SKIPPABLE = {db.reset_queries, db.close_old_connections, cache.close_caches, base.reset_urlconf}
 
 
 class ApiHandler(ASGIHandler):
-    """Django's ASGI handler (request, signals, streaming, exception responses) with the API's
-    middleware. The hooks it does not call (process_view, process_exception,
+    """Django's ASGI handler (request, streaming, exception responses) with the API's middleware,
+    and request_started and request_finished sent only where they have work (see the module's
+    docstring). The hooks it does not call (process_view, process_exception,
     process_template_response) no middleware on the list has."""
 
     def load_middleware(self, is_async: bool = False) -> None:
@@ -60,6 +82,85 @@ class ApiHandler(ASGIHandler):
                 raise ImproperlyConfigured(f"{path} cannot be on the API's path: it is not async-only.")
             handler = convert_exception_to_response(middleware)
         self._middleware_chain = handler
+        receivers = {
+            receiver
+            for signal in (signals.request_started, signals.request_finished)
+            for group in signal._live_receivers(None)  # (sync, async)
+            for receiver in group
+        }
+        self.signals_skippable = receivers <= SKIPPABLE
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if not self.signals_skippable or getattr(AsyncToSync.executors, "current", None):
+            # Another receiver, or called through async_to_sync (thread-sensitive calls then run on
+            # the caller's thread, whose connections outlive the request): Django's way, signals sent.
+            await super().__call__(scope, receive, send)
+            return
+        async with ThreadSensitiveContext():
+            response = await self.handle_without_signals(scope, receive, send)
+            # Django's last step is response.close() on the request's thread: the response's closers,
+            # then request_finished, which has work there only if a call of the request ran there.
+            ran_there = SyncToAsync.thread_sensitive_context.get() in SyncToAsync.context_to_thread_executor
+            if ran_there and response is not None:
+                await sync_to_async(response.close)()
+            elif ran_there:
+                await sync_to_async(signals.request_finished.send)(sender=self.__class__)
+            elif response is not None:
+                _run_closers(response)
+
+    async def handle_without_signals(self, scope: dict, receive: Any, send: Any) -> HttpResponseBase | None:
+        """Django's ASGIHandler.handle without request_started and request_finished; the response
+        sent, if the client did not go away first."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return None
+        set_script_prefix(get_script_prefix(scope))
+        request, response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(response, send)
+            return response
+        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+        answer = asyncio.create_task(self.answer(request, send))
+        try:
+            await asyncio.wait([disconnect, answer], return_when=asyncio.FIRST_COMPLETED)
+            for task in (disconnect, answer):  # Django's order: a disconnect cancels the answer
+                await _finish(task)
+        finally:
+            body_file.close()
+        return None if answer.cancelled() else answer.result()
+
+    async def answer(self, request: HttpRequest, send: Any) -> HttpResponseBase:
+        response = await self.run_get_response(request)
+        with contextlib.suppress(asyncio.CancelledError):  # the client went away while it was sent
+            await self.send_response(response, send)
+        return response
+
+
+def _run_closers(response: HttpResponseBase) -> None:
+    """response.close() without request_finished: the request's uploaded files closed (and a
+    response's file or iterator, none on the API), here on the loop as Django's handler closes the
+    request's body."""
+    for closer in response._resource_closers:
+        try:
+            closer()
+        except Exception:  # noqa: BLE001 - the answer is sent: as Django, the other closers still run
+            logger.exception("Closing the request or its response failed")
+    response._resource_closers.clear()
+    response.closed = True
+
+
+async def _finish(task: asyncio.Task) -> None:
+    """A task of a request ended: its result (a client that went away is not an error), or
+    cancelled, as Django's handler does with them."""
+    if task.done():
+        with contextlib.suppress(RequestAborted):  # the client went away
+            task.result()
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):  # cancelled as asked
+        await task
 
 
 class ByPath:

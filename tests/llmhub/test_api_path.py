@@ -4,17 +4,24 @@ through the ASGI application as the server runs it, in this process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from asgiref.sync import markcoroutinefunction
+from asgiref.sync import async_to_sync, markcoroutinefunction
 from channels.testing import HttpCommunicator
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, connections
+from django.db.backends.signals import connection_created
 
 from gateway import keys
 from gateway.errors import JsonErrors
 from llmhub.api_handler import ApiHandler
 from llmhub.asgi import application
+from tests.gateway.test_hot_path import hub as team_on_openai
 from tests.gateway.test_hot_path import statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,3 +138,108 @@ async def test_plain_http_to_an_https_only_hub_says_where_to_send_the_request(se
         "The hub does not redirect API requests: send this request to https://127.0.0.1/v1/chat/completions.",
         "wrong_address",
     )
+
+
+# ---- request_started and request_finished: no thread hops, nothing left open
+
+
+hub = team_on_openai  # the fixture: team Alpha on the fake OpenAI, with a budget; its API key
+
+
+async def chat(secret: str, path: str = "/v1/chat/completions") -> int:
+    """A request through the ASGI application, to its end (what it does after the answer included),
+    as a server awaits it. (HttpCommunicator stops database_sync_to_async closing connections.)"""
+    body = json.dumps({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi."}]})
+    headers = [HOST, (b"content-type", b"application/json"), (b"authorization", f"Bearer {secret}".encode())]
+    scope = {"type": "http", "method": "GET" if path == "/v1/models" else "POST", "path": path}
+    scope |= {
+        "headers": headers,
+        "query_string": b"",
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+    incoming = [{"type": "http.request", "body": body.encode()}]
+    statuses = []
+
+    async def receive() -> dict:
+        if incoming:
+            return incoming.pop()
+        await asyncio.Event().wait()  # connected until the application stops listening
+        return {}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await application(scope, receive, send)
+    return statuses[0]
+
+
+@contextmanager
+def threads_started() -> Iterator[list[str]]:
+    """The names of the threads started meanwhile."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def noted(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    threading.Thread.start = noted
+    try:
+        yield started
+    finally:
+        threading.Thread.start = start
+
+
+@contextmanager
+def connections_opened() -> Iterator[list]:
+    """The database connections opened meanwhile, by any thread."""
+    opened = []
+
+    def note(sender, connection, **kwargs) -> None:
+        opened.append(connection)
+
+    connection_created.connect(note)
+    try:
+        yield opened
+    finally:
+        connection_created.disconnect(note)
+
+
+async def test_a_chat_completion_starts_no_thread_for_djangos_request_signals(hub):
+    """Django's handler starts a thread a request (and another to join it) to send request_started
+    and request_finished; the API's database work runs on the pooled threads, already started."""
+    assert await chat(hub.secret) == 200
+    with threads_started() as started:
+        assert await chat(hub.secret) == 200
+    assert [name for name in started if not name.startswith("asyncio_")] == []
+
+
+@pytest.mark.parametrize("upstream", ["answers", "fails"])
+async def test_every_connection_a_request_opens_is_closed_when_due(hub, fake_openai, monkeypatch, upstream):
+    """A failing provider is noted, and GET /v1/models reads, on the request's own thread (a
+    thread-sensitive sync_to_async): request_finished is sent there, as Django does, and closes its
+    connection; the pooled threads' are closed by database_sync_to_async."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)  # LLMHUB_DB_CONN_MAX_AGE=0
+    assert await chat(hub.secret) == 200  # (the server's first request checks the key file)
+    if upstream == "fails":
+        fake_openai.fail_next(500)
+    with connections_opened() as opened:
+        answered = await chat(hub.secret)
+        listed = await chat(hub.secret, "/v1/models")
+    assert answered == (200 if upstream == "answers" else 502) and listed == 200
+    assert opened and [wrapper for wrapper in opened if wrapper.connection is not None] == []
+
+
+def test_under_async_to_sync_the_callers_connection_is_closed_when_due(hub, fake_openai, monkeypatch):
+    """Called from sync code, a thread-sensitive call runs on the caller's thread, whose connection
+    outlives the request: Django's own way then, request_finished closing it when due."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)  # LLMHUB_DB_CONN_MAX_AGE=0
+    assert async_to_sync(chat)(hub.secret) == 200  # (the server's first request checks the key file)
+    fake_openai.fail_next(500)
+    connection.close()  # reopened within the request, under CONN_MAX_AGE=0
+    with connections_opened() as opened:
+        assert async_to_sync(chat)(hub.secret) == 502
+    ours = connections["default"]  # this thread's
+    assert ours in opened and ours.connection is None
