@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from providers import pricing
@@ -176,9 +177,15 @@ class GenerationRequest:
     def conversation(self) -> tuple[Message, ...]:
         return tuple(m for m in self.messages if m.role != "system")
 
-    def options_given(self) -> list[str]:
+    def options_given(self) -> tuple[str, ...]:
         """The names of the options this request sets to something other than their default."""
-        return [f.name for f in fields(self) if f.name not in _CORE and getattr(self, f.name) != f.default]
+        return self._options_given
+
+    @cached_property
+    def _options_given(self) -> tuple[str, ...]:
+        # Found once: the request is frozen, and it is asked several times a request (an adapter's
+        # payload asks once for each option it passes).
+        return tuple(name for name, default in _OPTION_DEFAULTS if getattr(self, name) != default)
 
     def options_json(self) -> dict[str, Any]:
         return {name: json_value(getattr(self, name)) for name in self.options_given()}
@@ -197,6 +204,7 @@ class GenerationRequest:
 
 
 _CORE = {"model", "messages", "max_tokens", "temperature", "stream"}  # a run's own columns, not options
+_OPTION_DEFAULTS = tuple((f.name, f.default) for f in fields(GenerationRequest) if f.name not in _CORE)
 
 
 @dataclass(frozen=True)
