@@ -87,6 +87,7 @@ def encoding(name: str) -> tiktoken.Encoding:
     return loaded
 
 
+@functools.lru_cache(maxsize=1024)  # asked for each piece of an answer (the output cap counts it)
 def encoding_for(model: str, dialect: str) -> str | None:
     """The model's own encoding when it is an OpenAI model tiktoken knows, else None."""
     if dialect != "openai":
