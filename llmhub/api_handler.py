@@ -51,7 +51,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import common, security
-from django.urls import set_script_prefix
+from django.urls import ResolverMatch, URLPattern, URLResolver, get_resolver, set_script_prefix
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
 
@@ -63,6 +63,11 @@ HOOKS = ("process_view", "process_exception", "process_template_response")
 # Django's receivers of request_started and request_finished: ApiHandler skips these, no others.
 # (reset_urlconf undoes a urlconf a middleware set on the request: none on the API's list does.)
 SKIPPABLE = {db.reset_queries, db.close_old_connections, cache.close_caches, base.reset_urlconf}
+# ResolverMatch's arguments, all of them.
+MATCH_FIELDS = (
+    *("func", "args", "kwargs", "url_name", "app_names", "namespaces"),
+    *("route", "tried", "captured_kwargs", "extra_kwargs"),
+)
 
 
 class ApiHandler(ASGIHandler):
@@ -89,6 +94,21 @@ class ApiHandler(ASGIHandler):
             for receiver in group
         }
         self.signals_skippable = receivers <= SKIPPABLE
+        self.routes: dict[str, dict] = {}
+        self.routes_of: URLResolver | None = None  # the URLconf's resolver they were taken from
+
+    def resolve_request(self, request: HttpRequest) -> ResolverMatch:
+        """Django's, except that the API's fixed paths are looked up, not resolved: Django tries
+        every page's pattern before /v1/'s (~0.2 ms a request). Any other path (an id in it, an
+        unknown one answered by the JSON 404) is resolved as before."""
+        resolver = get_resolver()
+        if self.routes_of is not resolver:
+            self.routes, self.routes_of = _fixed_routes(resolver), resolver
+        found = None if hasattr(request, "urlconf") else self.routes.get(request.path_info)
+        if found is None:
+            return super().resolve_request(request)
+        request.resolver_match = match = ResolverMatch(**found)
+        return match
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if not self.signals_skippable or getattr(AsyncToSync.executors, "current", None):
@@ -136,6 +156,18 @@ class ApiHandler(ASGIHandler):
         with contextlib.suppress(asyncio.CancelledError):  # the client went away while it was sent
             await self.send_response(response, send)
         return response
+
+
+def _fixed_routes(resolver: URLResolver) -> dict[str, dict]:
+    """Each /v1/ path of the URLconf without a parameter, with what Django resolves it to."""
+    paths = [f"/{p.pattern}" for p in resolver.url_patterns if isinstance(p, URLPattern)]
+    fixed = [path for path in paths if path.startswith(PREFIX) and "<" not in path]
+    return {path: _fields(resolver.resolve(path)) for path in fixed}
+
+
+def _fields(match: ResolverMatch) -> dict:
+    """A ResolverMatch's arguments, to make a new one alike for each request (it cannot be copied)."""
+    return {name: getattr(match, name) for name in MATCH_FIELDS}
 
 
 def _run_closers(response: HttpResponseBase) -> None:

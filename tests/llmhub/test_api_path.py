@@ -16,10 +16,12 @@ from channels.testing import HttpCommunicator
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections
 from django.db.backends.signals import connection_created
+from django.test import RequestFactory
+from django.urls import get_resolver
 
 from gateway import keys
 from gateway.errors import JsonErrors
-from llmhub.api_handler import ApiHandler
+from llmhub.api_handler import MATCH_FIELDS, ApiHandler
 from llmhub.asgi import application
 from tests.gateway.test_hot_path import hub as team_on_openai
 from tests.gateway.test_hot_path import statements
@@ -243,3 +245,19 @@ def test_under_async_to_sync_the_callers_connection_is_closed_when_due(hub, fake
         assert async_to_sync(chat)(hub.secret) == 502
     ours = connections["default"]  # this thread's
     assert ours in opened and ours.connection is None
+
+
+def test_the_apis_paths_are_matched_as_django_resolves_them():
+    """The fixed /v1/ paths are looked up in a table, the others resolved: the same match either way
+    (the view, its route for the metrics, the 404 of an unknown path)."""
+    handler, factory = ApiHandler(), RequestFactory()
+    fixed = ["/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]
+    fixed += ["/v1/messages/count_tokens", "/v1/responses"]
+    others = ["/v1/models/openai/gpt-4o", "/v1/responses/resp_1/input_items", "/v1/nothing", "/v1/models/"]
+    for path in fixed + others:
+        ours = handler.resolve_request(factory.get(path))
+        djangos = get_resolver().resolve(path)
+        assert {name: getattr(ours, name) for name in MATCH_FIELDS} == {
+            name: getattr(djangos, name) for name in MATCH_FIELDS
+        }, path
+    assert sorted(handler.routes) == sorted(fixed)
