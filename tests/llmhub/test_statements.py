@@ -64,3 +64,15 @@ def test_an_update_writes_as_the_orm_writes_and_only_where_its_condition_holds(a
     assert {name: getattr(stored, name) for name in values} == values
     Run.objects.filter(pk=run.pk).update(**values)  # the ORM's own write reads back the same
     same(read(Run, run.pk), stored)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's placeholders only")
+def test_sqlite_placeholders_are_converted_as_django_converts_them_each_time():
+    """llmhub/sqlite keeps each statement's conversion: the same text gives the same answer, a
+    literal %% stays a percent sign, and named parameters (pyformat) are still converted."""
+    with connection.cursor() as cursor:
+        for value in (1, 2):
+            cursor.execute("SELECT %s, '100%%', '%%s'", [value])
+            assert cursor.fetchone() == (value, "100%", "%s")
+        cursor.execute("SELECT %(a)s, %(b)s", {"a": 1, "b": "x"})
+        assert cursor.fetchone() == (1, "x")
