@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
@@ -141,7 +141,8 @@ def label(budget: Budget) -> str:
 
 def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, Decimal]:
     """What the budget's scope has spent in each period ({"day": (start, end), ...}), in one query."""
-    adapt = connection.ops.adapt_datefield_value
+    db = statements.db()
+    adapt = db.ops.adapt_datefield_value
     sums, params = [], []
     for start, end in periods.values():
         sums.append("SUM(CASE WHEN day >= %s AND day < %s THEN cost_usd END)")
@@ -158,7 +159,7 @@ def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, De
             params.append(value)
     rollups = team_rollups.rollups_of(budget.api_key_id)
     sql = f"SELECT {', '.join(sums)} FROM {rollups._meta.db_table} WHERE {' AND '.join(where)}"
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         totals = cursor.fetchone()
     return {kind: _money(total) for kind, total in zip(periods, totals, strict=True)}
@@ -167,8 +168,9 @@ def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, De
 def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Decimal:
     """What running runs in the budget's scope hold. A run's reservation is for its current attempt:
     the model it is trying (model_used) once it has one, else the model it asked for."""
+    db = statements.db()
     where = ["reserved_usd IS NOT NULL", "reservation_expires_at > %s"]
-    params: list = [connection.ops.adapt_datetimefield_value(now)]
+    params: list = [db.ops.adapt_datetimefield_value(now)]
     if budget.team_id:
         where.append("team_id = %s")
         params.append(budget.team_id)
@@ -183,7 +185,7 @@ def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Dec
     if excluding is not None and excluding.pk:
         where.append("id <> %s")
         params.append(excluding.pk)
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
             f"SELECT SUM(reserved_usd) FROM {Run._meta.db_table} WHERE {' AND '.join(where)}", params
         )
@@ -273,12 +275,13 @@ def _locked(team_id: int, provider_id: str, api_key_id: int | None) -> list[Budg
         params.append(api_key_id)
     else:
         where.append(f"{key} IS NULL")
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    db = statements.db()
+    lock = " FOR UPDATE" if db.features.has_select_for_update else ""
     sql = (
         f"SELECT {statements.columns(Budget)} FROM {statements.table(Budget)} "
         f"WHERE {' AND '.join(where)} ORDER BY {statements.column(Budget, 'id')}{lock}"
     )
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         return [statements.load(Budget, row) for row in cursor.fetchall()]
 
