@@ -6,6 +6,10 @@ table and column names from the models' _meta quoted by the connection's ops, an
 ORM's own converters and adapters: a value read comes back as the ORM returns it (Decimal from
 SQLite's floats, aware datetimes, JSON) and a value written is stored as the ORM stores it. Both
 SQLite and PostgreSQL. Everything off the hot path uses the ORM.
+
+Each statement's text is composed once per process (per database engine), and the values are adapted
+with the thread's connection itself (`db()`): `django.db.connection` is a proxy that looks the
+connection up again at every attribute, 2 to 3 µs each, and a row's values make dozens of them.
 """
 
 from __future__ import annotations
@@ -14,11 +18,24 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
 Converter = Callable[[Any, Any, Any], Any]
+
+
+def db() -> BaseDatabaseWrapper:
+    """This thread's connection itself (not the proxy `django.db.connection`): look it up once per
+    statement, or once for several, and use it for everything that statement needs."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _engine() -> str:
+    """The database's engine, which the SQL's spelling depends on: read from the settings, without
+    looking the thread's connection up."""
+    return connections.settings[DEFAULT_DB_ALIAS]["ENGINE"]
 
 
 def quote(name: str) -> str:
@@ -26,34 +43,34 @@ def quote(name: str) -> str:
 
 
 def table(model: type[Model]) -> str:
-    return _table(model, connection.vendor)
+    return _table(model, _engine())
 
 
 def column(model: type[Model], name: str) -> str:
     """A field's column, by the field's name or attname ("team" or "team_id")."""
-    return _column(model, name, connection.vendor)
+    return _column(model, name, _engine())
 
 
 def columns(model: type[Model], alias: str = "") -> str:
     """Every column of the model, in the order `load()` reads them (as `alias`."column" if given)."""
-    return _columns(model, alias, connection.vendor)
+    return _columns(model, alias, _engine())
 
 
-# The names, quoted once per database vendor (the SQL of each request is made of them).
+# The names, quoted once per database engine (the SQL of each request is made of them).
 
 
 @functools.cache
-def _table(model: type[Model], vendor: str) -> str:
+def _table(model: type[Model], engine: str) -> str:
     return quote(model._meta.db_table)
 
 
 @functools.cache
-def _column(model: type[Model], name: str, vendor: str) -> str:
+def _column(model: type[Model], name: str, engine: str) -> str:
     return quote(model._meta.get_field(name).column)
 
 
 @functools.cache
-def _columns(model: type[Model], alias: str, vendor: str) -> str:
+def _columns(model: type[Model], alias: str, engine: str) -> str:
     prefix = f"{quote(alias)}." if alias else ""
     return ", ".join(prefix + quote(field.column) for field in model._meta.concrete_fields)
 
@@ -62,16 +79,17 @@ def load(model: type[M], row: Sequence, start: int = 0) -> M:
     """The instance whose `columns()` begin at `row[start]`, converted as the ORM converts them."""
     fields = model._meta.concrete_fields
     values = list(row[start : start + len(fields)])
-    ops = connection.ops
-    for index, col, converters in _converting(model, connection.vendor):
+    wrapper = db()
+    ops = wrapper.ops
+    for index, col, converters in _converting(model, _engine()):
         for converter in converters:
             convert = getattr(ops, converter) if isinstance(converter, str) else converter
-            values[index] = convert(values[index], col, connection)
-    return model.from_db(connection.alias, None, values)
+            values[index] = convert(values[index], col, wrapper)
+    return model.from_db(wrapper.alias, None, values)
 
 
 @functools.cache
-def _converting(model: type[Model], vendor: str) -> list[tuple[int, Any, list[Converter | str]]]:
+def _converting(model: type[Model], engine: str) -> list[tuple[int, Any, list[Converter | str]]]:
     """Each column with converters: (its index, its Col, the backend's then the field's converters).
     A converter of the backend's ops is kept by name: each thread has its own connection, and ops."""
     found = []
@@ -92,7 +110,7 @@ def _name(converter: Converter) -> Converter | str:
 def adapt(model: type[Model], name: str, value: Any) -> Any:
     """A value for a field's column as the ORM writes it (Decimal, datetime and JSON adapted)."""
     field: Field = model._meta.get_field(name)
-    return field.get_db_prep_save(value, connection=connection)
+    return field.get_db_prep_save(value, connection=db())
 
 
 def update(
@@ -100,11 +118,53 @@ def update(
 ) -> int:
     """UPDATE these fields (by name or attname) of the row `pk`, and only while `where` (plain SQL
     ANDed to the key, with `params`) holds: the number of rows changed, 0 or 1."""
-    sets = ", ".join(f"{column(model, name)} = %s" for name in values)
-    sql = f"UPDATE {table(model)} SET {sets} WHERE {column(model, model._meta.pk.name)} = %s"
-    if where:
-        sql += f" AND ({where})"
-    arguments = [adapt(model, name, value) for name, value in values.items()]
-    with connection.cursor() as cursor:
+    wrapper = db()
+    sql, fields = _update(model, tuple(values), where, _engine())
+    arguments = [
+        field.get_db_prep_save(value, connection=wrapper)
+        for field, value in zip(fields, values.values(), strict=True)
+    ]
+    with wrapper.cursor() as cursor:
         cursor.execute(sql, [*arguments, pk, *params])
         return cursor.rowcount
+
+
+@functools.lru_cache(maxsize=256)
+def _update(model: type[Model], names: tuple[str, ...], where: str, engine: str) -> tuple[str, list[Field]]:
+    sets = ", ".join(f"{_column(model, name, engine)} = %s" for name in names)
+    sql = (
+        f"UPDATE {_table(model, engine)} SET {sets} WHERE {_column(model, model._meta.pk.name, engine)} = %s"
+    )
+    if where:
+        sql += f" AND ({where})"
+    return sql, [model._meta.get_field(name) for name in names]
+
+
+def insert(instance: Model) -> None:
+    """INSERT a new instance whose key the database makes, as `save(force_insert=True)` would
+    write it (auto_now_add fields set, each value adapted by its field) and with its key filled
+    in. It sends no pre_save or post_save signal: none is connected to the models written so
+    (tests/llmhub/test_statements.py checks it)."""
+    wrapper = db()
+    model = type(instance)
+    sql, fields, returning = _insert(model, _engine())
+    values = [field.get_db_prep_save(field.pre_save(instance, True), connection=wrapper) for field in fields]
+    with wrapper.cursor() as cursor:
+        cursor.execute(sql, values)
+        pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+    instance.pk = pk
+    instance._state.adding, instance._state.db = False, wrapper.alias
+
+
+@functools.cache
+def _insert(model: type[Model], engine: str) -> tuple[str, list[Field], bool]:
+    """The INSERT of every concrete column but the auto key; whether it returns the key (PostgreSQL,
+    SQLite from 3.35) or the cursor's lastrowid holds it (an older SQLite)."""
+    meta = model._meta
+    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+    names = ", ".join(_column(model, field.name, engine) for field in fields)
+    sql = f"INSERT INTO {_table(model, engine)} ({names}) VALUES ({', '.join(['%s'] * len(fields))})"
+    returning = connection.features.can_return_columns_from_insert
+    if returning:
+        sql += f" RETURNING {_column(model, meta.pk.name, engine)}"
+    return sql, fields, returning

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
@@ -136,12 +136,26 @@ def label(budget: Budget) -> str:
 
 # spent() and reserved() run three times for every run (reservation, alert check), so they are
 # plain SQL: building the same aggregates with the ORM cost ~1 ms each on a 2-core machine, the
-# SQL itself ~0.04 ms (bench/gateway.py, issue 8). Both work on SQLite and PostgreSQL.
+# SQL itself ~0.04 ms (bench/gateway.py, issue 8). Both work on SQLite and PostgreSQL. A
+# reservation reads both in one statement (standings()).
 
 
 def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, Decimal]:
     """What the budget's scope has spent in each period ({"day": (start, end), ...}), in one query."""
-    adapt = connection.ops.adapt_datefield_value
+    sql, params = _spent(budget, periods, statements.db())
+    return _totals(periods, _one(sql, params))
+
+
+def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Decimal:
+    """What running runs in the budget's scope hold. A run's reservation is for its current attempt:
+    the model it is trying (model_used) once it has one, else the model it asked for."""
+    sql, params = _reserved(budget, now, excluding, statements.db())
+    return _money(_one(sql, params)[0])
+
+
+def _spent(budget: Budget, periods: dict[str, tuple[date, date]], db) -> tuple[str, list]:
+    """spent()'s SELECT: one sum a period, from the roll-ups of the budget's scope."""
+    adapt = db.ops.adapt_datefield_value
     sums, params = [], []
     for start, end in periods.values():
         sums.append("SUM(CASE WHEN day >= %s AND day < %s THEN cost_usd END)")
@@ -157,18 +171,13 @@ def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, De
             where.append(f"{column} = %s")
             params.append(value)
     rollups = team_rollups.rollups_of(budget.api_key_id)
-    sql = f"SELECT {', '.join(sums)} FROM {rollups._meta.db_table} WHERE {' AND '.join(where)}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        totals = cursor.fetchone()
-    return {kind: _money(total) for kind, total in zip(periods, totals, strict=True)}
+    return f"SELECT {', '.join(sums)} FROM {rollups._meta.db_table} WHERE {' AND '.join(where)}", params
 
 
-def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Decimal:
-    """What running runs in the budget's scope hold. A run's reservation is for its current attempt:
-    the model it is trying (model_used) once it has one, else the model it asked for."""
+def _reserved(budget: Budget, now: datetime, excluding: Run | None, db) -> tuple[str, list]:
+    """reserved()'s SELECT: the sum of the holds in the budget's scope whose lease still runs."""
     where = ["reserved_usd IS NOT NULL", "reservation_expires_at > %s"]
-    params: list = [connection.ops.adapt_datetimefield_value(now)]
+    params: list = [db.ops.adapt_datetimefield_value(now)]
     if budget.team_id:
         where.append("team_id = %s")
         params.append(budget.team_id)
@@ -183,11 +192,17 @@ def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Dec
     if excluding is not None and excluding.pk:
         where.append("id <> %s")
         params.append(excluding.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT SUM(reserved_usd) FROM {Run._meta.db_table} WHERE {' AND '.join(where)}", params
-        )
-        return _money(cursor.fetchone()[0])
+    return f"SELECT SUM(reserved_usd) FROM {Run._meta.db_table} WHERE {' AND '.join(where)}", params
+
+
+def _one(sql: str, params: list) -> tuple:
+    with statements.db().cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _totals(periods: dict[str, tuple[date, date]], sums: tuple) -> dict[str, Decimal]:
+    return {kind: _money(total) for kind, total in zip(periods, sums, strict=True)}
 
 
 def _money(value) -> Decimal:
@@ -213,8 +228,15 @@ def standings(
     }
     if not limits:
         return []
-    held = reserved(budget, now, excluding) if with_reserved else ZERO  # the same for both periods
-    totals = spent(budget, {kind: period(kind, now) for kind in limits})
+    periods = {kind: period(kind, now) for kind in limits}
+    db = statements.db()
+    spent_sql, params = _spent(budget, periods, db)
+    if with_reserved:  # read with the spend, in one statement: held, then a sum a period
+        held_sql, held_params = _reserved(budget, now, excluding, db)
+        sums = _one(f"SELECT ({held_sql}), {spent_sql.removeprefix('SELECT ')}", [*held_params, *params])
+        held, totals = _money(sums[0]), _totals(periods, sums[1:])
+    else:
+        held, totals = ZERO, _totals(periods, _one(spent_sql, params))
     return [Standing(budget, kind, limit, totals[kind], held) for kind, limit in limits.items()]
 
 
@@ -273,12 +295,13 @@ def _locked(team_id: int, provider_id: str, api_key_id: int | None) -> list[Budg
         params.append(api_key_id)
     else:
         where.append(f"{key} IS NULL")
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    db = statements.db()
+    lock = " FOR UPDATE" if db.features.has_select_for_update else ""
     sql = (
         f"SELECT {statements.columns(Budget)} FROM {statements.table(Budget)} "
         f"WHERE {' AND '.join(where)} ORDER BY {statements.column(Budget, 'id')}{lock}"
     )
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         return [statements.load(Budget, row) for row in cursor.fetchall()]
 

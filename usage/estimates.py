@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from accounts.models import Team, User
+from llmhub import statements
 from providers.base import GenerationRequest, Message
 from providers.errors import UnsupportedRequest
 from providers.pricing import cost, worst_input_price
@@ -86,7 +87,7 @@ def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
 def create_run(*args: Any, **kwargs: Any) -> Run:
     """A pending run with its price estimate (price_run's, saved)."""
     run = price_run(*args, **kwargs)
-    run.save(force_insert=True)
+    statements.insert(run)
     return run
 
 

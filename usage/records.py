@@ -93,7 +93,7 @@ def record_usage(
     """Record one generation (that happened `at`, default now). An unpriced model gets a null
     cost, never $0. `priced` is what priced() already answered for it, when the caller asked first."""
     price, cost = priced or _priced(provider_id, model, tokens, at)
-    record = UsageRecord.objects.create(
+    record = UsageRecord(
         provider_id=provider_id,
         model=model,
         run_id=run_id or uuid.uuid4().hex,
@@ -111,6 +111,7 @@ def record_usage(
         request_id=request_id,
         kind=kind,
     )
+    statements.insert(record)  # as save() writes it, without composing the INSERT each time
     if at is not None:  # a spooled settlement counts on the day it happened, not the day it landed
         UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
         record.created_at = at

@@ -18,6 +18,7 @@ from django.db.models import Count, Model, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from llmhub import statements
 from usage.models import DailySpend, UsageRecord
 
 KEY = ("day", "team_id", "user_id", "api_key_id", "provider_id", "model", "kind")
@@ -40,10 +41,15 @@ def _upsert(table: str, select: str) -> str:
     )
 
 
+# add()'s statement, composed once: the same for every settlement.
+_ADD = _upsert(DailySpend._meta.db_table, f"VALUES ({', '.join(['%s'] * len(KEY + TOTALS))})")
+
+
 def add(record: UsageRecord) -> None:
     """Add one usage row to its day's roll-up (inside the transaction that wrote the row)."""
+    db = statements.db()
     values = (
-        connection.ops.adapt_datefield_value(timezone.localdate(record.created_at)),
+        db.ops.adapt_datefield_value(timezone.localdate(record.created_at)),
         record.team_id,
         record.user_id,
         record.api_key_id,
@@ -55,9 +61,8 @@ def add(record: UsageRecord) -> None:
         record.output_tokens,
         record.cost_usd or ZERO,
     )
-    placeholders = ", ".join(["%s"] * len(values))
-    with connection.cursor() as cursor:
-        cursor.execute(_upsert(DailySpend._meta.db_table, f"VALUES ({placeholders})"), values)
+    with db.cursor() as cursor:
+        cursor.execute(_ADD, values)
 
 
 def fold(column: str, owner_id: int) -> None:

@@ -108,6 +108,31 @@ class TestReservations:
         Run.objects.filter(pk=run.pk).update(reservation_expires_at=timezone.now() - timedelta(seconds=1))
         budgets.reserve(second)  # the crashed run's hold has expired
 
+    def test_a_standing_reads_spend_and_holds_in_one_statement_as_spent_and_reserved_read_them(
+        self, alice, alpha, openai
+    ):
+        budget = Budget.objects.create(
+            team=alpha, daily_limit_usd=Decimal("40"), monthly_limit_usd=Decimal("50")
+        )
+        record_usage("openai", "gpt-4o", TokenCount(1000, 500), "cli", team=alpha)
+        held, other = (runs.create_run(alice, alpha, "openai/gpt-4o", ASK, 1000) for _ in range(2))
+        budgets.reserve(held)
+        budgets.reserve(other)
+        now = timezone.now()
+        day, month = budgets.period("day", now), budgets.period("month", now)
+        spent = budgets.spent(budget, {"day": day, "month": month})
+        expected = [
+            budgets.Standing(budget, "day", Decimal("40"), spent["day"], other.reserved_usd),
+            budgets.Standing(budget, "month", Decimal("50"), spent["month"], other.reserved_usd),
+        ]
+        assert budgets.reserved(budget, now, excluding=held) == other.reserved_usd > 0
+        assert spent["day"] == spent["month"] == UsageRecord.objects.get().cost_usd > 0
+        assert budgets.standings(budget, now, excluding=held) == expected
+        assert budgets.standings(budget, now, with_reserved=False) == [
+            budgets.Standing(budget, kind, limit, spent[kind], Decimal("0"))
+            for kind, limit in (("day", Decimal("40")), ("month", Decimal("50")))
+        ]
+
     def test_a_fallback_attempt_holds_money_against_the_fallback_providers_budget(
         self, alice, alpha, openai, fake_anthropic
     ):
