@@ -29,6 +29,7 @@ from redis.commands.core import Script
 from accounts.models import Team
 from audit import log
 from gateway.models import ApiKey, RateWindow
+from llmhub import statements
 from usage.models import Run
 
 REQUESTS, TOKENS = "requests", "tokens"
@@ -148,7 +149,7 @@ def admit_run(run: Run, key: ApiKey) -> Standing | None:
     counted_in_database = bool(limits) and not settings.REDIS_URL
     with transaction.atomic() if counted_in_database else nullcontext():
         standing = admit(limits, tokens_of(run))
-        run.save(force_insert=True)
+        statements.insert(run)  # as save(force_insert=True) writes it, without composing the SQL
     return standing
 
 
