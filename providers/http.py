@@ -1,4 +1,4 @@
-"""The only place that builds httpx clients and reads SSE / NDJSON streams.
+"""The only place that builds httpx transports and requests and reads SSE / NDJSON streams.
 
 Every transport failure leaves here as a ProviderError: timeouts as Timeout, refused or dropped
 connections as NetworkError (StreamInterrupted once a stream has begun), non-2xx answers through
@@ -29,6 +29,8 @@ from providers.crypto import mask
 from providers.errors import EndpointRefused, NetworkError, StreamInterrupted, Timeout, UnexpectedResponse
 
 USER_AGENT = "LLMHub/0.1"
+# Sent with every request, as httpx's client sends them; the encodings are those httpx decodes.
+BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
 CONNECT_TIMEOUT = 10.0
 # A gateway must not queue requests behind a pool limit; idle connections are kept for reuse.
 POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30)
@@ -44,25 +46,28 @@ DRAIN_SECONDS = 0.25
 DRAIN_BYTES = 4096
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
+_transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncHTTPTransport]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def shared_client(private_network: bool = False) -> httpx.AsyncClient:
-    """One pooled client per event loop, shared by every provider: connections to a provider and
+def shared_transport(private_network: bool = False) -> httpx.AsyncHTTPTransport:
+    """One connection pool per event loop, shared by every provider: connections to a provider and
     the TLS context are reused from one request to the next instead of being built each time
-    (building a TLS context alone costs milliseconds). Timeouts are set per request.
+    (building a TLS context alone costs milliseconds).
 
-    Providers that may reach the hub's own network get a client of their own: a pooled connection
+    Requests go to the transport itself, not through an httpx client: the hub follows no redirects,
+    sends no auth flow, and keeps no cookies (a cookie one team's provider sets must never be sent
+    on another team's request), which is all a client would add, at a cost on every request.
+
+    Providers that may reach the hub's own network get a pool of their own: a pooled connection
     to a private address must never be handed to a provider that may not open one."""
     loop = asyncio.get_running_loop()
-    clients = _clients.setdefault(loop, {})
-    client = clients.get(private_network)
-    if client is None or client.is_closed:
-        transport = network.guarded_transport(private_network, POOL_LIMITS)
-        client = clients[private_network] = httpx.AsyncClient(follow_redirects=False, transport=transport)
-    return client
+    transports = _transports.setdefault(loop, {})
+    transport = transports.get(private_network)
+    if transport is None:
+        transport = transports[private_network] = network.guarded_transport(private_network, POOL_LIMITS)
+    return transport
 
 
 StatusHook = Callable[[int, Mapping[str, str], str], None]
@@ -90,7 +95,10 @@ class ProviderHTTP:
         self.provider = provider
         self.private_network = private_network
         self.base_url = base_url.rstrip("/")
-        self._headers = {"user-agent": USER_AGENT, **headers}
+        # Prepared once: httpx would parse the URL and merge the headers again on every request.
+        self._headers = httpx.Headers(BASE_HEADERS)
+        self._headers.update({"user-agent": USER_AGENT, **headers})
+        self._urls: dict[str, httpx.URL] = {}
         self._secrets = [s for s in secrets if len(s) >= 4]
         self._raise_for_status = raise_for_status
         self.timeout = timeout
@@ -225,14 +233,13 @@ class ProviderHTTP:
     ) -> AsyncIterator[httpx.Response]:
         """Open a response; leaving the block (normally, by error or by cancel) closes it."""
         seconds = timeout or self.timeout
-        limits = httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
-        client = shared_client(self.private_network)
+        limits = {"timeout": httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds)).as_dict()}
+        transport = shared_transport(self.private_network)
         encoding = "none"
         try:
-            request = client.build_request(
-                method, self.base_url + path, json=json, headers=self._headers, timeout=limits
-            )
-            response = await client.send(request, stream=True)
+            request = httpx.Request(method, self._url(path), extensions=limits, **self._content(json))
+            response = await transport.handle_async_request(request)
+            response.request = request
             encoding = response.headers.get("content-encoding", encoding)
             try:
                 if response.status_code >= 400:
@@ -251,6 +258,23 @@ class ProviderHTTP:
             ) from None
         except httpx.TransportError as error:
             raise NetworkError(self.provider, endpoint=self.shown_url, refused=_refused(error)) from None
+
+    def _url(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.base_url + path)
+        return url
+
+    def _content(self, body: Any) -> dict[str, Any]:
+        """The body and headers as httpx's client sends `json=`: compact UTF-8 JSON (no NaN), its
+        length and type last."""
+        if body is None:
+            return {"headers": self._headers}
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        headers = httpx.Headers(self._headers)
+        headers["Content-Length"] = str(len(content))
+        headers.setdefault("Content-Type", "application/json")
+        return {"headers": headers, "content": content}
 
     async def _raise_for(self, response: httpx.Response) -> None:
         raw, whole = await self._read(response, MAX_ERROR_BODY_BYTES)
