@@ -44,7 +44,7 @@ MAX_JSON_BYTES = 32 * 1024 * 1024
 # open, or sends more, costs at most this and its connection is closed.
 DRAIN_SECONDS = 0.25
 DRAIN_BYTES = 4096
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LINE_END = re.compile("\r\n|\r|\n")
 
 _transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncHTTPTransport]] = (
     weakref.WeakKeyDictionary()
@@ -145,29 +145,32 @@ class ProviderHTTP:
         async with self._send("POST", path, json=body) as response:
             await self._refuse_a_page(response)
             event, data, events, stray = "", [], 0, []
-            lines = self._lines(response)
-            async for line in lines:
-                if line == "":
-                    if data:
-                        events += 1
-                        parsed = SSEEvent(event or "message", "\n".join(data))
-                        if last is not None and last(parsed):
-                            final = parsed
-                            await self._drain(lines)
-                            break
-                        yield parsed
-                    event, data = "", []
-                elif line.startswith(":"):
-                    continue  # a comment, used as a keep-alive
-                else:
-                    name, _, value = line.partition(":")
-                    value = value.removeprefix(" ")
-                    if name == "event":
-                        event = value
-                    elif name == "data":
-                        data.append(value)
-                    elif name not in ("id", "retry") and len(stray) < 5:
-                        stray.append(line[:200])
+            batches = self._lines(response)
+            async for lines in batches:
+                for line in lines:
+                    if line == "":
+                        if data:
+                            events += 1
+                            parsed = SSEEvent(event or "message", "\n".join(data))
+                            if last is not None and last(parsed):
+                                final = parsed
+                                break
+                            yield parsed
+                        event, data = "", []
+                    elif line.startswith(":"):
+                        continue  # a comment, used as a keep-alive
+                    else:
+                        name, _, value = line.partition(":")
+                        value = value.removeprefix(" ")
+                        if name == "event":
+                            event = value
+                        elif name == "data":
+                            data.append(value)
+                        elif name not in ("id", "retry") and len(stray) < 5:
+                            stray.append(line[:200])
+                if final is not None:
+                    await self._drain(batches)
+                    break
             if final is None and data:
                 events += 1
                 yield SSEEvent(event or "message", "\n".join(data))
@@ -191,33 +194,36 @@ class ProviderHTTP:
         final: Any = None
         async with self._send("POST", path, json=body) as response:
             await self._refuse_a_page(response)
-            lines = self._lines(response)
-            async for line in lines:
-                if line.strip():
-                    value = self.parse_json(line, response.status_code)
-                    if last is not None and last(value):
-                        final = value
-                        await self._drain(lines)
-                        break
-                    yield value
+            batches = self._lines(response)
+            async for lines in batches:
+                for line in lines:
+                    if line.strip():
+                        value = self.parse_json(line, response.status_code)
+                        if last is not None and last(value):
+                            final = value
+                            break
+                        yield value
+                if final is not None:
+                    await self._drain(batches)
+                    break
         if final is not None:
             yield final
 
-    async def _drain(self, lines: AsyncGenerator[str, None]) -> None:
+    async def _drain(self, batches: AsyncGenerator[list[str], None]) -> None:
         """Read what is left of a body after its last event, to its end if that comes within
         DRAIN_SECONDS and DRAIN_BYTES. Whatever it holds is ignored, and so is a failure to read
         it: the answer is complete, and a body not read to its end only costs its connection."""
         read = 0
         try:
             async with asyncio.timeout(DRAIN_SECONDS):
-                async for line in lines:
-                    read += len(line) + 1
+                async for lines in batches:
+                    read += sum(len(line) + 1 for line in lines)
                     if read > DRAIN_BYTES:
                         return
         except (TimeoutError, StreamInterrupted, UnexpectedResponse, httpx.HTTPError):
             return  # the connection is closed with the response, as for any unfinished body
         finally:
-            await lines.aclose()
+            await batches.aclose()
 
     def parse_json(self, text: str, status: int = 200) -> Any:
         try:
@@ -320,19 +326,29 @@ class ProviderHTTP:
             )
         return self.parse_json(raw.decode("utf-8", errors="replace"), response.status_code)
 
-    async def _lines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
-        """The body's lines (ended by CR, LF or CRLF, as SSE allows), each at most MAX_LINE_BYTES."""
+    async def _lines(self, response: httpx.Response) -> AsyncGenerator[list[str], None]:
+        """The body's lines (ended by CR, LF or CRLF, as SSE allows), each at most MAX_LINE_BYTES,
+        a list of them for each piece of the body read: a stream's events come many to a read, and
+        a step of an async generator for each line cost more than the line's own parsing."""
         pending, after_cr = bytearray(), False
         try:
             async for chunk in response.aiter_bytes():
-                start = 1 if after_cr and chunk.startswith(b"\n") else 0  # the LF of a split CRLF
-                for end in _LINE_END.finditer(chunk, start):
-                    pending += chunk[start : end.start()]
-                    yield pending.decode("utf-8", errors="replace")
-                    pending.clear()
-                    start = end.end()
+                if after_cr and chunk.startswith(b"\n"):
+                    chunk = chunk[1:]  # the LF of a CRLF split between two reads
                 after_cr = chunk.endswith(b"\r")
-                pending += chunk[start:]
+                end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1
+                if end:
+                    # Decoded at once: no line end is part of a UTF-8 sequence, so each line
+                    # decodes as it would alone.
+                    text = (pending + chunk[:end] if pending else chunk[:end]).decode(
+                        "utf-8", errors="replace"
+                    )
+                    lines = _LINE_END.split(text) if "\r" in text else text.split("\n")
+                    lines.pop()  # the empty rest after the last line's end
+                    yield lines
+                    pending = bytearray(chunk[end:])
+                else:
+                    pending += chunk
                 if len(pending) > MAX_LINE_BYTES:
                     raise UnexpectedResponse(
                         self.provider,
@@ -343,7 +359,7 @@ class ProviderHTTP:
             # The server closed the connection before finishing the body.
             raise StreamInterrupted(self.provider) from None
         if pending:
-            yield pending.decode("utf-8", errors="replace")
+            yield [pending.decode("utf-8", errors="replace")]
 
 
 def _refused(error: BaseException) -> bool:
