@@ -332,7 +332,9 @@ class ProviderHTTP:
         a step of an async generator for each line cost more than the line's own parsing."""
         pending, after_cr = bytearray(), False
         try:
-            async for chunk in response.aiter_bytes():
+            # A body sent as it is (no content-encoding) is read without httpx's decoding layer.
+            raw = "content-encoding" not in response.headers
+            async for chunk in response.aiter_raw() if raw else response.aiter_bytes():
                 if after_cr and chunk.startswith(b"\n"):
                     chunk = chunk[1:]  # the LF of a CRLF split between two reads
                 after_cr = chunk.endswith(b"\r")
