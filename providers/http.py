@@ -98,10 +98,11 @@ class ProviderHTTP:
         # Prepared once: httpx would parse the URL and merge the headers again on every request.
         self._headers = httpx.Headers(BASE_HEADERS)
         self._headers.update({"user-agent": USER_AGENT, **headers})
-        self._urls: dict[str, httpx.URL] = {}
+        self._targets: dict[str, tuple[httpx.URL, httpx.Headers]] = {}
         self._secrets = [s for s in secrets if len(s) >= 4]
         self._raise_for_status = raise_for_status
         self.timeout = timeout
+        self._limits = _limits(timeout)
 
     def __repr__(self) -> str:
         return f"<ProviderHTTP {self.provider} {self.base_url}>"
@@ -239,11 +240,11 @@ class ProviderHTTP:
     ) -> AsyncIterator[httpx.Response]:
         """Open a response; leaving the block (normally, by error or by cancel) closes it."""
         seconds = timeout or self.timeout
-        limits = {"timeout": httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds)).as_dict()}
+        limits = self._limits if seconds == self.timeout else _limits(seconds)
         transport = shared_transport(self.private_network)
         encoding = "none"
         try:
-            request = httpx.Request(method, self._url(path), extensions=limits, **self._content(json))
+            request = self._request(method, path, json, limits)
             response = await transport.handle_async_request(request)
             response.request = request
             encoding = response.headers.get("content-encoding", encoding)
@@ -265,22 +266,31 @@ class ProviderHTTP:
         except httpx.TransportError as error:
             raise NetworkError(self.provider, endpoint=self.shown_url, refused=_refused(error)) from None
 
-    def _url(self, path: str) -> httpx.URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = httpx.URL(self.base_url + path)
-        return url
-
-    def _content(self, body: Any) -> dict[str, Any]:
-        """The body and headers as httpx's client sends `json=`: compact UTF-8 JSON (no NaN), its
-        length and type last."""
+    def _request(self, method: str, path: str, body: Any, limits: dict[str, Any]) -> httpx.Request:
+        """The request httpx's client sends for `json=`, the same bytes (compact UTF-8 JSON, no
+        NaN; Host first, the body's length and type last), from the URL and headers of its path
+        prepared once: httpx's own preparation parses the URL and rebuilds the headers each time."""
+        url, headers = self._target(path)
         if body is None:
-            return {"headers": self._headers}
+            return httpx.Request(
+                method, url, headers=headers, stream=httpx.ByteStream(b""), extensions=limits
+            )
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-        headers = httpx.Headers(self._headers)
+        headers = httpx.Headers(headers)
         headers["Content-Length"] = str(len(content))
         headers.setdefault("Content-Type", "application/json")
-        return {"headers": headers, "content": content}
+        return httpx.Request(
+            method, url, headers=headers, stream=httpx.ByteStream(content), extensions=limits
+        )
+
+    def _target(self, path: str) -> tuple[httpx.URL, httpx.Headers]:
+        target = self._targets.get(path)
+        if target is None:
+            url, headers = httpx.URL(self.base_url + path), self._headers
+            if "Host" not in headers and url.host:
+                headers = httpx.Headers([(b"Host", url.netloc), *headers.raw])
+            target = self._targets[path] = (url, headers)
+        return target
 
     async def _raise_for(self, response: httpx.Response) -> None:
         raw, whole = await self._read(response, MAX_ERROR_BODY_BYTES)
@@ -362,6 +372,11 @@ class ProviderHTTP:
             raise StreamInterrupted(self.provider) from None
         if pending:
             yield [pending.decode("utf-8", errors="replace")]
+
+
+def _limits(seconds: float) -> dict[str, Any]:
+    """A request's timeouts, as httpx's transport reads them."""
+    return {"timeout": httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds)).as_dict()}
 
 
 def _refused(error: BaseException) -> bool:
