@@ -32,6 +32,8 @@ USER_AGENT = "LLMHub/0.1"
 # Sent with every request, as httpx's client sends them; the encodings are those httpx decodes.
 BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
 CONNECT_TIMEOUT = 10.0
+# The paths whose URL and headers a provider keeps prepared (one a model, at most, for Gemini's).
+MAX_PREPARED_PATHS = 256
 # A gateway must not queue requests behind a pool limit; idle connections are kept for reuse.
 POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30)
 # One line of a stream, an error body, a JSON answer: the most read before the answer is refused
@@ -289,7 +291,9 @@ class ProviderHTTP:
             url, headers = httpx.URL(self.base_url + path), self._headers
             if "Host" not in headers and url.host:
                 headers = httpx.Headers([(b"Host", url.netloc), *headers.raw])
-            target = self._targets[path] = (url, headers)
+            target = (url, headers)
+            if len(self._targets) < MAX_PREPARED_PATHS:
+                self._targets[path] = target
         return target
 
     async def _raise_for(self, response: httpx.Response) -> None:
