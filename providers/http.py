@@ -1,4 +1,4 @@
-"""The only place that builds httpx clients and reads SSE / NDJSON streams.
+"""The only place that builds httpx transports and requests and reads SSE / NDJSON streams.
 
 Every transport failure leaves here as a ProviderError: timeouts as Timeout, refused or dropped
 connections as NetworkError (StreamInterrupted once a stream has begun), non-2xx answers through
@@ -29,7 +29,11 @@ from providers.crypto import mask
 from providers.errors import EndpointRefused, NetworkError, StreamInterrupted, Timeout, UnexpectedResponse
 
 USER_AGENT = "LLMHub/0.1"
+# Sent with every request, as httpx's client sends them; the encodings are those httpx decodes.
+BASE_HEADERS = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
 CONNECT_TIMEOUT = 10.0
+# The paths whose URL and headers a provider keeps prepared (one a model, at most, for Gemini's).
+MAX_PREPARED_PATHS = 256
 # A gateway must not queue requests behind a pool limit; idle connections are kept for reuse.
 POOL_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30)
 # One line of a stream, an error body, a JSON answer: the most read before the answer is refused
@@ -42,27 +46,30 @@ MAX_JSON_BYTES = 32 * 1024 * 1024
 # open, or sends more, costs at most this and its connection is closed.
 DRAIN_SECONDS = 0.25
 DRAIN_BYTES = 4096
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LINE_END = re.compile("\r\n|\r|\n")
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
+_transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncHTTPTransport]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def shared_client(private_network: bool = False) -> httpx.AsyncClient:
-    """One pooled client per event loop, shared by every provider: connections to a provider and
+def shared_transport(private_network: bool = False) -> httpx.AsyncHTTPTransport:
+    """One connection pool per event loop, shared by every provider: connections to a provider and
     the TLS context are reused from one request to the next instead of being built each time
-    (building a TLS context alone costs milliseconds). Timeouts are set per request.
+    (building a TLS context alone costs milliseconds).
 
-    Providers that may reach the hub's own network get a client of their own: a pooled connection
+    Requests go to the transport itself, not through an httpx client: the hub follows no redirects,
+    sends no auth flow, and keeps no cookies (a cookie one team's provider sets must never be sent
+    on another team's request), which is all a client would add, at a cost on every request.
+
+    Providers that may reach the hub's own network get a pool of their own: a pooled connection
     to a private address must never be handed to a provider that may not open one."""
     loop = asyncio.get_running_loop()
-    clients = _clients.setdefault(loop, {})
-    client = clients.get(private_network)
-    if client is None or client.is_closed:
-        transport = network.guarded_transport(private_network, POOL_LIMITS)
-        client = clients[private_network] = httpx.AsyncClient(follow_redirects=False, transport=transport)
-    return client
+    transports = _transports.setdefault(loop, {})
+    transport = transports.get(private_network)
+    if transport is None:
+        transport = transports[private_network] = network.guarded_transport(private_network, POOL_LIMITS)
+    return transport
 
 
 StatusHook = Callable[[int, Mapping[str, str], str], None]
@@ -90,10 +97,14 @@ class ProviderHTTP:
         self.provider = provider
         self.private_network = private_network
         self.base_url = base_url.rstrip("/")
-        self._headers = {"user-agent": USER_AGENT, **headers}
+        # Prepared once: httpx would parse the URL and merge the headers again on every request.
+        self._headers = httpx.Headers(BASE_HEADERS)
+        self._headers.update({"user-agent": USER_AGENT, **headers})
+        self._targets: dict[str, tuple[httpx.URL, httpx.Headers]] = {}
         self._secrets = [s for s in secrets if len(s) >= 4]
         self._raise_for_status = raise_for_status
         self.timeout = timeout
+        self._limits = _limits(timeout)
 
     def __repr__(self) -> str:
         return f"<ProviderHTTP {self.provider} {self.base_url}>"
@@ -137,29 +148,32 @@ class ProviderHTTP:
         async with self._send("POST", path, json=body) as response:
             await self._refuse_a_page(response)
             event, data, events, stray = "", [], 0, []
-            lines = self._lines(response)
-            async for line in lines:
-                if line == "":
-                    if data:
-                        events += 1
-                        parsed = SSEEvent(event or "message", "\n".join(data))
-                        if last is not None and last(parsed):
-                            final = parsed
-                            await self._drain(lines)
-                            break
-                        yield parsed
-                    event, data = "", []
-                elif line.startswith(":"):
-                    continue  # a comment, used as a keep-alive
-                else:
-                    name, _, value = line.partition(":")
-                    value = value.removeprefix(" ")
-                    if name == "event":
-                        event = value
-                    elif name == "data":
-                        data.append(value)
-                    elif name not in ("id", "retry") and len(stray) < 5:
-                        stray.append(line[:200])
+            batches = self._lines(response)
+            async for lines in batches:
+                for line in lines:
+                    if line == "":
+                        if data:
+                            events += 1
+                            parsed = SSEEvent(event or "message", "\n".join(data))
+                            if last is not None and last(parsed):
+                                final = parsed
+                                break
+                            yield parsed
+                        event, data = "", []
+                    elif line.startswith(":"):
+                        continue  # a comment, used as a keep-alive
+                    else:
+                        name, _, value = line.partition(":")
+                        value = value.removeprefix(" ")
+                        if name == "event":
+                            event = value
+                        elif name == "data":
+                            data.append(value)
+                        elif name not in ("id", "retry") and len(stray) < 5:
+                            stray.append(line[:200])
+                if final is not None:
+                    await self._drain(batches)
+                    break
             if final is None and data:
                 events += 1
                 yield SSEEvent(event or "message", "\n".join(data))
@@ -183,33 +197,36 @@ class ProviderHTTP:
         final: Any = None
         async with self._send("POST", path, json=body) as response:
             await self._refuse_a_page(response)
-            lines = self._lines(response)
-            async for line in lines:
-                if line.strip():
-                    value = self.parse_json(line, response.status_code)
-                    if last is not None and last(value):
-                        final = value
-                        await self._drain(lines)
-                        break
-                    yield value
+            batches = self._lines(response)
+            async for lines in batches:
+                for line in lines:
+                    if line.strip():
+                        value = self.parse_json(line, response.status_code)
+                        if last is not None and last(value):
+                            final = value
+                            break
+                        yield value
+                if final is not None:
+                    await self._drain(batches)
+                    break
         if final is not None:
             yield final
 
-    async def _drain(self, lines: AsyncGenerator[str, None]) -> None:
+    async def _drain(self, batches: AsyncGenerator[list[str], None]) -> None:
         """Read what is left of a body after its last event, to its end if that comes within
         DRAIN_SECONDS and DRAIN_BYTES. Whatever it holds is ignored, and so is a failure to read
         it: the answer is complete, and a body not read to its end only costs its connection."""
         read = 0
         try:
             async with asyncio.timeout(DRAIN_SECONDS):
-                async for line in lines:
-                    read += len(line) + 1
+                async for lines in batches:
+                    read += sum(len(line) + 1 for line in lines)
                     if read > DRAIN_BYTES:
                         return
         except (TimeoutError, StreamInterrupted, UnexpectedResponse, httpx.HTTPError):
             return  # the connection is closed with the response, as for any unfinished body
         finally:
-            await lines.aclose()
+            await batches.aclose()
 
     def parse_json(self, text: str, status: int = 200) -> Any:
         try:
@@ -225,14 +242,13 @@ class ProviderHTTP:
     ) -> AsyncIterator[httpx.Response]:
         """Open a response; leaving the block (normally, by error or by cancel) closes it."""
         seconds = timeout or self.timeout
-        limits = httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds))
-        client = shared_client(self.private_network)
+        limits = self._limits if seconds == self.timeout else _limits(seconds)
+        transport = shared_transport(self.private_network)
         encoding = "none"
         try:
-            request = client.build_request(
-                method, self.base_url + path, json=json, headers=self._headers, timeout=limits
-            )
-            response = await client.send(request, stream=True)
+            request = self._request(method, path, json, limits)
+            response = await transport.handle_async_request(request)
+            response.request = request
             encoding = response.headers.get("content-encoding", encoding)
             try:
                 if response.status_code >= 400:
@@ -251,6 +267,34 @@ class ProviderHTTP:
             ) from None
         except httpx.TransportError as error:
             raise NetworkError(self.provider, endpoint=self.shown_url, refused=_refused(error)) from None
+
+    def _request(self, method: str, path: str, body: Any, limits: dict[str, Any]) -> httpx.Request:
+        """The request httpx's client sends for `json=`, the same bytes (compact UTF-8 JSON, no
+        NaN; Host first, the body's length and type last), from the URL and headers of its path
+        prepared once: httpx's own preparation parses the URL and rebuilds the headers each time."""
+        url, headers = self._target(path)
+        if body is None:
+            return httpx.Request(
+                method, url, headers=headers, stream=httpx.ByteStream(b""), extensions=limits
+            )
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        headers = httpx.Headers(headers)
+        headers["Content-Length"] = str(len(content))
+        headers.setdefault("Content-Type", "application/json")
+        return httpx.Request(
+            method, url, headers=headers, stream=httpx.ByteStream(content), extensions=limits
+        )
+
+    def _target(self, path: str) -> tuple[httpx.URL, httpx.Headers]:
+        target = self._targets.get(path)
+        if target is None:
+            url, headers = httpx.URL(self.base_url + path), self._headers
+            if "Host" not in headers and url.host:
+                headers = httpx.Headers([(b"Host", url.netloc), *headers.raw])
+            target = (url, headers)
+            if len(self._targets) < MAX_PREPARED_PATHS:
+                self._targets[path] = target
+        return target
 
     async def _raise_for(self, response: httpx.Response) -> None:
         raw, whole = await self._read(response, MAX_ERROR_BODY_BYTES)
@@ -296,19 +340,31 @@ class ProviderHTTP:
             )
         return self.parse_json(raw.decode("utf-8", errors="replace"), response.status_code)
 
-    async def _lines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
-        """The body's lines (ended by CR, LF or CRLF, as SSE allows), each at most MAX_LINE_BYTES."""
+    async def _lines(self, response: httpx.Response) -> AsyncGenerator[list[str], None]:
+        """The body's lines (ended by CR, LF or CRLF, as SSE allows), each at most MAX_LINE_BYTES,
+        a list of them for each piece of the body read: a stream's events come many to a read, and
+        a step of an async generator for each line cost more than the line's own parsing."""
         pending, after_cr = bytearray(), False
         try:
-            async for chunk in response.aiter_bytes():
-                start = 1 if after_cr and chunk.startswith(b"\n") else 0  # the LF of a split CRLF
-                for end in _LINE_END.finditer(chunk, start):
-                    pending += chunk[start : end.start()]
-                    yield pending.decode("utf-8", errors="replace")
-                    pending.clear()
-                    start = end.end()
+            # A body sent as it is (no content-encoding) is read without httpx's decoding layer.
+            raw = "content-encoding" not in response.headers
+            async for chunk in response.aiter_raw() if raw else response.aiter_bytes():
+                if after_cr and chunk.startswith(b"\n"):
+                    chunk = chunk[1:]  # the LF of a CRLF split between two reads
                 after_cr = chunk.endswith(b"\r")
-                pending += chunk[start:]
+                end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1
+                if end:
+                    # Decoded at once: no line end is part of a UTF-8 sequence, so each line
+                    # decodes as it would alone.
+                    text = (pending + chunk[:end] if pending else chunk[:end]).decode(
+                        "utf-8", errors="replace"
+                    )
+                    lines = _LINE_END.split(text) if "\r" in text else text.split("\n")
+                    lines.pop()  # the empty rest after the last line's end
+                    yield lines
+                    pending = bytearray(chunk[end:])
+                else:
+                    pending += chunk
                 if len(pending) > MAX_LINE_BYTES:
                     raise UnexpectedResponse(
                         self.provider,
@@ -319,7 +375,12 @@ class ProviderHTTP:
             # The server closed the connection before finishing the body.
             raise StreamInterrupted(self.provider) from None
         if pending:
-            yield pending.decode("utf-8", errors="replace")
+            yield [pending.decode("utf-8", errors="replace")]
+
+
+def _limits(seconds: float) -> dict[str, Any]:
+    """A request's timeouts, as httpx's transport reads them."""
+    return {"timeout": httpx.Timeout(seconds, connect=min(CONNECT_TIMEOUT, seconds)).as_dict()}
 
 
 def _refused(error: BaseException) -> bool:

@@ -155,9 +155,8 @@ class OpenAIAdapter(ProviderAdapter):
         refused = [
             name for name, neutral in defaults.items() if getattr(request, name) not in (None, neutral)
         ]
-        return refused + [
-            name for name in ("logprobs", "top_logprobs", "logit_bias") if name in request.options_given()
-        ]
+        given = request.options_given()
+        return refused + [name for name in ("logprobs", "top_logprobs", "logit_bias") if name in given]
 
     @classmethod
     def image_tokens(cls, model: str, size: tuple[int, int] | None, detail: str) -> int:
@@ -203,8 +202,9 @@ class OpenAIAdapter(ProviderAdapter):
             body["max_completion_tokens" if reasoning else "max_tokens"] = request.max_tokens
         if request.temperature is not None and not reasoning:
             body["temperature"] = request.temperature  # (1, the only value o-series take, is their default)
+        given = request.options_given()  # once: it reads every field of the request
         for name in PASSED:
-            if name in request.options_given():
+            if name in given:
                 body[name] = json_value(getattr(request, name))
         if request.stop:
             body["stop"] = list(request.stop)

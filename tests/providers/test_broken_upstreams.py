@@ -116,6 +116,23 @@ async def test_line_ends_split_across_chunks_are_read_as_one(openai, fake_openai
     assert events[0] == Delta("a") and isinstance(events[1], Finished)
 
 
+async def test_a_stream_reads_the_same_whole_or_a_byte_at_a_time(openai, fake_openai):
+    """Many events to a read (as a fast provider's arrive) or a byte to a read (a UTF-8 character
+    and a CRLF split between reads): the same events."""
+    body = (
+        b": keep-alive\r\n\r\n"
+        + b'data: {"choices":[{"delta":{"content":"caf\xc3\xa9 "}}]}\r\n\r\n'
+        + b'event: message\ndata: {"choices":[{"delta":{"content":"na\xc3\xafve"}}]}\r\r'
+        + b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+        + b'"usage":{"prompt_tokens":3,"completion_tokens":2}}\n\ndata: [DONE]\n\n'
+    )
+    fake_openai.stream_raw_next([body])
+    whole = await drain(openai)
+    assert whole[:2] == [Delta("café "), Delta("naïve")] and whole[2].usage.output == 2
+    fake_openai.stream_raw_next([body[i : i + 1] for i in range(len(body))])
+    assert await drain(openai) == whole
+
+
 @pytest.mark.parametrize(
     ("usage", "says"),
     [
