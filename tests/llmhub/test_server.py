@@ -1,0 +1,49 @@
+"""llmhub/server.py: what a server process changes in Twisted at import."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# In a process of its own, as a server imports it (importing daphne installs Twisted's reactor).
+CHECK = """
+from email.message import EmailMessage
+from llmhub import server
+from twisted.web import http
+
+def uncached(line):
+    message = EmailMessage()
+    message["content-type"] = line.decode("charmap")
+    return message.get_content_type().encode("charmap")
+
+lines = [
+    b"application/json", b"Application/JSON; charset=utf-8", b"multipart/form-data; boundary=x",
+    b"application/x-www-form-urlencoded", b"text/plain;charset=latin-1", b"nonsense", b"",
+    b"\\xe9/\\xff",
+]
+for line in lines * 2:
+    assert http._parseContentType(line) == uncached(line), line
+info = http._parseContentType.cache_info()
+assert (info.hits, info.misses) == (len(lines), len(lines)), info
+server.remember_content_types()  # twice: not a cache around the cache
+assert http._parseContentType.__wrapped__.__name__ == "_parseContentType"
+print("ok")
+"""
+
+
+def test_twisted_reads_each_content_type_once_with_the_same_answers() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
