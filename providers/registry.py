@@ -208,8 +208,7 @@ class ProviderRegistry:
         `only_model` loads the catalogue of that one model instead of all of them: enough to run a
         generation with it, and what the run path uses (a provider may list hundreds of models)."""
         if only_model is not None and (row := self.model_row(f"{provider_id}/{only_model}")) is not None:
-            adapter_class = self.adapter_class(row.provider.dialect)
-            return adapter_class(self._run_config(row, adapter_class))
+            return self._run_adapter(row, self.adapter_class(row.provider.dialect))
         provider = Provider.objects.filter(pk=provider_id).first()
         if provider is None:
             raise UnknownProvider(provider_id)
@@ -251,14 +250,16 @@ class ProviderRegistry:
         config = self.config_for(provider, models=models)
         return adapter_class(config)
 
-    def _run_config(self, row: ProviderModel, adapter_class: type[ProviderAdapter]) -> ProviderConfig:
-        """The configuration a run on this model uses, built (its credentials decrypted and checked
-        against where the provider points, KeyUnusable else) once per configuration version: saving
-        a key, disabling, moving or deleting the provider is a change of the version. Also keyed by
-        the settings it reads (tests and a reload change them without a version) and rebuilt when
-        a price dated in the future comes into force. A key that cannot be used is never kept."""
+    def _run_adapter(self, row: ProviderModel, adapter_class: type[ProviderAdapter]) -> ProviderAdapter:
+        """The adapter a run on this model uses, with its configuration built (its credentials
+        decrypted and checked against where the provider points, KeyUnusable else) once per
+        configuration version: saving a key, disabling, moving or deleting the provider is a change
+        of the version. Also keyed by the settings it reads (tests and a reload change them without
+        a version) and rebuilt when a price dated in the future comes into force. A key that cannot
+        be used is never kept. Adapters keep no state of a request (their HTTP client prepares each
+        path's URL and headers once, for every request after), so concurrent runs share one."""
         key = (
-            "run config",
+            "run adapter",
             row.id,
             adapter_class,
             hash(tuple(settings.LLMHUB_ENCRYPTION_KEYS or ())),
@@ -267,7 +268,7 @@ class ProviderRegistry:
         )
         return configuration.cached(
             key,
-            lambda: _Dated(self.config_for(row.provider, models=[row]), _next_price(row)),
+            lambda: _Dated(adapter_class(self.config_for(row.provider, models=[row])), _next_price(row)),
             _Dated.current,
         ).value
 

@@ -1,5 +1,5 @@
 """A run's provider configuration (its key decrypted, where it goes) is built once per configuration
-version and kept in the server process (providers/registry.py ProviderRegistry._run_config): every
+version and kept in the server process (providers/registry.py ProviderRegistry._run_adapter): every
 change an admin makes is seen by the very next request, and a key never follows a provider that was
 pointed somewhere else."""
 
