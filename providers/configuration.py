@@ -6,8 +6,10 @@ FallbackPolicy, in any process) sets a new configuration version in the same tra
 (providers.models.ConfigurationVersion, one row). A lookup first learns the version, a single-row
 primary-key read in plain SQL: while it is unchanged, the answer comes from memory; once it changed,
 answers are read again and filed under the new version. So a process sees a change at its next
-lookup, never later. API keys and money (spend, reservations, the breaker's state) are never kept
-here: they are read where they are used, in their transactions.
+lookup, never later. Money (spend, reservations, the breaker's state) is never kept here: it is read
+where it is used, in its transactions. A provider's run configuration is (providers/registry.py:
+its credentials decrypted once a version, as Secrets): a key saved, a provider disabled, moved or
+deleted is a save of its row, so a new version, and the next request decrypts and checks it again.
 
 A request can be pinned (`pinned()`, around each /v1/ endpoint): the version is read once, at its
 first lookup, and every later lookup of that request, in any thread (asgiref's sync_to_async runs
@@ -65,6 +67,7 @@ class _Pin:
 _pin: ContextVar[_Pin | None] = ContextVar("configuration_pin", default=None)
 _snapshots: OrderedDict[int, dict[tuple, object]] = OrderedDict()
 _lock = threading.Lock()
+_MISSING = object()
 
 
 def version() -> int | None:
@@ -96,17 +99,20 @@ def _answers(now: int) -> dict[tuple, object]:
         return answers
 
 
-def cached(key: tuple, read: Callable[[], T]) -> T:
+def cached(key: tuple, read: Callable[[], T], fresh: Callable[[T], bool] | None = None) -> T:
     """`read()`'s answer for `key` under the configuration version (the pinned request's, else the
     current one), from memory while that version is kept. Answers are shared by every thread of the
-    process: callers only read them."""
+    process: callers only read them. `fresh` says whether a kept answer still holds when it depends
+    on the time too (a price dated in the future comes into force without a change): else it is
+    read again."""
     now = _version()
     if now is None:
         return read()
     answers = _answers(now)
-    if key not in answers:
-        answers[key] = read()  # read after the version was: never older than it
-    return answers[key]  # type: ignore[return-value]
+    answer = answers.get(key, _MISSING)
+    if answer is _MISSING or (fresh is not None and not fresh(answer)):
+        answer = answers[key] = read()  # read after the version was: never older than it
+    return answer  # type: ignore[return-value]
 
 
 def pinned(view: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -207,7 +208,7 @@ class ProviderRegistry:
         `only_model` loads the catalogue of that one model instead of all of them: enough to run a
         generation with it, and what the run path uses (a provider may list hundreds of models)."""
         if only_model is not None and (row := self.model_row(f"{provider_id}/{only_model}")) is not None:
-            return self.adapter_for(row.provider, models=[row])
+            return self._run_adapter(row, self.adapter_class(row.provider.dialect))
         provider = Provider.objects.filter(pk=provider_id).first()
         if provider is None:
             raise UnknownProvider(provider_id)
@@ -248,6 +249,28 @@ class ProviderRegistry:
         adapter_class = self.adapter_class(provider.dialect)
         config = self.config_for(provider, models=models)
         return adapter_class(config)
+
+    def _run_adapter(self, row: ProviderModel, adapter_class: type[ProviderAdapter]) -> ProviderAdapter:
+        """The adapter a run on this model uses, with its configuration built (its credentials
+        decrypted and checked against where the provider points, KeyUnusable else) once per
+        configuration version: saving a key, disabling, moving or deleting the provider is a change
+        of the version. Also keyed by the settings it reads (tests and a reload change them without
+        a version) and rebuilt when a price dated in the future comes into force. A key that cannot
+        be used is never kept. Adapters keep no state of a request (their HTTP client prepares each
+        path's URL and headers once, for every request after), so concurrent runs share one."""
+        key = (
+            "run adapter",
+            row.id,
+            adapter_class,
+            hash(tuple(settings.LLMHUB_ENCRYPTION_KEYS or ())),
+            settings.LLMHUB_REQUEST_TIMEOUT,
+            settings.LLMHUB_VALIDATION_TIMEOUT,
+        )
+        return configuration.cached(
+            key,
+            lambda: _Dated(adapter_class(self.config_for(row.provider, models=[row])), _next_price(row)),
+            _Dated.current,
+        ).value
 
     def config_for(
         self,
@@ -516,6 +539,13 @@ class ProviderRegistry:
             ),
         )
 
+    def run_entry(self, row: ProviderModel) -> CatalogEntry:
+        """entry_for(row) once per configuration version (and price coming into force): what the
+        run path asks of a model on every request. Shared by every thread: read it only."""
+        return configuration.cached(
+            ("run entry", row.id), lambda: _Dated(self.entry_for(row), _next_price(row)), _Dated.current
+        ).value
+
     def entry_for(self, row: ProviderModel) -> CatalogEntry:
         provider = row.provider
         return CatalogEntry(
@@ -542,6 +572,23 @@ class ProviderRegistry:
             if run_cost <= budget_per_run:
                 candidates.append((run_cost, entry.ref))
         return min(candidates)[1] if candidates else None
+
+
+@dataclass(frozen=True)
+class _Dated:
+    """An answer built from a model's prices, and when the next of them dated later comes into
+    force (None: none is), when it must be built again."""
+
+    value: Any
+    until: datetime | None
+
+    def current(self) -> bool:
+        return self.until is None or timezone.now() < self.until
+
+
+def _next_price(row: ProviderModel) -> datetime | None:
+    now = timezone.now()
+    return min((p.valid_from for p in row.prices.all() if p.valid_from > now), default=None)
 
 
 @functools.cache

@@ -81,7 +81,7 @@ def available_model(team: Team, model_ref: str) -> tuple[CatalogEntry, str]:
         raise RunRefused(
             f"{provider.display_name} is disabled. An admin can enable it in Settings → Providers."
         )
-    return registry.entry_for(row), provider.dialect
+    return registry.run_entry(row), provider.dialect
 
 
 def create_run(*args: Any, **kwargs: Any) -> Run:

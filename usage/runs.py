@@ -269,7 +269,9 @@ def _admit(flow: Flow, event: Delta | ToolCallDelta) -> Delta | ToolCallDelta | 
     """The event as far as it fits under the cap (cut short at it), or None past it."""
     if isinstance(event, Delta):
         text = flow.ceiling.admit(event.text)
-        return replace(event, text=text) if text else None
+        if not text:
+            return None
+        return event if text == event.text else replace(event, text=text)  # whole, nearly always
     piece = event.name + event.arguments
     admitted = flow.ceiling.admit(piece) if piece else ""
     if piece and not admitted:
