@@ -260,6 +260,21 @@ class Budget(models.Model):
         return str(self.team or self.provider)
 
 
+# The spend page's grouped query (by team and day, then kind, provider and model, summing the totals)
+# reads an index of these columns alone, never the table: DailySpend's and TeamDailySpend's.
+COVERING_SPEND_INDEX = [
+    "team",
+    "day",
+    "kind",
+    "provider_id",
+    "model",
+    "cost_usd",
+    "runs",
+    "input_tokens",
+    "output_tokens",
+]
+
+
 class SpendTotals(models.Model):
     """What a roll-up row sums: the runs, their tokens and their cost (DailySpend, TeamDailySpend)."""
 
@@ -306,17 +321,7 @@ class DailySpend(SpendTotals):
         # Covering: the spend page's grouped query reads this index alone, never the table.
         indexes = [
             models.Index(
-                fields=[
-                    "team",
-                    "day",
-                    "kind",
-                    "provider_id",
-                    "model",
-                    "cost_usd",
-                    "runs",
-                    "input_tokens",
-                    "output_tokens",
-                ],
+                fields=COVERING_SPEND_INDEX,
                 name="dailyspend_covering_by_kind",
             )
         ]
@@ -362,17 +367,7 @@ class TeamDailySpend(SpendTotals):
         # Covering, as DailySpend's: the spend page's grouped query reads this index alone.
         indexes = [
             models.Index(
-                fields=[
-                    "team",
-                    "day",
-                    "kind",
-                    "provider_id",
-                    "model",
-                    "cost_usd",
-                    "runs",
-                    "input_tokens",
-                    "output_tokens",
-                ],
+                fields=COVERING_SPEND_INDEX,
                 name="teamdailyspend_covering",
             )
         ]
