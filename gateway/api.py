@@ -6,6 +6,7 @@ budget reservation, retries, fallback, usage row and audit entries. This module 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -32,7 +33,7 @@ from providers.base import Delta, ToolCallDelta
 from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
 from providers.models import ProviderModel
 from providers.registry import registry
-from usage import budgets, runs
+from usage import budgets, live, runs
 from usage.budgets import BudgetRefused
 from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, TimeLimit
 from usage.models import Run
@@ -92,6 +93,7 @@ Parse = Callable[[bytes], fmt.ChatRequest]  # a request body in one API's format
 class Prepared:
     run: Run
     request: fmt.ChatRequest
+    planned: runs.Planned | None = None  # for runs.stream(run, planned=...)
 
 
 def resolve(key: ApiKey, name: str) -> str:
@@ -148,8 +150,10 @@ def _bare(key: ApiKey, name: str) -> str:
 
 
 @budgets.database_writable()  # a database that cannot be written: 503, never an HTML 500
-def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
-    """Everything before the provider is called, in one trip to the database thread."""
+def _prepare(request: HttpRequest, body: bytes, parse: Parse, planning: bool = False) -> Prepared:
+    """Everything before the provider is called, in one trip to the database thread: with `planning`,
+    the engine's plan too (runs.plan: fallback models, the first one's reservation), once the run
+    is admitted; a refused request holds nothing."""
     key = authenticate(request)
     try:
         chat = parse(body)
@@ -197,7 +201,7 @@ def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
         )
         raise ApiError(400, run.error_message, code="unpriced_model", param="model")
     request.rate_limits = ratelimits.admit_run(run, key)
-    return Prepared(run, chat)
+    return Prepared(run, chat, runs.plan(run) if planning else None)
 
 
 def _refuse(run: Run, message: str) -> None:
@@ -278,7 +282,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         prepared = await begin(request, fmt.parse)
     except ApiError as error:
         return error.response()
-    events = runs.stream(prepared.run)
+    events = runs.stream(prepared.run, planned=prepared.planned)
     if not prepared.request.stream:
         async with aclosing(events):
             ended = [event async for event in events if isinstance(event, Ended)][-1]
@@ -300,8 +304,21 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 
 async def begin(request: HttpRequest, parse: Parse) -> Prepared:
     """A POST read with `parse` and made a pending run of the engine (key, model, allowed models,
-    estimate, context window, price), or the ApiError that refuses it."""
-    return await admit(request, lambda: _prepare(request, request.body, parse))
+    estimate, context window, price) and planned (its first attempt's reservation held), or the
+    ApiError that refuses it. Hand its plan to runs.stream, with no await in between.
+
+    A draining server plans nothing: runs.stream ends the run as interrupted (a 503). A client that
+    hangs up meanwhile cancels this task, but not the trip to the database: it is waited for, and
+    the run it began is ended (runs.abandon), its hold released at once."""
+    planning = not live.draining()
+    trip = asyncio.ensure_future(admit(request, lambda: _prepare(request, request.body, parse, planning)))
+    try:
+        return await asyncio.shield(trip)
+    except asyncio.CancelledError:
+        await asyncio.wait([trip])
+        if not trip.cancelled() and trip.exception() is None:
+            await runs.abandon(trip.result().run)
+        raise
 
 
 async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
