@@ -10,12 +10,11 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -27,6 +26,7 @@ from gateway import keys, ratelimits
 from gateway import openai_format as fmt
 from gateway import openai_response as answer
 from gateway.models import ApiKey, ModelAlias
+from llmhub import hops
 from ops import observe
 from providers import configuration
 from providers.base import Delta, ToolCallDelta
@@ -311,18 +311,24 @@ async def begin(request: HttpRequest, parse: Parse) -> Prepared:
     hangs up meanwhile cancels this task, but not the trip to the database: it is waited for, and
     the run it began is ended (runs.abandon), its hold released at once."""
     planning = not live.draining()
-    trip = asyncio.ensure_future(admit(request, lambda: _prepare(request, request.body, parse, planning)))
-    try:
-        return await asyncio.shield(trip)
-    except asyncio.CancelledError:
-        await asyncio.wait([trip])
-        if not trip.cancelled() and trip.exception() is None:
-            await runs.abandon(trip.result().run)
-        raise
+    return await admit(request, functools.partial(_prepare, request, request.body, parse, planning), _abandon)
 
 
-async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
-    """Every POST's front: method and size checked, `prepare` run off the loop, database faults a 503."""
+async def _abandon(trip: asyncio.Future) -> None:
+    """The run a trip began, once it is back, ended: its client has gone."""
+    await asyncio.wait([trip])
+    if not trip.cancelled() and trip.exception() is None:
+        await runs.abandon(trip.result().run)
+
+
+async def admit(
+    request: HttpRequest,
+    prepare: Callable[[], Any],
+    abandon: Callable[[asyncio.Future], Awaitable[None]] | None = None,
+) -> Any:
+    """Every POST's front: method and size checked, `prepare` run off the loop, database faults a 503.
+    With `abandon`, a cancelled caller (its client hung up) hands it the trip's future, for what
+    `prepare` did meanwhile to be undone."""
     if request.method != "POST":
         raise ApiError(405, f"Use POST for {request.path}.", code="method_not_allowed")
     limit = settings.LLMHUB_API_MAX_BODY_BYTES
@@ -332,8 +338,13 @@ async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
         )
     try:
         # On the server's pooled threads, whose database connections last (closed when due by
-        # database_sync_to_async), not the request's own thread, which would connect every time.
-        return await database_sync_to_async(prepare, thread_sensitive=False)()
+        # hops), not the request's own thread, which would connect every time.
+        trip = hops.start(prepare)
+        return await (trip if abandon is None else asyncio.shield(trip))
+    except asyncio.CancelledError:
+        if abandon is not None:
+            await abandon(trip)
+        raise
     except ratelimits.RateLimited as limited:
         request.rate_limits = limited.standing
         observe.rate_limited(limited.used.limit.scope.partition(":")[0], limited.kind)

@@ -29,6 +29,7 @@ from django.utils import timezone
 from accounts.models import User
 from llmhub import statements
 from llmhub.database import UNAVAILABLE
+from llmhub.hops import hop
 from ops import observe
 from providers import breaker
 from providers.base import (
@@ -140,7 +141,7 @@ async def _attempts(flow: Flow, ask: Ask | None, planned: Planned | None) -> Asy
         raise Interrupted(started=False)
     try:
         if planned is None:
-            planned = await database_sync_to_async(plan, thread_sensitive=False)(run)
+            planned = await hop(plan, run)
         policy, models, first = _outcome(planned)
     except CircuitOpen as skipped:  # every model it may use is cooling off after repeated failures
         flow.failures.append(skipped)
@@ -164,13 +165,11 @@ async def _attempts(flow: Flow, ask: Ask | None, planned: Planned | None) -> Asy
             observe.fell_back(models[index - 1], ref)
         try:
             # Off the request's thread, so runs waiting for the budget lock do not queue behind each
-            # other's other work; database_sync_to_async closes that thread's connection when due.
+            # other's other work; hop() closes that thread's connection when due.
             if index == 0:  # begun with the plan, in the same trip
                 adapter, flow.limits = _outcome(first)
             else:
-                adapter, flow.limits = await database_sync_to_async(_begin, thread_sensitive=False)(
-                    run, ref, starting=not flow.started
-                )
+                adapter, flow.limits = await hop(_begin, run, ref, not flow.started)
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             flow.failures.append(refused)
@@ -370,9 +369,9 @@ async def _close(flow: Flow) -> Ended:
     try:
         if flow.started:
             _charge(flow)
-            await database_sync_to_async(_settle, thread_sensitive=False)(run, flow.answered_by)
+            await hop(_settle, run, flow.answered_by)
         else:
-            await database_sync_to_async(_release, thread_sensitive=False)(run)
+            await hop(_release, run)
     except UNAVAILABLE as fault:
         if not flow.started:  # its end waits in the spool: its page says why once the database is back
             with contextlib.suppress(OSError):  # no spool either: postpone() logged it
