@@ -6,15 +6,15 @@ budget reservation, retries, fallback, usage row and audit entries. This module 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -26,13 +26,14 @@ from gateway import keys, ratelimits
 from gateway import openai_format as fmt
 from gateway import openai_response as answer
 from gateway.models import ApiKey, ModelAlias
+from llmhub import hops
 from ops import observe
 from providers import configuration
 from providers.base import Delta, ToolCallDelta
 from providers.errors import CircuitOpen, NetworkError, RateLimited, Timeout
 from providers.models import ProviderModel
 from providers.registry import registry
-from usage import budgets, runs
+from usage import budgets, live, runs
 from usage.budgets import BudgetRefused
 from usage.events import Cancelled, DatabaseUnavailable, Ended, HubError, Interrupted, Started, TimeLimit
 from usage.models import Run
@@ -92,6 +93,7 @@ Parse = Callable[[bytes], fmt.ChatRequest]  # a request body in one API's format
 class Prepared:
     run: Run
     request: fmt.ChatRequest
+    planned: runs.Planned | None = None  # for runs.stream(run, planned=...)
 
 
 def resolve(key: ApiKey, name: str) -> str:
@@ -148,8 +150,10 @@ def _bare(key: ApiKey, name: str) -> str:
 
 
 @budgets.database_writable()  # a database that cannot be written: 503, never an HTML 500
-def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
-    """Everything before the provider is called, in one trip to the database thread."""
+def _prepare(request: HttpRequest, body: bytes, parse: Parse, planning: bool = False) -> Prepared:
+    """Everything before the provider is called, in one trip to the database thread: with `planning`,
+    the engine's plan too (runs.plan: fallback models, the first one's reservation), once the run
+    is admitted; a refused request holds nothing."""
     key = authenticate(request)
     try:
         chat = parse(body)
@@ -197,7 +201,7 @@ def _prepare(request: HttpRequest, body: bytes, parse: Parse) -> Prepared:
         )
         raise ApiError(400, run.error_message, code="unpriced_model", param="model")
     request.rate_limits = ratelimits.admit_run(run, key)
-    return Prepared(run, chat)
+    return Prepared(run, chat, runs.plan(run) if planning else None)
 
 
 def _refuse(run: Run, message: str) -> None:
@@ -278,7 +282,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         prepared = await begin(request, fmt.parse)
     except ApiError as error:
         return error.response()
-    events = runs.stream(prepared.run)
+    events = runs.stream(prepared.run, planned=prepared.planned)
     if not prepared.request.stream:
         async with aclosing(events):
             ended = [event async for event in events if isinstance(event, Ended)][-1]
@@ -300,12 +304,31 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 
 async def begin(request: HttpRequest, parse: Parse) -> Prepared:
     """A POST read with `parse` and made a pending run of the engine (key, model, allowed models,
-    estimate, context window, price), or the ApiError that refuses it."""
-    return await admit(request, lambda: _prepare(request, request.body, parse))
+    estimate, context window, price) and planned (its first attempt's reservation held), or the
+    ApiError that refuses it. Hand its plan to runs.stream, with no await in between.
+
+    A draining server plans nothing: runs.stream ends the run as interrupted (a 503). A client that
+    hangs up meanwhile cancels this task, but not the trip to the database: it is waited for, and
+    the run it began is ended (runs.abandon), its hold released at once."""
+    planning = not live.draining()
+    return await admit(request, functools.partial(_prepare, request, request.body, parse, planning), _abandon)
 
 
-async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
-    """Every POST's front: method and size checked, `prepare` run off the loop, database faults a 503."""
+async def _abandon(trip: asyncio.Future) -> None:
+    """The run a trip began, once it is back, ended: its client has gone."""
+    await asyncio.wait([trip])
+    if not trip.cancelled() and trip.exception() is None:
+        await runs.abandon(trip.result().run)
+
+
+async def admit(
+    request: HttpRequest,
+    prepare: Callable[[], Any],
+    abandon: Callable[[asyncio.Future], Awaitable[None]] | None = None,
+) -> Any:
+    """Every POST's front: method and size checked, `prepare` run off the loop, database faults a 503.
+    With `abandon`, a cancelled caller (its client hung up) hands it the trip's future, for what
+    `prepare` did meanwhile to be undone."""
     if request.method != "POST":
         raise ApiError(405, f"Use POST for {request.path}.", code="method_not_allowed")
     limit = settings.LLMHUB_API_MAX_BODY_BYTES
@@ -315,8 +338,13 @@ async def admit(request: HttpRequest, prepare: Callable[[], Any]) -> Any:
         )
     try:
         # On the server's pooled threads, whose database connections last (closed when due by
-        # database_sync_to_async), not the request's own thread, which would connect every time.
-        return await database_sync_to_async(prepare, thread_sensitive=False)()
+        # hops), not the request's own thread, which would connect every time.
+        trip = hops.start(prepare)
+        return await (trip if abandon is None else asyncio.shield(trip))
+    except asyncio.CancelledError:
+        if abandon is not None:
+            await abandon(trip)
+        raise
     except ratelimits.RateLimited as limited:
         request.rate_limits = limited.standing
         observe.rate_limited(limited.used.limit.scope.partition(":")[0], limited.kind)

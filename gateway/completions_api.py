@@ -140,7 +140,7 @@ async def completions(request: HttpRequest) -> HttpResponse:
     except ApiError as error:
         return error.response()
     echo = _echo(request, prepared.request)
-    events = runs.stream(prepared.run)
+    events = runs.stream(prepared.run, planned=prepared.planned)
     if not prepared.request.stream:
         async with aclosing(events):
             ended = [event async for event in events if isinstance(event, Ended)][-1]

@@ -41,7 +41,7 @@ async def messages(request: HttpRequest) -> HttpResponse:
     except ApiError as error:
         return _error(error)
     run = prepared.run
-    events = runs.stream(run)
+    events = runs.stream(run, planned=prepared.planned)
     if not prepared.request.stream:
         async with aclosing(events):
             ended = [event async for event in events if isinstance(event, Ended)][-1]

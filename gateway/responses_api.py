@@ -128,7 +128,7 @@ async def responses(request: HttpRequest) -> HttpResponse:
     except ApiError as error:
         return error.response()
     asked = reader.asked
-    events = runs.stream(prepared.run)
+    events = runs.stream(prepared.run, planned=prepared.planned)
     if not prepared.request.stream:
         async with aclosing(events):
             ended = [event async for event in events if isinstance(event, Ended)][-1]

@@ -18,6 +18,7 @@ from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -28,6 +29,7 @@ from django.utils import timezone
 from accounts.models import User
 from llmhub import statements
 from llmhub.database import UNAVAILABLE
+from llmhub.hops import hop
 from ops import observe
 from providers import breaker
 from providers.base import (
@@ -59,6 +61,7 @@ from usage.flow import Flow
 from usage.models import FallbackPolicy, Run
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 # Pricing a run before it starts lives in usage/estimates.py; these names are the engine's contract.
 __all__ = [
     "Estimate",
@@ -68,7 +71,9 @@ __all__ = [
     "create_run",
     "estimate",
     "price_run",
+    "plan",
     "stream",
+    "abandon",
     "settle",
 ]
 
@@ -91,9 +96,12 @@ class RunTaken(Exception):
 Ask = Callable[["fallback.Question"], Awaitable[bool]]
 Event = Started | Delta | ToolCallDelta | fallback.Waiting | fallback.Question | Ended
 Begun = tuple[ProviderAdapter, Limits]  # an attempt's adapter and limits, its reservation held
+# A run's plan (its fallback policy, the models to try, its first attempt begun or what beginning it
+# raised), or what planning raised: made by plan(), off the loop.
+Planned = tuple[FallbackPolicy, list[str], Begun | Exception] | Exception
 
 
-async def stream(run: Run, ask: Ask | None = None) -> AsyncIterator[Event]:
+async def stream(run: Run, ask: Ask | None = None, planned: Planned | None = None) -> AsyncIterator[Event]:
     """Run a pending run: yields Started once it holds its reservation, its text as it arrives
     (never more than its cap), then one Ended with its usage settled.
 
@@ -103,11 +111,14 @@ async def stream(run: Run, ask: Ask | None = None) -> AsyncIterator[Event]:
     it is never silently restarted elsewhere. A cancel (sent to the run's group from any socket, or
     the iterating task cancelled) closes the upstream connection at once; the text so far is kept
     and the tokens it used are charged.
+
+    `planned` is plan(run), made by a caller already on a database thread (the API's front, in the
+    trip that wrote the run): it is handled here as if made here, after the drain is checked.
     """
     flow = Flow(run, RunClock(settings.LLMHUB_RUN_TIME_LIMIT, settings.LLMHUB_IDLE_TIMEOUT))
     async with live.running(run, flow.clock):
         try:
-            async for event in _attempts(flow, ask):
+            async for event in _attempts(flow, ask, planned):
                 yield event
         except Stop as stop:
             flow.stop(stop)
@@ -123,13 +134,15 @@ async def stream(run: Run, ask: Ask | None = None) -> AsyncIterator[Event]:
         yield await _close(flow)
 
 
-async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
+async def _attempts(flow: Flow, ask: Ask | None, planned: Planned | None) -> AsyncIterator[Event]:
     """The requested model, then each fallback, until one ends the run."""
     run = flow.run
-    if live.draining():
+    if live.draining():  # a plan made already is given up: its hold released as the run ends
         raise Interrupted(started=False)
     try:
-        policy, models, first = await database_sync_to_async(_plan, thread_sensitive=False)(run)
+        if planned is None:
+            planned = await hop(plan, run)
+        policy, models, first = _outcome(planned)
     except CircuitOpen as skipped:  # every model it may use is cooling off after repeated failures
         flow.failures.append(skipped)
         flow.end(Run.Status.FAILED, str(skipped), skipped.action, skipped)
@@ -152,13 +165,11 @@ async def _attempts(flow: Flow, ask: Ask | None) -> AsyncIterator[Event]:
             observe.fell_back(models[index - 1], ref)
         try:
             # Off the request's thread, so runs waiting for the budget lock do not queue behind each
-            # other's other work; database_sync_to_async closes that thread's connection when due.
+            # other's other work; hop() closes that thread's connection when due.
             if index == 0:  # begun with the plan, in the same trip
                 adapter, flow.limits = _outcome(first)
             else:
-                adapter, flow.limits = await database_sync_to_async(_begin, thread_sensitive=False)(
-                    run, ref, starting=not flow.started
-                )
+                adapter, flow.limits = await hop(_begin, run, ref, not flow.started)
         except budgets.BudgetRefused as refused:
             run.attempts = [*run.attempts, {"model": ref, "skipped": str(refused)}]
             flow.failures.append(refused)
@@ -282,6 +293,24 @@ def _admit(flow: Flow, event: Delta | ToolCallDelta) -> Delta | ToolCallDelta | 
     return replace(event, name=name, arguments=admitted[len(name) :])
 
 
+def plan(run: Run) -> Planned:
+    """_plan's answer, or the exception it raised (every one: stream() handles it where it handles
+    its own), so that a caller may make it in a trip to the database it makes anyway."""
+    try:
+        return _plan(run)
+    except Exception as error:  # noqa: BLE001 - not handled here: raised again by stream()
+        return error
+
+
+async def abandon(run: Run) -> Ended:
+    """A run its caller gives up before stream() (the API's client hung up while the run was being
+    planned): ended as cancelled before it started, like one cancelled during its plan in stream(),
+    its hold released and nothing charged; nothing was sent."""
+    flow = Flow(run, RunClock(settings.LLMHUB_RUN_TIME_LIMIT, settings.LLMHUB_IDLE_TIMEOUT))
+    flow.stop(Cancelled())
+    return await _close(flow)
+
+
 def _plan(run: Run) -> tuple[FallbackPolicy, list[str], Begun | Exception]:
     """The models to try (fallback.plan) and the first one's attempt begun, in one trip to the
     database: what beginning it raised is handed back, for _attempts to handle as a later model's."""
@@ -292,7 +321,7 @@ def _plan(run: Run) -> tuple[FallbackPolicy, list[str], Begun | Exception]:
         return policy, models, refused
 
 
-def _outcome(begun: Begun | Exception) -> Begun:
+def _outcome(begun: T | Exception) -> T:
     if isinstance(begun, Exception):
         raise begun
     return begun
@@ -340,9 +369,9 @@ async def _close(flow: Flow) -> Ended:
     try:
         if flow.started:
             _charge(flow)
-            await database_sync_to_async(_settle, thread_sensitive=False)(run, flow.answered_by)
+            await hop(_settle, run, flow.answered_by)
         else:
-            await database_sync_to_async(_release, thread_sensitive=False)(run)
+            await hop(_release, run)
     except UNAVAILABLE as fault:
         if not flow.started:  # its end waits in the spool: its page says why once the database is back
             with contextlib.suppress(OSError):  # no spool either: postpone() logged it
