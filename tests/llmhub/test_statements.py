@@ -1,5 +1,6 @@
 """The hot path's plain SQL (llmhub/statements.py) reads and writes values exactly as the ORM does:
-sub-cent Decimals (stored by SQLite as floats), aware datetimes, JSON, on SQLite and PostgreSQL."""
+sub-cent Decimals (stored by SQLite as floats), aware datetimes, JSON, on SQLite and PostgreSQL; and
+its statements, run on the connection's own cursor, fail, log and refuse as Django's cursor would."""
 
 from __future__ import annotations
 
@@ -7,13 +8,26 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.core.exceptions import SynchronousOnlyOperation
+from django.core.signals import request_finished
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    transaction,
+)
+from django.db.backends.utils import CursorWrapper
 from django.db.models.signals import post_save, pre_save
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.models import Team
 from gateway import keys
 from gateway.models import ApiKey
 from llmhub import statements
+from tests.database_faults import sqlite_file_read_only
 from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -21,10 +35,8 @@ pytestmark = pytest.mark.django_db
 
 def read(model, pk):
     """The row as statements.load() reads it."""
-    sql = f"SELECT {statements.columns(model)} FROM {statements.table(model)} WHERE {statements.column(model, 'id')} = %s"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [pk])
-        return statements.load(model, cursor.fetchone())
+    sql = f"SELECT {statements.columns(model)} FROM {statements.table(model)} WHERE {statements.column(model, model._meta.pk.name)} = %s"
+    return statements.load(model, statements.run(sql, [pk], statements.fetchone))
 
 
 def same(plain, orm, but: tuple[str, ...] = ()) -> None:
@@ -129,3 +141,72 @@ def test_sqlite_placeholders_are_converted_as_django_converts_them_each_time():
             assert cursor.fetchone() == (value, "100%", "%s")
         cursor.execute("SELECT %(a)s, %(b)s", {"a": 1, "b": "x"})
         assert cursor.fetchone() == (1, "x")
+
+
+def test_a_statement_runs_on_the_connections_own_cursor_unless_queries_are_watched(alpha):
+    """Not through Django's cursor (its ~12 µs a statement), except when queries are logged or
+    wrapped: then through it, so that nothing is hidden from them."""
+    sql = f"SELECT {statements.column(Team, 'name')} FROM {statements.table(Team)} WHERE id = %s"
+    through_django = []
+    with connection.execute_wrapper(lambda execute, *args: through_django.append(args[0]) or execute(*args)):
+        assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+    with CaptureQueriesContext(connection) as captured:
+        assert statements.run(sql, [alpha.pk], statements.fetchall) == [(alpha.name,)]
+    assert through_django == [sql] and [query["sql"] for query in captured] == [
+        sql.replace("%s", str(alpha.pk))
+    ]
+    watched = CursorWrapper._execute_with_wrappers
+    seen = []
+    CursorWrapper._execute_with_wrappers = lambda cursor, sql, *args: (
+        seen.append(sql) or watched(cursor, sql, *args)
+    )
+    try:
+        assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+        assert statements.update(Team, alpha.pk, {"name": "Alpha"}) == 1
+    finally:
+        CursorWrapper._execute_with_wrappers = watched
+    assert seen == []
+
+
+def test_a_database_error_is_djangos_and_a_broken_transaction_refuses_the_next_statement(alpha):
+    with pytest.raises(DatabaseError) as raised:
+        statements.run("SELECT nothing FROM no_such_table", (), statements.fetchone)
+    assert type(raised.value).__module__ == "django.db.utils"
+    with transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic(savepoint=False):
+            statements.update(Team, alpha.pk, {"name": None})  # NOT NULL
+        with pytest.raises(TransactionManagementError):
+            statements.run("SELECT 1", (), statements.fetchone)
+
+
+@pytest.fixture
+def opened(alpha):
+    import threading
+
+    connection.ensure_connection()
+    print("FIX", threading.get_ident(), connection.connection)
+
+
+async def test_a_statement_in_an_event_loop_is_refused_as_django_refuses_it(alpha, monkeypatch):
+    """Even when this thread's connection is open: a statement would block the loop."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    connection.ensure_connection()
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE")
+    with pytest.raises(SynchronousOnlyOperation):
+        statements.run("SELECT 1", (), statements.fetchone)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="a read-only SQLite file")
+@pytest.mark.django_db(transaction=True)
+def test_a_sqlite_connection_that_failed_a_statement_is_reopened_at_the_next_request(alpha):
+    """Opened while the file was read-only, it stays read-only (llmhub/sqlite): the statement's
+    failure marks it, and the request's end closes it; the next request writes again."""
+    connection.close()
+    with sqlite_file_read_only(connection.settings_dict["NAME"]):
+        assert read(Team, alpha.pk).name == alpha.name  # opened now, read-only
+        with pytest.raises(OperationalError):
+            statements.update(Team, alpha.pk, {"name": "Written"})
+    assert connection.faulted
+    request_finished.send(sender=None)  # close_old_connections
+    assert statements.update(Team, alpha.pk, {"name": "Written"}) == 1
+    assert Team.objects.get(pk=alpha.pk).name == "Written"
