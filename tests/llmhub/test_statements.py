@@ -18,7 +18,7 @@ from django.db import (
     transaction,
 )
 from django.db.backends.utils import CursorWrapper
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_init, post_save, pre_save
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -27,10 +27,18 @@ from accounts.models import Team
 from gateway import keys
 from gateway.models import ApiKey
 from llmhub import statements
+from providers.models import CircuitBreaker
+from providers.registry import registry
+from tests.conftest import GOOD_KEYS
 from tests.database_faults import sqlite_file_read_only
 from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def openai(alpha, fake_openai):
+    return registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
 
 
 def read(model, pk):
@@ -141,6 +149,40 @@ def test_sqlite_placeholders_are_converted_as_django_converts_them_each_time():
             assert cursor.fetchone() == (value, "100%", "%s")
         cursor.execute("SELECT %(a)s, %(b)s", {"a": 1, "b": "x"})
         assert cursor.fetchone() == (1, "x")
+
+
+def test_an_instance_is_loaded_as_the_orm_makes_it_for_every_model_the_hot_path_loads(alpha, openai):
+    """statements.load() builds the instance without Model.__init__: the same attributes, values and
+    state as the ORM's own instance, and it saves and follows its relations as one."""
+    key = keys.create(alpha, "plain", allowed_models=["fast"]).key
+    budget = Budget.objects.create(team=alpha, api_key=key, daily_limit_usd=Decimal("0.000015"))
+    CircuitBreaker.objects.create(provider=openai, failures=2, open_until=timezone.now(), last_error="x")
+    for model, pk in ((ApiKey, key.pk), (Team, alpha.pk), (Budget, budget.pk), (CircuitBreaker, openai.pk)):
+        assert statements._plain(model), model  # the fast way is the one tested here
+        loaded, orm = read(model, pk), model.objects.get(pk=pk)
+        same(loaded, orm)
+        assert loaded.__dict__.keys() == orm.__dict__.keys(), model
+        assert (loaded._state.adding, loaded._state.db) == (orm._state.adding, orm._state.db), model
+        assert loaded == orm and hash(loaded) == hash(orm)
+    loaded = read(Budget, budget.pk)
+    assert (loaded.team, loaded.api_key) == (alpha, key)
+    loaded.daily_limit_usd = Decimal("2")
+    loaded.save()
+    assert Budget.objects.get(pk=budget.pk).daily_limit_usd == Decimal("2")
+
+
+def test_a_model_with_an_init_receiver_is_loaded_by_the_orm(alpha):
+    made = []
+
+    def noted(sender, instance, **kwargs):
+        made.append(instance)
+
+    post_init.connect(noted, sender=Team)
+    try:
+        loaded = read(Team, alpha.pk)
+    finally:
+        post_init.disconnect(noted, sender=Team)
+    assert made == [loaded] and loaded.name == alpha.name
 
 
 def test_a_statement_runs_on_the_connections_own_cursor_unless_queries_are_watched(alpha):
