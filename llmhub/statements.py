@@ -47,6 +47,7 @@ def db() -> BaseDatabaseWrapper:
 # runs its statements on the DB-API cursor of the thread's connection, keeping what matters of
 # Django's path: errors become django.db's (and our SQLite backend notes a failed connection to
 # reopen it), a transaction marked for rollback refuses statements (TransactionManagementError).
+# Django's thread-sharing check has nothing to find: `connections[...]` is this thread's own.
 # Everything else is Django's cursor's job, so the statement goes through it instead when:
 # - the connection is not open yet, or its health check is due (Django opens and checks it);
 # - queries are logged (DEBUG, CaptureQueriesContext, assertNumQueries) or execute wrappers are
