@@ -211,7 +211,7 @@ def test_a_statement_runs_on_the_connections_own_cursor_unless_queries_are_watch
 
 
 def test_a_database_error_is_djangos_and_a_broken_transaction_refuses_the_next_statement(alpha):
-    with pytest.raises(DatabaseError) as raised:
+    with pytest.raises(DatabaseError) as raised, transaction.atomic():  # PostgreSQL: rolled back to here
         statements.run("SELECT nothing FROM no_such_table", (), statements.fetchone)
     assert type(raised.value).__module__ == "django.db.utils"
     with transaction.atomic():
