@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team
@@ -112,9 +112,7 @@ def authenticate(secret: str) -> ApiKey | None:
     """The active key of this secret (see `presented`), or None."""
     if not secret.startswith(PREFIX):
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_lookup(connection.vendor), [digest(secret)])
-        row = cursor.fetchone()
+    row = statements.run(_lookup(statements.db().vendor), [digest(secret)], statements.fetchone)
     if row is None:
         return None
     key = statements.load(ApiKey, row)

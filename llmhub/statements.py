@@ -15,12 +15,21 @@ connection up again at every attribute, 2 to 3 µs each, and a row's values make
 from __future__ import annotations
 
 import functools
+import inspect
+import operator
+from asyncio import _get_running_loop
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.signals import post_init, pre_init
+
+from llmhub.sqlite.base import qmark
 
 M = TypeVar("M", bound=Model)
 Converter = Callable[[Any, Any, Any], Any]
@@ -30,6 +39,54 @@ def db() -> BaseDatabaseWrapper:
     """This thread's connection itself (not the proxy `django.db.connection`): look it up once per
     statement, or once for several, and use it for everything that statement needs."""
     return connections[DEFAULT_DB_ALIAS]
+
+
+# Running a statement. Django's cursor spends ~12 µs of CPU around each one (three async-safety
+# checks, the settings read for query logging, its cursor wrapper and execute wrappers, SQLite's
+# placeholder conversion), 4 to 5 times the statement itself; a request runs ~14. So the hot path
+# runs its statements on the DB-API cursor of the thread's connection, keeping what matters of
+# Django's path: errors become django.db's (and our SQLite backend notes a failed connection to
+# reopen it), a transaction marked for rollback refuses statements (TransactionManagementError).
+# Django's thread-sharing check has nothing to find: `connections[...]` is this thread's own.
+# Everything else is Django's cursor's job, so the statement goes through it instead when:
+# - the connection is not open yet, or its health check is due (Django opens and checks it);
+# - queries are logged (DEBUG, CaptureQueriesContext, assertNumQueries) or execute wrappers are
+#   installed (connection.execute_wrapper(), bench/api_cpu.py's listing): nothing is hidden from them;
+# - an event loop runs in this thread: Django's cursor raises SynchronousOnlyOperation.
+
+fetchone = operator.methodcaller("fetchone")
+fetchall = operator.methodcaller("fetchall")
+rowcount = operator.attrgetter("rowcount")
+lastrowid = operator.attrgetter("lastrowid")
+
+
+def run(sql: str, params: Sequence = (), read: Callable[[Any], Any] = rowcount) -> Any:
+    """Run one statement (Django's "%s" placeholders, a sequence of parameters) on this thread's
+    connection and return `read(cursor)`: fetchone, fetchall, rowcount (the default) or lastrowid."""
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    if (
+        wrapper.connection is None
+        or (wrapper.health_check_enabled and not wrapper.health_check_done)
+        or wrapper.force_debug_cursor
+        or settings.DEBUG
+        or wrapper.execute_wrappers
+        or _get_running_loop() is not None
+    ):
+        with wrapper.cursor() as cursor:
+            cursor.execute(sql, params)
+            return read(cursor)
+    wrapper.validate_no_broken_transaction()
+    with wrapper.wrap_database_errors:
+        if wrapper.vendor == "sqlite":
+            cursor = wrapper.connection.cursor()
+            sql = qmark(sql)
+        else:
+            cursor = wrapper.create_cursor()  # psycopg's, with the connection's time zone
+        try:
+            cursor.execute(sql, params)
+            return read(cursor)
+        finally:
+            cursor.close()
 
 
 def _engine() -> str:
@@ -85,7 +142,33 @@ def load(model: type[M], row: Sequence, start: int = 0) -> M:
         for converter in converters:
             convert = getattr(ops, converter) if isinstance(converter, str) else converter
             values[index] = convert(values[index], col, wrapper)
-    return model.from_db(wrapper.alias, None, values)
+    if pre_init.receivers or post_init.receivers or not _plain(model):
+        return model.from_db(wrapper.alias, None, values)
+    # What from_db() makes of a whole row, without Model.__init__'s work per field (~4 µs a row).
+    instance = model.__new__(model)
+    state = instance._state = ModelState()
+    state.adding, state.db = False, wrapper.alias
+    instance.__dict__.update(zip(_attnames(model), values, strict=True))
+    return instance
+
+
+@functools.cache
+def _plain(model: type[Model]) -> bool:
+    """Whether Model.__init__ only stores each value in the instance's __dict__ for this model: it
+    makes and loads its instances as Model does, and no field's attribute does more when set (a
+    foreign key's id only clears a cached related object, which a new instance has none of)."""
+    if model.__init__ is not Model.__init__ or model.from_db.__func__ is not Model.from_db.__func__:
+        return False
+    for field in model._meta.concrete_fields:
+        attribute = inspect.getattr_static(model, field.attname, None)
+        if hasattr(type(attribute), "__set__") and type(attribute) is not ForeignKeyDeferredAttribute:
+            return False
+    return True
+
+
+@functools.cache
+def _attnames(model: type[Model]) -> tuple[str, ...]:
+    return tuple(field.attname for field in model._meta.concrete_fields)
 
 
 @functools.cache
@@ -124,9 +207,7 @@ def update(
         field.get_db_prep_save(value, connection=wrapper)
         for field, value in zip(fields, values.values(), strict=True)
     ]
-    with wrapper.cursor() as cursor:
-        cursor.execute(sql, [*arguments, pk, *params])
-        return cursor.rowcount
+    return run(sql, [*arguments, pk, *params])
 
 
 @functools.lru_cache(maxsize=256)
@@ -149,10 +230,7 @@ def insert(instance: Model) -> None:
     model = type(instance)
     sql, fields, returning = _insert(model, _engine())
     values = [field.get_db_prep_save(field.pre_save(instance, True), connection=wrapper) for field in fields]
-    with wrapper.cursor() as cursor:
-        cursor.execute(sql, values)
-        pk = cursor.fetchone()[0] if returning else cursor.lastrowid
-    instance.pk = pk
+    instance.pk = run(sql, values, fetchone)[0] if returning else run(sql, values, lastrowid)
     instance._state.adding, instance._state.db = False, wrapper.alias
 
 

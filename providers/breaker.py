@@ -14,7 +14,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -61,9 +61,7 @@ def _opened(provider_ids: list[str]) -> dict[str, tuple[CircuitBreaker, str]]:
         f"WHERE b.{statements.column(CircuitBreaker, 'open_until')} IS NOT NULL "
         f"AND b.{provider} IN ({', '.join(['%s'] * len(provider_ids))})"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, provider_ids)
-        rows = cursor.fetchall()
+    rows = statements.run(sql, provider_ids, statements.fetchall)
     opened = (statements.load(CircuitBreaker, row) for row in rows)
     return {row.provider_id: (row, name) for row, (*_, name) in zip(opened, rows, strict=True)}
 
@@ -132,9 +130,7 @@ def _failing(provider_id: str) -> bool:
         f"AND ({statements.column(CircuitBreaker, 'failures')} > 0 "
         f"OR {statements.column(CircuitBreaker, 'open_until')} IS NOT NULL)"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [provider_id])
-        return cursor.fetchone() is not None
+    return statements.run(sql, [provider_id], statements.fetchone) is not None
 
 
 def reset(provider: Provider, actor) -> None:

@@ -40,10 +40,12 @@ from typing import Any, TypeVar
 from django.db import connection
 from django.db.models import Model
 
+from llmhub import statements
 from providers.models import ConfigurationVersion
 
 T = TypeVar("T")
 TABLE = ConfigurationVersion._meta.db_table
+_VERSION = f"SELECT version FROM {TABLE} WHERE id = 1"
 # The rows whose saves and deletes change the version (connected in providers/apps.py).
 WATCHED = (
     "providers.Provider",
@@ -73,9 +75,7 @@ _MISSING = object()
 def version() -> int | None:
     """The configuration's version now; None when its row is missing (a flushed test database):
     then nothing is kept in memory."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT version FROM {TABLE} WHERE id = 1")
-        row = cursor.fetchone()
+    row = statements.run(_VERSION, (), statements.fetchone)
     return row[0] if row else None
 
 

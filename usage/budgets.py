@@ -196,9 +196,7 @@ def _reserved(budget: Budget, now: datetime, excluding: Run | None, db) -> tuple
 
 
 def _one(sql: str, params: list) -> tuple:
-    with statements.db().cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+    return statements.run(sql, params, statements.fetchone)
 
 
 def _totals(periods: dict[str, tuple[date, date]], sums: tuple) -> dict[str, Decimal]:
@@ -301,9 +299,7 @@ def _locked(team_id: int, provider_id: str, api_key_id: int | None) -> list[Budg
         f"SELECT {statements.columns(Budget)} FROM {statements.table(Budget)} "
         f"WHERE {' AND '.join(where)} ORDER BY {statements.column(Budget, 'id')}{lock}"
     )
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [statements.load(Budget, row) for row in cursor.fetchall()]
+    return [statements.load(Budget, row) for row in statements.run(sql, params, statements.fetchall)]
 
 
 def _save_hold(run: Run, also: tuple[str, ...] = ()) -> None:

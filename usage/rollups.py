@@ -61,8 +61,7 @@ def add(record: UsageRecord) -> None:
         record.output_tokens,
         record.cost_usd or ZERO,
     )
-    with db.cursor() as cursor:
-        cursor.execute(_ADD, values)
+    statements.run(_ADD, values)
 
 
 def fold(column: str, owner_id: int) -> None:

@@ -26,14 +26,15 @@ class _NoteFaults(DatabaseErrorWrapper):
 
 
 @functools.lru_cache(maxsize=1024)
-def _qmark(query: str) -> str:
+def qmark(query: str) -> str:
+    """The statement in SQLite's "?" style, as Django's SQLite cursor converts it (kept per text)."""
     return base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
 
 
 class _Cursor(base.SQLiteCursorWrapper):
     def convert_query(self, query: str, *, param_names=None) -> str:
         if param_names is None:  # "format" style, as Django writes it: the same text, the same result
-            return _qmark(query)
+            return qmark(query)
         return super().convert_query(query, param_names=param_names)
 
 

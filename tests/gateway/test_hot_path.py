@@ -22,6 +22,7 @@ from channels.testing import HttpCommunicator
 from django.db import connection
 from django.db.backends.signals import connection_created
 from django.db.backends.utils import CursorWrapper
+from django.test import override_settings
 
 from gateway import keys
 from providers import configuration
@@ -49,7 +50,9 @@ BODY = {
 @contextmanager
 def statements() -> Iterator[list[str]]:
     """Every SQL statement run meanwhile, by any thread's connection (connections live on in the
-    server's threads, so it is Django's cursor that is watched, not one connection), in order."""
+    server's threads, so it is Django's cursor that is watched, not one connection), in order.
+    With DEBUG on, every connection logs its queries, so the hot path's statements go through
+    Django's cursor too (llmhub/statements.py: `run`)."""
     seen: list[str] = []
     execute = CursorWrapper._execute_with_wrappers
 
@@ -59,7 +62,8 @@ def statements() -> Iterator[list[str]]:
 
     CursorWrapper._execute_with_wrappers = watched
     try:
-        yield seen
+        with override_settings(DEBUG=True):
+            yield seen
     finally:
         CursorWrapper._execute_with_wrappers = execute
 

@@ -1,5 +1,6 @@
 """The hot path's plain SQL (llmhub/statements.py) reads and writes values exactly as the ORM does:
-sub-cent Decimals (stored by SQLite as floats), aware datetimes, JSON, on SQLite and PostgreSQL."""
+sub-cent Decimals (stored by SQLite as floats), aware datetimes, JSON, on SQLite and PostgreSQL; and
+its statements, run on the connection's own cursor, fail, log and refuse as Django's cursor would."""
 
 from __future__ import annotations
 
@@ -7,24 +8,43 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.models.signals import post_save, pre_save
+from django.core.exceptions import SynchronousOnlyOperation
+from django.core.signals import request_finished
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    transaction,
+)
+from django.db.backends.utils import CursorWrapper
+from django.db.models.signals import post_init, post_save, pre_save
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.models import Team
 from gateway import keys
 from gateway.models import ApiKey
 from llmhub import statements
+from providers.models import CircuitBreaker
+from providers.registry import registry
+from tests.conftest import GOOD_KEYS
+from tests.database_faults import sqlite_file_read_only
 from usage.models import Budget, Run, UsageRecord
 
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def openai(alpha, fake_openai):
+    return registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
+
+
 def read(model, pk):
     """The row as statements.load() reads it."""
-    sql = f"SELECT {statements.columns(model)} FROM {statements.table(model)} WHERE {statements.column(model, 'id')} = %s"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [pk])
-        return statements.load(model, cursor.fetchone())
+    sql = f"SELECT {statements.columns(model)} FROM {statements.table(model)} WHERE {statements.column(model, model._meta.pk.name)} = %s"
+    return statements.load(model, statements.run(sql, [pk], statements.fetchone))
 
 
 def same(plain, orm, but: tuple[str, ...] = ()) -> None:
@@ -129,3 +149,106 @@ def test_sqlite_placeholders_are_converted_as_django_converts_them_each_time():
             assert cursor.fetchone() == (value, "100%", "%s")
         cursor.execute("SELECT %(a)s, %(b)s", {"a": 1, "b": "x"})
         assert cursor.fetchone() == (1, "x")
+
+
+def test_an_instance_is_loaded_as_the_orm_makes_it_for_every_model_the_hot_path_loads(alpha, openai):
+    """statements.load() builds the instance without Model.__init__: the same attributes, values and
+    state as the ORM's own instance, and it saves and follows its relations as one."""
+    key = keys.create(alpha, "plain", allowed_models=["fast"]).key
+    budget = Budget.objects.create(team=alpha, api_key=key, daily_limit_usd=Decimal("0.000015"))
+    CircuitBreaker.objects.create(provider=openai, failures=2, open_until=timezone.now(), last_error="x")
+    for model, pk in ((ApiKey, key.pk), (Team, alpha.pk), (Budget, budget.pk), (CircuitBreaker, openai.pk)):
+        assert statements._plain(model), model  # the fast way is the one tested here
+        loaded, orm = read(model, pk), model.objects.get(pk=pk)
+        same(loaded, orm)
+        assert loaded.__dict__.keys() == orm.__dict__.keys(), model
+        assert (loaded._state.adding, loaded._state.db) == (orm._state.adding, orm._state.db), model
+        assert loaded == orm and hash(loaded) == hash(orm)
+    loaded = read(Budget, budget.pk)
+    assert (loaded.team, loaded.api_key) == (alpha, key)
+    loaded.daily_limit_usd = Decimal("2")
+    loaded.save()
+    assert Budget.objects.get(pk=budget.pk).daily_limit_usd == Decimal("2")
+
+
+def test_a_model_with_an_init_receiver_is_loaded_by_the_orm(alpha):
+    made = []
+
+    def noted(sender, instance, **kwargs):
+        made.append(instance)
+
+    post_init.connect(noted, sender=Team)
+    try:
+        loaded = read(Team, alpha.pk)
+    finally:
+        post_init.disconnect(noted, sender=Team)
+    assert made == [loaded] and loaded.name == alpha.name
+
+
+def test_a_statement_runs_on_the_connections_own_cursor_unless_queries_are_watched(alpha):
+    """Not through Django's cursor (its ~12 µs a statement), except when queries are logged or
+    wrapped: then through it, so that nothing is hidden from them."""
+    sql = f"SELECT {statements.column(Team, 'name')} FROM {statements.table(Team)} WHERE id = %s"
+    through_django = []
+    with connection.execute_wrapper(lambda execute, *args: through_django.append(args[0]) or execute(*args)):
+        assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+    with CaptureQueriesContext(connection) as captured:
+        assert statements.run(sql, [alpha.pk], statements.fetchall) == [(alpha.name,)]
+    assert through_django == [sql] and [query["sql"] for query in captured] == [
+        sql.replace("%s", str(alpha.pk))
+    ]
+    watched = CursorWrapper._execute_with_wrappers
+    seen = []
+    CursorWrapper._execute_with_wrappers = lambda cursor, sql, *args: (
+        seen.append(sql) or watched(cursor, sql, *args)
+    )
+    try:
+        assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+        assert statements.update(Team, alpha.pk, {"name": "Alpha"}) == 1
+    finally:
+        CursorWrapper._execute_with_wrappers = watched
+    assert seen == []
+
+
+def test_a_database_error_is_djangos_and_a_broken_transaction_refuses_the_next_statement(alpha):
+    with pytest.raises(DatabaseError) as raised, transaction.atomic():  # PostgreSQL: rolled back to here
+        statements.run("SELECT nothing FROM no_such_table", (), statements.fetchone)
+    assert type(raised.value).__module__ == "django.db.utils"
+    with transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic(savepoint=False):
+            statements.update(Team, alpha.pk, {"name": None})  # NOT NULL
+        with pytest.raises(TransactionManagementError):
+            statements.run("SELECT 1", (), statements.fetchone)
+
+
+@pytest.fixture
+def opened(alpha):
+    import threading
+
+    connection.ensure_connection()
+    print("FIX", threading.get_ident(), connection.connection)
+
+
+async def test_a_statement_in_an_event_loop_is_refused_as_django_refuses_it(alpha, monkeypatch):
+    """Even when this thread's connection is open: a statement would block the loop."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    connection.ensure_connection()
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE")
+    with pytest.raises(SynchronousOnlyOperation):
+        statements.run("SELECT 1", (), statements.fetchone)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="a read-only SQLite file")
+@pytest.mark.django_db(transaction=True)
+def test_a_sqlite_connection_that_failed_a_statement_is_reopened_at_the_next_request(alpha):
+    """Opened while the file was read-only, it stays read-only (llmhub/sqlite): the statement's
+    failure marks it, and the request's end closes it; the next request writes again."""
+    connection.close()
+    with sqlite_file_read_only(connection.settings_dict["NAME"]):
+        assert read(Team, alpha.pk).name == alpha.name  # opened now, read-only
+        with pytest.raises(OperationalError):
+            statements.update(Team, alpha.pk, {"name": "Written"})
+    assert connection.faulted
+    request_finished.send(sender=None)  # close_old_connections
+    assert statements.update(Team, alpha.pk, {"name": "Written"}) == 1
+    assert Team.objects.get(pk=alpha.pk).name == "Written"
