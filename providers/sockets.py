@@ -38,6 +38,8 @@ class _Protocol(asyncio.Protocol):
     """What the transport received, and the futures of a read or a write that waits."""
 
     def __init__(self) -> None:
+        # Kept: on Python 3.11 each asyncio.get_running_loop() costs a getpid() system call.
+        self.loop = asyncio.get_running_loop()
         self.transport: Any = None
         self.chunks: list[bytes] = []
         self.size = 0
@@ -92,13 +94,13 @@ def _time_out(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
-async def _wait(waiter: asyncio.Future[None], timeout: float | None) -> None:
+async def _wait(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None], timeout: float | None) -> None:
     """Wait for a future of the protocol, at most `timeout` seconds (TimeoutError). One timer on the
     future itself: no task, and none of asyncio.timeout's cancel and uncancel of the caller's task."""
     if timeout is None:
         await waiter
         return
-    timer = asyncio.get_running_loop().call_later(timeout, _time_out, waiter)
+    timer = loop.call_later(timeout, _time_out, waiter)
     try:
         await waiter
     finally:
@@ -116,9 +118,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if not protocol.chunks and not protocol.ended:
             if self._closed:
                 raise httpcore.ReadError("the connection is closed")
-            protocol.reader = asyncio.get_running_loop().create_future()
+            protocol.reader = protocol.loop.create_future()
             try:
-                await _wait(protocol.reader, timeout)
+                await _wait(protocol.loop, protocol.reader, timeout)
             except TimeoutError as error:
                 raise httpcore.ReadTimeout(error) from error
             finally:
@@ -157,9 +159,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError("the connection was closed by the server")
         self._transport.write(buffer)
         if protocol.write_paused:
-            protocol.writer = asyncio.get_running_loop().create_future()
+            protocol.writer = protocol.loop.create_future()
             try:
-                await _wait(protocol.writer, timeout)
+                await _wait(protocol.loop, protocol.writer, timeout)
             except TimeoutError as error:
                 raise httpcore.WriteTimeout(error) from error
             finally:
