@@ -20,14 +20,16 @@ end of stream, a lost connection) as well as what waits in the socket.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 from collections.abc import Iterable
 from typing import Any
 
 import httpcore
-from httpcore._backends.base import SOCKET_OPTION
-from httpcore._utils import is_socket_readable
+
+# (level, option, value) or (level, option, None, length), as socket.setsockopt takes them.
+SocketOption = tuple[Any, ...]
 
 # Received bytes kept before the socket's reading is paused (a provider may send faster than the
 # hub's client reads); reading resumes once a read has taken them.
@@ -214,7 +216,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             protocol = self._protocol
             if protocol.chunks or protocol.ended or self._closed:
                 return True
-            return is_socket_readable(self._transport.get_extra_info("socket"))
+            return _readable(self._transport.get_extra_info("socket"))
         return None
 
 
@@ -225,7 +227,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Iterable[SOCKET_OPTION] | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
@@ -242,7 +244,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         self,
         path: str,
         timeout: float | None = None,
-        socket_options: Iterable[SOCKET_OPTION] | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
@@ -258,8 +260,19 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+def _readable(sock: Any) -> bool:
+    """Whether a read of the socket would not wait (data, or its end), as httpcore's own check
+    (httpcore._utils.is_socket_readable): a socket already closed counts as readable."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def _configured(
-    transport: Any, protocol: _Protocol, socket_options: Iterable[SOCKET_OPTION] | None
+    transport: Any, protocol: _Protocol, socket_options: Iterable[SocketOption] | None
 ) -> AsyncioStream:
     """The stream, its socket options set as AnyIOBackend sets them (after connecting; asyncio
     already sets TCP_NODELAY)."""
