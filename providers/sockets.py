@@ -14,7 +14,8 @@ ReadError / WriteError (the OSError as its cause, where ConnectionRefusedError i
 that timed out ReadTimeout / WriteTimeout; a read at the body's end is b"". A TLS handshake that
 fails or times out is ConnectError / ConnectTimeout. `is_readable`, which the pool asks of each
 idle connection to drop those the server closed, counts what asyncio has already received (data,
-end of stream, a lost connection) as well as what waits in the socket.
+end of stream, a lost connection) as well as what waits in the socket. It runs on asyncio's loop
+and on uvloop's alike (llmhub/event_loop.py): only the loop's public transport API is used.
 """
 
 from __future__ import annotations

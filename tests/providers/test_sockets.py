@@ -299,3 +299,22 @@ async def test_a_pooled_connection_the_server_wrote_on_while_idle_is_not_used_ag
     answer = await adapter.generate(ask())
     assert answer.content == fake_openai.reply_text
     assert fake_openai.connections == 2
+
+
+async def test_a_large_answer_is_read_whole_when_read_slowly(backend):
+    """More than the backend keeps received before it stops reading the socket: all of it
+    arrives, in order, once reads take it."""
+    answer = bytes(range(256)) * (16 * 1024)  # 4 MiB
+    port, thread, _ = serve_once(answer)
+    stream = await backend.connect_tcp("127.0.0.1", port, timeout=5)
+    try:
+        await stream.write(b"GET / HTTP/1.1\r\n\r\n", timeout=5)
+        await asyncio.sleep(0.2)  # the answer waits, unread
+        pieces = []
+        while chunk := await stream.read(65536, timeout=5):
+            assert len(chunk) <= 65536
+            pieces.append(chunk)
+    finally:
+        await stream.aclose()
+    thread.join(5)
+    assert b"".join(pieces) == answer
