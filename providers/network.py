@@ -24,6 +24,8 @@ import httpcore
 import httpx
 from django.conf import settings
 
+from providers.sockets import AsyncioBackend
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -111,11 +113,11 @@ def note_server(scope: dict[str, Any]) -> None:
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend with the policy applied between name resolution and connect:
     the name is resolved here, every address checked, then a checked address is connected to (TLS
-    still verifies the name)."""
+    still verifies the name). Connections are asyncio's own (providers/sockets.py), not anyio's."""
 
     def __init__(self, private_network: bool) -> None:
         self.private_network = private_network
-        self._backend = httpcore.AnyIOBackend()
+        self._backend = AsyncioBackend()
 
     async def connect_tcp(
         self,

@@ -10,6 +10,10 @@ Tests, browser tests and benchmarks share these. Faults are set per test:
     fake.keep_alives_forever_next(every=0.05)            # SSE comments and nothing else, forever
     fake.trickle_next(every=0.2)                         # one byte at a time, never a whole line
     fake.huge_line_next(10 * 1024 * 1024)                # one stream line of 10 MB
+    fake.close_after_next()                              # answer, then close the kept-alive connection
+    fake.send_after_next(b"junk")                        # answer, then (0.1 s later) send these bytes
+
+`start(tls=context)` serves https with that server-side SSL context.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import argparse
 import itertools
 import json
 import os
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -69,6 +75,8 @@ class _Fault:
     cut_after: int | None = None
     raw: bytes | None = None
     stream: StreamReply | None = None
+    close_after: bool = False
+    send_after: bytes = b""
 
 
 class FakeProvider:
@@ -87,14 +95,17 @@ class FakeProvider:
         self.client_disconnected = threading.Event()
         self.streams_completed = 0
         self.connections = 0  # TCP connections accepted: a client that reuses them opens one
+        self.closed = 0  # connections the server has closed (after the client, or on its own)
         self.embedded: list[list] = []  # the inputs of each embeddings request answered
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._server: _Server | None = None
+        self._tls: ssl.SSLContext | None = None
 
     # ---- lifecycle
-    def start(self, port: int = 0) -> FakeProvider:
+    def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> FakeProvider:
         handler = type("Handler", (_Handler,), {"fake": self})
+        self._tls = tls
         self._server = _Server(("127.0.0.1", port), handler)
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
@@ -112,7 +123,7 @@ class FakeProvider:
     @property
     def url(self) -> str:
         """The endpoint as a user would type it: base URL with the version path."""
-        return f"http://127.0.0.1:{self.port}{self.prefix}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}{self.prefix}"
 
     # ---- faults
     def fail_next(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
@@ -168,6 +179,16 @@ class FakeProvider:
     def huge_line_next(self, size: int) -> None:
         """One stream line of `size` bytes, sent in 64 KiB pieces, and nothing after it."""
         self.stream_raw_next(huge_line(size))
+
+    def close_after_next(self) -> None:
+        """Answer the next request as usual (its connection kept alive, as far as the client can
+        tell), then close that connection: a server ending an idle keep-alive connection."""
+        self._push(_Fault(close_after=True))
+
+    def send_after_next(self, data: bytes) -> None:
+        """Answer the next request as usual, then, a moment later, send these bytes on its idle
+        connection."""
+        self._push(_Fault(send_after=data))
 
     def _push(self, fault: _Fault) -> None:
         with self._lock:
@@ -290,9 +311,25 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default 5 drops connections under load (1 s SYN retries)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        tls = self.RequestHandlerClass.fake._tls
+        if tls is not None:
+            # The handshake runs in the handler's thread, on its first read; one that fails is
+            # that connection's error only.
+            connection = tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        fake = self.RequestHandlerClass.fake
+        with fake._lock:
+            fake.closed += 1
+
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client closing its idle keep-alive connection is normal, not an error worth a traceback.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        # A client closing its idle keep-alive connection is normal, not an error worth a traceback;
+        # so is a client refusing the certificate of a TLS test.
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
             super().handle_error(request, client_address)
 
 
@@ -347,6 +384,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(reply, fault.cut_after if fault else None)
         else:
             self._write(reply)
+        if fault and fault.close_after:
+            self.wfile.flush()
+            self.close_connection = True
+        if fault and fault.send_after:
+            self.wfile.flush()
+            time.sleep(0.1)  # after the client has read the answer: not a part of it
+            self.wfile.write(fault.send_after)
+            self.wfile.flush()
 
     def _write(self, reply: Reply) -> None:
         data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
