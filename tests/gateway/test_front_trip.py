@@ -20,6 +20,7 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db.backends.utils import CursorWrapper
+from django.test import override_settings
 from django.utils import timezone
 
 from providers import breaker
@@ -90,7 +91,9 @@ def trips() -> Iterator[list]:
 
 class Gate:
     """Holds the first statement a database thread runs after the request's run is written (the
-    plan's first), until opened: the trip is then in flight, for as long as a test needs."""
+    plan's first), until opened: the trip is then in flight, for as long as a test needs. DEBUG is
+    on meanwhile, so the hot path's statements go through Django's cursor, where the gate stands
+    (llmhub/statements.py `run`)."""
 
     def __init__(self) -> None:
         self.reached, self.open = threading.Event(), threading.Event()
@@ -109,7 +112,8 @@ class Gate:
 
         CursorWrapper._execute_with_wrappers = held
         try:
-            yield self
+            with override_settings(DEBUG=True):
+                yield self
         finally:
             self.open.set()
             CursorWrapper._execute_with_wrappers = execute
