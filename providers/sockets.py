@@ -222,6 +222,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """TCP connections only: providers are never reached over a unix socket (GuardedBackend refuses
+    one), so httpcore's default for that, NotImplementedError, stands."""
+
     async def connect_tcp(
         self,
         host: str,
@@ -235,22 +238,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         try:
             async with asyncio.timeout(timeout):
                 transport, protocol = await loop.create_connection(_Protocol, host, port, local_addr=local)
-        except TimeoutError as error:
-            raise httpcore.ConnectTimeout(error) from error
-        except OSError as error:
-            raise httpcore.ConnectError(error) from error
-        return _configured(transport, protocol, socket_options)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
         except TimeoutError as error:
             raise httpcore.ConnectTimeout(error) from error
         except OSError as error:
