@@ -86,7 +86,9 @@ def ended(run_pk: int, within: float = 20) -> Run:
 
 
 def assert_charged_for_its_text(run: Run, received: str) -> None:
-    assert run.status == Run.Status.INTERRUPTED and run.reserved_usd is None and run.output
+    # Its status and message named, so that a run that ended another way before the kill says how.
+    ended_as = f"{run.status}: {run.error_message}"
+    assert run.status == Run.Status.INTERRUPTED and run.reserved_usd is None and run.output, ended_as
     assert received.startswith(run.output) or run.output.startswith(received)
     usage = UsageRecord.objects.get(run_id=str(run.uuid))
     assert usage.output_tokens == tokens.count_text(run.output, "gpt-4o", "openai") == run.output_tokens
