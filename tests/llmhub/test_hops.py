@@ -8,7 +8,7 @@ from contextvars import ContextVar
 
 import pytest
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from llmhub.hops import hop
 from usage.models import Run
@@ -33,11 +33,14 @@ async def test_a_hop_runs_on_a_pooled_thread_with_the_callers_context():
 
 
 def _connection() -> object:
+    """The pooled thread's own connection (not the proxy, which the caller would read as its own),
+    once it has been used."""
     Run.objects.count()
-    return connection
+    return connections[DEFAULT_DB_ALIAS]
 
 
 async def test_a_connection_past_its_age_is_closed_when_the_hop_ends(monkeypatch):
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
     used = await hop(_connection)
+    assert used.alias == DEFAULT_DB_ALIAS and used is not connections[DEFAULT_DB_ALIAS]
     assert used.connection is None

@@ -221,14 +221,6 @@ def test_a_database_error_is_djangos_and_a_broken_transaction_refuses_the_next_s
             statements.run("SELECT 1", (), statements.fetchone)
 
 
-@pytest.fixture
-def opened(alpha):
-    import threading
-
-    connection.ensure_connection()
-    print("FIX", threading.get_ident(), connection.connection)
-
-
 async def test_a_statement_in_an_event_loop_is_refused_as_django_refuses_it(alpha, monkeypatch):
     """Even when this thread's connection is open: a statement would block the loop."""
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
