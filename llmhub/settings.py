@@ -195,7 +195,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 times out a read after 5 s by default, exactly as long as channels_redis's
+            # blocking wait for a message (BZPOPMIN, 5 s): every idle websocket and every run's wait
+            # for a cancel died "Timeout reading". The read may take the wait and a margin; a Redis
+            # that stops answering is still noticed.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
 else:
