@@ -19,12 +19,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """Yields its REDIS_URL."""
+def redis_server(port: int | None = None) -> Iterator[str]:
+    """Yields its REDIS_URL; on `port` if given (a test restarts Redis where the servers expect it)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = _free_port()
+    port = port or _free_port()
     with tempfile.TemporaryDirectory(prefix="llmhub-redis-") as folder:
         options = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
         process = subprocess.Popen(

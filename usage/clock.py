@@ -28,6 +28,11 @@ class RunClock:
         self.stop: Stop | None = None
         self._timeout: asyncio.Timeout | None = None
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the run runs on: only it may interrupt the run's wait."""
+        return self._loop
+
     def progress(self) -> None:
         """New text arrived (or a new attempt begins): the idle limit starts again."""
         self.idle_at = self._loop.time() + self.idle

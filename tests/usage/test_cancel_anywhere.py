@@ -4,18 +4,20 @@ it, as the owner's other tab would."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
+import redis
 from websockets.sync.client import connect
 
+from gateway import keys
 from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
-from tests.servers import Server, free_port, listening
+from tests.redis_server import redis_server
+from tests.servers import Server, free_port
 from usage import runs
 from usage.models import Run, UsageRecord
 
@@ -23,35 +25,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def redis_url(tmp_path) -> Iterator[str]:
-    """A throwaway redis-server on a free port, stopped by its PID afterwards."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port()
-    options = [
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(tmp_path),
-    ]
-    process = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while not listening(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
 
 
 def socket_to(server: Server, run: Run, client):
@@ -120,3 +96,71 @@ def test_a_run_longer_than_the_redis_socket_timeout_is_still_cancelled_from_anot
     assert run.status == Run.Status.CANCELLED and run.reserved_usd is None
     assert 0 < run.output_tokens < 2000
     assert "Timeout reading" not in first.log() + second.log()
+
+
+def commands(url: str) -> int:
+    """Commands Redis has run since it started (INFO's total_commands_processed)."""
+    with redis.Redis.from_url(url) as client:
+        return int(client.info("stats")["total_commands_processed"])
+
+
+def test_an_api_request_costs_the_channel_layer_no_redis_command(redis_url, alpha, fake_openai):
+    """A run listens for a cancel through its process's one listener: it joins no group, makes no
+    channel and waits on none of its own (each a Redis round trip, and a wait at its end)."""
+    registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
+    secret = keys.create(alpha, "nightly").secret
+    server = Server("cancel/commands", REDIS_URL=redis_url)
+    try:
+        auth = {"authorization": f"Bearer {secret}"}
+        body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+        with httpx.Client(base_url=server.url, headers=auth, timeout=30) as client:
+            assert client.post("/v1/chat/completions", json=body).status_code == 200  # the listener joins
+            before = commands(redis_url)
+            for _ in range(20):
+                assert client.post("/v1/chat/completions", json=body).status_code == 200
+            during = commands(redis_url) - before
+    finally:
+        server.stop()
+    assert during <= 6, during  # the listener's own wait, renewed every 5 s (it was 6 a request)
+
+
+def test_cancels_reach_runs_again_once_redis_is_back(alice, alpha, alice_client, fake_openai):
+    """Redis restarted (its groups lost): each process's listener joins again by itself."""
+    registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
+    fake_openai.reply_text = "word " * 2000
+    port, first, second = free_port(), None, None
+    try:
+        with redis_server(port) as url:
+            first, second = Server("cancel/again-a", REDIS_URL=url), Server("cancel/again-b", REDIS_URL=url)
+            before = runs.create_run(alice, alpha, "openai/gpt-4o-mini", [Message("user", "Hi")], 5)
+            with socket_to(first, before, alice_client) as socket:  # the first server's listener starts
+                socket.send(json.dumps({"action": "start", "HEADERS": {}}))
+                while "Completed" not in socket.recv(timeout=10):
+                    pass
+        time.sleep(1.5)  # Redis is down: the listener fails and tries again
+        with redis_server(port):
+            fake_openai.chunk_delay = 0.01
+            run = runs.create_run(alice, alpha, "openai/gpt-4o-mini", [Message("user", "A story")], 2000)
+            deadline = time.monotonic() + 10
+            while "Listening for cancels from other processes again" not in first.log():
+                assert time.monotonic() < deadline, first.log()[-2000:]
+                time.sleep(0.1)
+            with (
+                socket_to(first, run, alice_client) as running,
+                socket_to(second, run, alice_client) as elsewhere,
+            ):
+                running.send(json.dumps({"action": "start", "HEADERS": {}}))
+                while 'hx-swap-oob="beforeend"' not in running.recv(timeout=10):
+                    pass
+                elsewhere.send(json.dumps({"action": "cancel", "HEADERS": {}}))
+                frame = ""
+                while "Cancelled by alice." not in frame:
+                    frame = running.recv(timeout=10)
+            logged = first.log()  # before Redis stops again
+    finally:
+        for server in (first, second):
+            if server is not None:
+                server.stop()
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED and run.reserved_usd is None
+    assert logged.count("Cannot listen for cancels from other processes") == 1  # once an outage
