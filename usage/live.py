@@ -115,7 +115,9 @@ async def _receive(layer, channel: str, loop: asyncio.AbstractEventLoop) -> None
         try:
             async with asyncio.timeout_at(deadline):
                 message = await layer.receive(channel)
-        except TimeoutError:  # the deadline, not the channel layer's (redis's is no TimeoutError)
+        except TimeoutError:
+            if loop.time() < deadline:  # not the deadline's: the channel layer's own
+                raise
             return
         clock = RUNNING.clocks.get(str(message.get("run")))
         if message.get("type") == "run.cancel" and clock is not None and clock.loop is loop:
