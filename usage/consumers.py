@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from contextlib import aclosing
 
 from asgiref.sync import sync_to_async
@@ -18,9 +19,17 @@ from usage.models import Run
 
 # How long ask mode waits for an answer before it takes "no" for one.
 ANSWER_TIMEOUT = 600
+CANCEL_NOT_SENT = (
+    '<div hx-swap-oob="beforeend:#run-{}-status"><p class="error" role="alert">The cancel could not be'
+    " sent to the server running this run (Redis does not answer). Try again in a moment.</p></div>"
+)
+logger = logging.getLogger(__name__)
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
+    # No channel of its own on the channel layer: a cancel reaches a run through its process's
+    # listener (usage/live.py), so a page's socket waits on nothing in Redis and outlives an outage.
+    channel_layer_alias = None
     task: asyncio.Task | None = None
     answer: asyncio.Future | None = None
     can_control = False
@@ -43,7 +52,11 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             self.task = asyncio.create_task(self.relay())
         elif action == "cancel":
             # To the run, wherever it runs: this socket, another tab, another server process.
-            await live.cancel(self.run, by=self.scope["user"].get_username())
+            try:
+                await live.cancel(self.run, by=self.scope["user"].get_username())
+            except Exception:  # noqa: BLE001 - Redis down: said on the page, the socket stays
+                logger.exception("The cancel of run %s could not be sent", self.run.uuid)
+                await self.send(text_data=format_html(CANCEL_NOT_SENT, self.run.uuid))
         elif action in ("switch", "stop") and self.answer is not None and not self.answer.done():
             self.answer.set_result(action == "switch")
 
