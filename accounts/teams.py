@@ -7,8 +7,8 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from accounts.models import Team, User
+from providers.catalog_entries import CatalogEntry
 from providers.models import Provider
-from providers.registry import CatalogEntry
 from providers.team_catalog import for_team
 
 

@@ -1,5 +1,5 @@
 """OpenAI's legacy Completions API, POST /v1/completions, mapped onto chat: the prompt becomes one
-user message and the request runs as a chat completion on any provider (gateway.api.begin and the
+user message and the request runs as a chat completion on any provider (gateway.front.begin and the
 run engine: key, allowed models, estimate, reservation, retries, fallback, cap, usage row). The
 fields both APIs share are read by the chat format itself, so they are checked exactly as there.
 """
@@ -15,10 +15,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import api, json_body
+from gateway import api, front, json_body
 from gateway import openai_format as fmt
 from gateway import openai_response as chat_answer
-from gateway.api import ApiError
+from gateway.front import ApiError
 from gateway.openai_messages import BadRequest
 from providers import configuration
 from providers.base import Delta, ToolCallDelta
@@ -136,7 +136,7 @@ def _echo(request: HttpRequest, chat: fmt.ChatRequest) -> str:
 @api.rate_limit_headers()
 async def completions(request: HttpRequest) -> HttpResponse:
     try:
-        prepared = await api.begin(request, parse)
+        prepared = await front.begin(request, parse)
     except ApiError as error:
         return error.response()
     echo = _echo(request, prepared.request)

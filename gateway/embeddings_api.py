@@ -1,6 +1,6 @@
 """OpenAI's Embeddings API, POST /v1/embeddings, on any provider that embeds (OpenAI, Azure,
 OpenAI-compatible servers, Ollama, Gemini): the key, allowed models, the price of every input, the
-budget reservation, the usage row and roll-up go as for chat (gateway.api and usage.embeddings).
+budget reservation, the usage row and roll-up go as for chat (gateway.front and usage.embeddings).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import api, json_body, ratelimits
-from gateway.api import ApiError
+from gateway import api, front, json_body, ratelimits
+from gateway.front import ApiError
 from providers import configuration
 from providers.base import TaskType
 from providers.embedding import INPUT_NAMES, EmbeddingRequest, Embeddings
@@ -98,9 +98,9 @@ def _token(value: Any) -> bool:
 
 @budgets.database_writable()  # a database that cannot be written: 503, never an HTML 500
 def _prepare(request: HttpRequest) -> tuple[Run, Asked]:
-    key = api.authenticate(request)
+    key = front.authenticate(request)
     asked = parse(request.body)
-    ref = api.resolve(key, asked.model)
+    ref = front.resolve(key, asked.model)
     try:
         available = runs.available_model(key.team, ref)
     except runs.RunRefused as refused:
@@ -140,7 +140,7 @@ def _prepare(request: HttpRequest) -> tuple[Run, Asked]:
 @api.rate_limit_headers()
 async def create(request: HttpRequest) -> HttpResponse:
     try:
-        run, asked = await api.admit(request, lambda: _prepare(request))
+        run, asked = await front.admit(request, lambda: _prepare(request))
     except ApiError as error:
         return error.response()
     embedded = await embeddings.embed(run, asked.request)

@@ -1,7 +1,7 @@
 """Anthropic's Messages API: POST /v1/messages and POST /v1/messages/count_tokens, on any provider.
 
 A request is read into the hub's own request (gateway.anthropic_request) and becomes a Run through
-the same steps as a chat completion (gateway.api.begin: key, allowed models, estimate, reservation),
+the same steps as a chat completion (gateway.front.begin: key, allowed models, estimate, reservation),
 then runs on the engine (retries, fallback, output cap, usage row). This module only translates.
 """
 
@@ -15,9 +15,9 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import anthropic_request, api
+from gateway import anthropic_request, api, front
 from gateway import anthropic_response as answer
-from gateway.api import ApiError
+from gateway.front import ApiError
 from gateway.openai_format import BadRequest
 from providers import configuration
 from providers.base import Delta, ToolCallDelta
@@ -37,7 +37,7 @@ def _error(error: ApiError) -> JsonResponse:
 @api.rate_limit_headers(anthropic=True)
 async def messages(request: HttpRequest) -> HttpResponse:
     try:
-        prepared = await api.begin(request, anthropic_request.parse)
+        prepared = await front.begin(request, anthropic_request.parse)
     except ApiError as error:
         return _error(error)
     run = prepared.run
@@ -84,12 +84,12 @@ async def _relay(run: Run, first, events, ended: Ended | None = None) -> AsyncIt
 
 
 def _count(request: HttpRequest, body: bytes) -> dict[str, int]:
-    key = api.authenticate(request)
+    key = front.authenticate(request)
     try:
         chat = anthropic_request.parse_count(body)
     except BadRequest as error:
         raise ApiError(400, str(error), param=error.param) from None
-    ref = api.resolve(key, chat.model)
+    ref = front.resolve(key, chat.model)
     try:
         entry, dialect = runs.available_model(key.team, ref)
     except runs.RunRefused as refused:
@@ -113,4 +113,4 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
     except ApiError as error:
         return _error(error)
     except DatabaseError:
-        return _error(api.database_unavailable())
+        return _error(front.database_unavailable())

@@ -6,7 +6,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway.api import ApiError, authenticate
+from gateway.front import ApiError, authenticate
 from gateway.models import ApiKey, ModelAlias
 from providers import configuration
 from providers.team_catalog import for_team

@@ -1,11 +1,12 @@
 """OpenAI's Responses API, POST /v1/responses, on any provider: the request is read as a chat
-completion (gateway.responses_request) and runs on the engine through gateway.api.begin; answers are
+completion (gateway.responses_request) and runs on the engine through gateway.front.begin; answers are
 Response objects, streamed with the Responses event sequence. With `store: true` a completed answer
 is kept for the key's team (gateway.response_store); a run that fails stores nothing."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -16,14 +17,16 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import api, response_store, responses_request
+from gateway import api, front, response_store, responses_request
 from gateway import openai_response as chat_answer
-from gateway.api import ApiError
+from gateway.front import ApiError
 from providers import configuration
 from providers.base import Delta, ToolCallDelta
 from usage import runs
 from usage.events import Ended, Started
 from usage.models import Run
+
+logger = logging.getLogger(__name__)
 
 
 def usage(run: Run) -> dict[str, Any]:
@@ -106,7 +109,7 @@ def _tool_choice(stored: dict | None) -> Any:
 
 
 class Reader:
-    """Reads the body for api.begin, after the key is known (api.authenticate sets request.api_key
+    """Reads the body for front.begin, after the key is known (front.authenticate sets request.api_key
     first): previous_response_id is looked up among that key's team's responses only."""
 
     def __init__(self, request: HttpRequest) -> None:
@@ -124,7 +127,7 @@ class Reader:
 async def responses(request: HttpRequest) -> HttpResponse:
     reader = Reader(request)
     try:
-        prepared = await api.begin(request, reader.parse)
+        prepared = await front.begin(request, reader.parse)
     except ApiError as error:
         return error.response()
     asked = reader.asked
@@ -155,7 +158,7 @@ async def keep(answer: dict[str, Any], asked: responses_request.Asked, key) -> d
             key, answer, asked.input_items, asked.previous
         )
     except DatabaseError:
-        api.logger.exception("The response %s could not be stored", answer["id"])
+        logger.exception("The response %s could not be stored", answer["id"])
         return answer | {"store": False}
     return answer
 

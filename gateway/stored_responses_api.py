@@ -9,8 +9,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from gateway import api, response_store
-from gateway.api import ApiError
+from gateway import front, response_store
+from gateway.front import ApiError
 from gateway.models import StoredResponse
 
 ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
@@ -36,7 +36,7 @@ def _refuse_parameters(request: HttpRequest, allowed: set[str]) -> None:
 
 
 def _stored(request: HttpRequest, response_id: str) -> StoredResponse:
-    key = api.authenticate(request)
+    key = front.authenticate(request)
     try:
         return response_store.get(key.team, response_id)
     except response_store.NotFound:
@@ -51,7 +51,7 @@ def stored_response(request: HttpRequest, response_id: str) -> HttpResponse:
             _refuse_parameters(request, set())
             return JsonResponse(_stored(request, response_id).response)
         if request.method == "DELETE":
-            key = api.authenticate(request)
+            key = front.authenticate(request)
             try:
                 response_store.delete(key.team, response_id)
             except response_store.NotFound:

@@ -8,7 +8,8 @@ from asgiref.sync import async_to_sync
 
 from providers import pricing
 from providers.models import Price, Provider, ProviderModel
-from providers.registry import record_price, registry
+from providers.registry import registry
+from providers.setup import record_price
 
 # A model the catalogue did not know: limits kept small until an admin sets the real ones.
 UNKNOWN_MAX_OUTPUT = 4096

@@ -12,10 +12,11 @@ from providers import network
 from providers.base import CredentialField, TaskType
 from providers.catalog import limits_for
 from providers.chat import Feature
+from providers.credentials import CredentialsMissing
 from providers.crypto import CredentialsUnreadable
 from providers.definitions import DefinitionError, ProviderDefinition, parse_entry
 from providers.models import Provider
-from providers.registry import CredentialsMissing, registry
+from providers.registry import registry
 
 FEATURES = {f.value for f in Feature} | {TaskType.REASONING.value}
 CAPABILITIES = FEATURES | {t.value for t in TaskType}

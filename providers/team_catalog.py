@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
+from providers.catalog_entries import CatalogEntry
 from providers.models import ProviderModel
-from providers.registry import CatalogEntry, registry
+from providers.registry import registry
 
 
 @dataclass(frozen=True)

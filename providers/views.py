@@ -26,11 +26,14 @@ from accounts.teams import (
 from audit import log
 from providers import breaker
 from providers.catalog import sync_models
+from providers.credentials import CredentialsMissing
 from providers.errors import ProviderError
 from providers.forms import DefaultModelForm, ProviderSetupForm
+from providers.kinds import UnknownKind
 from providers.models import CustomKind, Provider
 from providers.network import AddressRefused
-from providers.registry import CredentialsMissing, ProviderTaken, UnknownKind, registry
+from providers.registry import registry
+from providers.setup import ProviderTaken
 from usage import spool
 
 # Rendering runs the context processors, which read the database: from async views, in a thread.

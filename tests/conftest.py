@@ -110,7 +110,7 @@ def _is_test_database(connection) -> bool:
 
 
 def builtin_definition(provider_id: str) -> ProviderDefinition:
-    from providers.registry import ADAPTERS
+    from providers.kinds import ADAPTERS
 
     definitions = load_file(BUILTIN_FILE, dialects=ADAPTERS)
     return next(d for d in definitions if d.id == provider_id)
@@ -124,7 +124,7 @@ def adapter_for(
     **overrides,
 ) -> ProviderAdapter:
     """An adapter for a built-in provider's catalogue, pointed at a fake server."""
-    from providers.registry import ADAPTERS
+    from providers.kinds import ADAPTERS
 
     provider_id = provider_id or adapter_class.dialect
     definition = builtin_definition(provider_id)

@@ -22,10 +22,11 @@ from django.utils import timezone
 from accounts.models import Team
 from providers import breaker
 from providers.base import ProviderAdapter, TokenCount
+from providers.catalog_entries import CatalogEntry
 from providers.embedding import EmbeddingRequest, Embeddings
 from providers.errors import ProviderError
 from providers.pricing import cost, worst_input_price
-from providers.registry import CatalogEntry, registry
+from providers.registry import registry
 from usage import budgets, leases, runs, tokens
 from usage.ceiling import Limits, charge
 from usage.estimates import RunRefused

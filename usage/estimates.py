@@ -11,9 +11,10 @@ from typing import Any
 from accounts.models import Team, User
 from llmhub import statements
 from providers.base import GenerationRequest, Message
+from providers.catalog_entries import CatalogEntry
 from providers.errors import UnsupportedRequest
 from providers.pricing import cost, worst_input_price
-from providers.registry import CatalogEntry, registry
+from providers.registry import registry
 from usage import budgets, tokens
 from usage.models import Run
 

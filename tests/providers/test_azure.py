@@ -8,9 +8,10 @@ import pytest
 
 from providers.adapters.azure import AzureOpenAIAdapter
 from providers.base import GenerationRequest, Message, TokenCount
+from providers.credentials import CredentialsMissing
 from providers.errors import UnsupportedRequest
 from providers.models import ProviderModel
-from providers.registry import CredentialsMissing, registry
+from providers.registry import registry
 from tests.conftest import GOOD_KEYS, adapter_for
 
 ASK = (Message("system", "Be brief."), Message("user", "Hi"))

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from providers.definitions import MODEL_FIELDS, PROVIDER_FIELDS, parse
+from providers.kinds import ADAPTERS
 from providers.models import Provider
-from providers.registry import ADAPTERS, registry
+from providers.registry import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "providers.example.toml"

@@ -10,7 +10,8 @@ from django.db import connection
 
 from accounts.models import Team
 from providers.models import Provider
-from providers.registry import ProviderTaken, registry
+from providers.registry import registry
+from providers.setup import ProviderTaken
 from tests.conftest import GOOD_KEYS
 
 KEY = GOOD_KEYS["openai"]

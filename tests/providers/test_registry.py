@@ -8,10 +8,12 @@ from django.utils import timezone
 
 from providers.adapters.openai import OpenAIAdapter
 from providers.base import TaskType, TokenCount
+from providers.credentials import CredentialsMissing
 from providers.crypto import Secret
 from providers.errors import InvalidCredentials, UnpricedModel
+from providers.kinds import UnknownKind
 from providers.models import Price, Provider, ProviderModel
-from providers.registry import CredentialsMissing, ProviderRegistry, UnknownKind, UnknownProvider, registry
+from providers.registry import ProviderRegistry, UnknownProvider, registry
 from tests.conftest import BAD_KEY, GOOD_KEYS
 
 pytestmark = pytest.mark.django_db
@@ -220,7 +222,7 @@ def test_an_admin_price_overrides_the_library_from_its_start():
 
 def test_it_dates_a_changed_library_price_instead_of_rewriting_it():
     from providers.pricing import library_price
-    from providers.registry import record_price
+    from providers.setup import record_price
 
     add_openai()
     model = ProviderModel.objects.get(pk="openai/gpt-4o")

@@ -5,8 +5,10 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from providers.credentials import CredentialsMissing
+from providers.kinds import UnknownKind
 from providers.network import AddressRefused
-from providers.registry import CredentialsMissing, UnknownKind, registry
+from providers.registry import registry
 
 
 class Command(BaseCommand):
