@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -94,17 +95,12 @@ class ApiHandler(ASGIHandler):
             for receiver in group
         }
         self.signals_skippable = receivers <= SKIPPABLE
-        self.routes: dict[str, dict] = {}
-        self.routes_of: URLResolver | None = None  # the URLconf's resolver they were taken from
 
     def resolve_request(self, request: HttpRequest) -> ResolverMatch:
         """Django's, except that the API's fixed paths are looked up, not resolved: Django tries
         every page's pattern before /v1/'s (~0.2 ms a request). Any other path (an id in it, an
         unknown one answered by the JSON 404) is resolved as before."""
-        resolver = get_resolver()
-        if self.routes_of is not resolver:
-            self.routes, self.routes_of = _fixed_routes(resolver), resolver
-        found = None if hasattr(request, "urlconf") else self.routes.get(request.path_info)
+        found = None if hasattr(request, "urlconf") else fixed_routes(get_resolver()).get(request.path_info)
         if found is None:
             return super().resolve_request(request)
         request.resolver_match = match = ResolverMatch(**found)
@@ -158,8 +154,10 @@ class ApiHandler(ASGIHandler):
         return response
 
 
-def _fixed_routes(resolver: URLResolver) -> dict[str, dict]:
-    """Each /v1/ path of the URLconf without a parameter, with what Django resolves it to."""
+@functools.lru_cache(maxsize=4)  # per URLconf resolver (a test may swap the URLconf)
+def fixed_routes(resolver: URLResolver) -> dict[str, dict]:
+    """Each /v1/ path of the URLconf without a parameter, with what Django resolves it to. Taken
+    once a process, before it serves (llmhub/warm.py)."""
     paths = [f"/{p.pattern}" for p in resolver.url_patterns if isinstance(p, URLPattern)]
     fixed = [path for path in paths if path.startswith(PREFIX) and "<" not in path]
     return {path: _fields(resolver.resolve(path)) for path in fixed}

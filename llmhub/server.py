@@ -107,8 +107,10 @@ def serve(host: str, port: int, fd: int | None) -> None:
     from django.conf import settings
     from twisted.internet import reactor
 
+    from llmhub import warm
     from llmhub.asgi import application
 
+    warm.before_serving()
     if fd is not None:
         endpoints = build_endpoint_description_strings(file_descriptor=fd)
     else:  # (a worker's supervisor did it once for all of them)
