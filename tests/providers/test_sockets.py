@@ -215,13 +215,42 @@ async def test_a_connection_reset_is_a_read_error_then_a_write_error(backend):
     stream = await backend.connect_tcp("127.0.0.1", port, timeout=5)
     try:
         await stream.write(b"GET / HTTP/1.1\r\n\r\n", timeout=5)
-        thread.join(5)
+        await asyncio.to_thread(thread.join, 5)  # the loop turns meanwhile: a held write leaves
         with pytest.raises(httpcore.ReadError):
             await stream.read(65536, timeout=5)
         with pytest.raises(httpcore.WriteError):
             await stream.write(b"more", timeout=5)
     finally:
         await stream.aclose()
+
+
+def received_now(peer: socket.socket) -> bytes:
+    """What a non-blocking socket has received so far (loopback delivers a send at once)."""
+    try:
+        return peer.recv(65536)
+    except BlockingIOError:
+        return b""
+
+
+async def test_a_request_head_leaves_with_its_body_and_a_lone_write_as_the_loop_turns():
+    """httpcore writes a request's head, then its body: the hub's backend sends them in one send,
+    one TCP segment instead of two. A write that no other follows still leaves once the loop turns."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.getsockname()[1], timeout=5)
+        peer, _ = server.accept()
+        peer.setblocking(False)
+        try:
+            head, body = b"POST / HTTP/1.1\r\ncontent-length: 4\r\n\r\n", b"ping"
+            await stream.write(head, timeout=5)
+            assert received_now(peer) == b""  # held for the body
+            await stream.write(body, timeout=5)
+            assert received_now(peer) == head + body
+            await stream.write(b"GET / HTTP/1.1\r\n\r\n", timeout=5)
+            await asyncio.sleep(0)
+            assert received_now(peer) == b"GET / HTTP/1.1\r\n\r\n"
+        finally:
+            peer.close()
+            await stream.aclose()
 
 
 async def test_a_large_body_is_written_whole_to_a_slow_reader(backend):
