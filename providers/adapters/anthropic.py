@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,43 +98,46 @@ class AnthropicAdapter(ProviderAdapter):
         usage, finish, model, stopped_by = TokenCount(0, 0), FinishReason.OTHER, request.model, ""
         blocks: dict[int, int | None] = {}  # content block -> tool call index (None: the JSON answer)
         body = {**self.payload(request), "stream": True}
-        async for event in self.http.post_sse("/messages", body, last=_stop):
-            data = self.http.parse_json(event.data)
-            kind = data.get("type", event.event)
-            if kind == "message_start":
-                message = data.get("message", {})
-                model, usage = (
-                    message.get("model", model),
-                    _usage(self.display_name, message.get("usage"), usage),
-                )
-            elif (
-                kind == "content_block_start" and (data.get("content_block") or {}).get("type") == "tool_use"
-            ):
-                block = data["content_block"]
-                if block.get("name") == anthropic_format.ANSWER_TOOL:
-                    blocks[data["index"]] = None
-                else:
-                    blocks[data["index"]] = len([b for b in blocks.values() if b is not None])
-                    yield ToolCallDelta(blocks[data["index"]], block.get("id", ""), block.get("name", ""))
-            elif kind == "content_block_delta":
-                piece = _piece(data, blocks)
-                if piece is not None:
-                    yield piece
-            elif kind == "message_delta":
-                reason = (data.get("delta") or {}).get("stop_reason")
-                sequence = (data.get("delta") or {}).get("stop_sequence")
-                # Named only when it is one the request gave: an upstream's other text is not passed on.
-                stopped_by = sequence if reason == "stop_sequence" and sequence in request.stop else ""
-                answered = None in blocks.values() and not any(b is not None for b in blocks.values())
-                finish = FinishReason.STOP if answered else STOP_REASONS.get(reason, FinishReason.OTHER)
-                # output_tokens here is the running total, not an increment.
-                usage = _usage(self.display_name, data.get("usage"), usage)
-            elif kind == "message_stop":
-                yield Finished(usage, finish, model, stop_sequence=stopped_by)
-                return
-            elif kind == "error":
-                error_type = (data.get("error") or {}).get("type", "api_error")
-                self.raise_error(ERROR_STATUS.get(error_type, 500), {}, data, event.data)
+        # Closed here when it returns, not left to the garbage collector (see openai.py's _stream_from).
+        async with aclosing(self.http.post_sse("/messages", body, last=_stop)) as events:
+            async for event in events:
+                data = self.http.parse_json(event.data)
+                kind = data.get("type", event.event)
+                if kind == "message_start":
+                    message = data.get("message", {})
+                    model, usage = (
+                        message.get("model", model),
+                        _usage(self.display_name, message.get("usage"), usage),
+                    )
+                elif (
+                    kind == "content_block_start"
+                    and (data.get("content_block") or {}).get("type") == "tool_use"
+                ):
+                    block = data["content_block"]
+                    if block.get("name") == anthropic_format.ANSWER_TOOL:
+                        blocks[data["index"]] = None
+                    else:
+                        blocks[data["index"]] = len([b for b in blocks.values() if b is not None])
+                        yield ToolCallDelta(blocks[data["index"]], block.get("id", ""), block.get("name", ""))
+                elif kind == "content_block_delta":
+                    piece = _piece(data, blocks)
+                    if piece is not None:
+                        yield piece
+                elif kind == "message_delta":
+                    reason = (data.get("delta") or {}).get("stop_reason")
+                    sequence = (data.get("delta") or {}).get("stop_sequence")
+                    # Named only when it is one the request gave: an upstream's other text is not passed on.
+                    stopped_by = sequence if reason == "stop_sequence" and sequence in request.stop else ""
+                    answered = None in blocks.values() and not any(b is not None for b in blocks.values())
+                    finish = FinishReason.STOP if answered else STOP_REASONS.get(reason, FinishReason.OTHER)
+                    # output_tokens here is the running total, not an increment.
+                    usage = _usage(self.display_name, data.get("usage"), usage)
+                elif kind == "message_stop":
+                    yield Finished(usage, finish, model, stop_sequence=stopped_by)
+                    return
+                elif kind == "error":
+                    error_type = (data.get("error") or {}).get("type", "api_error")
+                    self.raise_error(ERROR_STATUS.get(error_type, 500), {}, data, event.data)
         raise StreamInterrupted(self.display_name)  # no message_stop: never a clean finish
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from providers.base import (
@@ -111,25 +112,29 @@ class OllamaAdapter(ProviderAdapter):
         self.check(request)
         calls = 0
         body = {**self.payload(request), "stream": True}
-        async for chunk in self.http.post_ndjson("/api/chat", body, last=_done):
-            if "error" in chunk:
-                self.raise_error(500, {}, chunk, str(chunk))
-            message = chunk.get("message") or {}
-            if text := message.get("content"):
-                yield Delta(text)
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                ident = call.get("id") or f"call_{uuid.uuid4().hex[:24]}"
-                yield ToolCallDelta(
-                    calls, ident, function.get("name", ""), json.dumps(function.get("arguments") or {})
-                )
-                calls += 1
-            if chunk.get("done"):
-                reason = DONE_REASONS.get(chunk.get("done_reason", ""), FinishReason.OTHER)
-                if calls and reason == FinishReason.STOP:
-                    reason = FinishReason.TOOL_CALLS
-                yield Finished(_usage(self.display_name, chunk), reason, chunk.get("model", request.model))
-                return
+        # Closed here when it returns, not left to the garbage collector (see openai.py's _stream_from).
+        async with aclosing(self.http.post_ndjson("/api/chat", body, last=_done)) as chunks:
+            async for chunk in chunks:
+                if "error" in chunk:
+                    self.raise_error(500, {}, chunk, str(chunk))
+                message = chunk.get("message") or {}
+                if text := message.get("content"):
+                    yield Delta(text)
+                for call in message.get("tool_calls") or []:
+                    function = call.get("function") or {}
+                    ident = call.get("id") or f"call_{uuid.uuid4().hex[:24]}"
+                    yield ToolCallDelta(
+                        calls, ident, function.get("name", ""), json.dumps(function.get("arguments") or {})
+                    )
+                    calls += 1
+                if chunk.get("done"):
+                    reason = DONE_REASONS.get(chunk.get("done_reason", ""), FinishReason.OTHER)
+                    if calls and reason == FinishReason.STOP:
+                        reason = FinishReason.TOOL_CALLS
+                    yield Finished(
+                        _usage(self.display_name, chunk), reason, chunk.get("model", request.model)
+                    )
+                    return
         raise StreamInterrupted(self.display_name)  # no done:true line: never a clean finish
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 from providers.base import (
@@ -176,22 +177,25 @@ class OpenAIAdapter(ProviderAdapter):
         body = {**self.payload(request), "stream": True, "stream_options": {"include_usage": True}}
         finishes: dict[int, FinishReason] = {}
         usage, model = TokenCount(0, 0), request.model
-        async for event in self.http.post_sse(path, body, last=_done):
-            if _done(event):
-                yield Finished(usage, finishes.get(0, FinishReason.OTHER), model, finishes)
-                return
-            chunk = self.http.parse_json(event.data)
-            if "error" in chunk:
-                self.raise_error(500, {}, chunk)
-            model = chunk.get("model") or model
-            for choice in chunk.get("choices") or []:
-                for piece in _pieces(choice):
-                    yield piece
-                if choice.get("finish_reason"):
-                    reason = FINISH_REASONS.get(choice["finish_reason"], FinishReason.OTHER)
-                    finishes[int(choice.get("index") or 0)] = reason
-            if chunk.get("usage"):
-                usage = _usage(self.display_name, chunk["usage"])
+        # Closed here when it returns, not left to the garbage collector: asyncio closes an async
+        # generator that was dropped unfinished in a task of its own, woken through the loop's self-pipe.
+        async with aclosing(self.http.post_sse(path, body, last=_done)) as events:
+            async for event in events:
+                if _done(event):
+                    yield Finished(usage, finishes.get(0, FinishReason.OTHER), model, finishes)
+                    return
+                chunk = self.http.parse_json(event.data)
+                if "error" in chunk:
+                    self.raise_error(500, {}, chunk)
+                model = chunk.get("model") or model
+                for choice in chunk.get("choices") or []:
+                    for piece in _pieces(choice):
+                        yield piece
+                    if choice.get("finish_reason"):
+                        reason = FINISH_REASONS.get(choice["finish_reason"], FinishReason.OTHER)
+                        finishes[int(choice.get("index") or 0)] = reason
+                if chunk.get("usage"):
+                    usage = _usage(self.display_name, chunk["usage"])
         # The body ended without "[DONE]": the answer may be incomplete, so it is not a success.
         raise StreamInterrupted(self.display_name)
 

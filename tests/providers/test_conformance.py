@@ -4,7 +4,9 @@ each error mapping, timeouts and cancellation. A new dialect adds one line to DI
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import sys
 import time
 from contextlib import aclosing
 
@@ -134,6 +136,28 @@ async def test_it_streams_deltas_then_one_final_usage(case):
     assert sum(isinstance(e, Finished) for e in events) == 1
     assert events[-1].usage.output > 0 and events[-1].usage.input > 0
     assert events[-1].finish_reason == FinishReason.STOP
+
+
+async def test_a_stream_read_to_its_end_leaves_no_generator_to_the_garbage_collector(case):
+    """Every async generator under a stream is closed by its reader: asyncio closes one dropped
+    unfinished in a task of its own, woken through the loop's self-pipe (a system call a request)."""
+    adapter_class, fake, model = case
+    adapter = adapter_for(adapter_class, fake)
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    dropped: list[str] = []
+
+    def noted(generator) -> None:
+        dropped.append(generator.__qualname__)
+        finalizer(generator)
+
+    sys.set_asyncgen_hooks(firstiter, noted)
+    try:
+        async with aclosing(adapter.events(ask(model, stream=True))) as events:
+            assert isinstance([event async for event in events][-1], Finished)
+        gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(firstiter, finalizer)
+    assert dropped == []
 
 
 async def test_it_reports_a_length_stop(case):
