@@ -85,11 +85,8 @@ def run(sql: str, params: Sequence = (), read: Callable[[Any], Any] = rowcount) 
             finally:
                 cursor.close()
         cursor = _bound_cursor(wrapper)
-        try:
-            cursor.execute(sql, params)  # prepared as the connection's prepare_threshold says
-            return read(cursor)
-        finally:
-            cursor.close()
+        cursor.execute(sql, params)  # prepared as the connection's prepare_threshold says
+        return read(cursor)
 
 
 # PostgreSQL. Django's cursors bind the values into the SQL text in Python (psycopg's ClientCursor:
@@ -101,10 +98,16 @@ def run(sql: str, params: Sequence = (), read: Callable[[Any], Any] = rowcount) 
 
 
 def _bound_cursor(wrapper: BaseDatabaseWrapper) -> Any:
-    """A psycopg cursor with server-side binding on the wrapper's connection, reading timestamps in
-    the wrapper's time zone as Django's own cursors do (see its create_cursor)."""
-    cursor = _server_binding_cursor()(wrapper.connection)
-    tzloader = wrapper.connection.adapters.get_loader(_TIMESTAMPTZ_OID, _TEXT)
+    """The connection's psycopg cursor with server-side binding, reading timestamps in the wrapper's
+    time zone as Django's own cursors do (see its create_cursor). One is kept per connection and
+    used for each statement in turn (a statement's execute() discards the previous one's result): a
+    new cursor cost ~15 µs of CPU a statement. A connection replaced gets a cursor of its own."""
+    kept = wrapper.__dict__.get("_bound_cursor")
+    if kept is not None and kept.connection is wrapper.connection:
+        cursor = kept
+    else:
+        cursor = wrapper._bound_cursor = _server_binding_cursor()(wrapper.connection)
+    tzloader = cursor.adapters.get_loader(_TIMESTAMPTZ_OID, _TEXT)
     if wrapper.timezone != tzloader.timezone:
         _register_tzloader()(wrapper.timezone, cursor)
     return cursor
