@@ -173,6 +173,12 @@ if DATABASE_URL:
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"].update(ENGINE=SQLITE_ENGINE, CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
+    elif DATABASES["default"]["CONN_MAX_AGE"] != 0:
+        # A kept connection prepares the hot path's statements at their first use, so that only
+        # their values travel afterwards (llmhub/statements.py; the ORM's client-side binding never
+        # prepares). A connection closed after each use prepares nothing: behind pgbouncer in
+        # transaction mode, the next transaction may be on another server connection.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 0)
 else:
     # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
     create_private_file(DATA_DIR / "llmhub.sqlite3")

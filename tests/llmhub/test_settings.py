@@ -73,6 +73,16 @@ def test_database_url_switches_to_postgresql(tmp_path):
     assert result.stdout.split() == ["django.db.backends.postgresql", "llmhub", "127.0.0.1"]
 
 
+def test_kept_postgresql_connections_prepare_statements_and_connections_closed_after_use_do_not(tmp_path):
+    """Prepared statements live on one server connection: with LLMHUB_DB_CONN_MAX_AGE=0 (behind
+    pgbouncer in transaction mode) the next transaction may be on another one."""
+    code = "from django.conf import settings as s; print(s.DATABASES['default']['OPTIONS'].get('prepare_threshold'))"
+    url = "postgres://hub:pw@127.0.0.1:5433/llmhub"
+    assert django(tmp_path, code, DATABASE_URL=url).stdout.split() == ["0"]
+    closed = django(tmp_path, code, DATABASE_URL=url, LLMHUB_DB_CONN_MAX_AGE="0")
+    assert closed.stdout.split() == ["None"]
+
+
 def test_redis_url_switches_the_channel_layer(tmp_path):
     code = "from django.conf import settings as s; print(s.CHANNEL_LAYERS['default']['BACKEND'])"
     assert django(tmp_path, code).stdout.strip() == "channels.layers.InMemoryChannelLayer"

@@ -244,3 +244,62 @@ def test_a_sqlite_connection_that_failed_a_statement_is_reopened_at_the_next_req
     request_finished.send(sender=None)  # close_old_connections
     assert statements.update(Team, alpha.pk, {"name": "Written"}) == 1
     assert Team.objects.get(pk=alpha.pk).name == "Written"
+
+
+def prepared() -> list[str]:
+    """The statements prepared on this thread's PostgreSQL connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_postgresql_connection_prepares_the_statements_and_a_new_one_prepares_them_again(
+    alpha, monkeypatch
+):
+    """Prepared once per connection while connections are kept (LLMHUB_DB_CONN_MAX_AGE, 60 s by
+    default: llmhub/settings.py sets the threshold); a connection that breaks is replaced, and the new
+    one prepares them again."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"prepare_threshold": 0})
+    connection.close()
+    sql = f"SELECT {statements.column(Team, 'name')} FROM {statements.table(Team)} WHERE id = %s"
+    server_side = sql.replace("%s", "$1")
+    for _ in range(2):
+        assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+    assert prepared() == [server_side]
+    _cut(connection.connection.info.backend_pid)  # as in a fail-over
+    with pytest.raises(OperationalError):
+        statements.run(sql, [alpha.pk], statements.fetchone)
+    request_finished.send(sender=None)  # close_old_connections, as each hop does
+    assert connection.connection is None
+    assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+    assert statements.update(Team, alpha.pk, {"name": "Again"}) == 1
+    assert statements.run(sql, [alpha.pk], statements.fetchone) == ("Again",)
+    assert server_side in prepared()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
+@pytest.mark.django_db(transaction=True)
+def test_a_postgresql_connection_closed_after_each_use_prepares_nothing(alpha, monkeypatch):
+    """LLMHUB_DB_CONN_MAX_AGE=0 (e.g. behind pgbouncer in transaction mode, which may hand each
+    transaction another server connection): the values are still sent apart, no statement is named."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {})  # as llmhub/settings.py leaves it
+    connection.close()
+    sql = f"SELECT {statements.column(Team, 'name')} FROM {statements.table(Team)} WHERE id = %s"
+    for _ in range(6):  # past psycopg's own threshold (5)
+        assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+    assert prepared() == []
+
+
+def _cut(pid: int) -> None:
+    """End that server process from another connection, as a fail-over or a restart does."""
+    import psycopg
+
+    db = connection.settings_dict
+    params = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": db["NAME"]}
+    params = {k: v for k, v in params.items() if v} | {"password": db["PASSWORD"] or None}
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
