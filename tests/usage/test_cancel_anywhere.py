@@ -36,6 +36,30 @@ def socket_to(server: Server, run: Run, client):
     return connect(url, additional_headers={"cookie": cookie, "origin": server.url})
 
 
+START = json.dumps({"action": "start", "HEADERS": {}})
+CANCEL = json.dumps({"action": "cancel", "HEADERS": {}})
+
+
+def cancel_from_elsewhere(
+    first: Server, second: Server, run: Run, client, idle: float = 0, streaming: float = 0
+):
+    """Start the run from a socket of `first` and, once its text flows, cancel it from a socket of
+    `second`; returns when the first socket says so. `idle`: seconds both sockets wait before the
+    start; `streaming`: seconds the run streams before the cancel."""
+    with socket_to(first, run, client) as running, socket_to(second, run, client) as elsewhere:
+        time.sleep(idle)
+        running.send(START)
+        while 'hx-swap-oob="beforeend"' not in running.recv(timeout=10):
+            pass
+        started = time.monotonic()
+        while time.monotonic() - started < streaming:
+            running.recv(timeout=10)
+        elsewhere.send(CANCEL)
+        frame = ""
+        while "Cancelled by alice." not in frame:
+            frame = running.recv(timeout=10)
+
+
 def test_a_cancel_from_another_server_process_stops_the_run(
     redis_url, alice, alpha, alice_client, fake_openai
 ):
@@ -45,17 +69,7 @@ def test_a_cancel_from_another_server_process_stops_the_run(
     fake_openai.chunk_delay = 0.01
     first, second = Server("cancel/a", REDIS_URL=redis_url), Server("cancel/b", REDIS_URL=redis_url)
     try:
-        with (
-            socket_to(first, run, alice_client) as running,
-            socket_to(second, run, alice_client) as elsewhere,
-        ):
-            running.send(json.dumps({"action": "start", "HEADERS": {}}))
-            while 'hx-swap-oob="beforeend"' not in running.recv(timeout=10):
-                pass
-            elsewhere.send(json.dumps({"action": "cancel", "HEADERS": {}}))
-            frame = ""
-            while "Cancelled by alice." not in frame:
-                frame = running.recv(timeout=10)
+        cancel_from_elsewhere(first, second, run, alice_client)
     finally:
         first.stop()
         second.stop()
@@ -75,20 +89,8 @@ def test_a_run_longer_than_the_redis_socket_timeout_is_still_cancelled_from_anot
     fake_openai.reply_text = "word " * 2000
     fake_openai.chunk_delay = 0.02  # ~40 s to the end
     first, second = Server("cancel/long-a", REDIS_URL=redis_url), Server("cancel/long-b", REDIS_URL=redis_url)
-    try:
-        with (
-            socket_to(first, run, alice_client) as running,
-            socket_to(second, run, alice_client) as elsewhere,
-        ):
-            time.sleep(6.5)  # both sockets idle past the socket timeout
-            running.send(json.dumps({"action": "start", "HEADERS": {}}))
-            started = time.monotonic()
-            while time.monotonic() - started < 6.5:  # the run streams past it too
-                running.recv(timeout=10)
-            elsewhere.send(json.dumps({"action": "cancel", "HEADERS": {}}))
-            frame = ""
-            while "Cancelled by alice." not in frame:
-                frame = running.recv(timeout=10)
+    try:  # both sockets idle past the socket timeout, then the run streams past it too
+        cancel_from_elsewhere(first, second, run, alice_client, idle=6.5, streaming=6.5)
     finally:
         first.stop()
         second.stop()
@@ -143,7 +145,7 @@ def test_cancels_reach_runs_again_once_redis_is_back(alice, alpha, alice_client,
             first, second = Server("cancel/again-a", REDIS_URL=url), Server("cancel/again-b", REDIS_URL=url)
             before = runs.create_run(alice, alpha, "openai/gpt-4o-mini", [Message("user", "Hi")], 5)
             with socket_to(first, before, alice_client) as socket:  # the first server's listener starts
-                socket.send(json.dumps({"action": "start", "HEADERS": {}}))
+                socket.send(START)
                 while "Completed" not in socket.recv(timeout=10):
                     pass
         time.sleep(1.5)  # Redis is down: the listener fails and tries again
@@ -154,17 +156,7 @@ def test_cancels_reach_runs_again_once_redis_is_back(alice, alpha, alice_client,
             while "Listening for cancels from other processes again" not in first.log():
                 assert time.monotonic() < deadline, first.log()[-2000:]
                 time.sleep(0.1)
-            with (
-                socket_to(first, run, alice_client) as running,
-                socket_to(second, run, alice_client) as elsewhere,
-            ):
-                running.send(json.dumps({"action": "start", "HEADERS": {}}))
-                while 'hx-swap-oob="beforeend"' not in running.recv(timeout=10):
-                    pass
-                elsewhere.send(json.dumps({"action": "cancel", "HEADERS": {}}))
-                frame = ""
-                while "Cancelled by alice." not in frame:
-                    frame = running.recv(timeout=10)
+            cancel_from_elsewhere(first, second, run, alice_client)
             logged = first.log()  # before Redis stops again
     finally:
         for server in (first, second):
@@ -190,14 +182,14 @@ def test_a_browser_run_goes_on_while_redis_is_down(alice, alpha, alice_client, f
                 socket_to(server, run, alice_client) as socket,
                 socket_to(server, elsewhere_run, alice_client) as other,
             ):
-                socket.send(json.dumps({"action": "start", "HEADERS": {}}))
+                socket.send(START)
                 while 'hx-swap-oob="beforeend"' not in socket.recv(timeout=10):
                     pass
                 redis_down = shut_down(url)
                 frames = ""
                 while "Completed" not in frames:
                     frames += socket.recv(timeout=20)
-                other.send(json.dumps({"action": "cancel", "HEADERS": {}}))  # runs nowhere: to Redis
+                other.send(CANCEL)  # runs nowhere: to Redis
                 assert "could not be sent" in other.recv(timeout=20)
         finally:
             server.stop()
