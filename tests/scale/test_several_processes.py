@@ -18,7 +18,6 @@ import httpx
 import pytest
 from django.db import connection
 from django.db.models import Sum
-from websockets.sync.client import connect
 
 from gateway import keys
 from gateway.models import ApiKey
@@ -26,6 +25,7 @@ from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from tests.redis_server import redis_server
+from tests.run_sockets import cancel_from_elsewhere
 from tests.servers import Server, listening
 from usage import runs
 from usage.estimates import available_model, estimate
@@ -102,12 +102,6 @@ def test_a_budget_for_ten_requests_lets_exactly_ten_of_a_hundred_through_two_wor
     assert set(answered) == on_uvloop(hub)  # each worker serves on uvloop's loop (llmhub/event_loop.py)
 
 
-def socket_to(server: Server, run: Run, client):
-    cookie = f"sessionid={client.cookies['sessionid'].value}"
-    url = f"ws://127.0.0.1:{server.port}/ws/runs/{run.uuid}/"
-    return connect(url, additional_headers={"cookie": cookie, "origin": server.url})
-
-
 def test_a_run_started_in_one_process_is_cancelled_from_the_other(
     alice, alpha, alice_client, openai_provider, redis_url, servers
 ):
@@ -115,14 +109,7 @@ def test_a_run_started_in_one_process_is_cancelled_from_the_other(
     run = runs.create_run(alice, alpha, MODEL, [Message("user", "A long story")], 900)
     first, second = Server("scale/a", REDIS_URL=redis_url), Server("scale/b", REDIS_URL=redis_url)
     servers += [first, second]
-    with socket_to(first, run, alice_client) as running, socket_to(second, run, alice_client) as elsewhere:
-        running.send(json.dumps({"action": "start", "HEADERS": {}}))
-        while 'hx-swap-oob="beforeend"' not in running.recv(timeout=20):
-            pass
-        elsewhere.send(json.dumps({"action": "cancel", "HEADERS": {}}))
-        frame = ""
-        while "Cancelled" not in frame:
-            frame = running.recv(timeout=20)
+    cancel_from_elsewhere(first, second, run, alice_client)
     run.refresh_from_db()
     assert run.status == Run.Status.CANCELLED and run.reserved_usd is None
     assert 0 < run.output_tokens < 900  # stopped long before its end

@@ -3,20 +3,19 @@ it, as the owner's other tab would."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
-from websockets.sync.client import connect
 
 from gateway import keys
 from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from tests.redis_server import redis_server
+from tests.run_sockets import CANCEL, START, cancel_from_elsewhere, socket_to
 from tests.servers import Server, free_port
 from usage import runs
 from usage.models import Run, UsageRecord
@@ -28,36 +27,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
         yield url
-
-
-def socket_to(server: Server, run: Run, client):
-    cookie = f"sessionid={client.cookies['sessionid'].value}"
-    url = f"ws://127.0.0.1:{server.port}/ws/runs/{run.uuid}/"
-    return connect(url, additional_headers={"cookie": cookie, "origin": server.url})
-
-
-START = json.dumps({"action": "start", "HEADERS": {}})
-CANCEL = json.dumps({"action": "cancel", "HEADERS": {}})
-
-
-def cancel_from_elsewhere(
-    first: Server, second: Server, run: Run, client, idle: float = 0, streaming: float = 0
-):
-    """Start the run from a socket of `first` and, once its text flows, cancel it from a socket of
-    `second`; returns when the first socket says so. `idle`: seconds both sockets wait before the
-    start; `streaming`: seconds the run streams before the cancel."""
-    with socket_to(first, run, client) as running, socket_to(second, run, client) as elsewhere:
-        time.sleep(idle)
-        running.send(START)
-        while 'hx-swap-oob="beforeend"' not in running.recv(timeout=10):
-            pass
-        started = time.monotonic()
-        while time.monotonic() - started < streaming:
-            running.recv(timeout=10)
-        elsewhere.send(CANCEL)
-        frame = ""
-        while "Cancelled by alice." not in frame:
-            frame = running.recv(timeout=10)
 
 
 def test_a_cancel_from_another_server_process_stops_the_run(
