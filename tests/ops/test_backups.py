@@ -28,9 +28,7 @@ from tests.ops.conftest import ROOT
 from usage.records import record_usage
 
 pytestmark = pytest.mark.django_db(transaction=True)
-sqlite_only = pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3", reason="SQLite backups"
-)
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite backups")
 
 
 def rows(path: Path, table: str) -> dict[int, tuple]:
@@ -218,9 +216,7 @@ def test_the_restore_command_asks_first_and_replaces_on_yes(backup, target):
     assert rows(target, "providers_provider")
 
 
-@pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql", reason="PostgreSQL backups"
-)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL backups")
 def test_a_postgresql_backup_is_a_pg_dump_with_its_manifest(openai_provider, tmp_path):
     out = StringIO()
     call_command("backup", str(tmp_path / "backup"), stdout=out)
