@@ -31,7 +31,7 @@ serve: $(VENV)/.installed-app $(VENDOR)/chart.umd.min.js var/tiktoken/.installed
 # own test database and server); `make test TEST_WORKERS=0` runs in this process alone.
 TEST_WORKERS ?= 2
 PARALLEL := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
-POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit tests/ops tests/scale
+POSTGRES_TESTS ?= tests/usage tests/gateway tests/accounts tests/audit tests/ops tests/llmhub tests/scale
 test: $(VENV)/.installed-test $(VENDOR)/chart.umd.min.js var/tiktoken/.installed var/axe/axe.min.js browser redis $(if $(POSTGRES_TESTS),postgres)
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) -m pytest $(PARALLEL) $(PYTEST_ARGS)

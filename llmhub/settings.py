@@ -166,6 +166,8 @@ SQLITE_OPTIONS = {
 }
 # Django's SQLite backend, plus: a connection that failed (read-only, locked) is reopened.
 SQLITE_ENGINE = "llmhub.sqlite"
+# Django's PostgreSQL backend, plus: a kept connection the server closed is reopened before its use.
+POSTGRESQL_ENGINE = "llmhub.postgresql"
 if DATABASE_URL:
     # Seconds a server connection is kept for reuse (0: one per request, e.g. behind pgbouncer).
     DATABASES = {
@@ -173,12 +175,16 @@ if DATABASE_URL:
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"].update(ENGINE=SQLITE_ENGINE, CONN_MAX_AGE=0, OPTIONS=SQLITE_OPTIONS)
-    elif DATABASES["default"]["CONN_MAX_AGE"] != 0:
-        # A kept connection prepares the hot path's statements at their first use, so that only
-        # their values travel afterwards (llmhub/statements.py; the ORM's client-side binding never
-        # prepares). A connection closed after each use prepares nothing: behind pgbouncer in
-        # transaction mode, the next transaction may be on another server connection.
-        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 0)
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A kept connection the server has closed (a fail-over, a restart) is noticed and reopened
+        # before its next use, instead of failing a request (llmhub/postgresql: no round trip).
+        DATABASES["default"].update(ENGINE=POSTGRESQL_ENGINE, CONN_HEALTH_CHECKS=True)
+        if DATABASES["default"]["CONN_MAX_AGE"] != 0:
+            # A kept connection prepares the hot path's statements at their first use, so that only
+            # their values travel afterwards (llmhub/statements.py; the ORM's client-side binding
+            # never prepares). A connection closed after each use prepares nothing: behind pgbouncer
+            # in transaction mode, the next transaction may be on another server connection.
+            DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 0)
 else:
     # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
     create_private_file(DATA_DIR / "llmhub.sqlite3")

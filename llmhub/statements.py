@@ -49,7 +49,7 @@ def db() -> BaseDatabaseWrapper:
 # reopen it), a transaction marked for rollback refuses statements (TransactionManagementError).
 # Django's thread-sharing check has nothing to find: `connections[...]` is this thread's own.
 # Everything else is Django's cursor's job, so the statement goes through it instead when:
-# - the connection is not open yet, or its health check is due (Django opens and checks it);
+# - the connection is not open yet, or its health check closed it (Django opens it);
 # - queries are logged (DEBUG, CaptureQueriesContext, assertNumQueries) or execute wrappers are
 #   installed (connection.execute_wrapper(), bench/api_cpu.py's listing): nothing is hidden from them;
 # - an event loop runs in this thread: Django's cursor raises SynchronousOnlyOperation.
@@ -64,9 +64,10 @@ def run(sql: str, params: Sequence = (), read: Callable[[Any], Any] = rowcount) 
     """Run one statement (Django's "%s" placeholders, a sequence of parameters) on this thread's
     connection and return `read(cursor)`: fetchone, fetchall, rowcount (the default) or lastrowid."""
     wrapper = connections[DEFAULT_DB_ALIAS]
+    if wrapper.health_check_enabled and not wrapper.health_check_done:
+        wrapper.close_if_health_check_failed()  # PostgreSQL's kept connections: llmhub/postgresql
     if (
         wrapper.connection is None
-        or (wrapper.health_check_enabled and not wrapper.health_check_done)
         or wrapper.force_debug_cursor
         or settings.DEBUG
         or wrapper.execute_wrappers

@@ -70,8 +70,9 @@ def main(command: list[str]) -> int:
     if not command:
         raise SystemExit(__doc__)
     with postgres_cluster() as url:
-        # Connections closed after each use: the test database can then be dropped at the end.
-        env = {**os.environ, "DATABASE_URL": url, "LLMHUB_DB_CONN_MAX_AGE": "0"}
+        # Connections kept, as the hub keeps them by default (prepared statements, the check of a
+        # kept connection); LLMHUB_DB_CONN_MAX_AGE=0 in the environment runs as behind pgbouncer.
+        env = {**os.environ, "DATABASE_URL": url}
         return subprocess.run(command, env=env).returncode
 
 

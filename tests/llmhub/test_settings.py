@@ -70,7 +70,7 @@ def test_encryption_keys_from_the_environment_replace_the_key_file(tmp_path):
 def test_database_url_switches_to_postgresql(tmp_path):
     code = "from django.conf import settings as s; d = s.DATABASES['default']; print(d['ENGINE'], d['NAME'], d['HOST'])"
     result = django(tmp_path, code, DATABASE_URL="postgres://hub:pw@127.0.0.1:5433/llmhub")
-    assert result.stdout.split() == ["django.db.backends.postgresql", "llmhub", "127.0.0.1"]
+    assert result.stdout.split() == ["llmhub.postgresql", "llmhub", "127.0.0.1"]
 
 
 def test_kept_postgresql_connections_prepare_statements_and_connections_closed_after_use_do_not(tmp_path):

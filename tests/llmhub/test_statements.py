@@ -4,6 +4,7 @@ its statements, run on the connection's own cursor, fail, log and refuse as Djan
 
 from __future__ import annotations
 
+import select
 from datetime import timedelta
 from decimal import Decimal
 
@@ -278,6 +279,40 @@ def test_a_kept_postgresql_connection_prepares_the_statements_and_a_new_one_prep
     assert statements.update(Team, alpha.pk, {"name": "Again"}) == 1
     assert statements.run(sql, [alpha.pk], statements.fetchone) == ("Again",)
     assert server_side in prepared()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's kept connections")
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_connection_the_server_closed_is_reopened_before_its_next_use(alpha, monkeypatch, tmp_path):
+    """After a fail-over or a restart, every kept connection is one the server has closed. It is
+    noticed when the next hop (or request) starts using it, so no request fails on it: a plain
+    statement and a transaction (as a reservation opens) each run on a new server connection."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"prepare_threshold": 0})
+    connection.close()
+    sql = f"SELECT {statements.column(Team, 'name')} FROM {statements.table(Team)} WHERE id = %s"
+    assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+    # A healthy one is checked without a round trip (Django's own check sends `SELECT 1`).
+    request_finished.send(sender=None)
+    with open(tmp_path / "trace", "w") as trace:
+        connection.connection.pgconn.trace(trace.fileno())
+        assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+        connection.connection.pgconn.untrace()
+    sent = [line.split("\t")[3] for line in (tmp_path / "trace").read_text().splitlines() if "\tF\t" in line]
+    assert "Query" not in sent and "Bind" in sent, sent  # no `SELECT 1`; the values sent apart
+    for step in ("statement", "transaction"):
+        cut = connection.connection.info.backend_pid
+        _cut(cut)
+        readable, _, _ = select.select([connection.connection.fileno()], [], [], 5)
+        assert readable, "the server did not end the session"
+        request_finished.send(sender=None)  # close_old_connections, as each hop does
+        if step == "statement":
+            assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+        else:
+            with transaction.atomic():
+                assert statements.update(Team, alpha.pk, {"name": "Again"}) == 1
+        assert connection.connection.info.backend_pid != cut
+    assert Team.objects.get(pk=alpha.pk).name == "Again"
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
