@@ -346,9 +346,10 @@ class ProviderHTTP:
         a step of an async generator for each line cost more than the line's own parsing."""
         pending, after_cr = bytearray(), False
         try:
-            # A body sent as it is (no content-encoding) is read without httpx's decoding layer.
+            # A body sent as it is (no content-encoding) is read as the transport gives it, without
+            # httpx's decoding layer or the generator of Response.aiter_raw (a step for each piece).
             raw = "content-encoding" not in response.headers
-            async for chunk in response.aiter_raw() if raw else response.aiter_bytes():
+            async for chunk in response.stream if raw else response.aiter_bytes():  # type: ignore[union-attr]
                 if after_cr and chunk.startswith(b"\n"):
                     chunk = chunk[1:]  # the LF of a CRLF split between two reads
                 after_cr = chunk.endswith(b"\r")
@@ -374,6 +375,7 @@ class ProviderHTTP:
         except (httpx.RemoteProtocolError, httpx.ReadError):
             # The server closed the connection before finishing the body.
             raise StreamInterrupted(self.provider) from None
+        await response.aclose()  # the body read to its end: its connection back to the pool at once
         if pending:
             yield [pending.decode("utf-8", errors="replace")]
 

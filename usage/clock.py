@@ -5,6 +5,13 @@ its RunClock: a total time limit, an idle limit that only new text resets (keep-
 empty chunks and a trickle of bytes that never completes an event do not), and `interrupt()`, with
 which a cancel from any socket or the server's drain ends the wait at once. Nothing is cancelled
 from outside: the run sees the reason where it waits and ends itself, settled.
+
+One timer a run, not one a wait: a stream's events are waits of their own, and an asyncio.timeout
+for each (a timer made, pushed on the loop's heap and cancelled, a context entered and left) was a
+good part of the CPU the hub spends on an event. The timer is set for the earliest end a wait may
+have; new text only moves the idle limit on, and a timer that comes due before the current wait's
+end sets itself again for that end. A wait that reaches its end is cancelled, as asyncio.timeout
+cancels it, and ends as a Stalled or a Stop.
 """
 
 from __future__ import annotations
@@ -26,7 +33,11 @@ class RunClock:
         self.ends_at = self._loop.time() + limit
         self.idle_at = self._loop.time() + idle
         self.stop: Stop | None = None
-        self._timeout: asyncio.Timeout | None = None
+        self._waiter: asyncio.Task | None = None  # the task in a wait, while it waits
+        self._until = 0.0  # when the current wait times out
+        self._cancelled = False  # the current wait was cancelled by this clock
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -40,8 +51,13 @@ class RunClock:
     def interrupt(self, stop: Stop) -> None:
         """End the run's current wait (or its next one) with `stop`; the first reason given wins."""
         self.stop = self.stop or stop
-        if self._timeout is not None and not self._timeout.expired():
-            self._timeout.reschedule(self._loop.time())
+        self._cancel_wait()
+
+    def close(self) -> None:
+        """The run is over: its timer is taken off the loop (it would hold the clock until due)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def check(self) -> None:
         if self.stop is not None:
@@ -51,24 +67,53 @@ class RunClock:
 
     async def next(self, events: AsyncIterator[T], provider: str) -> T | None:
         """The next event of a provider's stream (None at its end), within both limits."""
-        return await self._within(lambda: anext(events, None), self.idle_at, provider)
+        self.check()  # before anext(): a coroutine made and never awaited would warn
+        return await self._within(anext(events, None), min(self.ends_at, self.idle_at), provider)
 
     async def sleep(self, seconds: float) -> None:
-        await self._within(lambda: asyncio.sleep(seconds))
+        self.check()
+        await self._within(asyncio.sleep(seconds), self.ends_at)
 
     async def wait(self, awaitable: Callable[[], Awaitable[T]]) -> T:
-        return await self._within(awaitable)
+        self.check()
+        return await self._within(awaitable(), self.ends_at)
 
-    async def _within(
-        self, start: Callable[[], Awaitable[T]], idle_at: float | None = None, provider: str = ""
-    ) -> T:
-        self.check()  # before the awaitable exists: a coroutine made and never awaited would warn
-        when = self.ends_at if idle_at is None else min(self.ends_at, idle_at)
+    async def _within(self, waited: Awaitable[T], until: float, provider: str = "") -> T:
+        task = asyncio.current_task(self._loop)
+        assert task is not None, "a run waits in a task"
+        cancelling = task.cancelling()
+        self._waiter, self._until, self._cancelled = task, until, False
+        if self._timer is None or self._timer_at > until:
+            self._set_timer(until)
         try:
-            async with asyncio.timeout_at(when) as self._timeout:
-                return await start()
-        except TimeoutError:
-            self.check()
-            raise Stalled(provider, self.idle) from None
+            return await waited
+        except asyncio.CancelledError:
+            if self._cancelled:  # the wait reached its end, or the run was interrupted
+                self._cancelled = False
+                if task.uncancel() <= cancelling:  # and no one else cancelled the task
+                    self.check()
+                    raise Stalled(provider, self.idle) from None
+            raise
         finally:
-            self._timeout = None
+            if self._cancelled:  # cancelled as it ended anyway: taken back, as asyncio.timeout does
+                task.uncancel()
+            self._waiter, self._cancelled = None, False
+
+    def _set_timer(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = self._loop.call_at(when, self._on_timer), when
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return  # between waits: the next one sets the timer again
+        if self._until <= self._timer_at:
+            self._cancel_wait()
+        else:  # new text moved the idle limit on since the timer was set
+            self._set_timer(self._until)
+
+    def _cancel_wait(self) -> None:
+        if self._waiter is not None and not self._cancelled:
+            self._cancelled = True
+            self._waiter.cancel()

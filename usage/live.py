@@ -61,6 +61,7 @@ async def running(run: Run, clock: RunClock) -> AsyncIterator[None]:
         yield
     finally:
         RUNNING.clocks.pop(key, None)
+        clock.close()
 
 
 async def cancel(run: Run, by: str) -> None:

@@ -59,9 +59,8 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         """The deployments set up for this provider (Azure's own list is of models, not deployments)."""
         return sorted(deployments(self.config.credential("deployments")))
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        async for event in self._stream_from(self._path(request.model), request):
-            yield event
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        return self._stream_from(self._path(request.model), request)
 
     def embeddings_path(self, model: str) -> str:
         return f"/openai/deployments/{model}/embeddings?api-version={self._version()}"

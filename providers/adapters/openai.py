@@ -118,9 +118,9 @@ class OpenAIAdapter(ProviderAdapter):
         listing = await self.http.get_json("/models")
         return sorted(model["id"] for model in listing.get("data", []))
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        async for event in self._stream_from("/chat/completions", request):
-            yield event
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        # _stream_from's own generator, not one more that passes each event on.
+        return self._stream_from("/chat/completions", request)
 
     embedding_inputs = frozenset({TEXT, TOKENS})
 
