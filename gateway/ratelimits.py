@@ -18,19 +18,20 @@ import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from redis.commands.core import Script
 
 from accounts.models import Team
 from audit import log
 from gateway.models import ApiKey, RateWindow
 from llmhub import statements
 from usage.models import Run
+
+if TYPE_CHECKING:
+    from redis.commands.core import Script
 
 REQUESTS, TOKENS = "requests", "tokens"
 
@@ -253,17 +254,21 @@ return answer
 
 @functools.cache
 def _script(url: str) -> Script:
+    import redis  # here, not at the top: a hub without REDIS_URL never loads it (6 MB, bench/memory.py)
+
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).register_script(TAKE)
 
 
 def _take_redis(limits: list[Limit], tokens: int, window: float) -> tuple[bool, Windows]:
+    from redis import RedisError
+
     keys = [f"llmhub:ratelimit:{limit.scope}" for limit in limits]
     args: list[int] = [tokens, max(1, round(window * 1000))]
     for limit in limits:
         args += [limit.requests or 0, limit.tokens or 0]
     try:
         answer = _script(settings.REDIS_URL)(keys=keys, args=args)
-    except redis.RedisError as error:
+    except RedisError as error:
         raise RateLimitsUnavailable(str(error)) from error
     values = [int(value) for value in answer[1:]]
     windows = [(values[i], values[i + 1], values[i + 2] / 1000) for i in range(0, len(values), 3)]

@@ -34,9 +34,19 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmhub.settings")
     if options.workers > 1:
         sys.exit(supervise(options))
+    without_pyopenssl()
     from llmhub import server
 
     server.serve(options.host, options.port, options.fd)
+
+
+def without_pyopenssl() -> None:
+    """A server serves plain HTTP on a TCP port or the socket it inherits (TLS ends at a proxy in
+    front of it, README), and its provider calls use Python's own ssl module (httpx). Twisted and
+    autobahn load pyOpenSSL only to offer TLS ports and to read a TLS connection's details, and
+    each does without it when it cannot be imported: it is not imported, 5 MB less RSS
+    (bench/memory.py, issue 16). Before daphne imports Twisted; not if something already has."""
+    sys.modules.setdefault("OpenSSL", None)  # None in sys.modules: its import raises ImportError
 
 
 def save_file_providers() -> None:

@@ -13,6 +13,8 @@ import signal
 
 from twisted.web import http as twisted_http
 
+from llmhub import memory
+
 logger = logging.getLogger("llmhub.serve")
 # After the runs have settled, time for their last frames and events to reach the clients.
 FLUSH_SECONDS = 0.5
@@ -34,6 +36,7 @@ def remember_content_types() -> None:
 
 
 remember_content_types()
+memory.limit_arenas()  # before daphne's and the database's threads start
 
 
 class DrainingServer(daphne_server.Server):

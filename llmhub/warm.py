@@ -4,8 +4,8 @@ A fresh server used to do these at its first request, on the event loop, where e
 first burst waited for them (100 concurrent requests at a fresh process: each took 1.6 to 2.7 s,
 against ~10 ms warm; measured by bench/first_burst.py, issue 16):
 
-- the URLconf: Django imports it at its first request, and with it every view module (the API's
-  brings the Redis client): ~160 ms of CPU, 134 modules;
+- the URLconf: Django imports it at its first request, and with it every view module: ~160 ms of
+  CPU, 134 modules (not Redis' client, loaded only with REDIS_URL);
 - the API's fixed routes (llmhub/api_handler.py), taken from it;
 - the TLS context every provider connection uses (providers/network.py): the CA bundle parsed;
 - anyio's asyncio back end, which httpcore's locks and cancel scopes load at their first use:

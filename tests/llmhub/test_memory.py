@@ -9,7 +9,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway import keys
+from providers.registry import registry
+from tests.conftest import GOOD_KEYS
+from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 # Neither the server nor the supervisor needs these: the SDKs and test tools are test dependencies.
@@ -65,3 +74,56 @@ def test_the_supervisor_imports_neither_daphne_nor_the_app(tmp_path):
     imported = top_level(supervisor["modules"])
     assert imported.isdisjoint(["daphne", "twisted", "channels", "tiktoken", "genai_prices", "httpx"])
     assert imported.isdisjoint(NEVER_IN_A_SERVER)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_server_without_redis_url_loads_neither_redis_nor_pyopenssl(alpha, fake_openai):
+    """Redis' client (6 MB) only with REDIS_URL; pyOpenSSL (5 MB) never: the server serves plain
+    HTTP and calls providers through Python's ssl module (llmhub/serve.py). Checked on a live server
+    through a run, streamed or not, from everything it imported (python -X importtime)."""
+    registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
+    auth = {"authorization": f"Bearer {keys.create(alpha, 'memory').secret}"}
+    body = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16}
+    server = Server("memory", PYTHONPROFILEIMPORTTIME="1", REDIS_URL="")
+    try:
+        with httpx.Client(base_url=server.url, headers=auth, timeout=60) as client:
+            assert client.post("/v1/chat/completions", json=body).status_code == 200
+            assert client.post("/v1/chat/completions", json=body | {"stream": True}).status_code == 200
+            assert client.get("/readyz").status_code in (200, 503)
+        time.sleep(0.2)  # the last lines written
+        log = server.log()
+    finally:
+        server.stop()
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in log.splitlines() if line.startswith("import time:")
+    }
+    assert {"daphne", "twisted.internet.tcp", "tiktoken"} <= imported  # the check sees the whole run
+    # -X importtime lists the imports tried too: Twisted's and autobahn's of OpenSSL and OpenSSL.SSL,
+    # which fail. A package that loads imports its own inner modules, which nothing else asks for.
+    assert imported & {"OpenSSL._util", "OpenSSL.crypto", "redis.client", "channels_redis.core"} == set()
+
+
+ARENAS = """
+import ctypes, threading
+from llmhub import memory
+memory.limit_arenas()
+together = threading.Barrier(8)
+def allocate():  # each thread's first allocation while the 7 others are alive (an exited one hands its arena on)
+    kept = [ctypes.create_string_buffer(4096) for _ in range(200)]
+    together.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" paragraph an arena, on stderr
+"""
+
+
+def test_a_server_process_keeps_two_malloc_arenas_however_many_threads_allocate():
+    """glibc makes an arena for each thread that allocates while the others are busy, each holding
+    its own free memory; a server keeps two (llmhub/memory.py)."""
+    done = subprocess.run(
+        [sys.executable, "-c", ARENAS], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    arenas = [line for line in done.stderr.splitlines() if line.startswith("Arena ")]
+    assert 1 <= len(arenas) <= 2, done.stderr
