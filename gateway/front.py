@@ -271,7 +271,9 @@ def _prepare(request: HttpRequest, body: bytes, parse: Parse, planning: bool = F
             "in LLMHub, or allows this API key to run unpriced models.",
         )
         raise ApiError(400, run.error_message, code="unpriced_model", param="model")
-    request.rate_limits = ratelimits.admit_run(run, key)
+    # A run that is planned here is saved with its first reservation, in that transaction (one
+    # commit fewer a request); a plan that holds nothing saves it as it ends (runs.stream).
+    request.rate_limits = ratelimits.admit_run(run, key, save=not planning)
     return Prepared(run, chat, runs.plan(run) if planning else None)
 
 

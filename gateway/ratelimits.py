@@ -140,17 +140,20 @@ def limits_for(key: ApiKey) -> list[Limit]:
     return [limit for limit in found if limit.requests or limit.tokens]
 
 
-def admit_run(run: Run, key: ApiKey) -> Standing | None:
+def admit_run(run: Run, key: ApiKey, save: bool = True) -> Standing | None:
     """Save a priced, pending run if the key's and its team's limits admit it (and count it), in
     one transaction; or raise RateLimited and save nothing: a refused request leaves no run.
     With Redis, a run the database then fails to save stays counted (an error errs towards the limit).
     When nothing is counted in the database (no limit, or Redis counts), the INSERT is the only write:
-    it runs on its own, without a transaction around it (two statements fewer on every request)."""
+    it runs on its own, without a transaction around it (two statements fewer on every request).
+    Without `save`, the run is counted only: its caller saves it next, with its reservation
+    (budgets.reserve); a run the database then fails to save stays counted, as with Redis."""
     limits = limits_for(key)
     counted_in_database = bool(limits) and not settings.REDIS_URL
-    with transaction.atomic() if counted_in_database else nullcontext():
+    with transaction.atomic() if counted_in_database and save else nullcontext():
         standing = admit(limits, tokens_of(run))
-        statements.insert(run)  # as save(force_insert=True) writes it, without composing the SQL
+        if save:
+            statements.insert(run)  # as save(force_insert=True) writes it, without composing the SQL
     return standing
 
 

@@ -250,7 +250,8 @@ def database_writable() -> Iterator[None]:
 def reserve(run: Run, provider_id: str | None = None, also: tuple[str, ...] = ()) -> None:
     """Hold the run's maximum cost against every matching budget, or refuse it, atomically
     (BudgetRefused; BudgetUnavailable when the database cannot be written). The run's fields named
-    in `also` are saved with the hold, in the same UPDATE."""
+    in `also` are saved with the hold, in the same UPDATE; a run not saved yet is saved with its
+    hold, or not at all when refused."""
     if spool.pending():  # spend that waited for the database counts before more money is held
         from usage import records  # records imports alerts, which imports this module
 
@@ -303,9 +304,14 @@ def _locked(team_id: int, provider_id: str, api_key_id: int | None) -> list[Budg
 
 
 def _save_hold(run: Run, also: tuple[str, ...] = ()) -> None:
-    if run.pk:  # with the model it is for (see reserved())
-        fields = ("reserved_usd", "model_used", "reservation_expires_at", *also)
-        statements.update(Run, run.pk, {name: getattr(run, name) for name in fields})
+    """The hold written with the model it is for (see reserved()). A run not saved yet (the API's,
+    reserved in the trip that admitted it) is written whole, hold included: its INSERT in this
+    transaction instead of one committed on its own before it and an UPDATE here (issue 16)."""
+    if run.pk is None:
+        statements.insert(run)
+        return
+    fields = ("reserved_usd", "model_used", "reservation_expires_at", *also)
+    statements.update(Run, run.pk, {name: getattr(run, name) for name in fields})
 
 
 def current_standings(now: datetime | None = None) -> list[Standing]:

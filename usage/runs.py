@@ -313,12 +313,18 @@ async def abandon(run: Run) -> Ended:
 
 def _plan(run: Run) -> tuple[FallbackPolicy, list[str], Begun | Exception]:
     """The models to try (fallback.plan) and the first one's attempt begun, in one trip to the
-    database: what beginning it raised is handed back, for _attempts to handle as a later model's."""
+    database: what beginning it raised is handed back, for _attempts to handle as a later model's.
+    A run not saved yet (the API's) is saved with its reservation; when its first model holds
+    nothing, it is saved as it stands, for what comes next to know it (a fallback's audit entry)."""
     policy, models = fallback.plan(run)
     try:
         return policy, models, _begin(run, models[0], starting=True)
-    except (budgets.BudgetRefused, ProviderError, DatabaseError) as refused:
+    except (budgets.BudgetRefused, ProviderError) as refused:
+        if run.pk is None:
+            statements.insert(run)
         return policy, models, refused
+    except DatabaseError as failed:
+        return policy, models, failed
 
 
 def _outcome(begun: T | Exception) -> T:

@@ -75,9 +75,10 @@ def append(entry: dict) -> None:
 
 def pending(team_ids: Collection[int] | None = None) -> int:
     """How many settlements wait in the spool (a stat when there are none); with `team_ids`, only
-    those of these teams' runs."""
+    those of these teams' runs. Every run asks it twice (its reservation, its settlement), so the
+    stat is os.stat's: pathlib's costs ~20 µs more when the file is missing, as it nearly always is."""
     try:
-        if path().stat().st_size == 0:
+        if os.stat(settings.LLMHUB_SPOOL_PATH).st_size == 0:
             return 0
         with path().open("rb") as spool:
             lines = [line for line in spool if line.strip()]

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
 from django.utils import timezone
@@ -35,7 +36,7 @@ from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 pytestmark = pytest.mark.django_db(transaction=True)
 hub = team_on_openai  # team Alpha on the fake OpenAI, a $10 daily budget, no fallback; its API key
 HOST = (b"host", b"127.0.0.1")
-RUN_WRITTEN = 'INSERT INTO "usage_run"'
+PLANNED = '"providers_circuitbreaker"'  # the plan's first statement reads the circuit breakers
 HOLDS = "SUM(reserved_usd)"  # the reservation reads what is held against the budget
 
 
@@ -90,24 +91,22 @@ def trips() -> Iterator[list]:
 
 
 class Gate:
-    """Holds the first statement a database thread runs after the request's run is written (the
-    plan's first), until opened: the trip is then in flight, for as long as a test needs. DEBUG is
-    on meanwhile, so the hot path's statements go through Django's cursor, where the gate stands
+    """Holds the first statement of the request's plan (its run admitted, its reservation next)
+    until opened: the trip is then in flight, for as long as a test needs. DEBUG is on meanwhile,
+    so the hot path's statements go through Django's cursor, where the gate stands
     (llmhub/statements.py `run`)."""
 
     def __init__(self) -> None:
         self.reached, self.open = threading.Event(), threading.Event()
-        self.written = False
 
     @contextmanager
     def installed(self) -> Iterator[Gate]:
         execute = CursorWrapper._execute_with_wrappers
 
         def held(cursor, sql, *args, **kwargs):
-            if self.written and not self.reached.is_set():
+            if PLANNED in sql and not self.reached.is_set():
                 self.reached.set()
                 assert self.open.wait(10), "the gate was never opened"
-            self.written = self.written or sql.startswith(RUN_WRITTEN)
             return execute(cursor, sql, *args, **kwargs)
 
         CursorWrapper._execute_with_wrappers = held
@@ -119,7 +118,7 @@ class Gate:
             CursorWrapper._execute_with_wrappers = execute
 
     async def wait(self) -> None:
-        assert await asyncio.to_thread(self.reached.wait, 10), "the run was never written"
+        assert await asyncio.to_thread(self.reached.wait, 10), "the run was never planned"
 
 
 async def held_now(alpha) -> Decimal:
@@ -169,6 +168,28 @@ async def test_a_budget_refusal_for_the_first_model_falls_back_and_charges_the_o
     assert not [r for r in fake_openai.requests if r.path.endswith("/chat/completions")]
 
 
+async def test_the_run_is_written_with_its_hold_before_the_provider_is_called(hub, alpha, fake_openai):
+    """The API's run is first written in its reservation's transaction, hold included (one commit
+    fewer a request): when the provider is called, its row is committed, streaming and held."""
+    chat, found = fake_openai.chat, []
+
+    def chat_reading_the_run(body):
+        fields = ("status", "model_used", "reserved_usd", "max_cost_usd", "reservation_expires_at")
+        found.append(Run.objects.values_list(*fields).get())
+        connection.close()  # the fake server's thread keeps no connection
+        return chat(body)
+
+    fake_openai.chat = chat_reading_the_run
+    status, _ = await post(hub.secret)
+    assert status == 200
+    ((status, model_used, reserved, max_cost, expires),) = found
+    assert (status, model_used) == (Run.Status.STREAMING, "openai/gpt-4o-mini")
+    assert reserved == max_cost > 0 and expires > timezone.now()
+    run = await Run.objects.aget()
+    assert run.status == Run.Status.COMPLETED and run.reserved_usd is None and await held_now(alpha) == 0
+    assert (await UsageRecord.objects.aget()).cost_usd == run.cost_usd > 0
+
+
 async def test_a_budget_refusal_of_every_model_is_a_402_and_holds_nothing(hub, alpha, fake_openai):
     await Budget.objects.filter(team=alpha).aupdate(daily_limit_usd=Decimal("0"))
     status, answer = await post(hub.secret)
@@ -180,12 +201,12 @@ async def test_a_budget_refusal_of_every_model_is_a_402_and_holds_nothing(hub, a
 
 
 def test_a_reservation_the_database_refuses_is_a_503_and_nothing_is_sent(hub, fake_openai):
-    with failing_writes("usage_run", "UPDATE OF reserved_usd"):
+    """The API's run is first written with its reservation: a database that refuses it leaves no
+    run (as one that refuses a request's first write), no hold, and nothing sent."""
+    with failing_writes("usage_run", "INSERT"):
         status, answer = async_to_sync(post)(hub.secret)
     assert status == 503 and answer["error"]["code"] == "database_unavailable"
-    run = Run.objects.get()  # its end could not be written either: spooled, written once it can be
-    assert run.status == Run.Status.PENDING and run.reserved_usd is None and run.started_at is None
-    assert not UsageRecord.objects.exists()
+    assert not Run.objects.exists() and not UsageRecord.objects.exists()
     assert not [r for r in fake_openai.requests if r.path.endswith("/chat/completions")]
 
 
@@ -246,7 +267,7 @@ async def test_a_client_hanging_up_during_the_trip_leaves_no_hold(hub, alpha, fa
     with Gate().installed() as gate:
 
         async def hang_up() -> None:
-            await gate.wait()  # the run is written and being planned
+            await gate.wait()  # the run is admitted and being planned
             loop.call_later(0.2, gate.open.set)  # the trip goes on after the client has gone
 
         status, _ = await post(hub.secret, hang_up=hang_up)

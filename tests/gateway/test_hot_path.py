@@ -3,8 +3,8 @@ pinned so that a change adding statements to every request fails here (issue 16)
 
 The request goes through the real ASGI app in this process (every thread's connection is watched);
 the upstream is the fake OpenAI server on 127.0.0.1. Phases: the request (key, model, estimate, up to
-the pending run's INSERT), the reservation (up to the moment the upstream is called), and the
-settlement (everything after it).
+the plan), the reservation (the plan, and the run's INSERT with its hold, up to the moment the
+upstream is called), and the settlement (everything after it).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # The statements each phase runs, in a steady state (the key's last use already noted).
 # On PostgreSQL a transaction's BEGIN is not a statement Django runs (SQLite's BEGIN IMMEDIATE is).
-MOST = {"request": 3, "reservation": 5, "settlement": 6}
-MOST_ON_POSTGRESQL = {"request": 3, "reservation": 4, "settlement": 5}
+MOST = {"request": 2, "reservation": 5, "settlement": 6}
+MOST_ON_POSTGRESQL = {"request": 2, "reservation": 4, "settlement": 5}
 VERSION_READ = "SELECT version FROM providers_configurationversion"
 CONFIGURATION_TABLES = ("providers_", "usage_budget", "usage_fallbackpolicy", "gateway_modelalias")
 BODY = {
@@ -95,10 +95,10 @@ async def complete(secret: str) -> dict:
 
 
 def phases(seen: list[str], called_at: int) -> dict[str, list[str]]:
-    created = next(i for i, sql in enumerate(seen) if sql.startswith('INSERT INTO "usage_run"'))
+    planned = next(i for i, sql in enumerate(seen) if '"providers_circuitbreaker"' in sql)  # the plan's first
     return {
-        "request": seen[: created + 1],
-        "reservation": seen[created + 1 : called_at],
+        "request": seen[:planned],
+        "reservation": seen[planned:called_at],
         "settlement": seen[called_at:],
     }
 
@@ -120,6 +120,13 @@ async def test_a_chat_completion_runs_a_pinned_number_of_statements_per_phase(hu
     counted = {phase: len(sql) for phase, sql in phases(seen, called_at[0]).items()}
     listing = "\n".join(seen)
     assert counted == (MOST if connection.vendor == "sqlite" else MOST_ON_POSTGRESQL), listing
+    # The run is written once before the call, hold included, in the reservation's transaction.
+    written = [
+        sql
+        for sql in seen[: called_at[0]]
+        if sql.startswith(('INSERT INTO "usage_run"', 'UPDATE "usage_run"'))
+    ]
+    assert len(written) == 1 and written[0] == phases(seen, called_at[0])["reservation"][-1], listing
     # The configuration's version is read once, in the request phase: the reservation's and the
     # settlement's lookups, in other threads (sync_to_async copies the context), use the pin.
     assert [sql for sql in seen if sql.startswith(VERSION_READ)] == [VERSION_READ + " WHERE id = 1"]
