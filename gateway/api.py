@@ -136,9 +136,8 @@ async def _relay(
     async with aclosing(events):
         model = run.model_used or run.model_requested
         writer = answer.ChunkWriter(run, model, chat.include_usage, chat.legacy_functions)
-        yield writer.role()
-        if first is not None:
-            yield writer.event(first)
+        # The role chunk and the first delta are both at hand: one write, not two.
+        yield writer.role() if first is None else writer.role() + writer.event(first)
         async for event in events:
             if isinstance(event, Delta | ToolCallDelta):
                 yield writer.event(event)
