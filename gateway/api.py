@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import front
@@ -105,7 +105,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             return failure(ended).response()
         run = ended.run
         legacy = prepared.request.legacy_functions
-        return JsonResponse(answer.completion(run, run.model_used or run.model_requested, legacy))
+        return answer.json_response(answer.completion(run, run.model_used or run.model_requested, legacy))
     # Streaming: the status line waits for the first text (or the failure that replaces it).
     async for event in events:
         if isinstance(event, Delta | ToolCallDelta):
@@ -136,9 +136,8 @@ async def _relay(
     async with aclosing(events):
         model = run.model_used or run.model_requested
         writer = answer.ChunkWriter(run, model, chat.include_usage, chat.legacy_functions)
-        yield writer.role()
-        if first is not None:
-            yield writer.event(first)
+        # The role chunk and the first delta are both at hand: one write, not two.
+        yield writer.role() if first is None else writer.role() + writer.event(first)
         async for event in events:
             if isinstance(event, Delta | ToolCallDelta):
                 yield writer.event(event)

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from accounts.clients import client_address
 from accounts.teams import default_model_for, providers_for
@@ -54,9 +54,9 @@ class ApiError(Exception):
         self.status, self.type, self.code = status, type_, code
         self.param, self.headers = param, headers or {}
 
-    def response(self) -> JsonResponse:
+    def response(self) -> HttpResponse:
         body = answer.error_body(str(self), self.type, self.code, self.param)
-        return JsonResponse(body, status=self.status, headers=self.headers)
+        return answer.json_response(body, status=self.status, headers=self.headers)
 
 
 def authenticate(request: HttpRequest) -> ApiKey:

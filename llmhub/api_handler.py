@@ -52,8 +52,9 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import common, security
-from django.urls import ResolverMatch, URLPattern, URLResolver, get_resolver, set_script_prefix
+from django.urls import ResolverMatch, URLPattern, URLResolver, get_resolver, set_script_prefix, set_urlconf
 from django.utils.deprecation import MiddlewareMixin
+from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,21 @@ class ApiHandler(ASGIHandler):
             return super().resolve_request(request)
         request.resolver_match = match = ResolverMatch(**found)
         return match
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        """Django's, except that a 4xx answer's warning line (`Not Found: /v1/x`) is written on the
+        loop, as the access log line after it is, not through a thread hop (~0.2 ms of CPU: a wrong
+        key, a rate limit, a bad body are answers a misbehaving client repeats). A 5xx's line still
+        takes the hop, as in Django: its handlers may send mail (Django's mail_admins)."""
+        set_urlconf(settings.ROOT_URLCONF)
+        response = await self._middleware_chain(request)
+        response._resource_closers.append(request.close)
+        if response.status_code >= 500:
+            log = sync_to_async(log_response, thread_sensitive=False)
+            await log("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+        elif response.status_code >= 400:
+            log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+        return response
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if not self.signals_skippable or getattr(AsyncToSync.executors, "current", None):

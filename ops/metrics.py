@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from django.utils.module_loading import import_string
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -69,6 +70,19 @@ FALLBACKS = Counter(
     "Runs that switched to a fallback model, by the provider that failed and the one tried next.",
     ["provider", "to_provider"],
 )
+
+_children: dict[tuple, Any] = {}
+
+
+def child(metric: Counter | Histogram, *values: str) -> Any:
+    """`metric.labels(*values)`, kept: labels() checks and converts its values and takes a lock every
+    call (~2.5 µs, seven times a chat request); a kept child is one dict look-up. Keeps what
+    prometheus-client keeps anyway (a child per label set, for the process's life)."""
+    found = _children.get((metric, values))
+    if found is None:
+        found = _children[(metric, values)] = metric.labels(*values)
+    return found
+
 
 # The circuit breaker (when the engine has one) is read through this function: provider id -> "closed",
 # "half_open" or "open". Until it exists the metric is simply absent.

@@ -65,8 +65,8 @@ def _end(request: HttpRequest, response: HttpResponse, started: float) -> HttpRe
     response[HEADER] = request.request_id
     endpoint = _endpoint(request)
     method = request.method if request.method in METHODS else "other"
-    metrics.REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-    metrics.REQUEST_SECONDS.labels(endpoint).observe(seconds)
+    metrics.child(metrics.REQUESTS, endpoint, method, str(response.status_code)).inc()
+    metrics.child(metrics.REQUEST_SECONDS, endpoint).observe(seconds)
     if log.isEnabledFor(logging.INFO):
         log.info(
             "%s %s %s %.1f ms",

@@ -23,19 +23,19 @@ def run_finished(run: Run) -> None:
     provider, _, model = (run.model_used or run.model_requested).partition("/")
     team = run.team.name if Run.team.is_cached(run) else str(run.team_id)
     ended = outcome(run)
-    metrics.RUNS.labels(provider, model, ended).inc()
+    metrics.child(metrics.RUNS, provider, model, ended).inc()
     ttft = _seconds(run.started_at, run.first_token_at)
     total = _seconds(run.started_at, run.finished_at)
     if ttft is not None:
-        metrics.TIME_TO_FIRST_TOKEN.labels(provider, model).observe(ttft)
+        metrics.child(metrics.TIME_TO_FIRST_TOKEN, provider, model).observe(ttft)
     if total is not None:
-        metrics.RUN_SECONDS.labels(provider, model).observe(total)
+        metrics.child(metrics.RUN_SECONDS, provider, model).observe(total)
     if run.input_tokens:
-        metrics.TOKENS.labels(provider, model, team, "input").inc(run.input_tokens)
+        metrics.child(metrics.TOKENS, provider, model, team, "input").inc(run.input_tokens)
     if run.output_tokens:
-        metrics.TOKENS.labels(provider, model, team, "output").inc(run.output_tokens)
+        metrics.child(metrics.TOKENS, provider, model, team, "output").inc(run.output_tokens)
     if run.cost_usd:
-        metrics.COST.labels(provider, model, team).inc(float(run.cost_usd))
+        metrics.child(metrics.COST, provider, model, team).inc(float(run.cost_usd))
     if log.isEnabledFor(logging.INFO):
         fields = _fields(run, provider, model, team, ended, ttft, total)
         log.info("run %s %s %s/%s", run.uuid, ended, provider, model, extra=fields)
@@ -65,11 +65,11 @@ def _fields(run: Run, provider: str, model: str, team: str, ended: str, ttft, to
 
 
 def retried(ref: str) -> None:
-    metrics.RETRIES.labels(ref.partition("/")[0]).inc()
+    metrics.child(metrics.RETRIES, ref.partition("/")[0]).inc()
 
 
 def fell_back(source: str, target: str) -> None:
-    metrics.FALLBACKS.labels(source.partition("/")[0], target.partition("/")[0]).inc()
+    metrics.child(metrics.FALLBACKS, source.partition("/")[0], target.partition("/")[0]).inc()
 
 
 def _seconds(start, end) -> float | None:
@@ -80,4 +80,4 @@ def _seconds(start, end) -> float | None:
 
 def rate_limited(scope: str, kind: str) -> None:
     """Count a request refused by a rate limit: of an API key or a team, on requests or tokens."""
-    metrics.RATE_LIMITED.labels(scope, kind).inc()
+    metrics.child(metrics.RATE_LIMITED, scope, kind).inc()

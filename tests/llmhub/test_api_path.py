@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,6 +97,17 @@ async def test_the_apis_error_answers_are_json_as_before(alpha, settings):
     assert json.loads(other_host["body"]) == error(
         400, "The request was refused: Bad Request.", "invalid_request"
     )
+
+
+async def test_a_refused_requests_warning_line_is_written_on_the_loop(caplog):
+    """Django's `Method Not Allowed: /v1/...` line for a 4xx answer, as before, but written on the
+    event loop (the test's thread), not through a thread hop; its request id on it."""
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        refused = await call("/v1/chat/completions")
+    assert refused["status"] == 405
+    [line] = [record for record in caplog.records if record.name == "django.request"]
+    assert line.getMessage() == "Method Not Allowed: /v1/chat/completions" and line.status_code == 405
+    assert line.levelno == logging.WARNING and line.thread == threading.get_ident()
 
 
 class Exploding:
