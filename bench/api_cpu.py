@@ -9,9 +9,9 @@ The hub is set up as bench/gateway.py sets it up (SQLite in a fresh data folder,
 database; a team budget, usage recorded); the fake upstream is another process. Printed: the best
 round's CPU ms a request, and the SQL statements of one request.
 
-PostgreSQL connections are kept as the hub keeps them by default (LLMHUB_DB_CONN_MAX_AGE=60), not
-closed after each use as tests.with_postgres sets for the tests: that opens 4 connections a request,
-~1.5 ms of CPU each (--conn-max-age 0 measures it).
+PostgreSQL connections are kept as the hub keeps them by default (LLMHUB_DB_CONN_MAX_AGE=60);
+--conn-max-age 0 measures closing them after each use, as behind pgbouncer: 4 connections a request,
+~1.5 ms of CPU each. bench/instructions.py counts the same request's instructions instead.
 """
 
 from __future__ import annotations
