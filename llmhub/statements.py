@@ -64,8 +64,7 @@ def run(sql: str, params: Sequence = (), read: Callable[[Any], Any] = rowcount) 
     """Run one statement (Django's "%s" placeholders, a sequence of parameters) on this thread's
     connection and return `read(cursor)`: fetchone, fetchall, rowcount (the default) or lastrowid."""
     wrapper = connections[DEFAULT_DB_ALIAS]
-    if wrapper.health_check_enabled and not wrapper.health_check_done:
-        wrapper.close_if_health_check_failed()  # PostgreSQL's kept connections: llmhub/postgresql
+    wrapper.close_if_health_check_failed()  # when due (PostgreSQL's kept connections: llmhub/postgresql)
     if (
         wrapper.connection is None
         or wrapper.force_debug_cursor
