@@ -84,8 +84,13 @@ async def test_a_wait_that_ends_as_it_comes_due_is_not_cancelled_later():
 
 async def test_a_closed_clock_leaves_no_timer_on_the_loop():
     loop = asyncio.get_running_loop()
-    before = len(loop._scheduled)  # noqa: SLF001 - the loop's own heap is what a timer would fill
     clock = RunClock(limit=3600, idle=600)
+    before = _live_timers(loop)
     await read(clock, [0, 0, 0])
+    assert _live_timers(loop) == before + 1  # the run's one timer, while it runs
     clock.close()
-    assert sum(not handle.cancelled() for handle in loop._scheduled) <= before  # noqa: SLF001
+    assert _live_timers(loop) == before
+
+
+def _live_timers(loop: asyncio.AbstractEventLoop) -> int:
+    return sum(not handle.cancelled() for handle in loop._scheduled)  # noqa: SLF001 - the loop's own heap
