@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     if options.workers > 1:
         sys.exit(supervise(options))
     without_pyopenssl()
+    without_autobahn_nvx()
     from llmhub import server
 
     server.serve(options.host, options.port, options.fd)
@@ -47,6 +48,16 @@ def without_pyopenssl() -> None:
     each does without it when it cannot be imported: it is not imported, 5 MB less RSS
     (bench/memory.py, issue 16). Before daphne imports Twisted; not if something already has."""
     sys.modules.setdefault("OpenSSL", None)  # None in sys.modules: its import raises ImportError
+
+
+def without_autobahn_nvx() -> None:
+    """Autobahn (daphne's websockets) checks the UTF-8 of the text frames a client sends, and
+    unmasks them, with its CFFI extension (NVX) when it can: loading it builds cffi's C parser
+    (cffi and pycparser), 1 MB of RSS (bench/memory.py, issue 16). A client sends a run page's
+    socket only a few short control messages (start, cancel, an answer), which autobahn's pure
+    Python does as well; what the server sends is neither masked nor checked. AUTOBAHN_USE_NVX is
+    autobahn's own switch; one set in the environment is kept. Before daphne imports autobahn."""
+    os.environ.setdefault("AUTOBAHN_USE_NVX", "0")
 
 
 def save_file_providers() -> None:
