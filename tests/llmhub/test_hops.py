@@ -3,14 +3,17 @@ there (never on the loop's thread), and leaves no connection open past its age."
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import threading
+import time
 from contextvars import ContextVar
 
 import pytest
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from llmhub.hops import hop
+from llmhub.hops import hop, start
 from usage.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,3 +47,59 @@ async def test_a_connection_past_its_age_is_closed_when_the_hop_ends(monkeypatch
     used = await hop(_connection)
     assert used.alias == DEFAULT_DB_ALIAS and used is not connections[DEFAULT_DB_ALIAS]
     assert used.connection is None
+
+
+def _fails() -> None:
+    raise ValueError("in the pooled thread")
+
+
+async def test_a_hops_exception_reaches_its_caller():
+    with pytest.raises(ValueError, match="in the pooled thread"):
+        await hop(_fails)
+
+
+async def test_hops_under_way_together_run_on_threads_of_their_own():
+    both_in = threading.Barrier(2, timeout=10)  # each waits for the other: one thread would not do
+
+    def meet() -> str:
+        both_in.wait()
+        return threading.current_thread().name
+
+    first, second = await asyncio.gather(hop(meet), hop(meet))
+    assert first != second
+
+
+async def test_a_cancelled_callers_function_runs_to_its_end():
+    let_go, done = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        assert let_go.wait(10)
+        done.set()
+
+    trip = start(slow)
+    waiting = asyncio.ensure_future(trip)
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    let_go.set()
+    assert await asyncio.to_thread(done.wait, 10)
+    assert await hop(threading.current_thread)  # the pool goes on serving
+
+
+def test_a_loops_threads_end_with_it():
+    def names() -> set[str]:
+        return {thread.name for thread in threading.enumerate() if thread.name.startswith("llmhub-hop-")}
+
+    before = names()
+    loop = asyncio.new_event_loop()
+    name = loop.run_until_complete(hop(lambda: threading.current_thread().name))
+    assert name in names() - before
+    loop.close()
+    del loop
+    gc.collect()
+    for _ in range(100):
+        if name not in names():
+            break
+        time.sleep(0.05)
+    assert name not in names()
