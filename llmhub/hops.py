@@ -40,7 +40,7 @@ from django.db import connections
 T = TypeVar("T")
 # As many threads as asyncio's default executor (concurrent.futures.ThreadPoolExecutor) starts at most.
 MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
-# An idle thread looks this often whether the interpreter is exiting, to let it exit.
+# An idle thread looks this often whether the interpreter is exiting or its loop closed, to end.
 IDLE_CHECK_SECONDS = 1.0
 # A pool thread's database connections as its last hop left them (only hops run on these threads).
 _opened = threading.local()
@@ -62,7 +62,7 @@ async def hop(function: Callable[..., T], *args: Any) -> T:
 
 
 def _pool_for(loop: asyncio.AbstractEventLoop) -> _Pool:
-    pool = _pools[loop] = _Pool()
+    pool = _pools[loop] = _Pool(loop)
     weakref.finalize(loop, pool.stop)  # the loop gone, its threads end (and their connections with them)
     return pool
 
@@ -70,7 +70,8 @@ def _pool_for(loop: asyncio.AbstractEventLoop) -> _Pool:
 class _Pool:
     """Threads that take work from a queue; one is started when work comes and none is idle."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)  # not kept alive by its threads
         self.work: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.threads = 0
@@ -102,9 +103,10 @@ class _Pool:
             try:
                 item = self.work.get(timeout=IDLE_CHECK_SECONDS)
             except queue.Empty:
-                if main.is_alive():
+                loop = self.loop()
+                if main.is_alive() and loop is not None and not loop.is_closed():
                     continue
-                return  # the interpreter is exiting
+                return  # the interpreter is exiting, or the loop closed: no more work can come
             if item is None:
                 return
             _run(*item)
