@@ -40,12 +40,35 @@ def load(body: bytes) -> Any:
     except ValueError:
         # int() refuses more than 4,300 digits (sys.get_int_max_str_digits).
         raise BadBody("A number in the request body is too long.") from None
-    _check(data)
+    # Parsed text holds NUL or a surrogate only from a \\u escape: literal ones are refused by the
+    # parser (a control character) and by the UTF-8 decoder (a surrogate).
+    if _suspect(data, escaped="\\u" in text):
+        _check(data)  # names the problem, and where it is
     return data
 
 
 def _no_constant(name: str) -> Any:
     raise BadBody(f"{name} is not valid JSON: send numbers as numbers.")
+
+
+def _suspect(data: Any, escaped: bool) -> bool:
+    """Whether _check would find a problem: the same walk, without the paths it names (built for every
+    value, they were most of its cost), nor the text checks when the body has no \\u escape."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, str):
+            if escaped and _UNSTORABLE.search(value):
+                return True
+        elif isinstance(value, dict):
+            if escaped and any(_UNSTORABLE.search(name) for name in value):
+                return True
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+    return False
 
 
 def _check(data: Any) -> None:

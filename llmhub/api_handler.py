@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import logging
 from typing import Any
 
@@ -139,6 +140,19 @@ class ApiHandler(ASGIHandler):
                 await sync_to_async(signals.request_finished.send)(sender=self.__class__)
             elif response is not None:
                 _run_closers(response)
+
+    async def read_body(self, receive: Any) -> io.BytesIO:
+        """Django's, in memory rather than in a temporary file that rolls over to disk past
+        FILE_UPLOAD_MAX_MEMORY_SIZE: an API body is read whole into memory anyway (request.body; at
+        most LLMHUB_API_MAX_BODY_BYTES, llmhub/body_limit.py)."""
+        parts = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()  # the client left before its body was read
+            parts.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return io.BytesIO(parts[0] if len(parts) == 1 else b"".join(parts))
 
     async def handle_without_signals(self, scope: dict, receive: Any, send: Any) -> HttpResponseBase | None:
         """Django's ASGIHandler.handle without request_started and request_finished; the response

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 
+from daphne import http_protocol as daphne_http
 from twisted.web import http as twisted_http
 
 from llmhub import memory
@@ -35,7 +36,20 @@ def remember_content_types() -> None:
         twisted_http._parseContentType = functools.lru_cache(maxsize=CONTENT_TYPES_KEPT)(parse)
 
 
+def skip_twisted_access_lines() -> None:
+    """Twisted's HTTP factory formats an access line (combined log format) for every request and
+    writes it to Twisted's log as an event, which daphne at its default verbosity sends nowhere
+    (~85,000 instructions a request, counted by callgrind). LLMHub writes its own
+    line (ops/middleware.py), so daphne's factory writes none."""
+    daphne_http.HTTPFactory.log = _no_access_line
+
+
+def _no_access_line(factory: twisted_http.HTTPFactory, request: twisted_http.Request) -> None:
+    """HTTPFactory.log: LLMHub's own access line is written by ops/middleware.py."""
+
+
 remember_content_types()
+skip_twisted_access_lines()
 memory.limit_arenas()  # before daphne's and the database's threads start
 
 

@@ -24,6 +24,7 @@ from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
 from django.utils import timezone
 
+from llmhub import hops
 from providers import breaker
 from providers.errors import NetworkError
 from providers.registry import registry
@@ -73,21 +74,27 @@ async def post(secret: str, body: dict | None = None, hang_up=None) -> tuple[int
 
 @contextmanager
 def trips() -> Iterator[list]:
-    """The functions sent to the loop's pooled threads (run_in_executor with its default executor)."""
+    """The functions sent off the loop to pooled threads: through llmhub.hops, or run_in_executor
+    with the loop's default executor."""
     loop = asyncio.get_running_loop()
     sent: list = []
-    original = loop.run_in_executor
+    original, submit = loop.run_in_executor, hops._Pool.submit
 
     def noted(executor, function, *args):
         if executor is None:
             sent.append(function)
         return original(executor, function, *args)
 
-    loop.run_in_executor = noted
+    def hopped(pool, item):
+        sent.append(item[3])  # (loop, future, context, function, args)
+        return submit(pool, item)
+
+    loop.run_in_executor, hops._Pool.submit = noted, hopped
     try:
         yield sent
     finally:
         del loop.run_in_executor
+        hops._Pool.submit = submit
 
 
 class Gate:

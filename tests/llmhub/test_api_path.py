@@ -99,6 +99,59 @@ async def test_the_apis_error_answers_are_json_as_before(alpha, settings):
     )
 
 
+async def send_in_parts(messages: list[dict], key=None) -> list[dict]:
+    """A POST to /v1/chat/completions whose body arrives in these ASGI messages; what was sent back."""
+    headers = [HOST, (b"content-type", b"application/json")]
+    if key is not None:
+        headers.append((b"authorization", f"Bearer {key.secret}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+    incoming, sent = list(messages), []
+    answered = asyncio.Event()
+
+    async def receive() -> dict:
+        if incoming:
+            return incoming.pop(0)
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await asyncio.wait_for(application(scope, receive, send), 10)
+    return sent
+
+
+async def test_a_body_sent_in_several_messages_is_read_whole(key):
+    body = json.dumps({"model": "nowhere/none", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    parts = [body[:7], b"", body[7:30], body[30:]]
+    messages = [{"type": "http.request", "body": part, "more_body": True} for part in parts]
+    messages[-1]["more_body"] = False
+    start, answer = await send_in_parts(messages, key)
+    assert start["status"] == 400
+    error_ = json.loads(answer["body"])["error"]
+    assert error_["code"] == "model_not_found" and "nowhere/none" in error_["message"]
+
+
+async def test_a_client_that_leaves_before_its_body_ends_is_not_answered():
+    started = {"type": "http.request", "body": b'{"model": ', "more_body": True}
+    assert await send_in_parts([started, {"type": "http.disconnect"}]) == []
+
+
 async def test_a_refused_requests_warning_line_is_written_on_the_loop(caplog):
     """Django's `Method Not Allowed: /v1/...` line for a 4xx answer, as before, but written on the
     event loop (the test's thread), not through a thread hop; its request id on it."""

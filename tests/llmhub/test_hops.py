@@ -3,6 +3,7 @@ there (never on the loop's thread), and leaves no connection open past its age."
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from contextvars import ContextVar
 
@@ -10,7 +11,7 @@ import pytest
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from llmhub.hops import hop
+from llmhub.hops import hop, start
 from usage.models import Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,3 +45,50 @@ async def test_a_connection_past_its_age_is_closed_when_the_hop_ends(monkeypatch
     used = await hop(_connection)
     assert used.alias == DEFAULT_DB_ALIAS and used is not connections[DEFAULT_DB_ALIAS]
     assert used.connection is None
+
+
+def _fails() -> None:
+    raise ValueError("in the pooled thread")
+
+
+async def test_a_hops_exception_reaches_its_caller():
+    with pytest.raises(ValueError, match="in the pooled thread"):
+        await hop(_fails)
+
+
+async def test_hops_under_way_together_run_on_threads_of_their_own():
+    both_in = threading.Barrier(2, timeout=10)  # each waits for the other: one thread would not do
+
+    def meet() -> str:
+        both_in.wait()
+        return threading.current_thread().name
+
+    first, second = await asyncio.gather(hop(meet), hop(meet))
+    assert first != second
+
+
+async def test_a_cancelled_callers_function_runs_to_its_end():
+    let_go, done = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        assert let_go.wait(10)
+        done.set()
+
+    trip = start(slow)
+    waiting = asyncio.ensure_future(trip)
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    let_go.set()
+    assert await asyncio.to_thread(done.wait, 10)
+    assert await hop(threading.current_thread)  # the pool goes on serving
+
+
+def test_a_loops_threads_end_once_it_is_closed():
+    loop = asyncio.new_event_loop()
+    thread = loop.run_until_complete(hop(threading.current_thread))
+    assert thread.name.startswith("llmhub-hop-") and thread.is_alive()
+    loop.close()
+    thread.join(10)
+    assert not thread.is_alive()

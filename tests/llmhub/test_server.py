@@ -47,3 +47,39 @@ def test_twisted_reads_each_content_type_once_with_the_same_answers() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+# Twisted's factory as daphne serves with it, its log opened as a listening port opens it.
+ACCESS_LINES = """
+from llmhub import server
+from daphne.http_protocol import HTTPFactory
+from twisted.logger import globalLogPublisher
+from twisted.web import http
+from twisted.web.test.requesthelper import DummyChannel
+
+events = []
+globalLogPublisher.addObserver(events.append)
+factory = HTTPFactory(None)
+factory.startFactory()
+request = http.Request(DummyChannel())
+request.method, request.uri, request.clientproto, request.code = b"POST", b"/v1/x", b"HTTP/1.1", 200
+factory.log(request)
+factory.stopFactory()
+lines = [event for event in events if "/v1/x" in str(event.get("log_io", ""))]
+assert not lines, lines
+print("ok")
+"""
+
+
+def test_twisted_writes_no_access_line_of_its_own() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", ACCESS_LINES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
