@@ -25,7 +25,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from providers.sockets import AsyncioBackend
+from providers.sockets import AsyncioBackend, AsyncioPool
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -170,7 +170,7 @@ def guarded_transport(private_network: bool, limits: httpx.Limits) -> httpx.Asyn
     """An httpx transport whose every new connection passes the policy. It never uses proxies from
     the environment: through a proxy the hub could not tell where a request goes."""
     transport = httpx.AsyncHTTPTransport(verify=tls_context(), limits=limits, trust_env=False)
-    transport._pool = httpcore.AsyncConnectionPool(  # the same pool httpx builds, with our backend
+    transport._pool = AsyncioPool(  # the pool httpx builds, with our backend and locks
         ssl_context=tls_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

@@ -19,6 +19,11 @@ fails or times out is ConnectError / ConnectTimeout. `is_readable`, which the po
 idle connection to drop those the server closed, counts what asyncio has already received (data,
 end of stream, a lost connection) as well as what waits in the socket. It runs on asyncio's loop
 and on uvloop's alike (llmhub/event_loop.py): only the loop's public transport API is used.
+
+httpcore's connections lock through anyio too, and anyio's Lock yields to the event loop on every
+acquire, even of a lock no one holds (its fairness checkpoint): three trips through the loop a request,
+each resuming the run's whole chain of awaits. AsyncioPool's connections lock with asyncio's Lock,
+which takes a free lock at once.
 """
 
 from __future__ import annotations
@@ -238,6 +243,50 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 return True
             return _readable(self._transport.get_extra_info("socket"))
         return None
+
+
+class AsyncioPool(httpcore.AsyncConnectionPool):
+    """httpcore's pool, its connections those below. Built as providers/network.py builds it: no
+    proxy, HTTP/1.1 only, no local address or socket options."""
+
+    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+        return _Connection(
+            origin=origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self._keepalive_expiry,
+            network_backend=self._network_backend,
+        )
+
+    async def _close_connections(self, closing: list[httpcore.AsyncConnectionInterface]) -> None:
+        # Called twice a request, nearly always with nothing to close: httpcore would enter an anyio
+        # cancel scope for it each time all the same (~40,000 instructions, measured).
+        if closing:
+            await super()._close_connections(closing)
+
+
+class _Connection(httpcore.AsyncHTTPConnection):
+    """httpcore's connection, locked with asyncio's Lock instead of anyio's: never contended, as the
+    pool gives an HTTP/1.1 connection to one request at a time, until its response is closed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _use_asyncio_lock(self, "_request_lock")
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        response = await super().handle_async_request(request)
+        # Made by the first request (which took it once, anyio's), free again now: the response
+        # takes it when it is closed.
+        if not isinstance(getattr(self._connection, "_state_lock", None), asyncio.Lock):
+            _use_asyncio_lock(self._connection, "_state_lock")
+        return response
+
+
+def _use_asyncio_lock(owner: object, name: str) -> None:
+    """An asyncio Lock in place of httpcore's lock `name` of `owner`. An httpcore that named it
+    otherwise fails here, instead of taking its own through the loop unnoticed."""
+    if type(getattr(owner, name, None)).__name__ != "AsyncLock":
+        raise RuntimeError(f"{type(owner).__name__}.{name} is not the httpcore lock it was")
+    setattr(owner, name, asyncio.Lock())
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):

@@ -96,6 +96,20 @@ async def test_json_of_the_wrong_shape_is_an_unexpected_response(openai, fake_op
     )
 
 
+@pytest.mark.parametrize("data", ['{"choices": [', '{"choices": []} and more', "", "NaN NaN"])
+async def test_an_event_that_is_not_json_is_an_unexpected_response(openai, fake_openai, data):
+    fake_openai.stream_raw_next([f"data: {data}\n\n".encode(), sse("[DONE]")])
+    with pytest.raises(UnexpectedResponse) as refused:
+        await drain(openai)
+    assert refused.value.user_message == "Unexpected response from OpenAI: its answer was not valid JSON."
+
+
+async def test_an_event_of_json_between_spaces_is_read(openai, fake_openai):
+    event = b'data:   {"choices": [{"delta": {"content": "spaced"}}]} \t\n\n'
+    fake_openai.stream_raw_next([event, sse("[DONE]")])
+    assert (await drain(openai))[0] == Delta("spaced")
+
+
 async def test_a_body_that_is_not_gzip_despite_its_header_is_an_unexpected_response(openai, fake_openai):
     fake_openai.stream_raw_next([b"this is not gzip at all" * 10], headers={"content-encoding": "gzip"})
     with pytest.raises(UnexpectedResponse) as refused:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from providers import network
+from providers import http, network
 from providers.adapters.openai import OpenAIAdapter
 from providers.base import GenerationRequest, Message
 from providers.http import _refused
@@ -347,3 +347,19 @@ async def test_a_large_answer_is_read_whole_when_read_slowly(backend):
         await stream.aclose()
     thread.join(5)
     assert b"".join(pieces) == answer
+
+
+async def test_a_connections_locks_are_taken_without_a_turn_of_the_event_loop(fake_openai):
+    """httpcore locks each connection for a request and again for its response's close; anyio's Lock
+    (httpcore's own on asyncio) yields to the loop on every acquire, even of a free lock."""
+    adapter = adapter_for(OpenAIAdapter, fake_openai)
+    for _ in range(2):  # a new connection, then the same one from the pool
+        assert (await adapter.generate(ask())).content == fake_openai.reply_text
+        [connection] = http.shared_transport(adapter.http.private_network)._pool.connections
+        turned = []
+        asyncio.get_running_loop().call_soon(turned.append, True)  # runs on the loop's next turn
+        for lock in (connection._request_lock, connection._connection._state_lock):
+            async with lock:
+                pass
+        assert not turned
+    assert fake_openai.connections == 1
