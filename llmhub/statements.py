@@ -346,6 +346,12 @@ def update(
     return run(sql, [*arguments, pk, *params])
 
 
+def update_sql(model: type[Model], names: tuple[str, ...], where: str = "") -> tuple[str, list[Prepare]]:
+    """update()'s statement (its parameters: the values, the key, then the where's) and how each
+    value is prepared, to be part of a larger statement."""
+    return _update(model, names, where, _engine())
+
+
 @functools.lru_cache(maxsize=256)
 def _update(model: type[Model], names: tuple[str, ...], where: str, engine: str) -> tuple[str, list[Prepare]]:
     sets = ", ".join(f"{_column(model, name, engine)} = %s" for name in names)
@@ -386,6 +392,31 @@ def _insert(
         sql += f" RETURNING {_column(model, meta.pk.name, engine)}"
     columns = [(_reader(field), preparer(field)) for field in fields]
     return sql, columns, returning
+
+
+def insert_select(
+    model: type[Model], source: str
+) -> tuple[str, list[tuple[Callable[[Model], Any], Prepare]]]:
+    """PostgreSQL: insert()'s INSERT as one row for each row of `source` (a table or a WITH query),
+    returning its key: its values as insert() reads and prepares them, each cast to its column's
+    type. A parameter in a SELECT is not typed by the column it goes to, and psycopg sends text and
+    None untyped. The cast leaves out the length and scale (varchar(64), numeric(20, 12)): the
+    column's own type checks and rounds the value as it does for insert()'s."""
+    sql, columns, returning = _insert(model, _engine())
+    assert returning, "PostgreSQL returns the key"
+    meta = model._meta
+    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+    into = sql.partition(" VALUES ")[0]
+    values = ", ".join(f"%s::{cast(field)}" for field in fields)
+    return (
+        f"{into} SELECT {values} FROM {source} RETURNING {_column(model, meta.pk.name, _engine())}",
+        columns,
+    )
+
+
+def cast(field: Field) -> str:
+    """The column's type for a cast, without its length or scale."""
+    return field.db_type(connection).partition("(")[0]
 
 
 def _reader(field: Field) -> Callable[[Model], Any]:
