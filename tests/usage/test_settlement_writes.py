@@ -3,17 +3,19 @@ would write them, once. On PostgreSQL the three are one statement (one round tri
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from providers.base import Message
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
-from usage import rollups, runs
+from usage import records, rollups, runs
 from usage.models import DailySpend, Run, TeamDailySpend, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,3 +91,42 @@ def test_on_postgresql_a_settlement_writes_in_one_statement(alice, alpha, openai
     expected = 1 if connection.vendor == "postgresql" else 3
     assert len(writes(queries)) == expected, writes(queries)
     assert UsageRecord.objects.get().cost_usd == DailySpend.objects.get().cost_usd == run.cost_usd
+
+
+def at_once(work, items: list) -> list:
+    """work(item) for every item from threads released together, each on its own connection;
+    what each returned or raised."""
+    barrier = threading.Barrier(len(items))
+
+    def one(item):
+        try:
+            barrier.wait()
+            return work(item)
+        except Exception as error:  # noqa: BLE001 - handed back for the test to look at
+            return error
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(len(items)) as pool:
+        return list(pool.map(one, items))
+
+
+def test_concurrent_settlements_land_in_one_rollup_row_to_the_cent(alice, alpha, openai):
+    settling = [finished_run(alice, alpha) for _ in range(12)]
+    assert at_once(runs.settle, settling) == [True] * 12
+    daily, team = DailySpend.objects.get(), TeamDailySpend.objects.get()
+    assert (daily.runs, daily.input_tokens, daily.output_tokens) == (12, 12_000, 6_000)
+    assert daily.cost_usd == team.cost_usd == settling[0].cost_usd * 12 > 0
+    assert rollups.differences() == []
+    assert Run.objects.filter(status="completed", reserved_usd__isnull=True).count() == 12
+
+
+def test_a_run_settled_by_two_at_once_is_charged_once(alice, alpha, openai):
+    run = finished_run(alice, alpha)
+    copies = [Run.objects.get(pk=run.pk) for _ in range(4)]
+    for copy in copies:
+        copy.__dict__.update({name: getattr(run, name) for name in records.SETTLED if name != "cost_usd"})
+    outcomes = at_once(runs.settle, copies)
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == ["RunTaken"] * 3 + ["bool"]
+    assert UsageRecord.objects.count() == 1 and DailySpend.objects.get().runs == 1
+    assert TeamDailySpend.objects.get().runs == 1 and rollups.differences() == []
