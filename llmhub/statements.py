@@ -19,10 +19,13 @@ import inspect
 import operator
 from asyncio import _get_running_loop
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
+from uuid import UUID
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.base import ModelState
@@ -33,6 +36,7 @@ from llmhub.sqlite.base import qmark
 
 M = TypeVar("M", bound=Model)
 Converter = Callable[[Any, Any, Any], Any]
+Prepare = Callable[[Any, BaseDatabaseWrapper], Any]
 
 
 def db() -> BaseDatabaseWrapper:
@@ -234,8 +238,101 @@ def _name(converter: Converter) -> Converter | str:
 
 def adapt(model: type[Model], name: str, value: Any) -> Any:
     """A value for a field's column as the ORM writes it (Decimal, datetime and JSON adapted)."""
-    field: Field = model._meta.get_field(name)
-    return field.get_db_prep_save(value, connection=db())
+    return preparer(model._meta.get_field(name))(value, db())
+
+
+# Writing a value. The ORM prepares each value through a chain of calls (get_db_prep_save,
+# get_db_prep_value, get_prep_value, to_python, with their checks), ~2.5 µs a column; the run's
+# INSERT has 35 columns. For a value of the type the hot path writes to a field of Django's own
+# class, that chain ends in one step, taken here directly: the value itself, or the connection's
+# adapter (ops.adapt_*) that the chain calls last. Any other value or field class takes the ORM's
+# way. tests/llmhub/test_statements.py compares both for every column of the models written so.
+
+
+@functools.cache
+def preparer(field: Field) -> Prepare:
+    """field.get_db_prep_save(value, connection) as a function of (value, connection)."""
+    slow = field.get_db_prep_save
+    kind = type(field)
+    if kind in (models.CharField, models.TextField):
+
+        def text(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
+            return value if value is None or isinstance(value, str) else slow(value, wrapper)
+
+        return text
+    if kind in _INTEGERS:
+        internal = field.get_internal_type()
+
+        def integer(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
+            if value is None or type(value) is int:
+                return wrapper.ops.adapt_integerfield_value(value, internal)
+            return slow(value, wrapper)
+
+        return integer
+    if kind is models.DecimalField:
+        digits, places = field.max_digits, field.decimal_places
+
+        def decimal(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
+            if value is None or (type(value) is Decimal and value.is_finite()):
+                return wrapper.ops.adapt_decimalfield_value(value, digits, places)
+            return slow(value, wrapper)
+
+        return decimal
+    if kind is models.DateTimeField:
+
+        def moment(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
+            # An aware datetime: a naive one is made aware, with a warning, by the ORM's way.
+            if value is None or (type(value) is datetime and value.utcoffset() is not None):
+                return wrapper.ops.adapt_datetimefield_value(value)
+            return slow(value, wrapper)
+
+        return moment
+    if kind is models.JSONField:
+        encoder = field.encoder
+
+        def document(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
+            if value is None:
+                return None
+            if type(value) in (dict, list):
+                return wrapper.ops.adapt_json_value(value, encoder)
+            return slow(value, wrapper)
+
+        return document
+    if kind is models.UUIDField:
+
+        def identifier(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
+            if type(value) is UUID:
+                return value if wrapper.features.has_native_uuid_field else value.hex
+            return slow(value, wrapper)
+
+        return identifier
+    if kind is models.ForeignKey:
+        target = preparer(field.target_field)
+
+        def key(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
+            if value is None:
+                return None
+            return target(value, wrapper) if type(value) is int else slow(value, wrapper)
+
+        return key
+    if kind in _AUTO:
+
+        def auto(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
+            return wrapper.ops.validate_autopk_value(value) if type(value) is int else slow(value, wrapper)
+
+        return auto
+    return slow
+
+
+_INTEGERS = (
+    models.IntegerField,
+    models.BigIntegerField,
+    models.SmallIntegerField,
+    models.PositiveIntegerField,
+    models.PositiveBigIntegerField,
+    models.PositiveSmallIntegerField,
+)
+_AUTO = (models.AutoField, models.BigAutoField, models.SmallAutoField)
 
 
 def update(
@@ -244,23 +341,26 @@ def update(
     """UPDATE these fields (by name or attname) of the row `pk`, and only while `where` (plain SQL
     ANDed to the key, with `params`) holds: the number of rows changed, 0 or 1."""
     wrapper = db()
-    sql, fields = _update(model, tuple(values), where, _engine())
-    arguments = [
-        field.get_db_prep_save(value, connection=wrapper)
-        for field, value in zip(fields, values.values(), strict=True)
-    ]
+    sql, prepares = _update(model, tuple(values), where, _engine())
+    arguments = [prepare(value, wrapper) for prepare, value in zip(prepares, values.values(), strict=True)]
     return run(sql, [*arguments, pk, *params])
 
 
+def update_sql(model: type[Model], names: tuple[str, ...], where: str = "") -> tuple[str, list[Prepare]]:
+    """update()'s statement (its parameters: the values, the key, then the where's) and how each
+    value is prepared, to be part of a larger statement."""
+    return _update(model, names, where, _engine())
+
+
 @functools.lru_cache(maxsize=256)
-def _update(model: type[Model], names: tuple[str, ...], where: str, engine: str) -> tuple[str, list[Field]]:
+def _update(model: type[Model], names: tuple[str, ...], where: str, engine: str) -> tuple[str, list[Prepare]]:
     sets = ", ".join(f"{_column(model, name, engine)} = %s" for name in names)
     sql = (
         f"UPDATE {_table(model, engine)} SET {sets} WHERE {_column(model, model._meta.pk.name, engine)} = %s"
     )
     if where:
         sql += f" AND ({where})"
-    return sql, [model._meta.get_field(name) for name in names]
+    return sql, [preparer(model._meta.get_field(name)) for name in names]
 
 
 def insert(instance: Model) -> None:
@@ -270,16 +370,19 @@ def insert(instance: Model) -> None:
     (tests/llmhub/test_statements.py checks it)."""
     wrapper = db()
     model = type(instance)
-    sql, fields, returning = _insert(model, _engine())
-    values = [field.get_db_prep_save(field.pre_save(instance, True), connection=wrapper) for field in fields]
+    sql, columns, returning = _insert(model, _engine())
+    values = [prepare(read(instance), wrapper) for read, prepare in columns]
     instance.pk = run(sql, values, fetchone)[0] if returning else run(sql, values, lastrowid)
     instance._state.adding, instance._state.db = False, wrapper.alias
 
 
 @functools.cache
-def _insert(model: type[Model], engine: str) -> tuple[str, list[Field], bool]:
-    """The INSERT of every concrete column but the auto key; whether it returns the key (PostgreSQL,
-    SQLite from 3.35) or the cursor's lastrowid holds it (an older SQLite)."""
+def _insert(
+    model: type[Model], engine: str
+) -> tuple[str, list[tuple[Callable[[Model], Any], Prepare]], bool]:
+    """The INSERT of every concrete column but the auto key, with how each value is read from the
+    instance (pre_save(), as save() reads it, where a field has its own: auto_now_add) and prepared;
+    whether it returns the key (PostgreSQL, SQLite from 3.35) or the cursor's lastrowid holds it."""
     meta = model._meta
     fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
     names = ", ".join(_column(model, field.name, engine) for field in fields)
@@ -287,4 +390,40 @@ def _insert(model: type[Model], engine: str) -> tuple[str, list[Field], bool]:
     returning = connection.features.can_return_columns_from_insert
     if returning:
         sql += f" RETURNING {_column(model, meta.pk.name, engine)}"
-    return sql, fields, returning
+    columns = [(_reader(field), preparer(field)) for field in fields]
+    return sql, columns, returning
+
+
+def insert_select(
+    model: type[Model], source: str
+) -> tuple[str, list[tuple[Callable[[Model], Any], Prepare]]]:
+    """PostgreSQL: insert()'s INSERT as one row for each row of `source` (a table or a WITH query),
+    returning its key: its values as insert() reads and prepares them, each cast to its column's
+    type. A parameter in a SELECT is not typed by the column it goes to, and psycopg sends text and
+    None untyped. The cast leaves out the length and scale (varchar(64), numeric(20, 12)): the
+    column's own type checks and rounds the value as it does for insert()'s."""
+    sql, columns, returning = _insert(model, _engine())
+    assert returning, "PostgreSQL returns the key"
+    meta = model._meta
+    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+    into = sql.partition(" VALUES ")[0]
+    values = ", ".join(f"%s::{cast(field)}" for field in fields)
+    return (
+        f"{into} SELECT {values} FROM {source} RETURNING {_column(model, meta.pk.name, _engine())}",
+        columns,
+    )
+
+
+def cast(field: Field) -> str:
+    """The column's type for a cast, without its length or scale."""
+    return field.db_type(connection).partition("(")[0]
+
+
+def _reader(field: Field) -> Callable[[Model], Any]:
+    if type(field).pre_save is Field.pre_save:  # the attribute's value
+        return operator.attrgetter(field.attname)
+    return functools.partial(_pre_save, field)
+
+
+def _pre_save(field: Field, instance: Model) -> Any:
+    return field.pre_save(instance, True)

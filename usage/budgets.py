@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import decimal
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,7 +119,10 @@ def caps_for(team: Team, provider_id: str, api_key_id: int | None = None) -> Cap
 
 def period(kind: str, now: datetime | None = None) -> tuple[date, date]:
     """[start, end) of the day or month containing `now`, in the configured time zone."""
-    today = timezone.localdate(now or timezone.now())
+    return _period(kind, timezone.localdate(now or timezone.now()))
+
+
+def _period(kind: str, today: date) -> tuple[date, date]:
     if kind == "day":
         return today, today + timedelta(days=1)
     days = calendar.monthrange(today.year, today.month)[1]
@@ -156,43 +160,59 @@ def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Dec
 def _spent(budget: Budget, periods: dict[str, tuple[date, date]], db) -> tuple[str, list]:
     """spent()'s SELECT: one sum a period, from the roll-ups of the budget's scope."""
     adapt = db.ops.adapt_datefield_value
-    sums, params = [], []
+    params = []
     for start, end in periods.values():
-        sums.append("SUM(CASE WHEN day >= %s AND day < %s THEN cost_usd END)")
         params += [adapt(start), adapt(end)]
-    where = ["day >= %s", "day < %s"]
     params += [adapt(min(s for s, _ in periods.values())), adapt(max(e for _, e in periods.values()))]
-    for column, value in (
-        ("team_id", budget.team_id),
-        ("provider_id", budget.provider_id),
-        ("api_key_id", budget.api_key_id),
-    ):
-        if value:
-            where.append(f"{column} = %s")
-            params.append(value)
-    rollups = team_rollups.rollups_of(budget.api_key_id)
-    return f"SELECT {', '.join(sums)} FROM {rollups._meta.db_table} WHERE {' AND '.join(where)}", params
+    scope = (budget.team_id, budget.provider_id, budget.api_key_id)
+    params += [value for value in scope if value]
+    return _spent_sql(len(periods), *(bool(value) for value in scope)), params
+
+
+@functools.lru_cache(maxsize=64)
+def _spent_sql(periods: int, team: bool, provider: bool, api_key: bool) -> str:
+    """_spent()'s statement, for a number of periods and a scope: the same for every run of it."""
+    sums = ", ".join(["SUM(CASE WHEN day >= %s AND day < %s THEN cost_usd END)"] * periods)
+    where = ["day >= %s", "day < %s"]
+    where += [
+        f"{column} = %s"
+        for column, scoped in (("team_id", team), ("provider_id", provider), ("api_key_id", api_key))
+        if scoped
+    ]
+    rollups = team_rollups.rollups_of(api_key)
+    return f"SELECT {sums} FROM {rollups._meta.db_table} WHERE {' AND '.join(where)}"
 
 
 def _reserved(budget: Budget, now: datetime, excluding: Run | None, db) -> tuple[str, list]:
     """reserved()'s SELECT: the sum of the holds in the budget's scope whose lease still runs."""
-    where = ["reserved_usd IS NOT NULL", "reservation_expires_at > %s"]
     params: list = [db.ops.adapt_datetimefield_value(now)]
     if budget.team_id:
-        where.append("team_id = %s")
         params.append(budget.team_id)
     if budget.provider_id:
-        prefix = f"{budget.provider_id}/"
-        attempt = "CASE WHEN model_used = '' THEN model_requested ELSE model_used END"
-        where.append(f"substr({attempt}, 1, {len(prefix)}) = %s")
-        params.append(prefix)
+        params.append(f"{budget.provider_id}/")
     if budget.api_key_id:
-        where.append("api_key_id = %s")
         params.append(budget.api_key_id)
-    if excluding is not None and excluding.pk:
-        where.append("id <> %s")
+    excluded = excluding is not None and bool(excluding.pk)
+    if excluded:
         params.append(excluding.pk)
-    return f"SELECT SUM(reserved_usd) FROM {Run._meta.db_table} WHERE {' AND '.join(where)}", params
+    prefix = len(budget.provider_id) + 1 if budget.provider_id else 0
+    return _reserved_sql(bool(budget.team_id), prefix, bool(budget.api_key_id), excluded), params
+
+
+@functools.lru_cache(maxsize=256)
+def _reserved_sql(team: bool, prefix: int, api_key: bool, excluded: bool) -> str:
+    """_reserved()'s statement for a scope (`prefix`: the length of "provider/", 0 for none)."""
+    where = ["reserved_usd IS NOT NULL", "reservation_expires_at > %s"]
+    if team:
+        where.append("team_id = %s")
+    if prefix:
+        attempt = "CASE WHEN model_used = '' THEN model_requested ELSE model_used END"
+        where.append(f"substr({attempt}, 1, {prefix}) = %s")
+    if api_key:
+        where.append("api_key_id = %s")
+    if excluded:
+        where.append("id <> %s")
+    return f"SELECT SUM(reserved_usd) FROM {Run._meta.db_table} WHERE {' AND '.join(where)}"
 
 
 def _one(sql: str, params: list) -> tuple:
@@ -226,16 +246,22 @@ def standings(
     }
     if not limits:
         return []
-    periods = {kind: period(kind, now) for kind in limits}
+    today = timezone.localdate(now)
+    periods = {kind: _period(kind, today) for kind in limits}
     db = statements.db()
     spent_sql, params = _spent(budget, periods, db)
     if with_reserved:  # read with the spend, in one statement: held, then a sum a period
         held_sql, held_params = _reserved(budget, now, excluding, db)
-        sums = _one(f"SELECT ({held_sql}), {spent_sql.removeprefix('SELECT ')}", [*held_params, *params])
+        sums = _one(_together(held_sql, spent_sql), [*held_params, *params])
         held, totals = _money(sums[0]), _totals(periods, sums[1:])
     else:
         held, totals = ZERO, _totals(periods, _one(spent_sql, params))
     return [Standing(budget, kind, limit, totals[kind], held) for kind, limit in limits.items()]
+
+
+@functools.lru_cache(maxsize=256)
+def _together(held_sql: str, spent_sql: str) -> str:
+    return f"SELECT ({held_sql}), {spent_sql.removeprefix('SELECT ')}"
 
 
 @contextmanager

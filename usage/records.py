@@ -13,12 +13,14 @@ Never lost, never silent: each fault is logged, and the spool's size is shown to
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -45,8 +47,16 @@ from usage.models import CallKind, Run, UsageRecord
 logger = logging.getLogger(__name__)
 
 
-# A settlement's claim on its run: writes the given fields, or raises when the run is not its to settle.
-Claim = Callable[[dict[str, Any]], None]
+@dataclass(frozen=True)
+class Claim:
+    """A settlement's claim on its run: the run's row is written only while `where` (plain SQL on
+    it, with `params`) holds; when it does not, the run is not this settlement's and `taken()` is
+    raised."""
+
+    where: str
+    params: list
+    taken: Callable[[], Exception]
+
 
 # What running and settling a run change: a settlement writes these columns only, in one plain
 # UPDATE (llmhub/statements.py). The others were written when it was created, or are changed by
@@ -92,8 +102,35 @@ def record_usage(
 ) -> UsageRecord:
     """Record one generation (that happened `at`, default now). An unpriced model gets a null
     cost, never $0. `priced` is what priced() already answered for it, when the caller asked first."""
+    record = _usage_row(
+        provider_id, model, tokens, source, run_id, team, user, api_key, request_id, kind, priced, at
+    )
+    statements.insert(record)  # as save() writes it, without composing the INSERT each time
+    if at is not None:  # a spooled settlement counts on the day it happened, not the day it landed
+        UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
+        record.created_at = at
+    rollups.add(record)
+    _alert(record, team, api_key)
+    return record
+
+
+def _usage_row(
+    provider_id: str,
+    model: str,
+    tokens: TokenCount,
+    source: str,
+    run_id: str,
+    team: Team | None,
+    user: User | None,
+    api_key,
+    request_id: str,
+    kind: str,
+    priced: tuple[Price | None, Decimal | None] | None,
+    at: datetime | None = None,
+) -> UsageRecord:
+    """The usage row of one generation, not saved yet."""
     price, cost = priced or _priced(provider_id, model, tokens, at)
-    record = UsageRecord(
+    return UsageRecord(
         provider_id=provider_id,
         model=model,
         run_id=run_id or uuid.uuid4().hex,
@@ -111,14 +148,12 @@ def record_usage(
         request_id=request_id,
         kind=kind,
     )
-    statements.insert(record)  # as save() writes it, without composing the INSERT each time
-    if at is not None:  # a spooled settlement counts on the day it happened, not the day it landed
-        UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
-        record.created_at = at
-    rollups.add(record)
-    if team is not None and cost:
-        alerts.check(team, provider_id, api_key.pk if api_key else None)
-    return record
+
+
+def _alert(record: UsageRecord, team: Team | None, api_key) -> None:
+    """The budget alerts the usage row's spend crossed (read once it is rolled up)."""
+    if team is not None and record.cost_usd:
+        alerts.check(team, record.provider_id, api_key.pk if api_key else None)
 
 
 arecord_usage = sync_to_async(record_usage)
@@ -219,7 +254,15 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
         # Its UPDATE locks the run's row and takes it out of STREAMING: settlements of a run queue
         # and only the first gets past it. No usage row can be there yet: every transaction that
         # writes one also ends the run's STREAMING (a claim, or the replay's UPDATE below).
-        claim(settled)
+        if priced is not None and statements.db().vendor == "postgresql":
+            record = _usage_row(provider_id, model, tokens, *_charged(run), priced)
+            if not _claim_and_record(run, settled, claim, record):
+                raise claim.taken()
+            _alert(record, run.team, run.api_key)
+            transaction.on_commit(partial(observe.run_finished, run), robust=True)
+            return True
+        if not statements.update(Run, run.pk, settled, claim.where, claim.params):
+            raise claim.taken()
         exists = True
     else:
         exists = Run.objects.select_for_update().filter(pk=run.pk).exists()
@@ -228,27 +271,70 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
         if exists:
             statements.update(Run, run.pk, settled)
     if priced is not None:
-        # A run with neither a user nor an API key came from the command line.
-        source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
-        source = source if run.user_id or run.api_key_id else UsageRecord.Source.CLI
-        team, user, api_key = (run.team, run.user, run.api_key) if exists else _survivors(run)
+        source, run_id, team, user, api_key, request_id, kind = _charged(run, exists)
         record_usage(
             provider_id,
             model,
             tokens,
             source,
-            str(run.uuid),
+            run_id,
             team=team,
             user=user,
             api_key=api_key,
             at=at,
-            request_id=run.request_id,
-            kind=run.kind,
+            request_id=request_id,
+            kind=kind,
             priced=priced,
         )
     # Once committed: its metrics and log line (a failure there never undoes the settlement).
     transaction.on_commit(partial(observe.run_finished, run), robust=True)
     return True
+
+
+def _charged(run: Run, exists: bool = True) -> tuple:
+    """The usage row's source, run id, team, user, API key, request id and kind of call."""
+    # A run with neither a user nor an API key came from the command line.
+    source = UsageRecord.Source.API if run.api_key_id else UsageRecord.Source.RUN
+    source = source if run.user_id or run.api_key_id else UsageRecord.Source.CLI
+    team, user, api_key = (run.team, run.user, run.api_key) if exists else _survivors(run)
+    return source, str(run.uuid), team, user, api_key, run.request_id, run.kind
+
+
+# PostgreSQL: a settlement's three writes (the claim's UPDATE of the run, the usage row, its roll-up)
+# in one statement, one round trip instead of three (~40 µs of CPU each in psycopg). Each write takes
+# its row from the one before it (INSERT ... SELECT ... FROM), so they run in the order the separate
+# statements ran, locking the run's row first, and a claim that finds no run writes nothing. The values
+# are cast to their columns' types: in a SELECT, a parameter sent untyped (text, NULL) is not read as
+# the column it goes to. SQLite runs no statement on another process: its three stay apart.
+
+
+def _claim_and_record(run: Run, settled: dict[str, Any], claim: Claim, record: UsageRecord) -> bool:
+    """The claim's UPDATE, the usage row's INSERT and its roll-up's upsert in one statement: False
+    when the claim found no run to settle (nothing was written)."""
+    wrapper = statements.db()
+    sql, sets, inserts = _claiming_sql(tuple(settled), claim.where)
+    params = [prepare(value, wrapper) for prepare, value in zip(sets, settled.values(), strict=True)]
+    params += [run.pk, *claim.params]
+    params += [prepare(read(record), wrapper) for read, prepare in inserts]
+    params += rollups.values(record)
+    found = statements.run(sql, params, statements.fetchone)
+    if found is None:
+        return False
+    record.pk = found[0]
+    record._state.adding, record._state.db = False, wrapper.alias
+    return True
+
+
+@functools.lru_cache(maxsize=8)
+def _claiming_sql(names: tuple[str, ...], where: str) -> tuple[str, list, list]:
+    update, sets = statements.update_sql(Run, names, where)
+    insert, inserts = statements.insert_select(UsageRecord, "claimed")
+    upsert = rollups.upsert_select("recorded")
+    sql = (
+        f"WITH claimed AS ({update} RETURNING 1), recorded AS ({insert}), rolled AS ({upsert}) "
+        "SELECT id FROM recorded"
+    )
+    return sql, sets, inserts
 
 
 def _survivors(run: Run) -> tuple[Team | None, User | None, None]:

@@ -47,8 +47,20 @@ _ADD = _upsert(DailySpend._meta.db_table, f"VALUES ({', '.join(['%s'] * len(KEY 
 
 def add(record: UsageRecord) -> None:
     """Add one usage row to its day's roll-up (inside the transaction that wrote the row)."""
+    statements.run(_ADD, values(record))
+
+
+def upsert_select(source: str) -> str:
+    """PostgreSQL: add()'s upsert for each row of `source` (a WITH query), its values cast to their
+    columns' types (llmhub/statements.py's insert_select says why)."""
+    casts = ", ".join(f"%s::{statements.cast(DailySpend._meta.get_field(name))}" for name in KEY + TOTALS)
+    return _upsert(DailySpend._meta.db_table, f"SELECT {casts} FROM {source}")
+
+
+def values(record: UsageRecord) -> list:
+    """The roll-up key and totals of one usage row, as add() writes them."""
     db = statements.db()
-    values = (
+    return [
         db.ops.adapt_datefield_value(timezone.localdate(record.created_at)),
         record.team_id,
         record.user_id,
@@ -60,8 +72,7 @@ def add(record: UsageRecord) -> None:
         record.input_tokens,
         record.output_tokens,
         record.cost_usd or ZERO,
-    )
-    statements.run(_ADD, values)
+    ]
 
 
 def fold(column: str, owner_id: int) -> None:

@@ -434,13 +434,9 @@ def settle(run: Run, expired_before: datetime | None = None) -> bool:
     cannot be written): RunTaken when it was settled already. With `expired_before`, only while its
     lease has run out by then (recovery of a dead run). False when the settlement was spooled."""
 
-    def claim(settled: dict) -> None:
-        where, params = f"{statements.column(Run, 'status')} = %s", [Run.Status.STREAMING]
-        if expired_before is not None:
-            expires = statements.column(Run, "reservation_expires_at")
-            where += f" AND ({expires} < %s OR {expires} IS NULL)"
-            params.append(statements.adapt(Run, "reservation_expires_at", expired_before))
-        if not statements.update(Run, run.pk, settled, where, params):
-            raise RunTaken(run.uuid)
-
-    return records.settle(run, claim=claim)
+    where, params = f"{statements.column(Run, 'status')} = %s", [Run.Status.STREAMING]
+    if expired_before is not None:
+        expires = statements.column(Run, "reservation_expires_at")
+        where += f" AND ({expires} < %s OR {expires} IS NULL)"
+        params.append(statements.adapt(Run, "reservation_expires_at", expired_before))
+    return records.settle(run, claim=records.Claim(where, params, partial(RunTaken, run.uuid)))

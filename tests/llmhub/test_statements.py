@@ -5,8 +5,10 @@ its statements, run on the connection's own cursor, fail, log and refuse as Djan
 from __future__ import annotations
 
 import select
+import uuid
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import SynchronousOnlyOperation
@@ -16,6 +18,7 @@ from django.db import (
     IntegrityError,
     OperationalError,
     connection,
+    models,
     transaction,
 )
 from django.db.backends.utils import CursorWrapper
@@ -23,6 +26,7 @@ from django.db.models.signals import post_init, post_save, pre_save
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Team
 from gateway import keys
@@ -132,6 +136,42 @@ def test_a_usage_row_inserted_reads_back_as_the_orm_saved_it(alpha):
     orm.save(force_insert=True)
     same(UsageRecord.objects.get(pk=plain.pk), UsageRecord.objects.get(pk=orm.pk), but=("id", "created_at"))
     assert UsageRecord.objects.get(pk=plain.pk).created_at == plain.created_at
+
+
+def samples(field) -> list:
+    """Values of the types the hot path writes to this kind of field, and others the ORM converts."""
+    now = timezone.now()
+    by_kind = {
+        "CharField": ["openai/gpt-4o", "", Run.Status.STREAMING, gettext_lazy("lazy"), 5],
+        "TextField": ["Grüße, 100%", "", gettext_lazy("lazy"), 5],
+        "PositiveIntegerField": [0, 7, True, "12"],
+        "PositiveBigIntegerField": [0, 2**40, True, "12"],
+        "DecimalField": [Decimal("0.000000123456"), Decimal("12.50"), Decimal("-0"), 1.5, "2.25", 3],
+        "DateTimeField": [now, now.astimezone(ZoneInfo("Asia/Kolkata")), now.isoformat()],
+        "JSONField": [{"stop": ["%s"], "n": 1.5}, [{"role": "user"}], [], {}, "text", 3],
+        "UUIDField": [uuid.uuid4(), uuid.uuid4().hex],
+        "ForeignKey": [3, "4", ""],
+        "BigAutoField": [5, "6"],
+    }
+    return [None, *by_kind[type(field).__name__]]
+
+
+def comparable(value):
+    """A prepared value, comparable: psycopg's Jsonb wrapper as the text it sends."""
+    if type(value).__name__ == "Jsonb":
+        return "Jsonb", value.dumps(value.obj)
+    return type(value), value
+
+
+@pytest.mark.parametrize("model", [Run, UsageRecord])
+def test_every_column_is_prepared_for_writing_as_the_orm_prepares_it(model):
+    for field in model._meta.concrete_fields:
+        for value in samples(field):
+            if value is None and not field.null and not isinstance(field, models.JSONField):
+                continue
+            mine = statements.preparer(field)(value, statements.db())
+            theirs = field.get_db_prep_save(value, connection=connection)
+            assert comparable(mine) == comparable(theirs), (field.name, value)
 
 
 def test_no_signal_is_connected_to_the_models_inserted_in_plain_sql():
