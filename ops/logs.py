@@ -17,6 +17,13 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 
+# What no line of ours prints, which the logging module would otherwise work out for every record
+# (its documented switches, "Optimization" in the logging HOWTO): where the call was made (a walk up
+# the stack) and the multiprocessing process name. The thread and the pid stay: a line is written
+# from the thread that logs, and the JSON line carries the pid.
+logging._srcfile = None
+logging.logMultiprocessing = False
+
 # Set by ops.middleware for the request being handled; sync_to_async carries it into worker threads.
 request_id: ContextVar[str] = ContextVar("request_id", default="")
 
