@@ -90,3 +90,49 @@ def test_every_kind_of_secret_is_found_in_any_case(text, redacted):
 def test_a_json_request_line_with_its_masked_key_is_left_as_it_is():
     line = json.dumps({"message": "POST /v1/chat/completions 200 3.2 ms", "api_key": "llmh-...abcd"})
     assert redact(line) == line
+
+
+def request_and_run_fields() -> dict:
+    """The fields of the request and run lines (ops/middleware.py, ops/observe.py) whose names hold a
+    marker: a JSON line that has them is passed over by the expression unless something else has one."""
+    return {
+        "api_key": "llmh-...mP4q",
+        "api_key_id": 7,
+        "input_tokens": 12,
+        "output_tokens": None,
+        "time_to_first_token_ms": 180,
+    }
+
+
+def test_a_json_line_with_only_our_keyed_fields_is_written_as_it_is():
+    fields = request_and_run_fields()
+    line = JsonFormatter().format(record("POST /v1/chat/completions 200 3.2 ms", extra=fields))
+    assert '"api_key": "llmh-...mP4q"' in line and json.loads(line)["input_tokens"] == 12
+
+
+@pytest.mark.parametrize(
+    "others",
+    [
+        {"path": f"/v1/{HUB_KEY}"},
+        {"error": f"upstream said: bad key {GOOD_KEYS['anthropic']}"},
+        {"team": "team Bearer abcdefghij"},
+        {"url": f"https://x.example/v1?key={GOOD_KEYS['gemini']}"},
+        {"error": f'"api_key": null, "input_tokens": 3 {HUB_KEY}'},  # our fields' text inside a value
+    ],
+    ids=["path", "error", "bearer", "query", "lookalike"],
+)
+def test_a_secret_beside_our_keyed_fields_is_redacted(others):
+    fields = request_and_run_fields() | others
+    line = JsonFormatter().format(record("run abc completed", extra=fields))
+    for secret in [HUB_KEY, GOOD_KEYS["anthropic"], GOOD_KEYS["gemini"], "abcdefghij"]:
+        assert secret not in line
+    assert json.loads(line)["api_key"] == "llmh-...mP4q"
+
+
+@pytest.mark.parametrize(
+    "name", ["api_key", "api_key_id", "input_tokens", "output_tokens", "time_to_first_token_ms"]
+)
+def test_a_secret_in_one_of_our_keyed_fields_is_redacted(name):
+    fields = request_and_run_fields() | {name: HUB_KEY}
+    line = JsonFormatter().format(record("run abc completed", extra=fields))
+    assert HUB_KEY not in line and json.loads(line)[name] == "llmh-...mP4q"
