@@ -33,6 +33,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from django.db import connections
@@ -109,23 +110,28 @@ class _Pool:
                 return  # the interpreter is exiting, or the loop closed: no more work can come
             if item is None:
                 return
-            _run(*item)
-            del item  # the result and its future are not kept while idle
+            deliver = _run(*item)
+            # Idle before the caller hears of the result: its next hop, which may follow at once,
+            # finds this thread free instead of starting another.
             with self.lock:
                 self.idle += 1
+            deliver()
+            del item, deliver  # the result and its future are not kept while idle
 
     def stop(self) -> None:
         for _ in range(self.threads):
             self.work.put(None)
 
 
-def _run(loop: asyncio.AbstractEventLoop, future: asyncio.Future, context, function, args) -> None:
+def _run(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future, context, function, args
+) -> Callable[[], None]:
+    """Runs the work; what hands its result (or error) to the caller."""
     try:
         result = context.run(_pooled, function, args)
     except BaseException as error:  # noqa: BLE001 - handed to the caller, as run_in_executor does
-        _deliver(loop, future.set_exception, future, error)
-    else:
-        _deliver(loop, future.set_result, future, result)
+        return partial(_deliver, loop, future.set_exception, future, error)
+    return partial(_deliver, loop, future.set_result, future, result)
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, setter: Callable, future: asyncio.Future, value: Any) -> None:
