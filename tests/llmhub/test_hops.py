@@ -92,3 +92,11 @@ def test_a_loops_threads_end_once_it_is_closed():
     loop.close()
     thread.join(10)
     assert not thread.is_alive()
+
+
+async def test_hops_one_after_another_reuse_one_thread():
+    """A thread that has handed back its result is free for the next hop, which may follow at once:
+    no second thread is started for hops that never overlap (one used to be, now and then, when the
+    caller heard of the result before the thread counted itself idle)."""
+    names = {(await hop(threading.current_thread)).name for _ in range(300)}
+    assert len(names) == 1, names
