@@ -383,13 +383,12 @@ def _insert(
     """The INSERT of every concrete column but the auto key, with how each value is read from the
     instance (pre_save(), as save() reads it, where a field has its own: auto_now_add) and prepared;
     whether it returns the key (PostgreSQL, SQLite from 3.35) or the cursor's lastrowid holds it."""
-    meta = model._meta
-    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
+    fields = _inserted(model)
     names = ", ".join(_column(model, field.name, engine) for field in fields)
     sql = f"INSERT INTO {_table(model, engine)} ({names}) VALUES ({', '.join(['%s'] * len(fields))})"
     returning = connection.features.can_return_columns_from_insert
     if returning:
-        sql += f" RETURNING {_column(model, meta.pk.name, engine)}"
+        sql += f" RETURNING {_column(model, model._meta.pk.name, engine)}"
     columns = [(_reader(field), preparer(field)) for field in fields]
     return sql, columns, returning
 
@@ -402,16 +401,21 @@ def insert_select(
     type. A parameter in a SELECT is not typed by the column it goes to, and psycopg sends text and
     None untyped. The cast leaves out the length and scale (varchar(64), numeric(20, 12)): the
     column's own type checks and rounds the value as it does for insert()'s."""
-    sql, columns, returning = _insert(model, _engine())
+    engine = _engine()
+    sql, columns, returning = _insert(model, engine)
     assert returning, "PostgreSQL returns the key"
-    meta = model._meta
-    fields = [field for field in meta.local_concrete_fields if field is not meta.auto_field]
     into = sql.partition(" VALUES ")[0]
-    values = ", ".join(f"%s::{cast(field)}" for field in fields)
+    values = ", ".join(f"%s::{cast(field)}" for field in _inserted(model))
     return (
-        f"{into} SELECT {values} FROM {source} RETURNING {_column(model, meta.pk.name, _engine())}",
+        f"{into} SELECT {values} FROM {source} RETURNING {_column(model, model._meta.pk.name, engine)}",
         columns,
     )
+
+
+def _inserted(model: type[Model]) -> list[Field]:
+    """The columns an INSERT of ours writes: every concrete one but the auto key."""
+    meta = model._meta
+    return [field for field in meta.local_concrete_fields if field is not meta.auto_field]
 
 
 def cast(field: Field) -> str:
