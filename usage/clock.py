@@ -65,10 +65,11 @@ class RunClock:
         if self._loop.time() >= self.ends_at:
             raise TimeLimit(self.limit)
 
-    async def next(self, events: AsyncIterator[T], provider: str) -> T | None:
+    def next(self, events: AsyncIterator[T], provider: str) -> Awaitable[T | None]:
         """The next event of a provider's stream (None at its end), within both limits."""
         self.check()  # before anext(): a coroutine made and never awaited would warn
-        return await self._within(anext(events, None), min(self.ends_at, self.idle_at), provider)
+        # _within's coroutine itself, not one more that awaits it: this is asked once an event.
+        return self._within(anext(events, None), min(self.ends_at, self.idle_at), provider)
 
     async def sleep(self, seconds: float) -> None:
         self.check()
