@@ -216,7 +216,9 @@ class GenerationResponse:
     tool_calls: tuple[ToolCall, ...] = ()
 
 
-@dataclass(frozen=True)
+# Not frozen (nothing changes one all the same): a frozen dataclass sets each field through
+# object.__setattr__, and one is made for every piece of every stream.
+@dataclass(slots=True)
 class Delta:
     """A piece of generated text, as it arrives; `choice` tells the answers apart when n > 1."""
 
@@ -300,6 +302,10 @@ class ProviderAdapter(ABC):
     tool_prompt_tokens: ClassVar[int] = 0
     # What embed() takes ("text", "tokens": providers/embedding.py); empty: the dialect does not embed.
     embedding_inputs: ClassVar[frozenset[str]] = frozenset()
+    # True when stream() itself raises wrong_shape() for JSON it cannot read (a SHAPE_ERRORS error)
+    # and yields only text fields that are text: events() then hands its events on as they are,
+    # without a generator of its own in between (a step for each event of each stream).
+    checks_shape: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -416,10 +422,13 @@ class ProviderAdapter(ABC):
         width, height = fit_within(size, 1568)
         return min(1600, max(1, math.ceil(width * height / 750)))
 
-    async def events(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+    def events(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """stream(), with an answer of the wrong shape (valid JSON the adapter cannot read) reported
         as an unexpected response from the provider. The run engine reads this."""
-        events = self.stream(request)
+        stream = self.stream(request)
+        return stream if self.checks_shape else self._checked(stream)
+
+    async def _checked(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
         try:
             while True:
                 try:
@@ -427,16 +436,17 @@ class ProviderAdapter(ABC):
                 except StopAsyncIteration:
                     return
                 except SHAPE_ERRORS as error:
-                    raise UnexpectedResponse(
-                        self.display_name, 200, problem="its answer did not have the expected shape"
-                    ) from error
+                    raise self.wrong_shape() from error
                 if not _well_formed(event):
-                    raise UnexpectedResponse(
-                        self.display_name, 200, problem="its answer did not have the expected shape"
-                    )
+                    raise self.wrong_shape()
                 yield event
         finally:
-            await events.aclose()
+            await events.aclose()  # type: ignore[attr-defined]
+
+    def wrong_shape(self) -> UnexpectedResponse:
+        return UnexpectedResponse(
+            self.display_name, 200, problem="its answer did not have the expected shape"
+        )
 
     @classmethod
     def catalogue(cls, credentials: Mapping[str, str]) -> list:

@@ -84,6 +84,7 @@ StatusHook = Callable[[int, Mapping[str, str], str], None]
 class SSEEvent:
     event: str
     data: str
+    last: bool = False  # the event post_sse's `last` named: nothing follows it
 
 
 class ProviderHTTP:
@@ -161,7 +162,7 @@ class ProviderHTTP:
                             events += 1
                             parsed = SSEEvent(event or "message", "\n".join(data))
                             if last is not None and last(parsed):
-                                final = parsed
+                                final, parsed.last = parsed, True
                                 break
                             yield parsed
                         event, data = "", []

@@ -83,6 +83,8 @@ async def test_a_body_that_is_not_an_event_stream_is_an_unexpected_response(open
         {"choices": "none today"},
         {"choices": [{"delta": "text"}]},
         {"choices": [{"delta": {"content": ["not", "a", "string"]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": 7, "function": {"name": "f"}}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": {"a": 1}}}]}}]},
         ["a", "list"],
     ],
 )
