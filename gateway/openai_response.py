@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -126,7 +127,7 @@ class ChunkWriter:
         if include_usage:
             envelope["usage"] = None
         head = json.dumps(envelope, separators=(",", ":"))[:-1]
-        self._prefix = (head + ',"choices":[{"index":0,"delta":{"content":').encode()
+        self._prefix = ("data: " + head + ',"choices":[{"index":0,"delta":{"content":').encode()
         self._suffix = b'},"logprobs":null,"finish_reason":null}]}\n\n'
         self._head = head
 
@@ -146,7 +147,8 @@ class ChunkWriter:
         if isinstance(event, ToolCallDelta):
             return opening + self.tool_call(event)
         if event.choice == 0 and not event.logprobs:
-            return b"data: " + self._prefix + json.dumps(event.text).encode() + self._suffix
+            # json.dumps(text) is this function, called through two more (dumps, JSONEncoder.encode).
+            return self._prefix + encode_basestring_ascii(event.text).encode() + self._suffix
         logprobs = {"content": list(event.logprobs), "refusal": None} if event.logprobs else None
         return opening + self._choice(event.choice, {"content": event.text}, logprobs)
 
