@@ -120,7 +120,9 @@ class Message:
 
     @property
     def images(self) -> tuple[ImagePart, ...]:
-        return tuple(part for part in self.parts if isinstance(part, ImagePart))
+        if isinstance(self.content, str):
+            return ()  # without building its TextPart: asked of every message as a run is priced
+        return tuple(part for part in self.content if isinstance(part, ImagePart))
 
     def named_text(self) -> str:
         """The text with the speaker's name before it, for dialects that have no name field."""
@@ -259,7 +261,13 @@ def capabilities_needed(request: Any) -> list[str]:
         needed.append(Feature.TOOLS)
     if request.response_format is not None and request.response_format.type == "json_schema":
         needed.append(Feature.STRUCTURED_OUTPUT)
-    kinds = {part.kind for message in request.messages for part in message.parts}
+    # Text alone (a str) needs nothing: its parts are not built to be looked at (asked ~3 times a request).
+    kinds = {
+        part.kind
+        for message in request.messages
+        if not isinstance(message.content, str)
+        for part in message.parts
+    }
     needed += [feature for kind, feature in _PART_FEATURES.items() if kind in kinds]
     if request.reasoning_effort is not None:
         needed.append("reasoning")  # the catalogue's task type of models that think
