@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from providers import pricing
@@ -184,8 +185,13 @@ class GenerationRequest:
     @cached_property
     def _options_given(self) -> tuple[str, ...]:
         # Found once: the request is frozen, and it is asked several times a request (an adapter's
-        # payload asks once for each option it passes).
-        return tuple(name for name, default in _OPTION_DEFAULTS if getattr(self, name) != default)
+        # payload asks once for each option it passes). Most requests set none: one comparison.
+        values = _option_values(self)
+        if values == _DEFAULT_VALUES:
+            return ()
+        return tuple(
+            name for (name, default), value in zip(_OPTION_DEFAULTS, values, strict=True) if value != default
+        )
 
     def options_json(self) -> dict[str, Any]:
         return {name: json_value(getattr(self, name)) for name in self.options_given()}
@@ -205,6 +211,8 @@ class GenerationRequest:
 
 _CORE = {"model", "messages", "max_tokens", "temperature", "stream"}  # a run's own columns, not options
 _OPTION_DEFAULTS = tuple((f.name, f.default) for f in fields(GenerationRequest) if f.name not in _CORE)
+_option_values = attrgetter(*(name for name, _ in _OPTION_DEFAULTS))
+_DEFAULT_VALUES = tuple(default for _, default in _OPTION_DEFAULTS)
 
 
 @dataclass(frozen=True)
