@@ -149,6 +149,13 @@ async def test_a_stream_reads_the_same_whole_or_a_byte_at_a_time(openai, fake_op
     assert await drain(openai) == whole
 
 
+async def test_bytes_that_are_not_utf8_are_read_as_replacement_characters(openai, fake_openai):
+    body = b'data: {"choices":[{"delta":{"content":"caf\xe9 \xff"}}]}\n\ndata: [DONE]\n\n'
+    fake_openai.stream_raw_next([body])
+    events = await drain(openai)
+    assert events[0] == Delta("caf\ufffd \ufffd") and isinstance(events[1], Finished)
+
+
 @pytest.mark.parametrize(
     ("usage", "says"),
     [
