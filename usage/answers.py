@@ -20,8 +20,11 @@ class Answer:
     def add(self, event: Delta | ToolCallDelta) -> str:
         """Take in one event; returns the generated text it carried (to count output tokens)."""
         if isinstance(event, Delta):
-            self.texts.setdefault(event.choice, []).append(event.text)
-            if event.choice == 0:
+            texts = self.texts.get(event.choice)
+            if texts is None:  # (not setdefault: it would make a list for every piece)
+                texts = self.texts[event.choice] = []
+            texts.append(event.text)
+            if event.logprobs and event.choice == 0:
                 self.logprobs.extend(event.logprobs)
             return event.text
         call = self.calls.setdefault(event.choice, {}).setdefault(event.index, ["", "", ""])

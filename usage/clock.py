@@ -69,7 +69,8 @@ class RunClock:
         """The next event of a provider's stream (None at its end), within both limits."""
         self.check()  # before anext(): a coroutine made and never awaited would warn
         # _within's coroutine itself, not one more that awaits it: this is asked once an event.
-        return self._within(anext(events, None), min(self.ends_at, self.idle_at), provider)
+        until = self.ends_at if self.ends_at < self.idle_at else self.idle_at  # min(), without its call
+        return self._within(anext(events, None), until, provider)
 
     async def sleep(self, seconds: float) -> None:
         self.check()
