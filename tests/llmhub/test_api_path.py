@@ -152,6 +152,30 @@ async def test_a_client_that_leaves_before_its_body_ends_is_not_answered():
     assert await send_in_parts([started, {"type": "http.disconnect"}]) == []
 
 
+async def test_the_answer_is_made_and_sent_in_the_requests_own_task(key):
+    """Not in a task of its own beside the one listening for the client going away (Django's way:
+    a task and an asyncio.wait more a request)."""
+    headers = [HOST, (b"authorization", f"Bearer {key.secret}".encode())]
+    scope = {"type": "http", "method": "GET", "path": "/v1/models", "headers": headers, "query_string": b""}
+    scope |= {"client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000)}
+    incoming, senders, answered = [{"type": "http.request", "body": b""}], [], asyncio.Event()
+
+    async def receive() -> dict:
+        if incoming:
+            return incoming.pop()
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        senders.append((message["type"], asyncio.current_task()))
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await application(scope, receive, send)
+    request = asyncio.current_task()
+    assert senders == [("http.response.start", request), ("http.response.body", request)]
+
+
 async def test_a_refused_requests_warning_line_is_written_on_the_loop(caplog):
     """Django's `Method Not Allowed: /v1/...` line for a 4xx answer, as before, but written on the
     event loop (the test's thread), not through a thread hop; its request id on it."""
