@@ -176,6 +176,18 @@ async def test_the_answer_is_made_and_sent_in_the_requests_own_task(key):
     assert senders == [("http.response.start", request), ("http.response.body", request)]
 
 
+async def test_a_text_access_line_carries_only_its_request_id(key, caplog, settings):
+    """The JSON line's fields (method, status, key...) are built only for JSON lines (ops.logs.structured):
+    a text line is its message, which says them."""
+    settings.LLMHUB_LOG_FORMAT = "text"
+    with caplog.at_level(logging.INFO, logger="llmhub.requests"):
+        answer = await call("/v1/models", headers=[(b"authorization", f"Bearer {key.secret}".encode())])
+    [line] = [record for record in caplog.records if record.name == "llmhub.requests"]
+    assert line.getMessage().startswith("GET /v1/models 200 ")
+    assert line.request_id == header(answer, "x-request-id")
+    assert not hasattr(line, "api_key") and not hasattr(line, "status")
+
+
 async def test_a_refused_requests_warning_line_is_written_on_the_loop(caplog):
     """Django's `Method Not Allowed: /v1/...` line for a 4xx answer, as before, but written on the
     event loop (the test's thread), not through a thread hop; its request id on it."""
