@@ -16,7 +16,11 @@ Under valgrind the threads of the process take turns (one runs at a time), so at
 this shows the extra work of interleaved requests (more wake-ups, more rounds of the loop, lock
 hand-offs), not the cost of two cores fighting over the GIL. A run of 100 requests takes about 30 s
 and repeats within about 0.3 % (10.46 M and 10.47 M a request at f4753ed; 12.09 M and 12.11 M at
-concurrency 16 with 160 requests).
+concurrency 16 with 160 requests). At concurrency 16 the count depends on how the requests overlap,
+so on the machine's load: with a test suite running beside it, the same tree counted 12.19 and 11.58 M;
+compare such runs alternated, under the same load. At 16, httpcore's pool scans its connections
+several times a request (is_idle ~500 calls a request, from 5 at concurrency 1): ~0.95 M of the 1.6 M
+a request that concurrency 16 adds (measured with the scan made linear, issue 16's i23-fr notes).
 """
 
 from __future__ import annotations
