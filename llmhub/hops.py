@@ -26,7 +26,6 @@ in a function sent here would run its coroutine on a loop of its own): not for s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import os
 import queue
@@ -135,9 +134,10 @@ def _run(
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, setter: Callable, future: asyncio.Future, value: Any) -> None:
-    # A loop closed meanwhile has nobody waiting for the value (run_in_executor drops it too).
-    with contextlib.suppress(RuntimeError):
+    try:
         loop.call_soon_threadsafe(_settle, setter, future, value)
+    except RuntimeError:  # the loop closed meanwhile: nobody waits for the value (as run_in_executor)
+        return
 
 
 def _settle(setter: Callable, future: asyncio.Future, value: Any) -> None:

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 
@@ -64,6 +65,14 @@ _OWN_FIELDS = re.compile(
     r'"(?:api_key_id|input_tokens|output_tokens|time_to_first_token_ms)": (?:\d+|null)'
     r'|"api_key": (?:null|"llmh-\.\.\.[A-Za-z0-9_-]{0,4}")'
 )
+
+
+def structured() -> bool:
+    """Whether lines are written as JSON objects (LLMHUB_LOG_FORMAT=json): only those carry a line's
+    extra fields. A text line is its message alone, so the request and run lines (ops/middleware.py,
+    ops/observe.py) build their fields only for JSON (~30,000 instructions a line: the fields, and
+    the logging module copying each onto the record)."""
+    return settings.LLMHUB_LOG_FORMAT == "json"
 
 
 def _has_marker(text: str) -> bool:

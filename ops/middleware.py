@@ -74,7 +74,10 @@ def _end(request: HttpRequest, response: HttpResponse, started: float) -> HttpRe
             request.path,
             response.status_code,
             seconds * 1000,
-            extra=_fields(request, response, endpoint, seconds),
+            # The request id: a text line written while the request is handled names it itself.
+            extra=_fields(request, response, endpoint, seconds)
+            if logs.structured()
+            else {"request_id": request.request_id},
         )
     return response
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ops import metrics
+from ops import logs, metrics
 from usage.models import Run
 
 log = logging.getLogger("llmhub.runs")
@@ -37,7 +37,10 @@ def run_finished(run: Run) -> None:
     if run.cost_usd:
         metrics.child(metrics.COST, provider, model, team).inc(float(run.cost_usd))
     if log.isEnabledFor(logging.INFO):
-        fields = _fields(run, provider, model, team, ended, ttft, total)
+        if logs.structured():
+            fields = _fields(run, provider, model, team, ended, ttft, total)
+        else:  # as a JSON line, the text line carries the run's request id, not the current one
+            fields = {"request_id": run.request_id or None}
         log.info("run %s %s %s/%s", run.uuid, ended, provider, model, extra=fields)
 
 

@@ -152,6 +152,42 @@ async def test_a_client_that_leaves_before_its_body_ends_is_not_answered():
     assert await send_in_parts([started, {"type": "http.disconnect"}]) == []
 
 
+async def test_the_answer_is_made_and_sent_in_the_requests_own_task(key):
+    """Not in a task of its own beside the one listening for the client going away (Django's way:
+    a task and an asyncio.wait more a request)."""
+    headers = [HOST, (b"authorization", f"Bearer {key.secret}".encode())]
+    scope = {"type": "http", "method": "GET", "path": "/v1/models", "headers": headers, "query_string": b""}
+    scope |= {"client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8000)}
+    incoming, senders, answered = [{"type": "http.request", "body": b""}], [], asyncio.Event()
+
+    async def receive() -> dict:
+        if incoming:
+            return incoming.pop()
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        senders.append((message["type"], asyncio.current_task()))
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await application(scope, receive, send)
+    request = asyncio.current_task()
+    assert senders == [("http.response.start", request), ("http.response.body", request)]
+
+
+async def test_a_text_access_line_carries_only_its_request_id(key, caplog, settings):
+    """The JSON line's fields (method, status, key...) are built only for JSON lines (ops.logs.structured):
+    a text line is its message, which says them."""
+    settings.LLMHUB_LOG_FORMAT = "text"
+    with caplog.at_level(logging.INFO, logger="llmhub.requests"):
+        answer = await call("/v1/models", headers=[(b"authorization", f"Bearer {key.secret}".encode())])
+    [line] = [record for record in caplog.records if record.name == "llmhub.requests"]
+    assert line.getMessage().startswith("GET /v1/models 200 ")
+    assert line.request_id == header(answer, "x-request-id")
+    assert not hasattr(line, "api_key") and not hasattr(line, "status")
+
+
 async def test_a_refused_requests_warning_line_is_written_on_the_loop(caplog):
     """Django's `Method Not Allowed: /v1/...` line for a 4xx answer, as before, but written on the
     event loop (the test's thread), not through a thread hop; its request id on it."""
