@@ -130,7 +130,8 @@ def _usage_row(
 ) -> UsageRecord:
     """The usage row of one generation, not saved yet."""
     price, cost = priced or _priced(provider_id, model, tokens, at)
-    return UsageRecord(
+    return statements.new(
+        UsageRecord,
         provider_id=provider_id,
         model=model,
         run_id=run_id or uuid.uuid4().hex,
