@@ -128,11 +128,12 @@ def authenticate(secret: str) -> ApiKey | None:
 
 
 def _read(hashed: str) -> ApiKey | None:
-    row = statements.run(_lookup(statements.db().vendor), [hashed], statements.fetchone)
+    db = statements.db()
+    row = statements.run(_lookup(db.vendor), [hashed], statements.fetchone, db)
     if row is None:
         return None
-    key = statements.load(ApiKey, row)
-    key.team = statements.load(Team, row, start=len(ApiKey._meta.concrete_fields))
+    key = statements.load(ApiKey, row, wrapper=db)
+    key.team = statements.load(Team, row, start=len(ApiKey._meta.concrete_fields), wrapper=db)
     return key
 
 

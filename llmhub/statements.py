@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
@@ -68,15 +69,22 @@ rowcount = operator.attrgetter("rowcount")
 lastrowid = operator.attrgetter("lastrowid")
 
 
-def run(sql: str, params: Sequence = (), read: Callable[[Any], Any] = rowcount) -> Any:
+def run(
+    sql: str,
+    params: Sequence = (),
+    read: Callable[[Any], Any] = rowcount,
+    wrapper: BaseDatabaseWrapper | None = None,
+) -> Any:
     """Run one statement (Django's "%s" placeholders, a sequence of parameters) on this thread's
-    connection and return `read(cursor)`: fetchone, fetchall, rowcount (the default) or lastrowid."""
-    wrapper = connections[DEFAULT_DB_ALIAS]
+    connection (`wrapper`: the caller's `db()`, when it has it) and return `read(cursor)`:
+    fetchone, fetchall, rowcount (the default) or lastrowid."""
+    if wrapper is None:
+        wrapper = connections[DEFAULT_DB_ALIAS]
     wrapper.close_if_health_check_failed()  # when due (PostgreSQL's kept connections: llmhub/postgresql)
     if (
         wrapper.connection is None
         or wrapper.force_debug_cursor
-        or settings.DEBUG
+        or _debug()
         or wrapper.execute_wrappers
         or _get_running_loop() is not None
     ):
@@ -95,6 +103,21 @@ def run(sql: str, params: Sequence = (), read: Callable[[Any], Any] = rowcount) 
         cursor = _bound_cursor(wrapper)
         cursor.execute(sql, params)  # prepared as the connection's prepare_threshold says
         return read(cursor)
+
+
+@functools.cache
+def _debug() -> bool:
+    """settings.DEBUG, read once (each read of a setting costs ~1 µs, and a request runs ~14
+    statements); read again when a test changes it."""
+    return settings.DEBUG
+
+
+def _setting_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "DEBUG":
+        _debug.cache_clear()
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="llmhub.statements")
 
 
 # PostgreSQL. Django's cursors bind the values into the SQL text in Python (psycopg's ClientCursor:
@@ -182,11 +205,12 @@ def _columns(model: type[Model], alias: str, engine: str) -> str:
     return ", ".join(prefix + quote(field.column) for field in model._meta.concrete_fields)
 
 
-def load(model: type[M], row: Sequence, start: int = 0) -> M:
+def load(model: type[M], row: Sequence, start: int = 0, wrapper: BaseDatabaseWrapper | None = None) -> M:
     """The instance whose `columns()` begin at `row[start]`, converted as the ORM converts them."""
     fields = model._meta.concrete_fields
     values = list(row[start : start + len(fields)])
-    wrapper = db()
+    if wrapper is None:
+        wrapper = db()
     ops = wrapper.ops
     for index, col, converters in _converting(model, _engine()):
         for converter in converters:
@@ -419,7 +443,7 @@ def update(
     wrapper = db()
     sql, prepares = _update(model, tuple(values), where, _engine())
     arguments = [prepare(value, wrapper) for prepare, value in zip(prepares, values.values(), strict=True)]
-    return run(sql, [*arguments, pk, *params])
+    return run(sql, [*arguments, pk, *params], wrapper=wrapper)
 
 
 def update_sql(model: type[Model], names: tuple[str, ...], where: str = "") -> tuple[str, list[Prepare]]:
@@ -448,7 +472,9 @@ def insert(instance: Model) -> None:
     model = type(instance)
     sql, columns, returning = _insert(model, _engine())
     values = [prepare(read(instance), wrapper) for read, prepare in columns]
-    instance.pk = run(sql, values, fetchone)[0] if returning else run(sql, values, lastrowid)
+    instance.pk = (
+        run(sql, values, fetchone, wrapper)[0] if returning else run(sql, values, lastrowid, wrapper)
+    )
     instance._state.adding, instance._state.db = False, wrapper.alias
 
 

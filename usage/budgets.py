@@ -146,15 +146,17 @@ def label(budget: Budget) -> str:
 
 def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, Decimal]:
     """What the budget's scope has spent in each period ({"day": (start, end), ...}), in one query."""
-    sql, params = _spent(budget, periods, statements.db())
-    return _totals(periods, _one(sql, params))
+    db = statements.db()
+    sql, params = _spent(budget, periods, db)
+    return _totals(periods, _one(sql, params, db))
 
 
 def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Decimal:
     """What running runs in the budget's scope hold. A run's reservation is for its current attempt:
     the model it is trying (model_used) once it has one, else the model it asked for."""
-    sql, params = _reserved(budget, now, excluding, statements.db())
-    return _money(_one(sql, params)[0])
+    db = statements.db()
+    sql, params = _reserved(budget, now, excluding, db)
+    return _money(_one(sql, params, db)[0])
 
 
 def _spent(budget: Budget, periods: dict[str, tuple[date, date]], db) -> tuple[str, list]:
@@ -215,8 +217,8 @@ def _reserved_sql(team: bool, prefix: int, api_key: bool, excluded: bool) -> str
     return f"SELECT SUM(reserved_usd) FROM {Run._meta.db_table} WHERE {' AND '.join(where)}"
 
 
-def _one(sql: str, params: list) -> tuple:
-    return statements.run(sql, params, statements.fetchone)
+def _one(sql: str, params: list, db) -> tuple:
+    return statements.run(sql, params, statements.fetchone, db)
 
 
 def _totals(periods: dict[str, tuple[date, date]], sums: tuple) -> dict[str, Decimal]:
@@ -252,10 +254,10 @@ def standings(
     spent_sql, params = _spent(budget, periods, db)
     if with_reserved:  # read with the spend, in one statement: held, then a sum a period
         held_sql, held_params = _reserved(budget, now, excluding, db)
-        sums = _one(_together(held_sql, spent_sql), [*held_params, *params])
+        sums = _one(_together(held_sql, spent_sql), [*held_params, *params], db)
         held, totals = _money(sums[0]), _totals(periods, sums[1:])
     else:
-        held, totals = ZERO, _totals(periods, _one(spent_sql, params))
+        held, totals = ZERO, _totals(periods, _one(spent_sql, params, db))
     return [Standing(budget, kind, limit, totals[kind], held) for kind, limit in limits.items()]
 
 
@@ -326,7 +328,8 @@ def _locked(team_id: int, provider_id: str, api_key_id: int | None) -> list[Budg
         f"SELECT {statements.columns(Budget)} FROM {statements.table(Budget)} "
         f"WHERE {' AND '.join(where)} ORDER BY {statements.column(Budget, 'id')}{lock}"
     )
-    return [statements.load(Budget, row) for row in statements.run(sql, params, statements.fetchall)]
+    rows = statements.run(sql, params, statements.fetchall, db)
+    return [statements.load(Budget, row, wrapper=db) for row in rows]
 
 
 def _save_hold(run: Run, also: tuple[str, ...] = ()) -> None:

@@ -284,6 +284,14 @@ def test_a_statement_runs_on_the_connections_own_cursor_unless_queries_are_watch
     assert seen == []
 
 
+def test_a_statement_is_logged_once_a_test_turns_debug_on(alpha, settings):
+    sql = f"SELECT {statements.column(Team, 'name')} FROM {statements.table(Team)} WHERE id = %s"
+    assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)  # DEBUG off: read
+    settings.DEBUG = True
+    assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+    assert connection.queries[-1]["sql"] == sql.replace("%s", str(alpha.pk))
+
+
 def test_a_database_error_is_djangos_and_a_broken_transaction_refuses_the_next_statement(alpha):
     with pytest.raises(DatabaseError) as raised, transaction.atomic():  # PostgreSQL: rolled back to here
         statements.run("SELECT nothing FROM no_such_table", (), statements.fetchone)
