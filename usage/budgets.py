@@ -187,7 +187,7 @@ def _spent_sql(periods: int, team: bool, provider: bool, api_key: bool) -> str:
 
 def _reserved(budget: Budget, now: datetime, excluding: Run | None, db) -> tuple[str, list]:
     """reserved()'s SELECT: the sum of the holds in the budget's scope whose lease still runs."""
-    params: list = [db.ops.adapt_datetimefield_value(now)]
+    params: list = [statements.adapt_moment(now, db)]
     if budget.team_id:
         params.append(budget.team_id)
     if budget.provider_id:
