@@ -119,7 +119,7 @@ def caps_for(team: Team, provider_id: str, api_key_id: int | None = None) -> Cap
 
 def period(kind: str, now: datetime | None = None) -> tuple[date, date]:
     """[start, end) of the day or month containing `now`, in the configured time zone."""
-    return _period(kind, timezone.localdate(now or timezone.now()))
+    return _period(kind, timezone.localdate(now or timezone.now(), timezone.get_default_timezone()))
 
 
 def _period(kind: str, today: date) -> tuple[date, date]:
@@ -248,7 +248,9 @@ def standings(
     }
     if not limits:
         return []
-    today = timezone.localdate(now)
+    # The configured time zone's day, named: the current one is looked up in a context-local
+    # (~6 µs), and a budget's periods never follow a time zone activated for a request.
+    today = timezone.localdate(now, timezone.get_default_timezone())
     periods = {kind: _period(kind, today) for kind in limits}
     db = statements.db()
     spent_sql, params = _spent(budget, periods, db)

@@ -62,7 +62,7 @@ def upsert_select(source: str) -> str:
 def values(record: UsageRecord, db: BaseDatabaseWrapper) -> list:
     """The roll-up key and totals of one usage row, as add() writes them (`db`: statements.db())."""
     return [
-        db.ops.adapt_datefield_value(timezone.localdate(record.created_at)),
+        db.ops.adapt_datefield_value(timezone.localdate(record.created_at, timezone.get_default_timezone())),
         record.team_id,
         record.user_id,
         record.api_key_id,
