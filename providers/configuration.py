@@ -68,6 +68,7 @@ class _Pin:
     def __init__(self) -> None:
         self.read = False
         self.version: int | None = None
+        self.answers: dict[tuple, object] | None = None  # its version's snapshot, once looked up
 
 
 _pin: ContextVar[_Pin | None] = ContextVar("configuration_pin", default=None)
@@ -94,6 +95,9 @@ def _version() -> int | None:
 
 
 def _answers(now: int) -> dict[tuple, object]:
+    answers = _snapshots.get(now)  # one step under the GIL: only a new version needs the lock
+    if answers is not None:
+        return answers
     with _lock:
         answers = _snapshots.get(now)
         if answers is None:
@@ -115,10 +119,15 @@ def cached(
     on the time too (a price dated in the future comes into force without a change): else it is
     read again. `keep` says whether an answer read is kept at all (a key nobody has: made-up keys
     by the thousand must not fill memory)."""
-    now = _version()
-    if now is None:
-        return read()
-    answers = _answers(now)
+    pin = _pin.get()
+    answers = pin.answers if pin is not None else None
+    if answers is None:  # a pinned request keeps its version's snapshot from its first lookup on
+        now = _version()
+        if now is None:
+            return read()
+        answers = _answers(now)
+        if pin is not None:
+            pin.answers = answers
     answer = answers.get(key, _MISSING)
     if answer is _MISSING or (fresh is not None and not fresh(answer)):
         answer = read()  # read after the version was: never older than it
