@@ -537,9 +537,14 @@ def cast(field: Field) -> str:
 
 
 def _reader(field: Field) -> Callable[[Model], Any]:
-    if type(field).pre_save is Field.pre_save:  # the attribute's value
+    plain = type(field).pre_save is Field.pre_save
+    # Django's date and time fields read the attribute too, unless they set it (auto_now...).
+    if plain or (type(field) in _DATED and not (field.auto_now or field.auto_now_add)):
         return operator.attrgetter(field.attname)
     return functools.partial(_pre_save, field)
+
+
+_DATED = (models.DateField, models.DateTimeField, models.TimeField)
 
 
 def _pre_save(field: Field, instance: Model) -> Any:
