@@ -1,8 +1,10 @@
 """Creating, finding and revoking team API keys.
 
-A request is authenticated by the SHA-256 of its key, looked up in the database on every request
-(one indexed query): a key revoked by any server process is refused by every other at once. (A
-cache per process would save that query but keep accepting a revoked key until it expired.)
+A request is authenticated by the SHA-256 of its key. The key found (with its team) is kept in the
+process's configuration snapshot (providers/configuration.py), so a request reads no key row while
+the configuration version it reads anyway is unchanged: every save or delete of a key or a team
+sets a new version, so a key revoked by any server process is refused by every other at its next
+request, not after a cache period. A secret that matches no active key is never kept.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from accounts.models import Team
 from audit import log
 from gateway.models import ApiKey
 from llmhub import statements
+from providers import configuration
 
 PREFIX = "llmh-"
 # Past this many client addresses with recent failures, the stale ones are dropped: addresses made
@@ -109,16 +113,42 @@ def presented(headers: Mapping[str, str]) -> str:
 
 
 def authenticate(secret: str) -> ApiKey | None:
-    """The active key of this secret (see `presented`), or None."""
+    """The active key of this secret (see `presented`), or None. The caller gets its own copy of
+    the kept key and team, free to change them."""
     if not secret.startswith(PREFIX):
         return None
-    row = statements.run(_lookup(statements.db().vendor), [digest(secret)], statements.fetchone)
+    hashed = digest(secret)
+    found = configuration.cached(("api_key", hashed), functools.partial(_read, hashed), keep=_found)
+    if found is None:
+        return None
+    key = _copy(found)
+    key._state.fields_cache = {"team": _copy(found.team)}
+    _touch(key, found)
+    return key
+
+
+def _read(hashed: str) -> ApiKey | None:
+    db = statements.db()
+    row = statements.run(_lookup(db.vendor), [hashed], statements.fetchone, db)
     if row is None:
         return None
-    key = statements.load(ApiKey, row)
-    key.team = statements.load(Team, row, start=len(ApiKey._meta.concrete_fields))
-    _touch(key)
+    key = statements.load(ApiKey, row, wrapper=db)
+    key.team = statements.load(Team, row, start=len(ApiKey._meta.concrete_fields), wrapper=db)
     return key
+
+
+def _found(key: ApiKey | None) -> bool:
+    return key is not None
+
+
+def _copy(instance: ApiKey | Team):
+    """The instance as loaded, a copy of its own: what a copy.copy() of a model instance makes,
+    without its pickling protocol."""
+    copied = instance.__class__.__new__(instance.__class__)
+    copied.__dict__.update(instance.__dict__)
+    state = copied._state = ModelState()
+    state.adding, state.db = False, instance._state.db
+    return copied
 
 
 @functools.cache
@@ -154,8 +184,10 @@ def note_failure(address: str) -> None:
     failures.append(now)
 
 
-def _touch(key: ApiKey) -> None:
+def _touch(key: ApiKey, kept: ApiKey) -> None:
+    """Write last_used_at when it is older than LAST_USED_EVERY (the kept key remembers the write:
+    each process writes it at most that often)."""
     now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_EVERY:
-        key.last_used_at = now
+    if kept.last_used_at is None or now - kept.last_used_at >= LAST_USED_EVERY:
+        key.last_used_at = kept.last_used_at = now
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)

@@ -1,8 +1,8 @@
 """A per-process snapshot of the configuration the run engine reads on every request: models (with
-their provider and prices), budgets' definitions and fallback policies.
+their provider and prices), budgets' definitions, fallback policies, and API keys with their team.
 
-Every change to those rows (a save or delete of Provider, ProviderModel, Price, CustomKind, Budget or
-FallbackPolicy, in any process) sets a new configuration version in the same transaction
+Every change to those rows (a save or delete of Provider, ProviderModel, Price, CustomKind, Budget,
+FallbackPolicy, ApiKey or Team, in any process) sets a new configuration version in the same transaction
 (providers.models.ConfigurationVersion, one row). A lookup first learns the version, a single-row
 primary-key read in plain SQL: while it is unchanged, the answer comes from memory; once it changed,
 answers are read again and filed under the new version. So a process sees a change at its next
@@ -54,6 +54,10 @@ WATCHED = (
     "providers.CustomKind",
     "usage.Budget",
     "usage.FallbackPolicy",
+    # A key revoked (or its limits or allowed models changed) is refused by every process at its
+    # next request: gateway/keys.py keeps the keys it found here.
+    "gateway.ApiKey",
+    "accounts.Team",
 )
 KEPT = 4  # snapshots of this many versions at once (requests still pinned to an older one)
 
@@ -64,6 +68,7 @@ class _Pin:
     def __init__(self) -> None:
         self.read = False
         self.version: int | None = None
+        self.answers: dict[tuple, object] | None = None  # its version's snapshot, once looked up
 
 
 _pin: ContextVar[_Pin | None] = ContextVar("configuration_pin", default=None)
@@ -90,6 +95,9 @@ def _version() -> int | None:
 
 
 def _answers(now: int) -> dict[tuple, object]:
+    answers = _snapshots.get(now)  # one step under the GIL: only a new version needs the lock
+    if answers is not None:
+        return answers
     with _lock:
         answers = _snapshots.get(now)
         if answers is None:
@@ -99,19 +107,32 @@ def _answers(now: int) -> dict[tuple, object]:
         return answers
 
 
-def cached(key: tuple, read: Callable[[], T], fresh: Callable[[T], bool] | None = None) -> T:
+def cached(
+    key: tuple,
+    read: Callable[[], T],
+    fresh: Callable[[T], bool] | None = None,
+    keep: Callable[[T], bool] | None = None,
+) -> T:
     """`read()`'s answer for `key` under the configuration version (the pinned request's, else the
     current one), from memory while that version is kept. Answers are shared by every thread of the
     process: callers only read them. `fresh` says whether a kept answer still holds when it depends
     on the time too (a price dated in the future comes into force without a change): else it is
-    read again."""
-    now = _version()
-    if now is None:
-        return read()
-    answers = _answers(now)
+    read again. `keep` says whether an answer read is kept at all (a key nobody has: made-up keys
+    by the thousand must not fill memory)."""
+    pin = _pin.get()
+    answers = pin.answers if pin is not None else None
+    if answers is None:  # a pinned request keeps its version's snapshot from its first lookup on
+        now = _version()
+        if now is None:
+            return read()
+        answers = _answers(now)
+        if pin is not None:
+            pin.answers = answers
     answer = answers.get(key, _MISSING)
     if answer is _MISSING or (fresh is not None and not fresh(answer)):
-        answer = answers[key] = read()  # read after the version was: never older than it
+        answer = read()  # read after the version was: never older than it
+        if keep is None or keep(answer):
+            answers[key] = answer
     return answer  # type: ignore[return-value]
 
 

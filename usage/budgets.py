@@ -119,7 +119,7 @@ def caps_for(team: Team, provider_id: str, api_key_id: int | None = None) -> Cap
 
 def period(kind: str, now: datetime | None = None) -> tuple[date, date]:
     """[start, end) of the day or month containing `now`, in the configured time zone."""
-    return _period(kind, timezone.localdate(now or timezone.now()))
+    return _period(kind, timezone.localdate(now or timezone.now(), timezone.get_default_timezone()))
 
 
 def _period(kind: str, today: date) -> tuple[date, date]:
@@ -146,15 +146,17 @@ def label(budget: Budget) -> str:
 
 def spent(budget: Budget, periods: dict[str, tuple[date, date]]) -> dict[str, Decimal]:
     """What the budget's scope has spent in each period ({"day": (start, end), ...}), in one query."""
-    sql, params = _spent(budget, periods, statements.db())
-    return _totals(periods, _one(sql, params))
+    db = statements.db()
+    sql, params = _spent(budget, periods, db)
+    return _totals(periods, _one(sql, params, db))
 
 
 def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Decimal:
     """What running runs in the budget's scope hold. A run's reservation is for its current attempt:
     the model it is trying (model_used) once it has one, else the model it asked for."""
-    sql, params = _reserved(budget, now, excluding, statements.db())
-    return _money(_one(sql, params)[0])
+    db = statements.db()
+    sql, params = _reserved(budget, now, excluding, db)
+    return _money(_one(sql, params, db)[0])
 
 
 def _spent(budget: Budget, periods: dict[str, tuple[date, date]], db) -> tuple[str, list]:
@@ -185,7 +187,7 @@ def _spent_sql(periods: int, team: bool, provider: bool, api_key: bool) -> str:
 
 def _reserved(budget: Budget, now: datetime, excluding: Run | None, db) -> tuple[str, list]:
     """reserved()'s SELECT: the sum of the holds in the budget's scope whose lease still runs."""
-    params: list = [db.ops.adapt_datetimefield_value(now)]
+    params: list = [statements.adapt_moment(now, db)]
     if budget.team_id:
         params.append(budget.team_id)
     if budget.provider_id:
@@ -215,8 +217,8 @@ def _reserved_sql(team: bool, prefix: int, api_key: bool, excluded: bool) -> str
     return f"SELECT SUM(reserved_usd) FROM {Run._meta.db_table} WHERE {' AND '.join(where)}"
 
 
-def _one(sql: str, params: list) -> tuple:
-    return statements.run(sql, params, statements.fetchone)
+def _one(sql: str, params: list, db) -> tuple:
+    return statements.run(sql, params, statements.fetchone, db)
 
 
 def _totals(periods: dict[str, tuple[date, date]], sums: tuple) -> dict[str, Decimal]:
@@ -246,16 +248,18 @@ def standings(
     }
     if not limits:
         return []
-    today = timezone.localdate(now)
+    # The configured time zone's day, named: the current one is looked up in a context-local
+    # (~6 µs), and a budget's periods never follow a time zone activated for a request.
+    today = timezone.localdate(now, timezone.get_default_timezone())
     periods = {kind: _period(kind, today) for kind in limits}
     db = statements.db()
     spent_sql, params = _spent(budget, periods, db)
     if with_reserved:  # read with the spend, in one statement: held, then a sum a period
         held_sql, held_params = _reserved(budget, now, excluding, db)
-        sums = _one(_together(held_sql, spent_sql), [*held_params, *params])
+        sums = _one(_together(held_sql, spent_sql), [*held_params, *params], db)
         held, totals = _money(sums[0]), _totals(periods, sums[1:])
     else:
-        held, totals = ZERO, _totals(periods, _one(spent_sql, params))
+        held, totals = ZERO, _totals(periods, _one(spent_sql, params, db))
     return [Standing(budget, kind, limit, totals[kind], held) for kind, limit in limits.items()]
 
 
@@ -326,7 +330,8 @@ def _locked(team_id: int, provider_id: str, api_key_id: int | None) -> list[Budg
         f"SELECT {statements.columns(Budget)} FROM {statements.table(Budget)} "
         f"WHERE {' AND '.join(where)} ORDER BY {statements.column(Budget, 'id')}{lock}"
     )
-    return [statements.load(Budget, row) for row in statements.run(sql, params, statements.fetchall)]
+    rows = statements.run(sql, params, statements.fetchall, db)
+    return [statements.load(Budget, row, wrapper=db) for row in rows]
 
 
 def _save_hold(run: Run, also: tuple[str, ...] = ()) -> None:

@@ -130,7 +130,8 @@ def price_run(
             f"set by the {caps.soft_from} budget."
         )
     priced = estimate(entry, dialect, messages, max_tokens, _typical_output(automation), options)
-    return Run(
+    return statements.new(
+        Run,
         warning=warning,
         team=team,
         user=user,

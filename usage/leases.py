@@ -26,45 +26,55 @@ class Keeper:
 
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._saved = 0  # characters of text checkpointed
 
     def start(self) -> Keeper:
-        self._task = asyncio.create_task(self._keep())
+        # The task begins at the first checkpoint: most runs end before it, and a timer cancelled
+        # costs a fraction of a task started, cancelled and waited for (issue 16).
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(settings.LLMHUB_CHECKPOINT_SECONDS, self._begin, loop.time())
         return self
 
+    def _begin(self, started: float) -> None:
+        self._timer = None
+        self._task = asyncio.create_task(self._keep(started))
+
     async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])  # the task's own CancelledError is not ours to raise
 
-    async def _keep(self) -> None:
+    async def _keep(self, renewed: float) -> None:
+        """From the first checkpoint on: the lease renewed when the text changed or it is due."""
         loop = asyncio.get_running_loop()
-        renewed = loop.time()
         while True:
-            await asyncio.sleep(settings.LLMHUB_CHECKPOINT_SECONDS)
             text = self.flow.text
             changed = len(text) != self._saved
-            if not changed and loop.time() - renewed < settings.LLMHUB_LEASE_RENEW_SECONDS:
-                continue
-            try:
-                held = await database_sync_to_async(renew, thread_sensitive=False)(
-                    self.flow.run.pk, text if changed else None
-                )
-            except DatabaseError:
-                logger.exception("Run %s: its lease and text could not be written", self.flow.run.uuid)
-                self.flow.clock.interrupt(
-                    HubError("The hub's database could not be written, so the run stopped.")
-                )
-                return
-            if not held:
-                self.flow.clock.interrupt(
-                    HubError(
-                        "The hub was too busy to renew this run's hold on the budget in time, so the run stopped."
+            if changed or loop.time() - renewed >= settings.LLMHUB_LEASE_RENEW_SECONDS:
+                try:
+                    held = await database_sync_to_async(renew, thread_sensitive=False)(
+                        self.flow.run.pk, text if changed else None
                     )
-                )
-                return
-            renewed, self._saved = loop.time(), len(text)
+                except DatabaseError:
+                    logger.exception("Run %s: its lease and text could not be written", self.flow.run.uuid)
+                    self.flow.clock.interrupt(
+                        HubError("The hub's database could not be written, so the run stopped.")
+                    )
+                    return
+                if not held:
+                    self.flow.clock.interrupt(
+                        HubError(
+                            "The hub was too busy to renew this run's hold on the budget in time, so the run stopped."
+                        )
+                    )
+                    return
+                renewed, self._saved = loop.time(), len(text)
+            await asyncio.sleep(settings.LLMHUB_CHECKPOINT_SECONDS)
 
 
 def renew(run_pk: int, output: str | None) -> bool:

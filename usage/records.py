@@ -130,7 +130,8 @@ def _usage_row(
 ) -> UsageRecord:
     """The usage row of one generation, not saved yet."""
     price, cost = priced or _priced(provider_id, model, tokens, at)
-    return UsageRecord(
+    return statements.new(
+        UsageRecord,
         provider_id=provider_id,
         model=model,
         run_id=run_id or uuid.uuid4().hex,
@@ -316,8 +317,8 @@ def _claim_and_record(run: Run, settled: dict[str, Any], claim: Claim, record: U
     params = [prepare(value, wrapper) for prepare, value in zip(sets, settled.values(), strict=True)]
     params += [run.pk, *claim.params]
     params += [prepare(read(record), wrapper) for read, prepare in inserts]
-    params += rollups.values(record)
-    found = statements.run(sql, params, statements.fetchone)
+    params += rollups.values(record, wrapper)
+    found = statements.run(sql, params, statements.fetchone, wrapper)
     if found is None:
         return False
     record.pk = found[0]

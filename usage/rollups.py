@@ -14,6 +14,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, Model, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -47,7 +48,8 @@ _ADD = _upsert(DailySpend._meta.db_table, f"VALUES ({', '.join(['%s'] * len(KEY 
 
 def add(record: UsageRecord) -> None:
     """Add one usage row to its day's roll-up (inside the transaction that wrote the row)."""
-    statements.run(_ADD, values(record))
+    db = statements.db()
+    statements.run(_ADD, values(record, db), wrapper=db)
 
 
 def upsert_select(source: str) -> str:
@@ -57,11 +59,10 @@ def upsert_select(source: str) -> str:
     return _upsert(DailySpend._meta.db_table, f"SELECT {casts} FROM {source}")
 
 
-def values(record: UsageRecord) -> list:
-    """The roll-up key and totals of one usage row, as add() writes them."""
-    db = statements.db()
+def values(record: UsageRecord, db: BaseDatabaseWrapper) -> list:
+    """The roll-up key and totals of one usage row, as add() writes them (`db`: statements.db())."""
     return [
-        db.ops.adapt_datefield_value(timezone.localdate(record.created_at)),
+        db.ops.adapt_datefield_value(timezone.localdate(record.created_at, timezone.get_default_timezone())),
         record.team_id,
         record.user_id,
         record.api_key_id,

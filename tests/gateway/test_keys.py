@@ -51,6 +51,22 @@ def test_revoking_is_audited_and_refuses_the_key(alice_client, alpha):
     assert "revoked" in alice_client.get("/settings/api-keys/").content.decode()
 
 
+def test_a_change_to_a_used_keys_team_counts_at_its_next_request(alpha):
+    new = keys.create(alpha, "script")
+    assert keys.authenticate(new.secret).team.tokens_per_minute is None
+    alpha.tokens_per_minute = 1000
+    alpha.save(update_fields=["tokens_per_minute"])
+    assert keys.authenticate(new.secret).team.tokens_per_minute == 1000
+
+
+def test_a_request_that_changes_its_key_leaves_the_next_ones_alone(alpha):
+    new = keys.create(alpha, "script")
+    first = keys.authenticate(new.secret)
+    first.name, first.team.name = "changed", "changed"
+    again = keys.authenticate(new.secret)
+    assert (again.name, again.team.name) == ("script", "Alpha")
+
+
 def test_members_and_other_teams_cannot_touch_keys(bob_client, charlie_client, alpha):
     new = keys.create(alpha, "team key")
     assert bob_client.get("/settings/api-keys/").status_code == 403

@@ -74,7 +74,9 @@ def test_a_team_limit_on_tokens_counts_input_and_max_tokens_across_its_keys(hub,
     other = keys.create(hub.key.team, "nightly")
     assert "x-ratelimit-limit-tokens" not in ask(sdk(hub_url, hub), max_tokens=100).headers  # no limit yet
     run = Run.objects.get()
-    Team.objects.filter(pk=hub.key.team_id).update(tokens_per_minute=2 * (run.estimated_input_tokens + 100))
+    team = Team.objects.get(pk=hub.key.team_id)
+    team.tokens_per_minute = 2 * (run.estimated_input_tokens + 100)
+    team.save(update_fields=["tokens_per_minute"])  # as ratelimits.change() saves it: a new version
     answer = ask(sdk(hub_url, other), max_tokens=100)
     assert answer.headers["x-ratelimit-limit-tokens"] == str(2 * (run.estimated_input_tokens + 100))
     assert int(answer.headers["x-ratelimit-remaining-tokens"]) == run.estimated_input_tokens + 100
@@ -99,7 +101,9 @@ def test_a_keys_limit_leaves_its_teams_other_keys_and_other_teams_alone(hub, hub
     theirs = Team.objects.get(name="Charlie's team")
     credentials = {"api_key": GOOD_KEYS["openai"]}
     registry.save("openai", credentials, provider_id="openai-c", endpoint=fake_openai.url, team=theirs)
-    Team.objects.filter(pk=hub.key.team_id).update(requests_per_minute=1)
+    team = Team.objects.get(pk=hub.key.team_id)
+    team.requests_per_minute = 1
+    team.save(update_fields=["requests_per_minute"])
     client = sdk(hub_url, keys.create(theirs, "theirs"))
     answer = client.chat.completions.with_raw_response.create(model="openai-c/gpt-4o-mini", messages=ASK)
     assert answer.http_response.status_code == 200 and "x-ratelimit-limit-requests" not in answer.headers

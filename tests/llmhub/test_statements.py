@@ -212,6 +212,39 @@ def test_an_instance_is_loaded_as_the_orm_makes_it_for_every_model_the_hot_path_
     assert Budget.objects.get(pk=budget.pk).daily_limit_usd == Decimal("2")
 
 
+def test_a_new_instance_is_made_as_model_init_makes_it(alpha, alice):
+    """statements.new() fills a new instance without Model.__init__: the same attributes and
+    values (defaults included), state and cached related objects, for the models the hot path makes."""
+    key = keys.create(alpha, "plain").key
+    run_values = {
+        "team": alpha,
+        "user": None,
+        "api_key": key,
+        "model_requested": "openai/gpt-4o-mini",
+        "max_tokens": 64,
+    }
+    usage_values = {
+        "team_id": alpha.pk,
+        "user": alice,
+        "provider_id": "openai",
+        "model": "gpt-4o",
+        "run_id": "r1",
+    }
+    for model, values in ((Run, run_values), (UsageRecord, usage_values)):
+        made, orm = statements.new(model, **values), model(**values)
+        same(made, orm, but=("uuid",))
+        assert made.__dict__.keys() == orm.__dict__.keys(), model
+        assert (made._state.adding, made._state.db) == (orm._state.adding, orm._state.db), model
+        assert made._state.fields_cache == orm._state.fields_cache, model
+    run = statements.new(Run, **run_values)
+    assert run.uuid != statements.new(Run, **run_values).uuid  # a callable default, called each time
+    assert run.api_key is key and run.messages == [] and run.messages is not Run().messages
+    statements.insert(run)
+    same(read(Run, run.pk), Run.objects.get(pk=run.pk))
+    with pytest.raises(TypeError, match="unexpected keyword"):  # what Model.__init__ says
+        statements.new(Run, team=alpha, colour="blue")
+
+
 def test_a_model_with_an_init_receiver_is_loaded_by_the_orm(alpha):
     made = []
 
@@ -249,6 +282,14 @@ def test_a_statement_runs_on_the_connections_own_cursor_unless_queries_are_watch
     finally:
         CursorWrapper._execute_with_wrappers = watched
     assert seen == []
+
+
+def test_a_statement_is_logged_once_a_test_turns_debug_on(alpha, settings):
+    sql = f"SELECT {statements.column(Team, 'name')} FROM {statements.table(Team)} WHERE id = %s"
+    assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)  # DEBUG off: read
+    settings.DEBUG = True
+    assert statements.run(sql, [alpha.pk], statements.fetchone) == (alpha.name,)
+    assert connection.queries[-1]["sql"] == sql.replace("%s", str(alpha.pk))
 
 
 def test_a_database_error_is_djangos_and_a_broken_transaction_refuses_the_next_statement(alpha):

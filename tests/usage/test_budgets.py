@@ -12,12 +12,13 @@ from django.core import mail
 from django.utils import timezone
 
 from audit.models import AuditEntry
+from llmhub import statements
 from providers.base import Message, TokenCount
 from providers.models import Price
 from providers.pricing import format_usd
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
-from usage import budgets, runs
+from usage import budgets, rollups, runs
 from usage.events import Ended
 from usage.models import Budget, BudgetAlert, DailySpend, Run, UsageRecord
 from usage.records import record_usage
@@ -230,3 +231,14 @@ async def test_concurrent_runs_never_overshoot_a_budget_together(alice, alpha, o
     assert all(run.error_message.startswith("Monthly Alpha team budget: $") for run in refused)
     total = sum([r.cost_usd async for r in UsageRecord.objects.filter(team=alpha)], Decimal("0"))
     assert total <= limit
+
+
+def test_budget_days_are_the_configured_time_zones_whatever_time_zone_is_active(settings):
+    settings.TIME_ZONE = "UTC"
+    late = datetime(2026, 1, 31, 23, 30, tzinfo=UTC)  # February already in Kolkata
+    db = statements.db()
+    with timezone.override("Asia/Kolkata"):
+        assert budgets.period("day", late) == (date(2026, 1, 31), date(2026, 2, 1))
+        assert budgets.period("month", late) == (date(2026, 1, 1), date(2026, 2, 1))
+        rolled_up = rollups.values(UsageRecord(created_at=late), db)[0]
+    assert rolled_up == db.ops.adapt_datefield_value(date(2026, 1, 31))
