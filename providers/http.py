@@ -27,6 +27,7 @@ import httpx
 from providers import network
 from providers.crypto import mask
 from providers.errors import EndpointRefused, NetworkError, StreamInterrupted, Timeout, UnexpectedResponse
+from providers.transport import AiohttpTransport
 
 USER_AGENT = "LLMHub/0.1"
 # Sent with every request, as httpx's client sends them; the encodings are those httpx decodes.
@@ -51,12 +52,12 @@ _LINE_END = re.compile("\r\n|\r|\n")
 # whitespace matches before it, ~30% of the work for an event of a stream (issue 16).
 _scan_json = json.JSONDecoder().scan_once
 
-_transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncHTTPTransport]] = (
+_transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, AiohttpTransport]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def shared_transport(private_network: bool = False) -> httpx.AsyncHTTPTransport:
+def shared_transport(private_network: bool = False) -> AiohttpTransport:
     """One connection pool per event loop, shared by every provider: connections to a provider and
     the TLS context are reused from one request to the next instead of being built each time
     (building a TLS context alone costs milliseconds).

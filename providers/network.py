@@ -12,7 +12,6 @@ address it checked), so a DNS answer that changes after saving is refused too.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 import ssl
@@ -21,11 +20,11 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
 import httpx
 from django.conf import settings
 
-from providers.sockets import AsyncioBackend, AsyncioPool
+from providers.transport import AiohttpTransport, PoolConnector
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -114,46 +113,40 @@ def note_server(scope: dict[str, Any]) -> None:
     _own_sockets.add((None, server[1]) if address.is_unspecified else (address, server[1]))
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend with the policy applied between name resolution and connect:
-    the name is resolved here, every address checked, then a checked address is connected to (TLS
-    still verifies the name). Connections are asyncio's own (providers/sockets.py), not anyio's."""
+class GuardedConnector(PoolConnector):
+    """The hub's pool (providers/transport.py) with the policy applied between name resolution and
+    connect: the name is resolved here, every address checked, and only checked addresses are
+    connected to (TLS still verifies the name). Each new connection resolves again (no DNS cache).
 
-    def __init__(self, private_network: bool) -> None:
+    The policy sits in `_resolve_host`, aiohttp's one step from a URL's host to the addresses it
+    connects to, and not in a resolver (aiohttp.abc.AbstractResolver): aiohttp answers a host
+    written as an IP address itself, without asking the resolver, which would let 127.0.0.1 or
+    169.254.169.254 through unchecked (tests/providers/test_network.py connects to both kinds)."""
+
+    def __init__(
+        self, private_network: bool, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(limits, ssl_context or tls_context())
         self.private_network = private_network
-        self._backend = AsyncioBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> Any:
+    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[dict[str, Any]]:
         try:
-            async with asyncio.timeout(timeout):
-                found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
-        except (OSError, UnicodeError) as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from None
+            found = await self._loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except UnicodeError as error:
+            raise OSError(f"cannot resolve {host}: {error}") from None
         addresses = check_addresses(host, port, [info[4][0] for info in found], self.private_network)
-        failure: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in dict.fromkeys(addresses):
-            try:
-                return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                failure = error
-        raise failure
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> Any:
-        raise AddressRefused("Providers are reached over TCP only.")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
+        families = {info[4][0]: info[0] for info in found}
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": families[address],
+                "proto": 0,
+                "flags": 0,
+            }
+            for address in dict.fromkeys(addresses)
+        ]
 
 
 @lru_cache(maxsize=1)
@@ -166,18 +159,16 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
-def guarded_transport(private_network: bool, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose every new connection passes the policy. It never uses proxies from
-    the environment: through a proxy the hub could not tell where a request goes."""
-    transport = httpx.AsyncHTTPTransport(verify=tls_context(), limits=limits, trust_env=False)
-    transport._pool = AsyncioPool(  # the pool httpx builds, with our backend and locks
-        ssl_context=tls_context(),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedBackend(private_network),
+def guarded_transport(private_network: bool, limits: httpx.Limits) -> AiohttpTransport:
+    """An httpx transport whose every new connection passes the policy. It keeps no cookies (a
+    cookie one team's provider sets must never reach another team's request) and never uses
+    proxies from the environment: through a proxy the hub could not tell where a request goes."""
+    session = aiohttp.ClientSession(
+        connector=GuardedConnector(private_network, limits),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
     )
-    return transport
+    return AiohttpTransport(session)
 
 
 class NoteOwnAddressMiddleware:

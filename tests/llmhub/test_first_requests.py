@@ -57,5 +57,5 @@ def test_a_fresh_server_imports_nothing_but_the_tokenizer_for_its_first_requests
 
 async def test_every_provider_pool_uses_the_processs_one_tls_context():
     """Built once, before the server serves: parsing the CA bundle costs ~35 ms of CPU each time."""
-    contexts = {shared_transport(private)._pool._ssl_context for private in (False, True)}
+    contexts = {shared_transport(private).session.connector._ssl for private in (False, True)}
     assert contexts == {network.tls_context()}
