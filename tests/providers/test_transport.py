@@ -218,18 +218,13 @@ def serve_once(reply: bytes) -> int:
     return server.getsockname()[1]
 
 
-async def test_a_body_the_server_ends_early_is_a_remote_protocol_error():
-    port = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part of it")
-    transport = hub_transport()
-    try:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await chat(transport, f"http://127.0.0.1:{port}")
-    finally:
-        await transport.aclose()
-
-
-async def test_a_server_that_closes_without_answering_is_a_remote_protocol_error():
-    port = serve_once(b"")
+@pytest.mark.parametrize(
+    "reply",
+    [b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part of it", b""],
+    ids=["body-ended-early", "closed-without-answering"],
+)
+async def test_a_server_that_ends_its_answer_early_is_a_remote_protocol_error(reply):
+    port = serve_once(reply)
     transport = hub_transport()
     try:
         with pytest.raises(httpx.RemoteProtocolError):
