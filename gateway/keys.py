@@ -20,13 +20,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.base import ModelState
 from django.utils import timezone
 
 from accounts.models import Team
 from audit import log
 from gateway.models import ApiKey
-from llmhub import statements
+from llmhub import instances, statements
 from providers import configuration
 
 PREFIX = "llmh-"
@@ -121,8 +120,8 @@ def authenticate(secret: str) -> ApiKey | None:
     found = configuration.cached(("api_key", hashed), functools.partial(_read, hashed), keep=_found)
     if found is None:
         return None
-    key = _copy(found)
-    key._state.fields_cache = {"team": _copy(found.team)}
+    key = instances.copy(found)
+    key._state.fields_cache = {"team": instances.copy(found.team)}
     _touch(key, found)
     return key
 
@@ -132,23 +131,13 @@ def _read(hashed: str) -> ApiKey | None:
     row = statements.run(_lookup(db.vendor), [hashed], statements.fetchone, db)
     if row is None:
         return None
-    key = statements.load(ApiKey, row, wrapper=db)
-    key.team = statements.load(Team, row, start=len(ApiKey._meta.concrete_fields), wrapper=db)
+    key = instances.load(ApiKey, row, wrapper=db)
+    key.team = instances.load(Team, row, start=len(ApiKey._meta.concrete_fields), wrapper=db)
     return key
 
 
 def _found(key: ApiKey | None) -> bool:
     return key is not None
-
-
-def _copy(instance: ApiKey | Team):
-    """The instance as loaded, a copy of its own: what a copy.copy() of a model instance makes,
-    without its pickling protocol."""
-    copied = instance.__class__.__new__(instance.__class__)
-    copied.__dict__.update(instance.__dict__)
-    state = copied._state = ModelState()
-    state.adding, state.db = False, instance._state.db
-    return copied
 
 
 @functools.cache

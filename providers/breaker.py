@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit import log
-from llmhub import statements
+from llmhub import instances, statements
 from llmhub.database import UNAVAILABLE
 from providers.errors import CircuitOpen, ProviderError
 from providers.models import CircuitBreaker, Provider
@@ -62,7 +62,7 @@ def _opened(provider_ids: list[str]) -> dict[str, tuple[CircuitBreaker, str]]:
         f"AND b.{provider} IN ({', '.join(['%s'] * len(provider_ids))})"
     )
     rows = statements.run(sql, provider_ids, statements.fetchall)
-    opened = (statements.load(CircuitBreaker, row) for row in rows)
+    opened = (instances.load(CircuitBreaker, row) for row in rows)
     return {row.provider_id: (row, name) for row, (*_, name) in zip(opened, rows, strict=True)}
 
 

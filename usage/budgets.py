@@ -24,7 +24,7 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Team
-from llmhub import statements
+from llmhub import instances, statements, values
 from llmhub.database import UNAVAILABLE
 from providers import configuration
 from providers.pricing import format_usd
@@ -187,7 +187,7 @@ def _spent_sql(periods: int, team: bool, provider: bool, api_key: bool) -> str:
 
 def _reserved(budget: Budget, now: datetime, excluding: Run | None, db) -> tuple[str, list]:
     """reserved()'s SELECT: the sum of the holds in the budget's scope whose lease still runs."""
-    params: list = [statements.adapt_moment(now, db)]
+    params: list = [values.adapt_moment(now, db)]
     if budget.team_id:
         params.append(budget.team_id)
     if budget.provider_id:
@@ -331,7 +331,7 @@ def _locked(team_id: int, provider_id: str, api_key_id: int | None) -> list[Budg
         f"WHERE {' AND '.join(where)} ORDER BY {statements.column(Budget, 'id')}{lock}"
     )
     rows = statements.run(sql, params, statements.fetchall, db)
-    return [statements.load(Budget, row, wrapper=db) for row in rows]
+    return [instances.load(Budget, row, wrapper=db) for row in rows]
 
 
 def _save_hold(run: Run, also: tuple[str, ...] = ()) -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from accounts.models import Team, User
-from llmhub import statements
+from llmhub import instances, statements
 from providers.base import GenerationRequest, Message
 from providers.catalog_entries import CatalogEntry
 from providers.errors import UnsupportedRequest
@@ -130,7 +130,7 @@ def price_run(
             f"set by the {caps.soft_from} budget."
         )
     priced = estimate(entry, dialect, messages, max_tokens, _typical_output(automation), options)
-    return statements.new(
+    return instances.new(
         Run,
         warning=warning,
         team=team,

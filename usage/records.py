@@ -34,7 +34,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
-from llmhub import statements
+from llmhub import instances, statements
 from llmhub.database import UNAVAILABLE
 from ops import observe
 from providers.base import TokenCount
@@ -130,7 +130,7 @@ def _usage_row(
 ) -> UsageRecord:
     """The usage row of one generation, not saved yet."""
     price, cost = priced or _priced(provider_id, model, tokens, at)
-    return statements.new(
+    return instances.new(
         UsageRecord,
         provider_id=provider_id,
         model=model,

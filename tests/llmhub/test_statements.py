@@ -31,7 +31,7 @@ from django.utils.translation import gettext_lazy
 from accounts.models import Team
 from gateway import keys
 from gateway.models import ApiKey
-from llmhub import statements
+from llmhub import instances, statements, values
 from providers.models import CircuitBreaker
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
@@ -47,9 +47,9 @@ def openai(alpha, fake_openai):
 
 
 def read(model, pk):
-    """The row as statements.load() reads it."""
+    """The row as instances.load() reads it."""
     sql = f"SELECT {statements.columns(model)} FROM {statements.table(model)} WHERE {statements.column(model, model._meta.pk.name)} = %s"
-    return statements.load(model, statements.run(sql, [pk], statements.fetchone))
+    return instances.load(model, statements.run(sql, [pk], statements.fetchone))
 
 
 def same(plain, orm, but: tuple[str, ...] = ()) -> None:
@@ -169,7 +169,7 @@ def test_every_column_is_prepared_for_writing_as_the_orm_prepares_it(model):
         for value in samples(field):
             if value is None and not field.null and not isinstance(field, models.JSONField):
                 continue
-            mine = statements.preparer(field)(value, statements.db())
+            mine = values.preparer(field)(value, statements.db())
             theirs = field.get_db_prep_save(value, connection=connection)
             assert comparable(mine) == comparable(theirs), (field.name, value)
 
@@ -193,13 +193,13 @@ def test_sqlite_placeholders_are_converted_as_django_converts_them_each_time():
 
 
 def test_an_instance_is_loaded_as_the_orm_makes_it_for_every_model_the_hot_path_loads(alpha, openai):
-    """statements.load() builds the instance without Model.__init__: the same attributes, values and
+    """instances.load() builds the instance without Model.__init__: the same attributes, values and
     state as the ORM's own instance, and it saves and follows its relations as one."""
     key = keys.create(alpha, "plain", allowed_models=["fast"]).key
     budget = Budget.objects.create(team=alpha, api_key=key, daily_limit_usd=Decimal("0.000015"))
     CircuitBreaker.objects.create(provider=openai, failures=2, open_until=timezone.now(), last_error="x")
     for model, pk in ((ApiKey, key.pk), (Team, alpha.pk), (Budget, budget.pk), (CircuitBreaker, openai.pk)):
-        assert statements._plain(model), model  # the fast way is the one tested here
+        assert instances._plain(model), model  # the fast way is the one tested here
         loaded, orm = read(model, pk), model.objects.get(pk=pk)
         same(loaded, orm)
         assert loaded.__dict__.keys() == orm.__dict__.keys(), model
@@ -213,7 +213,7 @@ def test_an_instance_is_loaded_as_the_orm_makes_it_for_every_model_the_hot_path_
 
 
 def test_a_new_instance_is_made_as_model_init_makes_it(alpha, alice):
-    """statements.new() fills a new instance without Model.__init__: the same attributes and
+    """instances.new() fills a new instance without Model.__init__: the same attributes and
     values (defaults included), state and cached related objects, for the models the hot path makes."""
     key = keys.create(alpha, "plain").key
     run_values = {
@@ -230,19 +230,19 @@ def test_a_new_instance_is_made_as_model_init_makes_it(alpha, alice):
         "model": "gpt-4o",
         "run_id": "r1",
     }
-    for model, values in ((Run, run_values), (UsageRecord, usage_values)):
-        made, orm = statements.new(model, **values), model(**values)
+    for model, given in ((Run, run_values), (UsageRecord, usage_values)):
+        made, orm = instances.new(model, **given), model(**given)
         same(made, orm, but=("uuid",))
         assert made.__dict__.keys() == orm.__dict__.keys(), model
         assert (made._state.adding, made._state.db) == (orm._state.adding, orm._state.db), model
         assert made._state.fields_cache == orm._state.fields_cache, model
-    run = statements.new(Run, **run_values)
-    assert run.uuid != statements.new(Run, **run_values).uuid  # a callable default, called each time
+    run = instances.new(Run, **run_values)
+    assert run.uuid != instances.new(Run, **run_values).uuid  # a callable default, called each time
     assert run.api_key is key and run.messages == [] and run.messages is not Run().messages
     statements.insert(run)
     same(read(Run, run.pk), Run.objects.get(pk=run.pk))
     with pytest.raises(TypeError, match="unexpected keyword"):  # what Model.__init__ says
-        statements.new(Run, team=alpha, colour="blue")
+        instances.new(Run, team=alpha, colour="blue")
 
 
 def test_a_model_with_an_init_receiver_is_loaded_by_the_orm(alpha):
