@@ -186,23 +186,19 @@ class ApiHandler(ASGIHandler):
 
         disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
         disconnect.add_done_callback(gone)
+        response = None
         try:
-            try:
-                response = await self.run_get_response(request)
-            except asyncio.CancelledError:
-                if not disconnect.done() or answering.uncancel():
-                    raise  # cancelled from outside (the server stopping), not by the client going away
-                return None
-            try:
-                await self.send_response(response, send)
-            except asyncio.CancelledError:
-                if not disconnect.done() or answering.uncancel():
-                    raise
-                # the client went away while it was sent: the response is still closed as sent
-            return response
+            response = await self.run_get_response(request)
+            await self.send_response(response, send)
+        except asyncio.CancelledError:
+            if not disconnect.done() or answering.uncancel():
+                raise  # cancelled from outside (the server stopping), not by the client going away
+            # The client went away: before the response was made (None), or while it was sent
+            # (the response is still closed as sent).
         finally:
             answered = True
             await _finish(disconnect)  # Django's order: the answer, then the listener
+        return response
 
 
 @functools.lru_cache(maxsize=4)  # per URLconf resolver (a test may swap the URLconf)

@@ -56,25 +56,28 @@ class Keeper:
             text = self.flow.text
             changed = len(text) != self._saved
             if changed or loop.time() - renewed >= settings.LLMHUB_LEASE_RENEW_SECONDS:
-                try:
-                    held = await database_sync_to_async(renew, thread_sensitive=False)(
-                        self.flow.run.pk, text if changed else None
-                    )
-                except DatabaseError:
-                    logger.exception("Run %s: its lease and text could not be written", self.flow.run.uuid)
-                    self.flow.clock.interrupt(
-                        HubError("The hub's database could not be written, so the run stopped.")
-                    )
-                    return
-                if not held:
-                    self.flow.clock.interrupt(
-                        HubError(
-                            "The hub was too busy to renew this run's hold on the budget in time, so the run stopped."
-                        )
-                    )
+                if not await self._renew(text if changed else None):
                     return
                 renewed, self._saved = loop.time(), len(text)
             await asyncio.sleep(settings.LLMHUB_CHECKPOINT_SECONDS)
+
+    async def _renew(self, text: str | None) -> bool:
+        """Renew the lease (and write the text, if given); False once the run was stopped for it."""
+        try:
+            held = await database_sync_to_async(renew, thread_sensitive=False)(self.flow.run.pk, text)
+        except DatabaseError:
+            logger.exception("Run %s: its lease and text could not be written", self.flow.run.uuid)
+            self.flow.clock.interrupt(
+                HubError("The hub's database could not be written, so the run stopped.")
+            )
+            return False
+        if not held:
+            self.flow.clock.interrupt(
+                HubError(
+                    "The hub was too busy to renew this run's hold on the budget in time, so the run stopped."
+                )
+            )
+        return held
 
 
 def renew(run_pk: int, output: str | None) -> bool:
