@@ -310,10 +310,6 @@ class ProviderAdapter(ABC):
     tool_prompt_tokens: ClassVar[int] = 0
     # What embed() takes ("text", "tokens": providers/embedding.py); empty: the dialect does not embed.
     embedding_inputs: ClassVar[frozenset[str]] = frozenset()
-    # True when stream() itself raises wrong_shape() for JSON it cannot read (a SHAPE_ERRORS error)
-    # and yields only text fields that are text: events() then hands its events on as they are,
-    # without a generator of its own in between (a step for each event of each stream).
-    checks_shape: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -430,13 +426,10 @@ class ProviderAdapter(ABC):
         width, height = fit_within(size, 1568)
         return min(1600, max(1, math.ceil(width * height / 750)))
 
-    def events(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+    async def events(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """stream(), with an answer of the wrong shape (valid JSON the adapter cannot read) reported
         as an unexpected response from the provider. The run engine reads this."""
-        stream = self.stream(request)
-        return stream if self.checks_shape else self._checked(stream)
-
-    async def _checked(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        events = self.stream(request)
         try:
             while True:
                 try:
@@ -444,14 +437,14 @@ class ProviderAdapter(ABC):
                 except StopAsyncIteration:
                     return
                 except SHAPE_ERRORS as error:
-                    raise self.wrong_shape() from error
+                    raise self._wrong_shape() from error
                 if not _well_formed(event):
-                    raise self.wrong_shape()
+                    raise self._wrong_shape()
                 yield event
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
-    def wrong_shape(self) -> UnexpectedResponse:
+    def _wrong_shape(self) -> UnexpectedResponse:
         return UnexpectedResponse(
             self.display_name, 200, problem="its answer did not have the expected shape"
         )

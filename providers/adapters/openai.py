@@ -9,7 +9,6 @@ from contextlib import aclosing
 from typing import Any
 
 from providers.base import (
-    SHAPE_ERRORS,
     CredentialField,
     Delta,
     Finished,
@@ -86,7 +85,6 @@ class OpenAIAdapter(ProviderAdapter):
 
     dialect = "openai"
     accepts = frozenset(PASSED) | {"stop", "tools", "tool_choice", "response_format"}
-    checks_shape = True
     tool_prompt_tokens = 20
     kind_name = "OpenAI"
     default_endpoint = "https://api.openai.com/v1"
@@ -179,29 +177,25 @@ class OpenAIAdapter(ProviderAdapter):
         body = {**self.payload(request), "stream": True, "stream_options": {"include_usage": True}}
         finishes: dict[int, FinishReason] = {}
         usage, model = TokenCount(0, 0), request.model
-        try:
-            # Closed here when it returns, not left to the garbage collector: asyncio closes an async
-            # generator that was dropped unfinished in a task of its own, woken through the loop's
-            # self-pipe.
-            async with aclosing(self.http.post_sse(path, body, last=_done)) as events:
-                async for event in events:
-                    if event.last:
-                        yield Finished(usage, finishes.get(0, FinishReason.OTHER), model, finishes)
-                        return
-                    chunk = self.http.parse_json(event.data)
-                    if "error" in chunk:
-                        self.raise_error(500, {}, chunk)
-                    model = chunk.get("model") or model
-                    for choice in chunk.get("choices") or []:
-                        for piece in _pieces(choice):
-                            yield piece
-                        if choice.get("finish_reason"):
-                            reason = FINISH_REASONS.get(choice["finish_reason"], FinishReason.OTHER)
-                            finishes[int(choice.get("index") or 0)] = reason
-                    if chunk.get("usage"):
-                        usage = _usage(self.display_name, chunk["usage"])
-        except SHAPE_ERRORS as error:  # checks_shape: JSON it cannot read is a provider's fault
-            raise self.wrong_shape() from error
+        # Closed here when it returns, not left to the garbage collector: asyncio closes an async
+        # generator that was dropped unfinished in a task of its own, woken through the loop's self-pipe.
+        async with aclosing(self.http.post_sse(path, body, last=_done)) as events:
+            async for event in events:
+                if event.last:
+                    yield Finished(usage, finishes.get(0, FinishReason.OTHER), model, finishes)
+                    return
+                chunk = self.http.parse_json(event.data)
+                if "error" in chunk:
+                    self.raise_error(500, {}, chunk)
+                model = chunk.get("model") or model
+                for choice in chunk.get("choices") or []:
+                    for piece in _pieces(choice):
+                        yield piece
+                    if choice.get("finish_reason"):
+                        reason = FINISH_REASONS.get(choice["finish_reason"], FinishReason.OTHER)
+                        finishes[int(choice.get("index") or 0)] = reason
+                if chunk.get("usage"):
+                    usage = _usage(self.display_name, chunk["usage"])
         # The body ended without "[DONE]": the answer may be incomplete, so it is not a success.
         raise StreamInterrupted(self.display_name)
 
@@ -267,7 +261,7 @@ def _pieces(choice: Mapping[str, Any]) -> list[StreamEvent]:
     """The events of one choice of a chunk: its text (with logprobs when asked for), its tool calls."""
     index, delta, chosen = int(choice.get("index") or 0), choice.get("delta") or {}, choice.get("logprobs")
     logprobs = tuple(chosen.get("content") or ()) if chosen else ()
-    text = _text(delta.get("content"))
+    text = delta.get("content") or ""
     pieces: list[StreamEvent] = [Delta(text, index, logprobs)] if text or logprobs else []
     if "tool_calls" not in delta:  # nearly every chunk: text alone
         return pieces
@@ -276,22 +270,13 @@ def _pieces(choice: Mapping[str, Any]) -> list[StreamEvent]:
         pieces.append(
             ToolCallDelta(
                 int(call.get("index") or 0),
-                _text(call.get("id")),
-                _text(function.get("name")),
-                _text(function.get("arguments")),
+                call.get("id") or "",
+                function.get("name") or "",
+                function.get("arguments") or "",
                 index,
             )
         )
     return pieces
-
-
-def _text(value: Any) -> str:
-    """A text field of a chunk ("" when absent); any other value is JSON of the wrong shape."""
-    if value.__class__ is str:
-        return value
-    if value:
-        raise TypeError(f"a text field is {type(value).__name__}")
-    return ""
 
 
 def _message(message: Message) -> dict[str, Any]:
