@@ -300,3 +300,24 @@ async def test_a_pooled_connection_the_server_wrote_on_while_idle_is_not_used_ag
     answer = await adapter.generate(ask())
     assert answer.content == fake_openai.reply_text
     assert fake_openai.connections == 2
+
+
+async def test_an_answer_larger_than_the_read_buffer_arrives_whole_when_read_late(fake_openai):
+    """A body sent faster than it is read fills aiohttp's buffer, which pauses reading from the
+    socket; reading it then resumes the socket until the whole body has arrived (the transport's
+    protocol resumes only a paused connection)."""
+    pieces = [b"data: %06d %s\n\n" % (n, b"x" * 1000) for n in range(2000)]  # ~2 MB, 2,000 chunks
+    fake_openai.stream_raw_next(pieces)
+    transport = hub_transport()
+    try:
+        response = await transport.handle_async_request(chat_request(fake_openai.url, stream=True))
+        await asyncio.sleep(0.3)  # the buffer fills and reading pauses
+        async with asyncio.timeout(10):  # a connection never resumed would wait for ever
+            body = b"".join([chunk async for chunk in response.stream])
+        await response.aclose()
+        assert body == b"".join(pieces)
+        second = await chat(transport, fake_openai.url)  # the connection, read to its end, reused
+        assert json.loads(second)["choices"][0]["message"]["content"] == fake_openai.reply_text
+        assert fake_openai.connections == 1
+    finally:
+        await transport.aclose()
