@@ -107,6 +107,7 @@ class ProviderHTTP:
         # Prepared once: httpx would parse the URL and merge the headers again on every request.
         self._headers = httpx.Headers(BASE_HEADERS)
         self._headers.update({"user-agent": USER_AGENT, **headers})
+        self._json_type = "content-type" not in self._headers  # a provider's headers may set its own
         self._targets: dict[str, tuple[httpx.URL, httpx.Headers]] = {}
         self._secrets = [s for s in secrets if len(s) >= 4]
         self._raise_for_status = raise_for_status
@@ -293,9 +294,10 @@ class ProviderHTTP:
                 method, url, headers=headers, stream=httpx.ByteStream(b""), extensions=limits
             )
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-        headers = httpx.Headers(headers)
+        headers = headers.copy()  # a copy keeps the encoding found once for the prepared headers
         headers["Content-Length"] = str(len(content))
-        headers.setdefault("Content-Type", "application/json")
+        if self._json_type:
+            headers["Content-Type"] = "application/json"
         return httpx.Request(
             method, url, headers=headers, stream=httpx.ByteStream(content), extensions=limits
         )

@@ -40,3 +40,15 @@ async def test_the_request_is_what_httpx_sends_for_json(fake_openai):
         assert sent.headers["user-agent"] == "LLMHub/0.1" and sent.headers["x-team"] == "a"
         assert sent.headers["accept-encoding"] == "gzip, deflate"
         assert sent.headers["authorization"].startswith("Bearer ")
+
+
+async def test_a_content_type_the_provider_sets_is_the_one_sent(fake_openai):
+    adapter = adapter_for(
+        OpenAIAdapter, fake_openai, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
+    for _ in range(2):
+        await drain(adapter)
+        sent = fake_openai.last_request
+        body = json.dumps(sent.body, ensure_ascii=False, separators=(",", ":")).encode()
+        assert sent.headers["content-type"] == "application/json; charset=utf-8"
+        assert sent.headers["content-length"] == str(len(body))
