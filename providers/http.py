@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import orjson
 
 from providers import network
 from providers.crypto import mask
@@ -48,9 +49,11 @@ MAX_JSON_BYTES = 32 * 1024 * 1024
 DRAIN_SECONDS = 0.25
 DRAIN_BYTES = 4096
 _LINE_END = re.compile("\r\n|\r|\n")
-# json.loads' own scanner, called directly: loads() goes through three Python functions and two
-# whitespace matches before it, ~30% of the work for an event of a stream (issue 16).
-_scan_json = json.JSONDecoder().scan_once
+# orjson parses a provider's JSON in about a third of json's instructions (~11,000 fewer for an
+# event of a stream, issue 16), and gives the same values, but for integers beyond 64 bits (a
+# float where json gives the int): a text with 19 digits in a row is left to json.
+_LONG_DIGITS = b"9" * 19
+_DIGITS_AS_9 = bytes(57 if 48 <= byte <= 57 else 32 for byte in range(256))
 
 _transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, AiohttpTransport]] = (
     weakref.WeakKeyDictionary()
@@ -239,12 +242,11 @@ class ProviderHTTP:
             await batches.aclose()
 
     def parse_json(self, text: str, status: int = 200) -> Any:
-        try:
-            value, end = _scan_json(text, 0)
-            if end == len(text):
-                return value
-        except (StopIteration, ValueError):
-            pass  # json.loads below: it skips surrounding whitespace, and its error is the one raised
+        if _LONG_DIGITS not in text.encode(errors="surrogatepass").translate(_DIGITS_AS_9):
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError:
+                pass  # json.loads below: it takes NaN and Infinity, and its error is the one raised
         try:
             return json.loads(text)
         except ValueError:
