@@ -399,13 +399,19 @@ class ProviderAdapter(ABC):
     def refusals(cls, request: GenerationRequest, info: ModelInfo) -> list[str]:
         """What of this request the model cannot honour, each named as the client named it
         ("logit_bias", "audio input"); empty when it can all be sent or translated."""
-        refused = [name for name in request.options_given() if name not in cls.accepts]
-        needed = capabilities_needed(request)
-        refused += [CAPABILITY_NAMES[c] for c in needed if c not in info.capabilities]
-        refused += [reason for reason in cls.dialect_refusals(request, info) if reason not in refused]
+        # Asked 3 times a request, nearly always to find nothing: loops, not comprehensions (each
+        # one a function made and called), and nothing to deduplicate in an empty list.
+        given = request.options_given()
+        refused = [name for name in given if name not in cls.accepts] if given else []
+        for capability in capabilities_needed(request):
+            if capability not in info.capabilities:
+                refused.append(CAPABILITY_NAMES[capability])
+        for reason in cls.dialect_refusals(request, info):
+            if reason not in refused:
+                refused.append(reason)
         if info.embedding_only:
             refused.append("text generation (it is an embedding model: POST /v1/embeddings)")
-        return list(dict.fromkeys(refused))
+        return list(dict.fromkeys(refused)) if refused else refused
 
     @classmethod
     def dialect_refusals(cls, request: GenerationRequest, info: ModelInfo) -> list[str]:

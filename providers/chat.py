@@ -255,20 +255,19 @@ def features_label(capabilities: Any) -> str:
 
 
 def capabilities_needed(request: Any) -> list[str]:
-    """The capabilities a GenerationRequest needs of its model."""
-    needed: list[str] = []
-    if request.tools or any(m.tool_calls or m.role == "tool" for m in request.messages):
-        needed.append(Feature.TOOLS)
+    """The capabilities a GenerationRequest needs of its model (asked 3 times a request: one pass
+    over the messages, and text alone, a str, needs nothing: its parts are not built)."""
+    tools, kinds = bool(request.tools), set()
+    for message in request.messages:
+        if message.tool_calls or message.role == "tool":
+            tools = True
+        if not isinstance(message.content, str):
+            kinds.update(part.kind for part in message.parts)
+    needed: list[str] = [Feature.TOOLS] if tools else []
     if request.response_format is not None and request.response_format.type == "json_schema":
         needed.append(Feature.STRUCTURED_OUTPUT)
-    # Text alone (a str) needs nothing: its parts are not built to be looked at (asked ~3 times a request).
-    kinds = {
-        part.kind
-        for message in request.messages
-        if not isinstance(message.content, str)
-        for part in message.parts
-    }
-    needed += [feature for kind, feature in _PART_FEATURES.items() if kind in kinds]
+    if kinds:
+        needed += [feature for kind, feature in _PART_FEATURES.items() if kind in kinds]
     if request.reasoning_effort is not None:
         needed.append("reasoning")  # the catalogue's task type of models that think
     return needed
