@@ -242,7 +242,8 @@ class ProviderHTTP:
             await batches.aclose()
 
     def parse_json(self, text: str, status: int = 200) -> Any:
-        if _LONG_DIGITS not in text.encode(errors="surrogatepass").translate(_DIGITS_AS_9):
+        # find(), not `in`: bytes' `in` first tries its operand as an int, and formats a TypeError.
+        if text.encode(errors="surrogatepass").translate(_DIGITS_AS_9).find(_LONG_DIGITS) < 0:
             try:
                 return orjson.loads(text)
             except orjson.JSONDecodeError:
