@@ -299,13 +299,15 @@ class ProviderHTTP:
                 method, url, headers=headers, stream=httpx.ByteStream(b""), extensions=limits
             )
         content = _ENCODER.encode(body).encode()
-        headers = headers.copy()  # a copy keeps the encoding found once for the prepared headers
-        headers["Content-Length"] = str(len(content))
-        if self._json_type:
-            headers["Content-Type"] = "application/json"
-        return httpx.Request(
+        request = httpx.Request(
             method, url, headers=headers, stream=httpx.ByteStream(content), extensions=limits
         )
+        # The request's own copy of the headers, with the encoding found once for the prepared ones.
+        request.headers.encoding = headers.encoding
+        request.headers["Content-Length"] = str(len(content))
+        if self._json_type:
+            request.headers["Content-Type"] = "application/json"
+        return request
 
     def _target(self, path: str) -> tuple[httpx.URL, httpx.Headers]:
         target = self._targets.get(path)
