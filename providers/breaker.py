@@ -21,6 +21,7 @@ from django.utils import timezone
 from audit import log
 from llmhub import instances, statements
 from llmhub.database import UNAVAILABLE
+from providers import configuration
 from providers.errors import CircuitOpen, ProviderError
 from providers.models import CircuitBreaker, Provider
 
@@ -50,8 +51,9 @@ def skipped(provider_ids: list[str]) -> dict[str, CircuitOpen]:
 
 def _opened(provider_ids: list[str]) -> dict[str, tuple[CircuitBreaker, str]]:
     """The opened circuits among these providers, with each provider's name. Read by every run, so
-    in plain SQL (llmhub/statements.py)."""
-    if not provider_ids:
+    in plain SQL (llmhub/statements.py); not read again by an API request that found none open
+    when it read the configuration's version (providers/configuration.py)."""
+    if not provider_ids or configuration.circuits_closed():
         return {}
     provider = statements.column(CircuitBreaker, "provider")
     sql = (
