@@ -401,7 +401,9 @@ async def _close(flow: Flow) -> Ended:
 
 def _charge(flow: Flow) -> None:
     run = flow.run
-    delivered = flow.ceiling.billed() if flow.ceiling else 0
+    # Our own count of the text (a tokenizer pass over all of it) is charged only without the
+    # provider's: not counted when the provider reported its usage.
+    delivered = flow.ceiling.billed() if flow.ceiling and flow.usage is None else 0
     # The request reached the provider: its prompt is billed even if no text came back yet.
     billed = flow.shown or (flow.reached and run.status != Run.Status.FAILED)
     billed = billed or run.status in (Run.Status.CANCELLED, Run.Status.INTERRUPTED)
