@@ -262,11 +262,11 @@ def _insert(
 
 
 def insert_select(
-    model: type[Model], source: str
+    model: type[Model], source: str, also: tuple[str, ...] = ()
 ) -> tuple[str, list[tuple[Callable[[Model], Any], Prepare]]]:
     """PostgreSQL: insert()'s INSERT as one row for each row of `source` (a table or a WITH query),
-    returning its key: its values as insert() reads and prepares them, each cast to its column's
-    type. A parameter in a SELECT is not typed by the column it goes to, and psycopg sends text and
+    returning its key (then the columns of the fields named in `also`): its values as insert()
+    reads and prepares them, each cast to its column's type. A parameter in a SELECT is not typed by the column it goes to, and psycopg sends text and
     None untyped. The cast leaves out the length and scale (varchar(64), numeric(20, 12)): the
     column's own type checks and rounds the value as it does for insert()'s."""
     spelling = engine()
@@ -274,10 +274,8 @@ def insert_select(
     assert returning, "PostgreSQL returns the key"
     into = sql.partition(" VALUES ")[0]
     values = ", ".join(f"%s::{cast(field)}" for field in _inserted(model))
-    return (
-        f"{into} SELECT {values} FROM {source} RETURNING {_column(model, model._meta.pk.name, spelling)}",
-        columns,
-    )
+    returned = ", ".join(_column(model, name, spelling) for name in (model._meta.pk.name, *also))
+    return f"{into} SELECT {values} FROM {source} RETURNING {returned}", columns
 
 
 def _inserted(model: type[Model]) -> list[Field]:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from audit import log
 from llmhub import instances, statements
 from llmhub.database import UNAVAILABLE
+from providers import configuration
 from providers.errors import CircuitOpen, ProviderError
 from providers.models import CircuitBreaker, Provider
 
@@ -50,8 +51,9 @@ def skipped(provider_ids: list[str]) -> dict[str, CircuitOpen]:
 
 def _opened(provider_ids: list[str]) -> dict[str, tuple[CircuitBreaker, str]]:
     """The opened circuits among these providers, with each provider's name. Read by every run, so
-    in plain SQL (llmhub/statements.py)."""
-    if not provider_ids:
+    in plain SQL (llmhub/statements.py); not read again by an API request that found none open
+    when it read the configuration's version (providers/configuration.py)."""
+    if not provider_ids or configuration.circuits_closed():
         return {}
     provider = statements.column(CircuitBreaker, "provider")
     sql = (
@@ -110,27 +112,39 @@ def _count_failure(provider_id: str, error: ProviderError) -> bool:
 
 
 def record_success(provider_id: str) -> None:
-    """A request got through: the count of failures starts again and an open circuit closes."""
+    """A request got through: the count of failures starts again and an open circuit closes. (A
+    run's settlement notes it in its own statements instead: usage/records.py, with failing().)"""
     try:
-        if _failing(provider_id):  # a read: most runs stop here
-            CircuitBreaker.objects.filter(pk=provider_id).update(
-                failures=0, open_until=None, probe_until=None, last_error=""
-            )
+        if failing_now(provider_id):  # a read: most requests stop here
+            close(provider_id)
     except UNAVAILABLE as fault:  # the run's settlement comes next and has its own remedies
         logger.warning(
             "Could not record that %s answered: the database is unavailable (%s)", provider_id, fault
         )
 
 
-def _failing(provider_id: str) -> bool:
-    """Whether the provider has failures counted or its circuit open (plain SQL: every run asks)."""
-    sql = (
-        f"SELECT 1 FROM {statements.table(CircuitBreaker)} "
+def close(provider_id: str) -> None:
+    """The count of failures starts again and an open circuit closes (the provider answered)."""
+    CircuitBreaker.objects.filter(pk=provider_id).update(
+        failures=0, open_until=None, probe_until=None, last_error=""
+    )
+
+
+def failing() -> str:
+    """SQL true when the provider (its one parameter) has failures counted or its circuit open:
+    a settlement reads it with its first write, to close the circuit of the provider that answered
+    in the same transaction (usage/records.py) instead of a read of its own before it."""
+    return (
+        f"EXISTS (SELECT 1 FROM {statements.table(CircuitBreaker)} "
         f"WHERE {statements.column(CircuitBreaker, 'provider')} = %s "
         f"AND ({statements.column(CircuitBreaker, 'failures')} > 0 "
-        f"OR {statements.column(CircuitBreaker, 'open_until')} IS NOT NULL)"
+        f"OR {statements.column(CircuitBreaker, 'open_until')} IS NOT NULL))"
     )
-    return statements.run(sql, [provider_id], statements.fetchone) is not None
+
+
+def failing_now(provider_id: str) -> bool:
+    """Whether the provider has failures counted or its circuit open (plain SQL)."""
+    return bool(statements.run(f"SELECT {failing()}", [provider_id], statements.fetchone)[0])
 
 
 def reset(provider: Provider, actor) -> None:

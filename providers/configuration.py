@@ -25,6 +25,12 @@ where a request that read the new version looks, nor finds theirs: versions are 
 so "which is newer" is never guessed. A request that read a new version only ever gets answers read
 after that version was committed; a request still pinned to an old one keeps the configuration it
 started with (or newer), as if it had run a moment earlier.
+
+A pinned request's version read also tells whether any provider's circuit was open then (one
+statement, not two: issue 16). While none was, its plan reads no circuit breaker
+(providers/breaker.py): it plans as of that moment, a millisecond earlier, as a request that read
+the breakers then would have. That answer belongs to the request and is never kept past it: the
+breaker's state is not configuration.
 """
 
 from __future__ import annotations
@@ -41,11 +47,15 @@ from django.db import connection
 from django.db.models import Model
 
 from llmhub import statements
-from providers.models import ConfigurationVersion
+from providers.models import CircuitBreaker, ConfigurationVersion
 
 T = TypeVar("T")
 TABLE = ConfigurationVersion._meta.db_table
 _VERSION = f"SELECT version FROM {TABLE} WHERE id = 1"
+_PINNED_VERSION = (
+    f"SELECT version, EXISTS (SELECT 1 FROM {CircuitBreaker._meta.db_table} WHERE open_until IS NOT NULL) "
+    f"FROM {TABLE} WHERE id = 1"
+)
 # The rows whose saves and deletes change the version (connected in providers/apps.py).
 WATCHED = (
     "providers.Provider",
@@ -69,6 +79,7 @@ class _Pin:
         self.read = False
         self.version: int | None = None
         self.answers: dict[tuple, object] | None = None  # its version's snapshot, once looked up
+        self.circuits_open = True  # whether a circuit was open when it read the version (or unknown)
 
 
 _pin: ContextVar[_Pin | None] = ContextVar("configuration_pin", default=None)
@@ -90,8 +101,18 @@ def _version() -> int | None:
     if pin is None:
         return version()
     if not pin.read:
-        pin.version, pin.read = version(), True
+        row = statements.run(_PINNED_VERSION, (), statements.fetchone)
+        if row is not None:
+            pin.version, pin.circuits_open = row[0], bool(row[1])
+        pin.read = True
     return pin.version
+
+
+def circuits_closed() -> bool:
+    """Whether the pinned request found no provider's circuit open when it read the version: then
+    its plan skips no provider, and need not read the breakers again."""
+    pin = _pin.get()
+    return pin is not None and pin.read and not pin.circuits_open
 
 
 def _answers(now: int) -> dict[tuple, object]:

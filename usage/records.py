@@ -37,6 +37,7 @@ from accounts.models import Team, User
 from llmhub import instances, statements
 from llmhub.database import UNAVAILABLE
 from ops import observe
+from providers import breaker
 from providers.base import TokenCount
 from providers.models import Price, ProviderModel, price_in_force
 from providers.pricing import usage_cost
@@ -56,6 +57,8 @@ class Claim:
     where: str
     params: list
     taken: Callable[[], Exception]
+    # The provider that answered the run: its circuit closes with the settlement (providers/breaker.py).
+    answered_by: str | None = None
 
 
 # What running and settling a run change: a settlement writes these columns only, in one plain
@@ -188,6 +191,10 @@ def settle(run: Run, claim: Claim | None = None) -> bool:
             logger.warning("Settling run %s failed (%s); retrying in %.2f s", run.uuid, fault, pause)
             time.sleep(pause)
             pause *= 3
+        except Exception:
+            if claim is not None and claim.answered_by:  # not settled here (taken): it still answered
+                breaker.record_success(claim.answered_by)
+            raise
     if spool.pending():
         wake_replayer()  # the database is back: spooled settlements need not wait for the timer
     return True
@@ -257,13 +264,14 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
         # writes one also ends the run's STREAMING (a claim, or the replay's UPDATE below).
         if priced is not None and statements.db().vendor == "postgresql":
             record = _usage_row(provider_id, model, tokens, *_charged(run), priced)
-            if not _claim_and_record(run, settled, claim, record):
+            failing = _claim_and_record(run, settled, claim, record)
+            if failing is None:
                 raise claim.taken()
+            _answered(claim, failing)
             _alert(record, run.team, run.api_key)
             transaction.on_commit(partial(observe.run_finished, run), robust=True)
             return True
-        if not statements.update(Run, run.pk, settled, claim.where, claim.params):
-            raise claim.taken()
+        _answered(claim, _claim(run, settled, claim))
         exists = True
     else:
         exists = Run.objects.select_for_update().filter(pk=run.pk).exists()
@@ -292,6 +300,22 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
     return True
 
 
+def _claim(run: Run, settled: dict[str, Any], claim: Claim) -> bool:
+    """The claim's UPDATE of the run (raises claim.taken() when it found no run to settle), then
+    whether the provider that answered has a circuit to close. On SQLite a read of its own: read
+    with the UPDATE (RETURNING EXISTS ...) it cost more instructions than apart (bench/instructions.py)."""
+    if not statements.update(Run, run.pk, settled, claim.where, claim.params):
+        raise claim.taken()
+    return bool(claim.answered_by) and breaker.failing_now(claim.answered_by)
+
+
+def _answered(claim: Claim, failing: bool) -> None:
+    """The provider that answered had failures counted or its circuit open: they end with this
+    settlement, in its transaction (providers/breaker.py)."""
+    if failing and claim.answered_by:
+        breaker.close(claim.answered_by)
+
+
 def _charged(run: Run, exists: bool = True) -> tuple:
     """The usage row's source, run id, team, user, API key, request id and kind of call."""
     # A run with neither a user nor an API key came from the command line.
@@ -309,31 +333,32 @@ def _charged(run: Run, exists: bool = True) -> tuple:
 # the column it goes to. SQLite runs no statement on another process: its three stay apart.
 
 
-def _claim_and_record(run: Run, settled: dict[str, Any], claim: Claim, record: UsageRecord) -> bool:
-    """The claim's UPDATE, the usage row's INSERT and its roll-up's upsert in one statement: False
-    when the claim found no run to settle (nothing was written)."""
+def _claim_and_record(run: Run, settled: dict[str, Any], claim: Claim, record: UsageRecord) -> bool | None:
+    """The claim's UPDATE, the usage row's INSERT and its roll-up's upsert in one statement: None
+    when the claim found no run to settle (nothing was written), else whether the provider that
+    answered has a circuit to close (read with the claim, as _claim() does)."""
     wrapper = statements.db()
     sql, sets, inserts = _claiming_sql(tuple(settled), claim.where)
     params = [prepare(value, wrapper) for prepare, value in zip(sets, settled.values(), strict=True)]
-    params += [run.pk, *claim.params]
+    params += [run.pk, *claim.params, claim.answered_by or ""]
     params += [prepare(read(record), wrapper) for read, prepare in inserts]
-    params += rollups.values(record, wrapper)
+    params.append(rollups.day(record, wrapper))
     found = statements.run(sql, params, statements.fetchone, wrapper)
     if found is None:
-        return False
+        return None
     record.pk = found[0]
     record._state.adding, record._state.db = False, wrapper.alias
-    return True
+    return bool(found[1])
 
 
 @functools.lru_cache(maxsize=8)
 def _claiming_sql(names: tuple[str, ...], where: str) -> tuple[str, list, list]:
     update, sets = statements.update_sql(Run, names, where)
-    insert, inserts = statements.insert_select(UsageRecord, "claimed")
-    upsert = rollups.upsert_select("recorded")
+    insert, inserts = statements.insert_select(UsageRecord, "claimed", (*rollups.FROM_USAGE, "cost_usd"))
+    upsert = rollups.upsert_from("recorded")
     sql = (
-        f"WITH claimed AS ({update} RETURNING 1), recorded AS ({insert}), rolled AS ({upsert}) "
-        "SELECT id FROM recorded"
+        f"WITH claimed AS ({update} RETURNING {breaker.failing()} AS failing), recorded AS ({insert}), "
+        f"rolled AS ({upsert}) SELECT id, (SELECT failing FROM claimed) FROM recorded"
     )
     return sql, sets, inserts
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -52,17 +53,44 @@ def add(record: UsageRecord) -> None:
     statements.run(_ADD, values(record, db), wrapper=db)
 
 
-def upsert_select(source: str) -> str:
-    """PostgreSQL: add()'s upsert for each row of `source` (a WITH query), its values cast to their
-    columns' types (llmhub/statements.py's insert_select says why)."""
-    casts = ", ".join(f"%s::{statements.cast(DailySpend._meta.get_field(name))}" for name in KEY + TOTALS)
-    return _upsert(DailySpend._meta.db_table, f"SELECT {casts} FROM {source}")
+# The columns of a usage row its roll-up takes as they are (add() sends them as parameters).
+FROM_USAGE = (
+    "team_id",
+    "user_id",
+    "api_key_id",
+    "provider_id",
+    "model",
+    "kind",
+    "input_tokens",
+    "output_tokens",
+)
+
+
+def upsert_from(source: str) -> str:
+    """PostgreSQL: add()'s upsert for each usage row `source` returns (a WITH query: INSERT ...
+    RETURNING FROM_USAGE and cost_usd), its day the one parameter (the configured time zone's,
+    as values() computes it). The values come from the row written, not sent again: fewer
+    parameters (psycopg keeps the conversion of a query of at most 50)."""
+    day = statements.cast(DailySpend._meta.get_field("day"))
+    # In KEY + TOTALS's order: day, the rest of the key, runs, the tokens, the cost.
+    select = (
+        f"SELECT %s::{day}, {', '.join(KEY[1:])}, 1, input_tokens, output_tokens, COALESCE(cost_usd, 0) "
+        f"FROM {source}"
+    )
+    return _upsert(DailySpend._meta.db_table, select)
+
+
+def day(record: UsageRecord, db: BaseDatabaseWrapper) -> Any:
+    """The day of the usage row's roll-up, as add() writes it (`db`: statements.db())."""
+    return db.ops.adapt_datefield_value(
+        timezone.localdate(record.created_at, timezone.get_default_timezone())
+    )
 
 
 def values(record: UsageRecord, db: BaseDatabaseWrapper) -> list:
     """The roll-up key and totals of one usage row, as add() writes them (`db`: statements.db())."""
     return [
-        db.ops.adapt_datefield_value(timezone.localdate(record.created_at, timezone.get_default_timezone())),
+        day(record, db),
         record.team_id,
         record.user_id,
         record.api_key_id,

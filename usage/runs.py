@@ -401,7 +401,9 @@ async def _close(flow: Flow) -> Ended:
 
 def _charge(flow: Flow) -> None:
     run = flow.run
-    delivered = flow.ceiling.billed() if flow.ceiling else 0
+    # Our own count of the text (a tokenizer pass over all of it) is charged only without the
+    # provider's: not counted when the provider reported its usage.
+    delivered = flow.ceiling.billed() if flow.ceiling and flow.usage is None else 0
     # The request reached the provider: its prompt is billed even if no text came back yet.
     billed = flow.shown or (flow.reached and run.status != Run.Status.FAILED)
     billed = billed or run.status in (Run.Status.CANCELLED, Run.Status.INTERRUPTED)
@@ -413,14 +415,9 @@ def _charge(flow: Flow) -> None:
 
 
 def _settle(run: Run, answered_by: str | None) -> None:
-    """The provider that answered noted as working (its circuit closes), then the settlement: one
-    trip to the database. The note is best-effort; the settlement never waits on it."""
-    if answered_by is not None:
-        try:
-            breaker.record_success(answered_by)
-        except DatabaseError:
-            logger.exception("Run %s: could not note that %s answered", run.uuid, answered_by)
-    settle(run)
+    """The settlement, which notes the provider that answered as working (its circuit closes) in
+    its own statements (usage/records.py): one trip to the database."""
+    settle(run, answered_by=answered_by)
 
 
 def _release(run: Run) -> None:
@@ -429,14 +426,16 @@ def _release(run: Run) -> None:
     transaction.on_commit(partial(observe.run_finished, run), robust=True)
 
 
-def settle(run: Run, expired_before: datetime | None = None) -> bool:
+def settle(run: Run, expired_before: datetime | None = None, answered_by: str | None = None) -> bool:
     """Claim a streaming run and settle it (usage/records.py: retried, spooled while the database
     cannot be written): RunTaken when it was settled already. With `expired_before`, only while its
-    lease has run out by then (recovery of a dead run). False when the settlement was spooled."""
+    lease has run out by then (recovery of a dead run). False when the settlement was spooled.
+    `answered_by`: the provider that answered, whose circuit closes."""
 
     where, params = f"{statements.column(Run, 'status')} = %s", [Run.Status.STREAMING]
     if expired_before is not None:
         expires = statements.column(Run, "reservation_expires_at")
         where += f" AND ({expires} < %s OR {expires} IS NULL)"
         params.append(statements.adapt(Run, "reservation_expires_at", expired_before))
-    return records.settle(run, claim=records.Claim(where, params, partial(RunTaken, run.uuid)))
+    claim = records.Claim(where, params, partial(RunTaken, run.uuid), answered_by)
+    return records.settle(run, claim=claim)

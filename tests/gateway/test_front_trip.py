@@ -37,7 +37,9 @@ from usage.models import Budget, FallbackPolicy, Run, UsageRecord
 pytestmark = pytest.mark.django_db(transaction=True)
 hub = team_on_openai  # team Alpha on the fake OpenAI, a $10 daily budget, no fallback; its API key
 HOST = (b"host", b"127.0.0.1")
-PLANNED = '"providers_circuitbreaker"'  # the plan's first statement reads the circuit breakers
+# The reservation's first statement: SQLite's BEGIN IMMEDIATE, PostgreSQL's read of the budgets (the
+# plan itself reads nothing while no circuit is open: providers/configuration.py).
+RESERVING = ("BEGIN", 'FROM "usage_budget"')
 HOLDS = "SUM(reserved_usd)"  # the reservation reads what is held against the budget
 
 
@@ -98,8 +100,8 @@ def trips() -> Iterator[list]:
 
 
 class Gate:
-    """Holds the first statement of the request's plan (its run admitted, its reservation next)
-    until opened: the trip is then in flight, for as long as a test needs. DEBUG is on meanwhile,
+    """Holds the first statement of the request's reservation (its run admitted and planned) until
+    opened: the trip is then in flight, for as long as a test needs. DEBUG is on meanwhile,
     so the hot path's statements go through Django's cursor, where the gate stands
     (llmhub/statements.py `run`)."""
 
@@ -111,7 +113,7 @@ class Gate:
         execute = CursorWrapper._execute_with_wrappers
 
         def held(cursor, sql, *args, **kwargs):
-            if PLANNED in sql and not self.reached.is_set():
+            if (sql.startswith(RESERVING[0]) or RESERVING[1] in sql) and not self.reached.is_set():
                 self.reached.set()
                 assert self.open.wait(10), "the gate was never opened"
             return execute(cursor, sql, *args, **kwargs)

@@ -25,7 +25,8 @@ from django.db.backends.utils import CursorWrapper
 from django.test import override_settings
 
 from gateway import keys
-from providers import configuration
+from providers import breaker, configuration
+from providers.errors import NetworkError
 from providers.models import Price, Provider, ProviderModel
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
@@ -37,10 +38,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # The statements each phase runs, in a steady state (the key's last use already noted).
 # On PostgreSQL a transaction's BEGIN is not a statement Django runs (SQLite's BEGIN IMMEDIATE is),
 # and the settlement's claim, usage row and roll-up are one statement (usage/records.py). The request
-# reads the configuration's version only: the API key is kept in the snapshot (gateway/keys.py).
-MOST = {"request": 1, "reservation": 5, "settlement": 6}
-MOST_ON_POSTGRESQL = {"request": 1, "reservation": 4, "settlement": 3}
-VERSION_READ = "SELECT version FROM providers_configurationversion"
+# reads the configuration's version only: the API key is kept in the snapshot (gateway/keys.py);
+# with it, whether any circuit is open: none is, so the plan reads no circuit breaker.
+# The settlement reads whether the provider that answered has a circuit to close (usage/records.py):
+# on PostgreSQL within its one statement.
+MOST = {"request": 1, "reservation": 4, "settlement": 6}
+MOST_ON_POSTGRESQL = {"request": 1, "reservation": 3, "settlement": 2}
+VERSION_READ = "SELECT version, EXISTS (SELECT 1 FROM providers_circuitbreaker WHERE open_until IS NOT NULL)"
 CONFIGURATION_TABLES = ("providers_", "usage_budget", "usage_fallbackpolicy", "gateway_modelalias")
 BODY = {
     "model": "openai/gpt-4o-mini",
@@ -97,7 +101,7 @@ async def complete(secret: str) -> dict:
 
 
 def phases(seen: list[str], called_at: int) -> dict[str, list[str]]:
-    planned = next(i for i, sql in enumerate(seen) if '"providers_circuitbreaker"' in sql)  # the plan's first
+    planned = next(i for i, sql in enumerate(seen) if sql.startswith(VERSION_READ)) + 1
     return {
         "request": seen[:planned],
         "reservation": seen[planned:called_at],
@@ -131,7 +135,31 @@ async def test_a_chat_completion_runs_a_pinned_number_of_statements_per_phase(hu
     assert len(written) == 1 and written[0] == phases(seen, called_at[0])["reservation"][-1], listing
     # The configuration's version is read once, in the request phase: the reservation's and the
     # settlement's lookups, in other threads (sync_to_async copies the context), use the pin.
-    assert [sql for sql in seen if sql.startswith(VERSION_READ)] == [VERSION_READ + " WHERE id = 1"]
+    assert [sql for sql in seen if sql.startswith(VERSION_READ)] == [
+        VERSION_READ + " FROM providers_configurationversion WHERE id = 1"
+    ]
+    reservation = phases(seen, called_at[0])["reservation"]
+    assert not [sql for sql in reservation if '"providers_circuitbreaker"' in sql]  # the plan read none
+
+
+async def test_a_request_that_finds_a_circuit_open_reads_the_breakers_and_skips_its_provider(
+    hub, alpha, fake_openai, fake_anthropic
+):
+    """Found open (in the version's read), the plan reads the breakers and falls back."""
+    await sync_to_async(registry.save)(
+        "anthropic", {"api_key": GOOD_KEYS["anthropic"]}, endpoint=fake_anthropic.url, team=alpha
+    )
+    await FallbackPolicy.objects.filter(team=alpha).aupdate(
+        enabled=True, order=["anthropic/claude-haiku-4-5"]
+    )
+    await complete(hub.secret)  # warm
+    for _ in range(5):
+        await sync_to_async(breaker.record_failure)("openai", NetworkError("OpenAI"))
+    with statements() as seen:
+        answer = await complete(hub.secret)
+    assert answer["model"] == "anthropic/claude-haiku-4-5"
+    assert [sql for sql in seen if '"providers_circuitbreaker"' in sql]
+    assert len([r for r in fake_openai.requests if r.path.endswith("/chat/completions")]) == 1
 
 
 async def test_a_request_writes_no_configuration_row(hub):
@@ -139,11 +167,9 @@ async def test_a_request_writes_no_configuration_row(hub):
         await complete(hub.secret)
     writes = [sql for sql in seen if sql.split(" ")[0] in ("INSERT", "UPDATE", "DELETE")]
     assert writes  # the run, its usage row and its roll-up are written...
-    touched = [
-        sql
-        for sql in writes
-        if any(f'"{table}' in sql or f" {table}" in sql for table in CONFIGURATION_TABLES)
-    ]
+    # The table written: INSERT INTO t, UPDATE t, DELETE FROM t (a subquery may read others).
+    written = [sql.split(" ")[1 if sql.startswith("UPDATE") else 2].strip('"') for sql in writes]
+    touched = [table for table in written if table.startswith(CONFIGURATION_TABLES)]
     assert touched == []  # ...but no provider, model, price, budget, policy or alias row
 
 

@@ -5,6 +5,7 @@ its statements, run on the connection's own cursor, fail, log and refuse as Djan
 from __future__ import annotations
 
 import select
+import sqlite3
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -326,6 +327,42 @@ def test_a_sqlite_connection_that_failed_a_statement_is_reopened_at_the_next_req
     request_finished.send(sender=None)  # close_old_connections
     assert statements.update(Team, alpha.pk, {"name": "Written"}) == 1
     assert Team.objects.get(pk=alpha.pk).name == "Written"
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's BEGIN IMMEDIATE")
+@pytest.mark.django_db(transaction=True)
+def test_a_sqlite_transaction_begins_and_commits_on_the_connection_itself_unless_queries_are_watched(
+    alpha,
+):
+    """BEGIN IMMEDIATE (the write lock, taken before the first statement) and COMMIT skip Django's
+    cursor wrapper (llmhub/sqlite), as statements do; watched, they are seen as before."""
+    other = sqlite3.connect(connection.settings_dict["NAME"], timeout=0, isolation_level=None)
+    watched, seen = CursorWrapper._execute_with_wrappers, []
+    CursorWrapper._execute_with_wrappers = lambda cursor, sql, *args: (
+        seen.append(sql) or watched(cursor, sql, *args)
+    )
+    try:
+        with transaction.atomic():
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")  # the lock is ours from BEGIN on
+            statements.update(Team, alpha.pk, {"name": "Held"})
+    finally:
+        CursorWrapper._execute_with_wrappers = watched
+    assert seen == [] and other.execute("SELECT name FROM accounts_team").fetchall() == [("Held",)]
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        statements.update(Team, alpha.pk, {"name": "Seen"})
+    assert [query["sql"] for query in captured][::2] == ["BEGIN IMMEDIATE", "COMMIT"]
+
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+    connection.connection.execute("PRAGMA busy_timeout = 0")
+    try:
+        with pytest.raises(OperationalError, match="locked"), transaction.atomic():
+            pass
+    finally:
+        other.rollback()
+        other.close()
+    assert connection.faulted and not connection.in_atomic_block  # reopened at the next request
+    connection.close()
 
 
 def prepared() -> list[str]:

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from providers.base import Message
+from providers.models import CircuitBreaker
 from providers.registry import registry
 from tests.conftest import GOOD_KEYS
 from usage import records, rollups, runs
@@ -91,6 +92,42 @@ def test_on_postgresql_a_settlement_writes_in_one_statement(alice, alpha, openai
     expected = 1 if connection.vendor == "postgresql" else 3
     assert len(writes(queries)) == expected, writes(queries)
     assert UsageRecord.objects.get().cost_usd == DailySpend.objects.get().cost_usd == run.cost_usd
+
+
+def test_a_settlement_closes_the_circuit_of_the_provider_that_answered_reading_it_with_its_claim(
+    alice, alpha, openai
+):
+    CircuitBreaker.objects.create(provider_id="openai", failures=3, last_error="OpenAI timed out.")
+    run = finished_run(alice, alpha)
+    with CaptureQueriesContext(connection) as queries:
+        assert runs.settle(run, answered_by="openai") is True
+    row = CircuitBreaker.objects.get()
+    assert (row.failures, row.open_until, row.last_error) == (0, None, "")
+    sent = [q["sql"] for q in queries.captured_queries]
+    breakers = [sql for sql in sent if "providers_circuitbreaker" in sql]
+    claimed = next(i for i, sql in enumerate(sent) if sql.startswith(('UPDATE "usage_run"', "WITH")))
+    read = breakers[0]  # after the claim, in the settlement (PostgreSQL: in its one statement)...
+    assert sent.index(read) >= claimed and "EXISTS" in read
+    assert [sql.split(" ")[:2] for sql in breakers[1:]] == [["UPDATE", '"providers_circuitbreaker"']]
+    assert UsageRecord.objects.get().cost_usd == run.cost_usd > 0  # ...closed in its transaction
+
+
+def test_a_settlement_of_a_run_taken_already_still_closes_the_circuit(alice, alpha, openai):
+    run = finished_run(alice, alpha)
+    assert runs.settle(run) is True
+    CircuitBreaker.objects.create(provider_id="openai", failures=2)
+    with pytest.raises(runs.RunTaken):
+        runs.settle(run, answered_by="openai")
+    assert CircuitBreaker.objects.get().failures == 0 and UsageRecord.objects.count() == 1
+
+
+def test_a_settlement_writes_no_circuit_that_has_nothing_to_close(alice, alpha, openai):
+    CircuitBreaker.objects.create(provider_id="openai", failures=0, last_error="Kept.")
+    run = finished_run(alice, alpha)
+    with CaptureQueriesContext(connection) as queries:
+        assert runs.settle(run, answered_by="openai") is True
+    assert CircuitBreaker.objects.get().last_error == "Kept."
+    assert not [sql for sql in writes(queries) if sql.startswith('UPDATE "providers_circuitbreaker"')]
 
 
 def at_once(work, items: list) -> list:
