@@ -251,11 +251,18 @@ async def test_plain_http_to_an_https_only_hub_says_where_to_send_the_request(se
 hub = team_on_openai  # the fixture: team Alpha on the fake OpenAI, with a budget; its API key
 
 
-async def chat(secret: str, path: str = "/v1/chat/completions", sent: Callable | None = None) -> int:
+async def chat(
+    secret: str, path: str = "/v1/chat/completions", sent: Callable | None = None, stream: bool = False
+) -> int:
     """A request through the ASGI application, to its end (what it does after the answer included),
     as a server awaits it; `sent` is awaited with each message it sends. (HttpCommunicator stops
     database_sync_to_async closing connections.)"""
-    body = json.dumps({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi."}]})
+    wanted = {
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Hi."}],
+        "stream": stream,
+    }
+    body = json.dumps(wanted)
     headers = [HOST, (b"content-type", b"application/json"), (b"authorization", f"Bearer {secret}".encode())]
     scope = {"type": "http", "method": "GET" if path == "/v1/models" else "POST", "path": path}
     scope |= {
@@ -333,9 +340,11 @@ class Noting(logging.Handler):
         self.noted.append(record.name)
 
 
-async def test_the_requests_and_the_runs_lines_are_written_once_the_answers_last_byte_is_sent(hub):
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_requests_and_the_runs_lines_are_written_once_the_answers_last_byte_is_sent(hub, stream):
     """The client waits for the answer, not for the lines describing it (llmhub/afterwards.py): they
-    and their metrics come after its last byte, the run's usage row before it, as always."""
+    and their metrics come after its last byte (a stream's too), the run's usage row before it, as
+    always."""
     noted: list = []
 
     async def sent(message: dict) -> None:
@@ -351,12 +360,13 @@ async def test_the_requests_and_the_runs_lines_are_written_once_the_answers_last
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     try:
-        assert await chat(hub.secret, sent=sent) == 200
+        assert await chat(hub.secret, sent=sent, stream=stream) == 200
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
             logger.setLevel(level)
-    assert noted == ["answered, usage rows: 1", "llmhub.runs", "llmhub.requests"]
+    # (A stream's access line is left when its answer begins, its run's line when the run ends.)
+    assert noted[0] == "answered, usage rows: 1" and sorted(noted[1:]) == ["llmhub.requests", "llmhub.runs"]
 
 
 @pytest.mark.parametrize("upstream", ["answers", "fails"])
