@@ -32,6 +32,9 @@ database_sync_to_async, which closes their connections when due itself. So ApiHa
 request_finished on the request's thread only when a call of the request ran there (a thread-sensitive
 sync_to_async: a provider failure noted, a fallback switch): then it has connections to close.
 request_started is not sent: on a request's fresh thread its receivers have nothing to reset or close.
+
+What a request only describes (its access line and metrics, its run's line and metrics, a 4xx's
+warning line) is written once the answer's last byte is handed to the server (llmhub/afterwards.py).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ from django.urls import ResolverMatch, URLPattern, URLResolver, get_resolver, se
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.log import log_response
 from django.utils.module_loading import import_string
+
+from llmhub import afterwards
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +115,10 @@ class ApiHandler(ASGIHandler):
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         """Django's, except that a 4xx answer's warning line (`Not Found: /v1/x`) is written on the
-        loop, as the access log line after it is, not through a thread hop (~0.2 ms of CPU: a wrong
-        key, a rate limit, a bad body are answers a misbehaving client repeats). A 5xx's line still
-        takes the hop, as in Django: its handlers may send mail (Django's mail_admins)."""
+        loop, after the answer is sent (llmhub/afterwards.py), as the access log line is, not through
+        a thread hop (~0.2 ms of CPU: a wrong key, a rate limit, a bad body are answers a misbehaving
+        client repeats). A 5xx's line still takes the hop, as in Django: its handlers may send mail
+        (Django's mail_admins)."""
         set_urlconf(settings.ROOT_URLCONF)
         response = await self._middleware_chain(request)
         response._resource_closers.append(request.close)
@@ -120,7 +126,9 @@ class ApiHandler(ASGIHandler):
             log = sync_to_async(log_response, thread_sensitive=False)
             await log("%s: %s", response.reason_phrase, request.path, response=response, request=request)
         elif response.status_code >= 400:
-            log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+            line = functools.partial(log_response, response=response, request=request)
+            if not afterwards.later(line, "%s: %s", response.reason_phrase, request.path):
+                line("%s: %s", response.reason_phrase, request.path)
         return response
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -130,7 +138,11 @@ class ApiHandler(ASGIHandler):
             await super().__call__(scope, receive, send)
             return
         async with ThreadSensitiveContext():
-            response = await self.handle_without_signals(scope, receive, send)
+            with afterwards.collecting() as after_the_answer:
+                try:
+                    response = await self.handle_without_signals(scope, receive, send)
+                finally:  # the answer's last byte is written (or the request ended without one)
+                    after_the_answer.run()
             # Django's last step is response.close() on the request's thread: the response's closers,
             # then request_finished, which has work there only if a call of the request ran there.
             ran_there = SyncToAsync.thread_sensitive_context.get() in SyncToAsync.context_to_thread_executor

@@ -5,7 +5,8 @@ new one; it is on `request.request_id`, in the response's `x-request-id`, on the
 (and its usage row), and on every log line written while the request is handled.
 
 Sync and async, so the API's async views run without a thread hop; the work per request is a header
-check, a counter, a histogram and one log line (a few microseconds).
+check, a counter, a histogram and one log line (a few microseconds). On the API the counting and the
+line come once the answer is sent (llmhub/afterwards.py); on the pages, at once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from llmhub import afterwards
 from ops import logs, metrics
 
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -63,6 +65,14 @@ def _begin(request: HttpRequest) -> float:
 def _end(request: HttpRequest, response: HttpResponse, started: float) -> HttpResponse:
     seconds = time.perf_counter() - started
     response[HEADER] = request.request_id
+    # Counted and logged once an API answer is sent (llmhub/afterwards.py): the client does not wait
+    # for it. The time is the time the answer took to make, as before.
+    if not afterwards.later(_count_and_log, request, response, seconds):
+        _count_and_log(request, response, seconds)
+    return response
+
+
+def _count_and_log(request: HttpRequest, response: HttpResponse, seconds: float) -> None:
     endpoint = _endpoint(request)
     method = request.method if request.method in METHODS else "other"
     metrics.child(metrics.REQUESTS, endpoint, method, str(response.status_code)).inc()
@@ -79,7 +89,6 @@ def _end(request: HttpRequest, response: HttpResponse, started: float) -> HttpRe
             if logs.structured()
             else {"request_id": request.request_id},
         )
-    return response
 
 
 def _endpoint(request: HttpRequest) -> str:

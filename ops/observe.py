@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from llmhub import afterwards
 from ops import logs, metrics
 from usage.models import Run
 
@@ -19,7 +20,14 @@ def outcome(run: Run) -> str:
 
 def run_finished(run: Run) -> None:
     """Count the ended run, its tokens and cost, time its first token and its whole, and write its
-    line: `run <uuid> completed openai/gpt-4o ...` with every field as JSON extras."""
+    line: `run <uuid> completed openai/gpt-4o ...` with every field as JSON extras. Once the API's
+    answer is sent, when the run is an API request's (llmhub/afterwards.py); else at once. The run
+    is settled by then: nothing of it changes any more, and nothing here reads the database."""
+    if not afterwards.later(_finished, run):
+        _finished(run)
+
+
+def _finished(run: Run) -> None:
     provider, _, model = (run.model_used or run.model_requested).partition("/")
     team = run.team.name if Run.team.is_cached(run) else str(run.team_id)
     ended = outcome(run)

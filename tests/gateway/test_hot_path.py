@@ -96,6 +96,7 @@ async def complete(secret: str) -> dict:
         application, "POST", "/v1/chat/completions", body=json.dumps(BODY).encode(), headers=headers
     )
     response = await sent.get_response(timeout=10)
+    await sent.wait(timeout=10)  # what the request does after its answer, too
     assert response["status"] == 200, response["body"]
     return json.loads(response["body"])
 

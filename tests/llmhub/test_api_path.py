@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -26,6 +26,7 @@ from llmhub.api_handler import MATCH_FIELDS, ApiHandler, fixed_routes
 from llmhub.asgi import application
 from tests.gateway.test_hot_path import hub as team_on_openai
 from tests.gateway.test_hot_path import statements
+from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 HOST = (b"host", b"127.0.0.1")
@@ -34,6 +35,7 @@ HOST = (b"host", b"127.0.0.1")
 async def call(path: str, method: str = "GET", headers=(), body: bytes = b"", app=application) -> dict:
     communicator = HttpCommunicator(app, method, path, body=body, headers=[HOST, *headers])
     answer = await communicator.get_response(timeout=10)
+    await communicator.wait(timeout=10)  # what the request does after its answer (its log line) too
     answer["headers"] = [(name.decode().lower(), value.decode()) for name, value in answer["headers"]]
     return answer
 
@@ -249,10 +251,18 @@ async def test_plain_http_to_an_https_only_hub_says_where_to_send_the_request(se
 hub = team_on_openai  # the fixture: team Alpha on the fake OpenAI, with a budget; its API key
 
 
-async def chat(secret: str, path: str = "/v1/chat/completions") -> int:
+async def chat(
+    secret: str, path: str = "/v1/chat/completions", sent: Callable | None = None, stream: bool = False
+) -> int:
     """A request through the ASGI application, to its end (what it does after the answer included),
-    as a server awaits it. (HttpCommunicator stops database_sync_to_async closing connections.)"""
-    body = json.dumps({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi."}]})
+    as a server awaits it; `sent` is awaited with each message it sends. (HttpCommunicator stops
+    database_sync_to_async closing connections.)"""
+    wanted = {
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Hi."}],
+        "stream": stream,
+    }
+    body = json.dumps(wanted)
     headers = [HOST, (b"content-type", b"application/json"), (b"authorization", f"Bearer {secret}".encode())]
     scope = {"type": "http", "method": "GET" if path == "/v1/models" else "POST", "path": path}
     scope |= {
@@ -273,6 +283,8 @@ async def chat(secret: str, path: str = "/v1/chat/completions") -> int:
     async def send(message: dict) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
+        if sent is not None:
+            await sent(message)
 
     await application(scope, receive, send)
     return statuses[0]
@@ -317,6 +329,44 @@ async def test_a_chat_completion_starts_no_thread_for_djangos_request_signals(hu
     with threads_started() as started:
         assert await chat(hub.secret) == 200
     assert [name for name in started if not name.startswith("asyncio_")] == []
+
+
+class Noting(logging.Handler):
+    def __init__(self, noted: list) -> None:
+        super().__init__(logging.INFO)
+        self.noted = noted
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.noted.append(record.name)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_requests_and_the_runs_lines_are_written_once_the_answers_last_byte_is_sent(hub, stream):
+    """The client waits for the answer, not for the lines describing it (llmhub/afterwards.py): they
+    and their metrics come after its last byte (a stream's too), the run's usage row before it, as
+    always."""
+    noted: list = []
+
+    async def sent(message: dict) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            noted.append(
+                f"answered, usage rows: {await UsageRecord.objects.filter(api_key=hub.key).acount()}"
+            )
+
+    handler = Noting(noted)
+    loggers = [logging.getLogger("llmhub.runs"), logging.getLogger("llmhub.requests")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        assert await chat(hub.secret, sent=sent, stream=stream) == 200
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+    # (A stream's access line is left when its answer begins, its run's line when the run ends.)
+    assert noted[0] == "answered, usage rows: 1" and sorted(noted[1:]) == ["llmhub.requests", "llmhub.runs"]
 
 
 @pytest.mark.parametrize("upstream", ["answers", "fails"])
