@@ -10,21 +10,32 @@ import time
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import orjson
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 
 from providers.base import Delta, TokenCount, ToolCallDelta
 
-# JsonResponse's encoder, made once: JsonResponse makes one for each answer.
+# JsonResponse's encoder: what orjson cannot write is written by it, or with its help.
 _ENCODER = DjangoJSONEncoder()
 
 
 def json_response(body: dict[str, Any], status: int = 200, headers: dict | None = None) -> HttpResponse:
-    """JsonResponse(body, status=..., headers=...), byte for byte (the same encoder, ASCII output, the
-    same Content-Type), with the encoder made once and the text handed over as bytes."""
-    return HttpResponse(
-        _ENCODER.encode(body).encode(), content_type="application/json", status=status, headers=headers
-    )
+    """JsonResponse(body, status=..., headers=...) with the same values, written by orjson: compact
+    and in UTF-8 rather than with spaces and \\u escapes (the same JSON to any client's parser)."""
+    return HttpResponse(json_bytes(body), content_type="application/json", status=status, headers=headers)
+
+
+def json_bytes(body: Any) -> bytes:
+    """`body` as JSON, by orjson (a tenth of the standard encoder's instructions for an answer);
+    types orjson does not know (Decimal, lazy text) as Django writes them, datetimes too. What orjson
+    refuses (an integer beyond 64 bits, a key that is not a string, a lone surrogate) is written by
+    Django's encoder, as before. A float that is not finite (only a provider could send one) is
+    null, where Django's encoder wrote NaN, which is not JSON."""
+    try:
+        return orjson.dumps(body, default=_ENCODER.default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except orjson.JSONEncodeError:
+        return _ENCODER.encode(body).encode()
 
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}

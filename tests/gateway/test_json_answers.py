@@ -1,0 +1,43 @@
+"""The API's answers are written by orjson (gateway.openai_response.json_bytes): compact JSON in
+UTF-8, with the values Django's encoder would have written."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.translation import gettext_lazy
+
+from gateway.openai_response import json_bytes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_is_compact_json_in_utf8(hub_url):
+    body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(
+        f"{hub_url}/v1/chat/completions", json=body, headers={"authorization": "Bearer llmh-wrong"}
+    )
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/json"
+    assert response.content.startswith(b'{"error":{"message":"Incorrect or revoked API key.')
+    assert "under Settings → API keys." in response.content.decode("utf-8")  # not \u2192
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"seed": 2**64, "low": -(2**63) - 1},  # beyond orjson's 64 bits: Django's encoder writes them
+        {"price": Decimal("0.0000015"), "at": datetime.datetime(2026, 12, 4, 5, 6, 7, 891234, datetime.UTC)},
+        {"day": datetime.date(2026, 12, 4), "id": uuid.UUID(int=7), "text": gettext_lazy("Cancel")},
+        {1: "a key that is not text", None: True},
+        {"lone": "\ud800", "pair": "😀é", "list": (1, 2.5, 1e-7, 1e22, -0.0)},
+    ],
+)
+def test_an_answer_holds_the_values_djangos_encoder_writes(value):
+    assert json.loads(json_bytes(value)) == json.loads(DjangoJSONEncoder().encode(value))
