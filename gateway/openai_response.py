@@ -124,7 +124,7 @@ def completion(run, model: str, legacy: bool = False) -> dict[str, Any]:
 
 class ChunkWriter:
     """SSE chunks of one completion. The envelope is encoded once; a plain text delta of the first
-    choice costs one json.dumps of its text."""
+    choice costs one encode_basestring_ascii of its text, any other chunk one json_bytes."""
 
     def __init__(self, run, model: str, include_usage: bool, legacy: bool = False) -> None:
         self.include_usage, self.legacy = include_usage, legacy
@@ -137,17 +137,17 @@ class ChunkWriter:
         }
         if include_usage:
             envelope["usage"] = None
-        head = json.dumps(envelope, separators=(",", ":"))[:-1]
-        self._prefix = ("data: " + head + ',"choices":[{"index":0,"delta":{"content":').encode()
+        head = json_bytes(envelope)[:-1]
+        self._prefix = b"data: " + head + b',"choices":[{"index":0,"delta":{"content":'
         self._suffix = b'},"logprobs":null,"finish_reason":null}]}\n\n'
         self._head = head
 
-    def _event(self, body: str) -> bytes:
-        return b"data: " + body.encode() + b"\n\n"
+    def _event(self, body: bytes) -> bytes:
+        return b"data: " + body + b"\n\n"
 
     def _choice(self, index: int, delta: dict, logprobs: Any = None, finish: str | None = None) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
-        return self._event(self._head + ',"choices":[' + json.dumps(choice, separators=(",", ":")) + "]}")
+        return self._event(self._head + b',"choices":[' + json_bytes(choice) + b"]}")
 
     def role(self, index: int = 0) -> bytes:
         self.seen.add(index)
@@ -186,9 +186,8 @@ class ChunkWriter:
                     choice["index"], {}, None, finish_reason(choice["finish_reason"] or "", self.legacy)
                 )
         if self.include_usage:
-            head = self._head.replace(',"usage":null', "")
-            totals = json.dumps(usage(run_usage(run)), separators=(",", ":"))
-            out += self._event(head + f',"choices":[],"usage":{totals}}}')
+            head = self._head.replace(b',"usage":null', b"")
+            out += self._event(head + b',"choices":[],"usage":' + json_bytes(usage(run_usage(run))) + b"}")
         return out + b"data: [DONE]\n\n"
 
     @staticmethod

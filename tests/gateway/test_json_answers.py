@@ -7,13 +7,15 @@ import datetime
 import json
 import uuid
 from decimal import Decimal
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy
 
-from gateway.openai_response import json_bytes
+from gateway.openai_response import ChunkWriter, json_bytes
+from providers.base import Delta, ToolCallDelta
 
 
 @pytest.mark.django_db(transaction=True)
@@ -27,6 +29,16 @@ def test_an_answer_is_compact_json_in_utf8(hub_url):
     assert response.content.startswith(b'{"error":{"message":"Incorrect or revoked API key.')
     assert "under Settings → API keys." in response.content.decode("utf-8")  # not \u2192
     assert response.headers["content-length"] == str(len(response.content))
+
+
+def test_a_streamed_chunk_is_compact_json_in_utf8():
+    run = SimpleNamespace(uuid=uuid.UUID(int=7), answer=None, output="", finish_reason="tool_calls")
+    writer = ChunkWriter(run, "openai/gpt-4o-mini", include_usage=False)
+    chunk = writer.event(ToolCallDelta(0, "call_1", "weather", '{"city": "Zürich"}'))
+    assert chunk.startswith(b'data: {"id":"chatcmpl-00000000000000000000000000000007","object":')
+    assert '"arguments":"{\\"city\\": \\"Zürich\\"}"}}]},' in chunk.decode("utf-8")  # not \u00fc
+    # A plain text delta is written as before: its text ASCII, escaped.
+    assert b'"delta":{"content":"Z\\u00fcrich"}' in writer.event(Delta("Zürich"))
 
 
 @pytest.mark.parametrize(
