@@ -14,6 +14,7 @@ import pytest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy
 
+from gateway import anthropic_response
 from gateway.openai_response import ChunkWriter, json_bytes
 from providers.base import Delta, ToolCallDelta
 
@@ -29,6 +30,23 @@ def test_an_answer_is_compact_json_in_utf8(hub_url):
     assert response.content.startswith(b'{"error":{"message":"Incorrect or revoked API key.')
     assert "under Settings → API keys." in response.content.decode("utf-8")  # not \u2192
     assert response.headers["content-length"] == str(len(response.content))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_anthropic_answer_is_compact_json_in_utf8(hub_url):
+    body = {"model": "openai/gpt-4o-mini", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(f"{hub_url}/v1/messages", json=body, headers={"x-api-key": "llmh-wrong"})
+    assert response.status_code == 401
+    assert response.content.startswith(b'{"type":"error","error":{"type":"authentication_error",')
+    assert "under Settings → API keys." in response.content.decode("utf-8")
+
+
+def test_an_anthropic_event_is_compact_json_in_utf8():
+    written = anthropic_response.event("content_block_delta", {"index": 0, "delta": {"text": "Zürich"}})
+    assert (
+        written
+        == 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"text":"Zürich"}}\n\n'.encode()
+    )
 
 
 def test_a_streamed_chunk_is_compact_json_in_utf8():
