@@ -14,8 +14,9 @@ import pytest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy
 
-from gateway import anthropic_response
+from gateway import anthropic_response, keys
 from gateway.openai_response import ChunkWriter, json_bytes
+from gateway.responses_api import StreamWriter
 from providers.base import Delta, ToolCallDelta
 
 
@@ -47,6 +48,23 @@ def test_an_anthropic_event_is_compact_json_in_utf8():
         written
         == 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"text":"Zürich"}}\n\n'.encode()
     )
+
+
+def test_a_responses_event_is_compact_json_in_utf8():
+    writer = StreamWriter(SimpleNamespace(), asked=None)
+    written = writer.event("response.output_text.delta", delta="Zürich")
+    expected = '{"type":"response.output_text.delta","sequence_number":0,"delta":"Zürich"}'
+    assert written == f"event: response.output_text.delta\ndata: {expected}\n\n".encode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_legacy_completions_chunk_is_compact_json(hub_url, alpha, openai_and_anthropic):
+    key = keys.create(alpha, "old script")
+    body = {"model": "openai/gpt-4o-mini", "prompt": "hi", "max_tokens": 8, "stream": True}
+    headers = {"authorization": f"Bearer {key.secret}"}
+    response = httpx.post(f"{hub_url}/v1/completions", json=body, headers=headers, timeout=30)
+    assert response.status_code == 200
+    assert response.content.startswith(b'data: {"id":"cmpl-')
 
 
 def test_a_streamed_chunk_is_compact_json_in_utf8():
