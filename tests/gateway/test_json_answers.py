@@ -50,6 +50,14 @@ def test_an_anthropic_event_is_compact_json_in_utf8():
     )
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_model_list_is_compact_json(hub_url, alpha):
+    key = keys.create(alpha, "a tool")
+    response = httpx.get(f"{hub_url}/v1/models", headers={"authorization": f"Bearer {key.secret}"})
+    assert response.status_code == 200
+    assert response.content.startswith(b'{"object":"list","data":[')
+
+
 def test_a_responses_event_is_compact_json_in_utf8():
     writer = StreamWriter(SimpleNamespace(), asked=None)
     written = writer.event("response.output_text.delta", delta="Zürich")
