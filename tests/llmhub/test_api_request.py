@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 
+import pytest
 from django.core.handlers.asgi import ASGIRequest
 from django.test import override_settings
 
@@ -14,6 +15,7 @@ HEADERS = [
     (b"host", b"127.0.0.1:8000"),
     (b"content-type", b"application/json; charset=utf-8"),
     (b"content-type", b"text/plain; charset=nonsense"),
+    (b"content-type", b"Application/JSON;charset=UTF-8; q=1"),
     (b"content-length", b"110"),
     (b"authorization", b"Bearer llmh-secret"),
     (b"x-api-key", b"llmh-other"),
@@ -54,3 +56,16 @@ def test_it_makes_the_request_djangos_asgirequest_makes():
 def test_it_takes_the_script_name_django_takes():
     scope = {"type": "http", "method": "GET", "path": "/hub/v1/models", "headers": []}
     assert vars(ApiRequest(scope, None)) == vars(ASGIRequest(scope, None))
+
+
+def test_it_refuses_the_content_type_django_refuses():
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/x",
+        "headers": [(b"content-type", b"a/b; n*=bad''x")],
+    }
+    with pytest.raises(ValueError, match="Invalid encoding"):
+        ASGIRequest(scope, None)
+    with pytest.raises(ValueError, match="Invalid encoding"):
+        ApiRequest(scope, None)
