@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.openai_response import run_usage
+from gateway.openai_response import json_bytes, run_usage
 from providers.base import Delta, TokenCount, ToolCallDelta
 
 STOP_REASONS = {
@@ -83,7 +83,7 @@ def message(run, model: str) -> dict[str, Any]:
 
 
 def event(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data}, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + kind.encode() + b"\ndata: " + json_bytes({"type": kind, **data}) + b"\n\n"
 
 
 def error_body(status: int, message_text: str) -> dict[str, Any]:

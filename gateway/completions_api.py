@@ -6,13 +6,12 @@ fields both APIs share are read by the chat format itself, so they are checked e
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import api, front, json_body
@@ -96,7 +95,7 @@ def parse(body: bytes) -> fmt.ChatRequest:
     chat = {name: value for name, value in data.items() if name in SHARED}
     chat["messages"] = [{"role": "user", "content": _prompt(data.get("prompt"))}]
     chat.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
-    return fmt.parse(json.dumps(chat).encode())
+    return fmt.parse(chat_answer.json_bytes(chat))
 
 
 def completion_id(run: Run) -> str:
@@ -146,7 +145,7 @@ async def completions(request: HttpRequest) -> HttpResponse:
             ended = [event async for event in events if isinstance(event, Ended)][-1]
         if not ended.completed:
             return api.failure(ended).response()
-        return JsonResponse(completion(ended.run, echo))
+        return chat_answer.json_response(completion(ended.run, echo))
     async for event in events:
         if isinstance(event, Delta | ToolCallDelta):
             return api.sse(_relay(prepared, echo, event, events))
@@ -163,7 +162,7 @@ async def _relay(prepared, echo: str, first, events, ended: Ended | None = None)
     head["model"] = run.model_used or run.model_requested
 
     def chunk(choices: list, **extra: Any) -> bytes:
-        return b"data: " + json.dumps({**head, "choices": choices, **extra}).encode() + b"\n\n"
+        return b"data: " + chat_answer.json_bytes({**head, "choices": choices, **extra}) + b"\n\n"
 
     def text(index: int, piece: str, reason: str | None = None) -> bytes:
         return chunk([{"text": piece, "index": index, "logprobs": None, "finish_reason": reason}])

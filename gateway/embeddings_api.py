@@ -10,11 +10,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import api, front, json_body, ratelimits
 from gateway.front import ApiError
+from gateway.openai_response import json_response
 from providers import configuration
 from providers.base import TaskType
 from providers.embedding import INPUT_NAMES, EmbeddingRequest, Embeddings
@@ -146,7 +147,7 @@ async def create(request: HttpRequest) -> HttpResponse:
     embedded = await embeddings.embed(run, asked.request)
     if not embedded.ended.completed or embedded.result is None:
         return api.failure(embedded.ended).response()
-    return JsonResponse(answer(embedded.ended.run, embedded.result, asked.encoding))
+    return json_response(answer(embedded.ended.run, embedded.result, asked.encoding))
 
 
 def answer(run: Run, result: Embeddings, encoding: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -252,8 +252,9 @@ def _prepare(request: HttpRequest, body: bytes, parse: Parse, planning: bool = F
         raise ApiError(400, str(refused), code="model_not_found", param="model") from None
     entry, dialect = available
     # One 400 names everything the model cannot honour, the hub's own refusals included.
-    model_request = replace(chat.request, model=entry.info.id)
-    refused = chat.refused + registry.adapter_class(dialect).refusals(model_request, entry.info)
+    # The model is entry.info: refusals read no request.model (here the name as the client sent it).
+    # A copy of the request with the model's id in it cost ~69,000 instructions (dataclasses.replace).
+    refused = chat.refused + registry.adapter_class(dialect).refusals(chat.request, entry.info)
     if refused:
         field = refused[0].split(" ")[0]
         param = field if field in fmt.USED or field in fmt.REFUSED else "messages"

@@ -12,13 +12,14 @@ from contextlib import aclosing
 
 from channels.db import database_sync_to_async
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import anthropic_request, api, front
 from gateway import anthropic_response as answer
 from gateway.front import ApiError
 from gateway.openai_format import BadRequest
+from gateway.openai_response import json_response
 from providers import configuration
 from providers.base import Delta, ToolCallDelta
 from usage import runs
@@ -26,10 +27,10 @@ from usage.events import Ended, Started
 from usage.models import Run
 
 
-def _error(error: ApiError) -> JsonResponse:
+def _error(error: ApiError) -> HttpResponse:
     # The hub's refusals name OpenAI's field; an Anthropic client asked for it as `thinking`.
     text = str(error).replace("reasoning_effort", "thinking")
-    return JsonResponse(answer.error_body(error.status, text), status=error.status, headers=error.headers)
+    return json_response(answer.error_body(error.status, text), status=error.status, headers=error.headers)
 
 
 @csrf_exempt
@@ -47,7 +48,7 @@ async def messages(request: HttpRequest) -> HttpResponse:
             ended = [event async for event in events if isinstance(event, Ended)][-1]
         if not ended.completed:
             return _error(api.failure(ended))
-        return JsonResponse(answer.message(ended.run, _model(ended.run)))
+        return json_response(answer.message(ended.run, _model(ended.run)))
     # As for chat completions, the status line waits for the first output (or the failure instead).
     async for event in events:
         if isinstance(event, Delta | ToolCallDelta):
@@ -107,7 +108,7 @@ async def count_tokens(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _error(ApiError(405, "Use POST for /v1/messages/count_tokens."))
     try:
-        return JsonResponse(
+        return json_response(
             await database_sync_to_async(_count, thread_sensitive=False)(request, request.body)
         )
     except ApiError as error:

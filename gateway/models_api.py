@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway.front import ApiError, authenticate
 from gateway.models import ApiKey, ModelAlias
+from gateway.openai_response import json_response
 from providers import configuration
 from providers.team_catalog import for_team
 
@@ -50,7 +51,7 @@ async def models(request: HttpRequest, model_id: str = "") -> HttpResponse:
         return ApiError(405, "Use GET for /v1/models.", code="method_not_allowed").response()
     try:
         if model_id:
-            return JsonResponse(await sync_to_async(_one_model)(request, model_id))
-        return JsonResponse(await sync_to_async(_model_list)(request))
+            return json_response(await sync_to_async(_one_model)(request, model_id))
+        return json_response(await sync_to_async(_model_list)(request))
     except ApiError as error:
         return error.response()

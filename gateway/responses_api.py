@@ -5,7 +5,6 @@ is kept for the key's team (gateway.response_store); a run that fails stores not
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import api, front, response_store, responses_request
@@ -137,7 +136,7 @@ async def responses(request: HttpRequest) -> HttpResponse:
             ended = [event async for event in events if isinstance(event, Ended)][-1]
         if not ended.completed:
             return api.failure(ended).response()
-        return JsonResponse(await keep(response(ended.run, asked=asked), asked, request.api_key))
+        return chat_answer.json_response(await keep(response(ended.run, asked=asked), asked, request.api_key))
     async for event in events:
         if isinstance(event, Delta | ToolCallDelta):
             return api.sse(_relay(prepared.run, asked, request.api_key, event, events))
@@ -176,7 +175,7 @@ class StreamWriter:
     def event(self, kind: str, **data: Any) -> bytes:
         body = {"type": kind, "sequence_number": self.number, **data}
         self.number += 1
-        return f"event: {kind}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n".encode()
+        return b"event: " + kind.encode() + b"\ndata: " + chat_answer.json_bytes(body) + b"\n\n"
 
     def start(self) -> bytes:
         opening = response(self.run, "in_progress", asked=self.asked)

@@ -9,7 +9,6 @@ effect, or refused by name.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from accounts.models import Team
 from gateway import json_body, response_store
 from gateway import openai_format as fmt
 from gateway.openai_messages import BadRequest
+from gateway.openai_response import json_bytes
 from gateway.response_store import Conversation
 
 SHARED = {
@@ -71,7 +71,7 @@ def read(body: bytes, team: Team) -> Asked:
     if store is not None and not isinstance(store, bool):
         raise BadRequest("store must be true or false.", param="store")
     previous = _previous(team, data.get("previous_response_id"))
-    chat = fmt.parse(json.dumps(chat_body(data, previous.items)).encode())
+    chat = fmt.parse(json_bytes(chat_body(data, previous.items)))
     return Asked(chat, bool(store), input_items(data["input"]), previous)
 
 

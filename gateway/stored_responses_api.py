@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway import front, response_store
 from gateway.front import ApiError
 from gateway.models import StoredResponse
+from gateway.openai_response import json_response
 
 ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
 LIST_PARAMETERS = {"limit", "after", "order"}
@@ -49,14 +50,14 @@ def stored_response(request: HttpRequest, response_id: str) -> HttpResponse:
     try:
         if request.method == "GET":
             _refuse_parameters(request, set())
-            return JsonResponse(_stored(request, response_id).response)
+            return json_response(_stored(request, response_id).response)
         if request.method == "DELETE":
             key = front.authenticate(request)
             try:
                 response_store.delete(key.team, response_id)
             except response_store.NotFound:
                 raise _not_found(response_id) from None
-            return JsonResponse({"id": response_id, "object": "response", "deleted": True})
+            return json_response({"id": response_id, "object": "response", "deleted": True})
         raise ApiError(405, f"Use GET or DELETE for {request.path}.", code="method_not_allowed")
     except ApiError as error:
         return error.response()
@@ -82,7 +83,7 @@ def input_items(request: HttpRequest, response_id: str) -> HttpResponse:
                 raise ApiError(400, f"No input item with id '{after}' in this response.", param="after")
             items = items[ids.index(after) + 1 :]
         page = items[:limit]
-        return JsonResponse(
+        return json_response(
             {
                 "object": "list",
                 "data": page,

@@ -62,6 +62,7 @@ from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
 from llmhub import afterwards
+from llmhub.api_request import ApiRequest
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class ApiHandler(ASGIHandler):
     and request_started and request_finished sent only where they have work (see the module's
     docstring). The hooks it does not call (process_view, process_exception,
     process_template_response) no middleware on the list has."""
+
+    request_class = ApiRequest
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
