@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(supervise(options))
     without_pyopenssl()
     without_autobahn_nvx()
-    without_wamp_serializers()
     from llmhub import server
 
     server.serve(options.host, options.port, options.fd)
@@ -59,14 +58,6 @@ def without_autobahn_nvx() -> None:
     Python does as well; what the server sends is neither masked nor checked. AUTOBAHN_USE_NVX is
     autobahn's own switch; one set in the environment is kept. Before daphne imports autobahn."""
     os.environ.setdefault("AUTOBAHN_USE_NVX", "0")
-
-
-def without_wamp_serializers() -> None:
-    """daphne's websockets are plain WebSocket, but autobahn imports its WAMP side too (a protocol
-    daphne never speaks), whose CBOR serializer and FlatBuffers messages import cbor2: each does
-    without it when it cannot be imported. Not imported: 0.8 MB less RSS (bench/memory.py, issue
-    16). Before daphne imports autobahn; not if something already has."""
-    sys.modules.setdefault("cbor2", None)  # None in sys.modules: its import raises ImportError
 
 
 def save_file_providers() -> None:

@@ -80,9 +80,8 @@ def test_the_supervisor_imports_neither_daphne_nor_the_app(tmp_path):
 def test_a_server_without_redis_url_loads_neither_redis_nor_pyopenssl_nor_cffi(alpha, fake_openai):
     """Redis' client (6 MB) only with REDIS_URL; pyOpenSSL (5 MB) never: the server serves plain
     HTTP and calls providers through Python's ssl module; nor cffi's C parser (1 MB), which only
-    autobahn's native websocket frame checks load, nor cbor2 (0.8 MB), which only autobahn's WAMP
-    serializers load (llmhub/serve.py). Checked on a live server through a run, streamed or not,
-    from everything it imported (python -X importtime)."""
+    autobahn's native websocket frame checks load (llmhub/serve.py). Checked on a live server
+    through a run, streamed or not, from everything it imported (python -X importtime)."""
     registry.save("openai", {"api_key": GOOD_KEYS["openai"]}, endpoint=fake_openai.url, team=alpha)
     auth = {"authorization": f"Bearer {keys.create(alpha, 'memory').secret}"}
     body = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 16}
@@ -104,7 +103,6 @@ def test_a_server_without_redis_url_loads_neither_redis_nor_pyopenssl_nor_cffi(a
     # which fail. A package that loads imports its own inner modules, which nothing else asks for.
     assert imported & {"OpenSSL._util", "OpenSSL.crypto", "redis.client", "channels_redis.core"} == set()
     assert imported & {"cffi", "pycparser", "autobahn.nvx._utf8validator"} == set()
-    assert imported & {"cbor2._cbor2", "cbor2._decoder"} == set()
 
 
 ARENAS = """
