@@ -1,6 +1,6 @@
 """Resident memory of the server processes: idle after start-up, after one API request, after 200.
 
-    .venv/bin/python bench/memory.py [--workers N] [--requests 200]
+    .venv/bin/python bench/memory.py [--workers N] [--requests 200] [--without-tokenizer]
 
 The hub runs as `make run` serves it (`python -m llmhub.serve`, SQLite in a fresh data folder), in
 front of the fake OpenAI (tests/fakes/openai.py) on 127.0.0.1; with `--workers N` (N > 1) as
@@ -10,6 +10,8 @@ front of the fake OpenAI (tests/fakes/openai.py) on 127.0.0.1; with `--workers N
   1 request  after one POST /v1/chat/completions (the first request loads what a run needs),
   N requests after N more (concurrency 4).
 With several workers the supervisor and each worker get a row (a request reaches one worker).
+`--without-tokenizer` serves with an empty tokenizer folder: the hub estimates every count instead
+of loading tiktoken's tables, so the difference from a run without it is what the tables hold.
 
 Target (issue 16): every process <= 120 MB.
 """
@@ -106,6 +108,10 @@ def measure(options: argparse.Namespace) -> dict[str, list[float]]:
     hub = None
     try:
         key = gateway_bench.set_up(data, f"http://127.0.0.1:{up_port}/v1")
+        if options.without_tokenizer:  # the hub's environment, after the set-up read the settings
+            empty = data / "no-tokenizer"
+            empty.mkdir()
+            os.environ.update(LLMHUB_TOKENIZER_DIR=str(empty), TIKTOKEN_CACHE_DIR=str(empty))
         hub = gateway_bench.start_hub(data, hub_port, "daphne", options.workers)
         base = f"http://127.0.0.1:{hub_port}"
         wait_until_served(base, options.workers)
@@ -138,11 +144,20 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="server processes (on PostgreSQL and Redis)")
     parser.add_argument("--requests", type=int, default=200, help="requests after the first one")
+    parser.add_argument(
+        "--without-tokenizer",
+        action="store_true",
+        help="serve with no tokenizer installed (counts estimated): what the server holds without its tables",
+    )
     options = parser.parse_args()
     with gateway_bench.services(options.workers):
         figures = measure(options)
     database = "PostgreSQL + Redis" if options.workers > 1 else "SQLite"
-    print(f"memory benchmark: VmRSS in MB, {options.workers} worker(s), {database}, target <= {TARGET_MB} MB")
+    tokenizer = ", no tokenizer (counts estimated)" if options.without_tokenizer else ""
+    print(
+        f"memory benchmark: VmRSS in MB, {options.workers} worker(s), {database}{tokenizer}, "
+        f"target <= {TARGET_MB} MB"
+    )
     print(
         f"{'process':<12} | {'idle':>6} | {'1 request':>9} | {f'+{options.requests} requests':>13} | target"
     )
