@@ -6,14 +6,17 @@ OpenAI-compatible API, in one run, so the difference is what the hub adds.
 
 The hub runs as `make run` serves it (daphne, SQLite in a fresh data folder), with a team budget and
 usage recording on; with `--workers N` (N > 1) as `make serve WORKERS=N` serves it (N daphne
-processes on one port, on a throwaway PostgreSQL cluster and redis-server this script starts): every request reserves against the budget, records its usage row and settles.
+processes on one port, on a throwaway PostgreSQL cluster and redis-server this script starts): every
+request reserves against the budget, records its usage row and settles.
 Printed: added latency (hub minus direct) at p50 / p99 for concurrency 1, 16 and 64, throughput at
-each, the server's CPU time per request, time-to-first-token overhead when streaming, the server's
-RSS idle and under load, usage rows
+each, the server's CPU time per request, time-to-first-token overhead when streaming, streaming
+throughput at concurrency 16, the server's RSS idle (after a warm-up) and under load, usage rows
 against completed requests, and whether a kill -9 under load lost a row for a completed response.
 
-Targets (issue 8, 2-core machine): added p50 <= 2 ms and p99 <= 8 ms at concurrency 1; no error and
-no lost usage row at concurrency 64; chunks relayed as they arrive.
+Targets (issue 16, 2-core machine): server CPU <= 4 ms a non-streaming request; added p50 <= 3 ms and
+p99 <= 8 ms at concurrency 1, streaming time-to-first-token added <= 3 ms; throughput at concurrency
+16, streaming and not, >= 35 % of the direct path's; idle RSS <= 120 MB; no error and no lost usage
+row at concurrency 64, and none lost to a kill -9 under load.
 """
 
 from __future__ import annotations
@@ -358,6 +361,16 @@ def run(options, data, upstream, upstream_url, hub, hub_url, key, hub_port) -> N
         f"streaming, concurrency 1: first token p50 direct {f_direct:.2f} ms, hub {f_hub:.2f} ms "
         f"(added {f_hub - f_direct:.2f} ms); whole stream p50 added "
         f"{through.pct(through.latencies, 50) - direct.pct(direct.latencies, 50):.2f} ms; errors "
+        f"{len(direct.errors) + len(through.errors)}"
+    )
+    direct = asyncio.run(load(upstream_url, UPSTREAM_KEY, "gpt-4o-mini", 16, options.requests, stream=True))
+    cpu_before = cpu_seconds(hub.pid)
+    through = asyncio.run(load(hub_url, key, "openai/gpt-4o-mini", 16, options.requests, stream=True))
+    cpu = (cpu_seconds(hub.pid) - cpu_before) / max(1, len(through.latencies)) * 1000
+    hub_completed += through.completed_ids
+    print(
+        f"streaming, concurrency 16: direct {direct.throughput:.0f} req/s, hub {through.throughput:.0f} req/s "
+        f"(ratio {through.throughput / direct.throughput:.2f}); hub CPU/req {cpu:.1f} ms; errors "
         f"{len(direct.errors) + len(through.errors)}"
     )
     print(f"hub RSS: idle {idle:.0f} MB, peak under load {peak[0]:.0f} MB")
