@@ -41,8 +41,18 @@ def assert_openai_400(response: httpx.Response, says: str) -> None:
         (HEAD + b'"a\\u0000b"}]}', "NUL"),
         (b'{"model": "openai/gpt-4o-mini", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "deep"),
         (HEAD + b'"hi"}], "temperature": NaN}', "NaN"),
+        (HEAD + b'"hi"}], "max_tokens": 1e400}', "too large"),
+        (HEAD + b'"hi"}], "metadata": {"x": -1e999}}', "too large"),
     ],
-    ids=["lone-surrogate", "5000-digit-integer", "nul", "100k-deep-nesting", "nan"],
+    ids=[
+        "lone-surrogate",
+        "5000-digit-integer",
+        "nul",
+        "100k-deep-nesting",
+        "nan",
+        "overflow",
+        "overflow-deep",
+    ],
 )
 def test_a_hostile_body_is_an_openai_shaped_400(hub_url, headers, body, says):
     assert_openai_400(post(hub_url, headers, body), says)

@@ -4,6 +4,7 @@ written (the walk that names them runs only when the quick one finds one)."""
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -76,7 +77,6 @@ ODD_BODIES = [
     b'{"seed": 18446744073709551616}',
     b'{"seed": -9223372036854775809}',
     b'{"seed": 123456789012345678901234567890, "n": [1e19, -1e19]}',
-    b'{"max_tokens": 1e400}',  # the standard parser: infinity
     b'{"a": 1, "b": 2, "a": 3}',
     b'{"a": [0.1, 1e-7, 5e-324, 2.5e-324, 1.7976931348623157e308, 9007199254740993.0, -0.0, -0]}',
     b'{"a": 1.0000000000000001110223024625156540423631668090820312500001}',
@@ -98,6 +98,7 @@ def test_a_body_is_read_as_the_standard_parser_reads_it(body):
     [
         (b'{"t": NaN}', "NaN is not valid JSON: send numbers as numbers.", None),
         (b'{"t": -Infinity}', "-Infinity is not valid JSON: send numbers as numbers.", None),
+        (b'{"max_tokens": 1e400}', "A number in the request body is too large: 1e400.", None),
         (b'{"a": 1,}', "The request body is not valid JSON: Expecting property name enclosed", None),
         (b"\xef\xbb\xbf{}", "The request body is not valid JSON: Unexpected UTF-8 BOM", None),
         (b'{"a": "\xc3"}', "The request body is not valid UTF-8 (byte 7).", None),
@@ -123,5 +124,9 @@ def test_numbers_are_read_as_the_standard_parser_reads_them():
         if chance.random() < 0.3:
             number += f"e{chance.randrange(-330, 330)}"
         body = f'{{"n": [{number}]}}'.encode()
-        read, expected = json_body.load(body), json.loads(body)
-        assert repr(read) == repr(expected), body
+        expected = json.loads(body)
+        if math.isinf(expected["n"][0]):  # beyond a double: refused, never read as infinity
+            with pytest.raises(json_body.BadBody, match="too large"):
+                json_body.load(body)
+            continue
+        assert repr(json_body.load(body)) == repr(expected), body
