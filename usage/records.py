@@ -30,7 +30,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core import serializers
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from accounts.models import Team, User
@@ -193,7 +193,7 @@ def settle(run: Run, claim: Claim | None = None) -> bool:
             pause *= 3
         except Exception:
             if claim is not None and claim.answered_by:  # not settled here (taken): it still answered
-                breaker.record_success(claim.answered_by)
+                _note_answer(claim.answered_by)
             raise
     if spool.pending():
         wake_replayer()  # the database is back: spooled settlements need not wait for the timer
@@ -310,10 +310,19 @@ def _claim(run: Run, settled: dict[str, Any], claim: Claim) -> bool:
 
 
 def _answered(claim: Claim, failing: bool) -> None:
-    """The provider that answered had failures counted or its circuit open: they end with this
-    settlement, in its transaction (providers/breaker.py)."""
+    """The provider that answered had failures counted or its circuit open: they end once this
+    settlement commits (read in its transaction, so a settlement of a healthy provider writes
+    nothing more). Not in the transaction: a circuit that cannot be closed (its row locked past the
+    timeout, say) must not undo a settlement, nor replace its error with its own."""
     if failing and claim.answered_by:
-        breaker.close(claim.answered_by)
+        transaction.on_commit(partial(_note_answer, claim.answered_by))
+
+
+def _note_answer(provider_id: str) -> None:
+    try:
+        breaker.record_success(provider_id)
+    except DatabaseError:
+        logger.exception("Could not record that %s answered: its circuit stays as it was", provider_id)
 
 
 def _charged(run: Run, exists: bool = True) -> tuple:

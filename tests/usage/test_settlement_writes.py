@@ -108,8 +108,59 @@ def test_a_settlement_closes_the_circuit_of_the_provider_that_answered_reading_i
     claimed = next(i for i, sql in enumerate(sent) if sql.startswith(('UPDATE "usage_run"', "WITH")))
     read = breakers[0]  # after the claim, in the settlement (PostgreSQL: in its one statement)...
     assert sent.index(read) >= claimed and "EXISTS" in read
-    assert [sql.split(" ")[:2] for sql in breakers[1:]] == [["UPDATE", '"providers_circuitbreaker"']]
-    assert UsageRecord.objects.get().cost_usd == run.cost_usd > 0  # ...closed in its transaction
+    assert breakers[-1].startswith('UPDATE "providers_circuitbreaker"')  # ...closed once it committed
+    assert UsageRecord.objects.get().cost_usd == run.cost_usd > 0
+
+
+@pytest.fixture
+def breaker_unwritable():
+    """Every write of a circuit breaker's row fails, as one locked past the timeout would."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'the breaker row is locked'; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON providers_circuitbreaker "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON providers_circuitbreaker "
+                "BEGIN SELECT RAISE(ABORT, 'the breaker row is locked'); END"
+            )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DROP TRIGGER refuse"
+            + (" ON providers_circuitbreaker" if connection.vendor == "postgresql" else "")
+        )
+        if connection.vendor == "postgresql":
+            cursor.execute("DROP FUNCTION refuse()")
+
+
+def test_a_circuit_that_cannot_be_closed_leaves_the_settlement_written(
+    alice, alpha, openai, breaker_unwritable, caplog
+):
+    CircuitBreaker.objects.create(provider_id="openai", failures=3, last_error="OpenAI timed out.")
+    run = finished_run(alice, alpha)
+    assert runs.settle(run, answered_by="openai") is True
+    assert UsageRecord.objects.get().cost_usd == DailySpend.objects.get().cost_usd == run.cost_usd > 0
+    assert Run.objects.get(pk=run.pk).status == Run.Status.COMPLETED
+    assert CircuitBreaker.objects.get().failures == 3  # as it was, and said so:
+    assert "Could not record that openai answered" in caplog.text
+
+
+def test_a_taken_run_whose_circuit_cannot_be_closed_still_says_it_was_taken(
+    alice, alpha, openai, breaker_unwritable
+):
+    run = finished_run(alice, alpha)
+    assert runs.settle(run) is True
+    CircuitBreaker.objects.create(provider_id="openai", failures=2)
+    with pytest.raises(runs.RunTaken):
+        runs.settle(run, answered_by="openai")
+    assert UsageRecord.objects.count() == 1
 
 
 def test_a_settlement_of_a_run_taken_already_still_closes_the_circuit(alice, alpha, openai):
