@@ -16,8 +16,9 @@ from django.http import HttpResponse
 
 from providers.base import Delta, TokenCount, ToolCallDelta
 
-# JsonResponse's encoder: what orjson cannot write is written by it, or with its help.
-_ENCODER = DjangoJSONEncoder()
+# JsonResponse's encoder: what orjson cannot write is written by it, or with its help. Compact as
+# orjson writes: a stream's chunks are put together from pieces of its output (ChunkWriter).
+_ENCODER = DjangoJSONEncoder(separators=(",", ":"))
 
 
 def json_response(body: dict[str, Any], status: int = 200, headers: dict | None = None) -> HttpResponse:

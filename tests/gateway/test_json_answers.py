@@ -97,3 +97,13 @@ def test_a_streamed_chunk_is_compact_json_in_utf8():
 )
 def test_an_answer_holds_the_values_djangos_encoder_writes(value):
     assert json.loads(json_bytes(value)) == json.loads(DjangoJSONEncoder().encode(value))
+
+
+def test_what_orjson_refuses_is_written_compact_too():
+    """Django's encoder writes what orjson refuses, with the same separators: a stream's chunks are
+    put together from pieces of that output."""
+    assert (
+        json_bytes({"seed": 2**64, "list": [1, 2], "n": None})
+        == b'{"seed":18446744073709551616,"list":[1,2],"n":null}'
+    )
+    assert json_bytes({1: "a", "b": [True]}) == b'{"1":"a","b":[true]}'
