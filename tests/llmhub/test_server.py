@@ -79,3 +79,30 @@ print("ok")
 
 def test_twisted_writes_no_access_line_of_its_own() -> None:
     assert_prints_ok(ACCESS_LINES)
+
+
+# Every name daphne's WebRequest and HTTPFactory read of twisted.web.http, found in what
+# read_twisted_http_directly() gives daphne in its place: a name a daphne upgrade starts reading
+# would otherwise fail in the middle of a request.
+NAMES_DAPHNE_READS = """
+import ast, inspect
+from llmhub import server
+from daphne import http_protocol
+from twisted.web import http
+
+tree = ast.parse(inspect.getsource(http_protocol))
+read = {
+    node.attr
+    for node in ast.walk(tree)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "http"
+}
+assert read, "daphne reads nothing of twisted.web.http any more: the namespace can go"
+given = vars(http_protocol.http)
+assert read <= set(given), read - set(given)
+assert all(given[name] is getattr(http, name) for name in read)
+print("ok")
+"""
+
+
+def test_daphne_finds_every_name_it_reads_of_twisted_web_http() -> None:
+    assert_prints_ok(NAMES_DAPHNE_READS)
