@@ -28,7 +28,7 @@ from providers import http, network
 from providers.adapters.openai import OpenAIAdapter
 from providers.base import GenerationRequest, Message
 from providers.http import _refused
-from providers.transport import AiohttpTransport
+from providers.transport import AiohttpTransport, _Protocol
 from tests.conftest import GOOD_KEYS, adapter_for
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import FakeProvider
@@ -319,5 +319,9 @@ async def test_an_answer_larger_than_the_read_buffer_arrives_whole_when_read_lat
         second = await chat(transport, fake_openai.url)  # the connection, read to its end, reused
         assert json.loads(second)["choices"][0]["message"]["content"] == fake_openai.reply_text
         assert fake_openai.connections == 1
+        # The connection was made with the transport's own protocol (aiohttp made it through the
+        # connector's _factory, a private name an upgrade could drop without this test hanging).
+        pooled = [protocol for held in transport.session.connector._conns.values() for protocol, _ in held]
+        assert pooled and all(isinstance(protocol, _Protocol) for protocol in pooled)
     finally:
         await transport.aclose()
