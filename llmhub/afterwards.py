@@ -7,7 +7,7 @@ usage row, the roll-ups, the run's end) is not put here.
 llmhub/api_handler.py collects them for each request (`collecting()`) and runs them once the
 answer's last byte is handed to the server, each on its own: one that fails is logged, and the
 others still run. Outside an API request (a run page's socket, the command line, a test calling a
-view) there is no collection: `later()` answers False and the caller does the work at once.
+view) there is no collection: `later()` makes the call at once.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 class Afterwards:
     """The calls collected for one request. A call added from a database thread (the request's
     settlement) and the request's end may meet: the lock makes a call either run with the others
-    or be refused (its caller then makes it at once), never lost between the two."""
+    or be refused (later() then makes it at once), never lost between the two."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,11 +53,12 @@ class Afterwards:
 _current: ContextVar[Afterwards | None] = ContextVar("afterwards", default=None)
 
 
-def later(function: Callable[..., Any], *args: Any) -> bool:
-    """`function(*args)` once the current request's answer is sent: False when there is no
-    request collecting such calls (the caller makes it at once)."""
+def later(function: Callable[..., Any], *args: Any) -> None:
+    """`function(*args)` once the current request's answer is sent; at once when no request is
+    collecting such calls (or its calls have run already)."""
     collected = _current.get()
-    return collected is not None and collected.add(function, args)
+    if collected is None or not collected.add(function, args):
+        function(*args)
 
 
 @contextlib.contextmanager

@@ -130,8 +130,7 @@ class ApiHandler(ASGIHandler):
             await log("%s: %s", response.reason_phrase, request.path, response=response, request=request)
         elif response.status_code >= 400:
             line = functools.partial(log_response, response=response, request=request)
-            if not afterwards.later(line, "%s: %s", response.reason_phrase, request.path):
-                line("%s: %s", response.reason_phrase, request.path)
+            afterwards.later(line, "%s: %s", response.reason_phrase, request.path)
         return response
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

@@ -67,8 +67,7 @@ def _end(request: HttpRequest, response: HttpResponse, started: float) -> HttpRe
     response[HEADER] = request.request_id
     # Counted and logged once an API answer is sent (llmhub/afterwards.py): the client does not wait
     # for it. The time is the time the answer took to make, as before.
-    if not afterwards.later(_count_and_log, request, response, seconds):
-        _count_and_log(request, response, seconds)
+    afterwards.later(_count_and_log, request, response, seconds)
     return response
 
 

@@ -23,8 +23,7 @@ def run_finished(run: Run) -> None:
     line: `run <uuid> completed openai/gpt-4o ...` with every field as JSON extras. Once the API's
     answer is sent, when the run is an API request's (llmhub/afterwards.py); else at once. The run
     is settled by then: nothing of it changes any more, and nothing here reads the database."""
-    if not afterwards.later(_finished, run):
-        _finished(run)
+    afterwards.later(_finished, run)
 
 
 def _finished(run: Run) -> None:

@@ -12,9 +12,9 @@ from llmhub import afterwards
 def test_the_calls_run_when_asked_in_order_and_a_failure_is_logged_without_stopping_the_others(caplog):
     done: list[str] = []
     with afterwards.collecting() as collected:
-        assert afterwards.later(done.append, "first")
-        assert afterwards.later(int, "not a number")
-        assert afterwards.later(done.append, "last")
+        afterwards.later(done.append, "first")
+        afterwards.later(int, "not a number")
+        afterwards.later(done.append, "last")
     assert done == []  # nothing yet: the answer is being sent
     with caplog.at_level(logging.ERROR, logger="llmhub.afterwards"):
         collected.run()
@@ -25,13 +25,18 @@ def test_the_calls_run_when_asked_in_order_and_a_failure_is_logged_without_stopp
     assert done == ["first", "last"]  # each once
 
 
-def test_outside_a_request_or_once_its_calls_ran_the_caller_makes_the_call_itself():
+def test_outside_a_request_or_once_its_calls_ran_the_call_is_made_at_once():
     """A run page's socket collects nothing; and a database thread still working for a request whose
-    calls already ran (a client that hung up) is told so, rather than its call being lost."""
-    assert afterwards.later(print) is False
+    calls already ran (a client that hung up) makes its call at once, rather than it being lost."""
+    done: list[str] = []
+    afterwards.later(done.append, "no request")
+    assert done == ["no request"]
     with afterwards.collecting() as collected:
         hopped = contextvars.copy_context()  # what a database thread runs in (llmhub/hops.py)
-        assert hopped.run(afterwards.later, print) is True
+        hopped.run(afterwards.later, done.append, "collected")
+        assert done == ["no request"]
         collected.run()
-        assert hopped.run(afterwards.later, print) is False
-        assert afterwards.later(print) is False
+        assert done == ["no request", "collected"]
+        hopped.run(afterwards.later, done.append, "after the run")
+        afterwards.later(done.append, "after the run, here")
+        assert done == ["no request", "collected", "after the run", "after the run, here"]
