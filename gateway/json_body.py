@@ -2,8 +2,9 @@
 
 Python's parser accepts what the rest of the hub cannot handle: a lone surrogate ("\\ud800") fails
 when the text is encoded for the database or a provider, NUL is refused by PostgreSQL's text and
-jsonb columns, NaN is not JSON and 1e400 is read as infinity, a 5,000-digit number and 100,000 nested arrays raise errors that are
-not JSON errors. Each becomes a BadBody naming the problem, which the API answers as a 400.
+jsonb columns, NaN is not JSON and 1e400 is read as infinity, a 5,000-digit number and 100,000
+nested arrays raise errors that are not JSON errors. Each becomes a BadBody naming the problem,
+which the API answers as a 400.
 
 A body is read by orjson (a fifth of the standard parser's instructions, which makes a decoder for
 each body), and read again by the standard parser when orjson refuses it or the checks find a

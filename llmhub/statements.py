@@ -266,9 +266,10 @@ def insert_select(
 ) -> tuple[str, list[tuple[Callable[[Model], Any], Prepare]]]:
     """PostgreSQL: insert()'s INSERT as one row for each row of `source` (a table or a WITH query),
     returning its key (then the columns of the fields named in `also`): its values as insert()
-    reads and prepares them, each cast to its column's type. A parameter in a SELECT is not typed by the column it goes to, and psycopg sends text and
-    None untyped. The cast leaves out the length and scale (varchar(64), numeric(20, 12)): the
-    column's own type checks and rounds the value as it does for insert()'s."""
+    reads and prepares them, each cast to its column's type. A parameter in a SELECT is not typed
+    by the column it goes to, and psycopg sends text and None untyped. The cast leaves out the
+    length and scale (varchar(64), numeric(20, 12)): the column's own type checks and rounds the
+    value as it does for insert()'s."""
     spelling = engine()
     sql, columns, returning = _insert(model, spelling)
     assert returning, "PostgreSQL returns the key"

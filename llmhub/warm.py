@@ -36,4 +36,5 @@ from providers import network
 def before_serving() -> None:
     fixed_routes(get_resolver())  # imports the URLconf, and with it every view
     network.tls_context()
+    gc.collect()  # what setting up left for the collector goes, not frozen with the rest
     gc.freeze()
