@@ -13,7 +13,6 @@ Never lost, never silent: each fault is logged, and the spool's size is shown to
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import threading
@@ -42,7 +41,7 @@ from providers.base import TokenCount
 from providers.models import Price, ProviderModel, price_in_force
 from providers.pricing import usage_cost
 from providers.registry import registry
-from usage import alerts, rollups, spool
+from usage import alerts, claiming, rollups, spool
 from usage.models import CallKind, Run, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -264,7 +263,7 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
         # writes one also ends the run's STREAMING (a claim, or the replay's UPDATE below).
         if priced is not None and statements.db().vendor == "postgresql":
             record = _usage_row(provider_id, model, tokens, *_charged(run), priced)
-            failing = _claim_and_record(run, settled, claim, record)
+            failing = claiming.claim_and_record(run, settled, claim, record)
             if failing is None:
                 raise claim.taken()
             _answered(claim, failing)
@@ -332,44 +331,6 @@ def _charged(run: Run, exists: bool = True) -> tuple:
     source = source if run.user_id or run.api_key_id else UsageRecord.Source.CLI
     team, user, api_key = (run.team, run.user, run.api_key) if exists else _survivors(run)
     return source, str(run.uuid), team, user, api_key, run.request_id, run.kind
-
-
-# PostgreSQL: a settlement's three writes (the claim's UPDATE of the run, the usage row, its roll-up)
-# in one statement, one round trip instead of three (~40 µs of CPU each in psycopg). Each write takes
-# its row from the one before it (INSERT ... SELECT ... FROM), so they run in the order the separate
-# statements ran, locking the run's row first, and a claim that finds no run writes nothing. The values
-# are cast to their columns' types: in a SELECT, a parameter sent untyped (text, NULL) is not read as
-# the column it goes to. SQLite runs no statement on another process: its three stay apart.
-
-
-def _claim_and_record(run: Run, settled: dict[str, Any], claim: Claim, record: UsageRecord) -> bool | None:
-    """The claim's UPDATE, the usage row's INSERT and its roll-up's upsert in one statement: None
-    when the claim found no run to settle (nothing was written), else whether the provider that
-    answered has a circuit to close (read with the claim, as _claim() does)."""
-    wrapper = statements.db()
-    sql, sets, inserts = _claiming_sql(tuple(settled), claim.where)
-    params = [prepare(value, wrapper) for prepare, value in zip(sets, settled.values(), strict=True)]
-    params += [run.pk, *claim.params, claim.answered_by or ""]
-    params += [prepare(read(record), wrapper) for read, prepare in inserts]
-    params.append(rollups.day(record, wrapper))
-    found = statements.run(sql, params, statements.fetchone, wrapper)
-    if found is None:
-        return None
-    record.pk = found[0]
-    record._state.adding, record._state.db = False, wrapper.alias
-    return bool(found[1])
-
-
-@functools.lru_cache(maxsize=8)
-def _claiming_sql(names: tuple[str, ...], where: str) -> tuple[str, list, list]:
-    update, sets = statements.update_sql(Run, names, where)
-    insert, inserts = statements.insert_select(UsageRecord, "claimed", (*rollups.FROM_USAGE, "cost_usd"))
-    upsert = rollups.upsert_from("recorded")
-    sql = (
-        f"WITH claimed AS ({update} RETURNING {breaker.failing()} AS failing), recorded AS ({insert}), "
-        f"rolled AS ({upsert}) SELECT id, (SELECT failing FROM claimed) FROM recorded"
-    )
-    return sql, sets, inserts
 
 
 def _survivors(run: Run) -> tuple[Team | None, User | None, None]:
