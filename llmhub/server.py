@@ -145,6 +145,9 @@ def serve(host: str, port: int, fd: int | None) -> None:
     from twisted.internet import reactor
 
     from llmhub import warm
+    from llmhub.sqlite import checkpoints
+
+    checkpoints.start_for(settings.DATABASES["default"])  # before the app opens a connection
     from llmhub.asgi import application
 
     warm.before_serving()

@@ -14,6 +14,9 @@ And a transaction's BEGIN and COMMIT go to the connection itself, without Django
 and query-logging context around them (~9 µs of CPU a transaction, two a request), unless queries
 are watched: logged (DEBUG, CaptureQueriesContext) or execute wrappers installed, which see them as
 before. Errors are Django's either way, and noted as above.
+
+In a server process its connections leave checkpoints of the write-ahead log to a thread of their
+own (llmhub/sqlite/checkpoints.py), not to the commit that happens to find the log full.
 """
 
 import functools
@@ -21,6 +24,8 @@ import functools
 from django.db.backends.sqlite3 import base
 from django.db.utils import DatabaseErrorWrapper
 from django.utils.functional import cached_property
+
+from llmhub.sqlite import checkpoints
 
 
 class _NoteFaults(DatabaseErrorWrapper):
@@ -68,6 +73,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return
         with self.wrap_database_errors:
             self.connection.commit()
+
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        if checkpoints.running():
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+        return connection
 
     def connect(self) -> None:
         self.faulted = False
