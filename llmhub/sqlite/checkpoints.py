@@ -11,9 +11,10 @@ commits without checkpointing (`wal_autocheckpoint=0`, set as it opens: llmhub/s
 Every second the thread runs a PASSIVE checkpoint on a connection of its own: it waits for no
 reader and no writer, copies what no reader still needs, and costs nothing when the log is empty.
 sqlite3 lets go of the GIL while it works, so the event loop serves on meanwhile. A checkpoint that
-fails is logged and tried again a second later; the log grows meanwhile, as it would have with the
-commits' checkpoints failing. Other processes (manage.py, the command line) checkpoint as SQLite
-does by default, and the last connection to close checkpoints whatever is left.
+fails is logged (once, and again when one works) and tried again a second later; the log grows
+meanwhile, as it would have with the commits' checkpoints failing. Other processes (manage.py, the
+command line) checkpoint as SQLite does by default, and the last connection to close checkpoints
+whatever is left.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def start(path: str, period: float = PERIOD_SECONDS) -> threading.Thread:
 
 def _checkpoint_forever(path: str, period: float) -> None:
     connection: sqlite3.Connection | None = None
+    failing = False  # a failure is logged once, not every second until it ends
     while True:
         time.sleep(period)
         try:
@@ -62,7 +64,13 @@ def _checkpoint_forever(path: str, period: float) -> None:
                 connection = sqlite3.connect(path)
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
-            logger.exception("Checkpointing %s failed; trying again in %s s", path, period)
+            if not failing:
+                logger.exception("Checkpointing %s failed; trying again every %s s", path, period)
+            failing = True
             if connection is not None:
                 connection.close()
                 connection = None
+        else:
+            if failing:
+                logger.warning("Checkpointing %s works again", path)
+            failing = False

@@ -85,3 +85,36 @@ def test_once_the_process_checkpoints_its_connections_commits_do_not(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1000", "0"]  # SQLite's default, then none
+
+
+# A database file that cannot be checkpointed (not a database), then one that can.
+FAILING = """
+import logging, pathlib, sqlite3, sys, time
+from llmhub.sqlite import checkpoints
+
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(message)s")
+path = pathlib.Path(sys.argv[1])
+path.write_bytes(b"not a database" * 100)
+checkpoints.start(str(path), period=0.02)
+time.sleep(0.5)
+path.unlink()
+with sqlite3.connect(path) as made:
+    made.execute("PRAGMA journal_mode=WAL")
+time.sleep(0.3)
+"""
+
+
+def test_a_checkpoint_that_keeps_failing_is_logged_once_and_its_end_too(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", FAILING, str(tmp_path / "db.sqlite3")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if line.startswith(("ERROR", "WARNING"))]
+    assert len(said) == 2, done.stdout
+    assert said[0].startswith("ERROR Checkpointing") and "failed; trying again every 0.02 s" in said[0]
+    assert said[1].startswith("WARNING Checkpointing") and said[1].endswith("works again")
+    assert "file is not a database" in done.stdout  # the first failure's traceback
