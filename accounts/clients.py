@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest
+
+from llmhub import conf
 
 
 def client_address(request: HttpRequest) -> str:
     """REMOTE_ADDR, or, behind LLMHUB_TRUSTED_PROXIES reverse proxies, the address the first of
     them saw (each proxy appends to X-Forwarded-For, so the entries a client wrote itself come
     first and are never believed)."""
-    proxies = settings.LLMHUB_TRUSTED_PROXIES
+    proxies = conf.setting("LLMHUB_TRUSTED_PROXIES")
     remote = request.META.get("REMOTE_ADDR", "") or ""
     if proxies <= 0:
         return remote

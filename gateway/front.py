@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
@@ -27,7 +26,7 @@ from gateway import keys, ratelimits
 from gateway import openai_format as fmt
 from gateway import openai_response as answer
 from gateway.models import ApiKey, ModelAlias
-from llmhub import hops
+from llmhub import conf, hops
 from ops import observe
 from providers.models import ProviderModel
 from providers.registry import registry
@@ -198,7 +197,7 @@ async def admit(
     `prepare` did meanwhile to be undone."""
     if request.method != "POST":
         raise ApiError(405, f"Use POST for {request.path}.", code="method_not_allowed")
-    limit = settings.LLMHUB_API_MAX_BODY_BYTES
+    limit = conf.setting("LLMHUB_API_MAX_BODY_BYTES")
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
         raise ApiError(
             400, f"The request body is over the limit of {limit:,} bytes.", code="request_too_large"

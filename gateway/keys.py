@@ -20,12 +20,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.models import Team
 from audit import log
 from gateway.models import ApiKey
-from llmhub import instances, statements
+from llmhub import conf, instances, statements
 from providers import configuration
 
 PREFIX = "llmh-"
@@ -83,7 +82,7 @@ def revoke(key: ApiKey, actor) -> None:
     if key.revoked_at is not None:
         return
     before = _state(key)
-    key.revoked_at = timezone.now()
+    key.revoked_at = conf.now()
     key.save(update_fields=["revoked_at"])
     log.record(actor, "api_key_revoked", key, team=key.team, before=before, after=_state(key))
 
@@ -176,7 +175,7 @@ def note_failure(address: str) -> None:
 def _touch(key: ApiKey, kept: ApiKey) -> None:
     """Write last_used_at when it is older than LAST_USED_EVERY (the kept key remembers the write:
     each process writes it at most that often)."""
-    now = timezone.now()
+    now = conf.now()
     if kept.last_used_at is None or now - kept.last_used_at >= LAST_USED_EVERY:
         key.last_used_at = kept.last_used_at = now
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)

@@ -61,7 +61,7 @@ from django.utils.deprecation import MiddlewareMixin
 from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
-from llmhub import afterwards
+from llmhub import afterwards, conf
 from llmhub.api_request import ApiRequest
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class ApiHandler(ASGIHandler):
         a thread hop (~0.2 ms of CPU: a wrong key, a rate limit, a bad body are answers a misbehaving
         client repeats). A 5xx's line still takes the hop, as in Django: its handlers may send mail
         (Django's mail_admins)."""
-        set_urlconf(settings.ROOT_URLCONF)
+        set_urlconf(conf.setting("ROOT_URLCONF"))
         response = await self._middleware_chain(request)
         response._resource_closers.append(request.close)
         if response.status_code >= 500:

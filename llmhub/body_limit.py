@@ -11,7 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.conf import settings
+from llmhub import conf
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -24,7 +24,7 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = settings.LLMHUB_API_MAX_BODY_BYTES
+        limit = conf.setting("LLMHUB_API_MAX_BODY_BYTES")
         if _declared_length(scope) > limit:
             return await _refuse(scope, send, limit)
         messages, size = [], 0

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
-from django.conf import settings
+
+from llmhub import conf
 
 log = logging.getLogger("llmhub.maintenance")
 
@@ -92,7 +93,7 @@ def serving(application: Callable) -> Callable:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
-        if settings.LLMHUB_BACKGROUND_TASKS:
+        if conf.setting("LLMHUB_BACKGROUND_TASKS"):
             runner.start()
         await application(scope, receive, send)
 
@@ -103,7 +104,7 @@ async def _lifespan(receive: Callable, send: Callable) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            if settings.LLMHUB_BACKGROUND_TASKS:
+            if conf.setting("LLMHUB_BACKGROUND_TASKS"):
                 runner.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

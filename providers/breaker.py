@@ -16,10 +16,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from audit import log
-from llmhub import instances, statements
+from llmhub import conf, instances, statements
 from llmhub.database import UNAVAILABLE
 from providers import configuration
 from providers.errors import CircuitOpen, ProviderError
@@ -36,7 +35,7 @@ def skipped(provider_ids: list[str]) -> dict[str, CircuitOpen]:
     """Of these providers (in the order a run would try them), the ones to skip now, with why. A
     provider past its cooling-off is tried again: by the first run that claims its probe when it
     comes first, by any run when it is only a fallback."""
-    now = timezone.now()
+    now = conf.now()
     states = _opened(provider_ids)
     skip: dict[str, CircuitOpen] = {}
     first = next((p for p in provider_ids if p not in states or states[p][0].open_until <= now), None)
@@ -89,7 +88,7 @@ def record_failure(provider_id: str, error: ProviderError) -> bool:
 
 
 def _count_failure(provider_id: str, error: ProviderError) -> bool:
-    now = timezone.now()
+    now = conf.now()
     with transaction.atomic():
         if not Provider.objects.filter(pk=provider_id).exists():
             return False  # deleted meanwhile
@@ -163,7 +162,7 @@ def reset(provider: Provider, actor) -> None:
 def states() -> dict[str, str]:
     """Every provider with a circuit on record: "open" (skipped now), "half_open" (its cooling-off
     is over: the next request is a probe) or "closed" (failures below the limit), for /metrics."""
-    now = timezone.now()
+    now = conf.now()
     found = {}
     for row in CircuitBreaker.objects.all():
         if row.open_until is None:

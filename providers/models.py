@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.db import models
 from django.utils import timezone
 
+from llmhub import conf
 from providers import crypto
 
 
@@ -177,13 +178,13 @@ class CircuitBreaker(models.Model):
     @property
     def skipping(self) -> bool:
         """Open: runs skip the provider now (past `open_until`, a probe may go through)."""
-        return self.open_until is not None and self.open_until > timezone.now()
+        return self.open_until is not None and self.open_until > conf.now()
 
 
 def price_in_force(prices: Iterable[Price], at: datetime | None = None) -> Price | None:
     """Of a model's prices, the one in force at `at` (now): an admin's override first, then a
     config file's, then the library's; the latest of a source wins."""
-    at = at or timezone.now()
+    at = at or conf.now()
     in_force = [p for p in prices if p.valid_from <= at]
     if not in_force:
         return None

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from llmhub import conf
 from providers import configuration
 from providers import credentials as saved_keys
 from providers.base import ProviderAdapter, ProviderConfig
@@ -88,8 +89,8 @@ class ProviderRegistry(ProviderKinds, ProviderFiles, ProviderSetup, CatalogEntri
             row.id,
             adapter_class,
             hash(tuple(settings.LLMHUB_ENCRYPTION_KEYS or ())),
-            settings.LLMHUB_REQUEST_TIMEOUT,
-            settings.LLMHUB_VALIDATION_TIMEOUT,
+            conf.setting("LLMHUB_REQUEST_TIMEOUT"),
+            conf.setting("LLMHUB_VALIDATION_TIMEOUT"),
         )
         return configuration.cached(
             key,

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Team
-from llmhub import instances, statements, values
+from llmhub import conf, instances, statements, values
 from llmhub.database import UNAVAILABLE
 from providers import configuration
 from providers.pricing import format_usd
@@ -74,7 +73,7 @@ class Standing:
 
 def lease_length() -> timedelta:
     """How long a reservation holds unless its run renews it (and when a dead run is recovered)."""
-    return timedelta(seconds=settings.LLMHUB_RUN_LEASE_SECONDS)
+    return timedelta(seconds=conf.setting("LLMHUB_RUN_LEASE_SECONDS"))
 
 
 def matching(team: Team, provider_id: str, api_key_id: int | None = None) -> QuerySet[Budget]:
@@ -119,7 +118,7 @@ def caps_for(team: Team, provider_id: str, api_key_id: int | None = None) -> Cap
 
 def period(kind: str, now: datetime | None = None) -> tuple[date, date]:
     """[start, end) of the day or month containing `now`, in the configured time zone."""
-    return _period(kind, timezone.localdate(now or timezone.now(), timezone.get_default_timezone()))
+    return _period(kind, timezone.localdate(now or conf.now(), timezone.get_default_timezone()))
 
 
 def _period(kind: str, today: date) -> tuple[date, date]:
@@ -240,7 +239,7 @@ def standings(
 ) -> list[Standing]:
     """The budget's limits in their current periods. Without `with_reserved`, what running runs
     hold is left out (counted as zero): alerts look at money spent only."""
-    now = now or timezone.now()
+    now = now or conf.now()
     limits = {
         kind: limit
         for kind, limit in (("day", budget.daily_limit_usd), ("month", budget.monthly_limit_usd))
@@ -289,7 +288,7 @@ def reserve(run: Run, provider_id: str | None = None, also: tuple[str, ...] = ()
     with database_writable(), transaction.atomic():
         budgets = _locked(run.team_id, provider_id or run.provider_id, run.api_key_id)
         limited = [b for b in budgets if b.daily_limit_usd is not None or b.monthly_limit_usd is not None]
-        now = timezone.now()
+        now = conf.now()
         if not limited:
             # Nothing to hold, but the lease still tells a live run from a dead one.
             run.reserved_usd, run.reservation_expires_at = None, now + lease_length()
@@ -349,7 +348,7 @@ def current_standings(now: datetime | None = None) -> list[Standing]:
     """Every limited budget's standings in its current periods, in three queries whatever the number
     of budgets (for /metrics): the month's spend grouped by scope and the active reservations are
     read once, then summed per budget with the scope rules of spent() and reserved()."""
-    now = now or timezone.now()
+    now = now or conf.now()
     limited = list(
         Budget.objects.select_related("team", "provider", "api_key")
         .filter(Q(daily_limit_usd__isnull=False) | Q(monthly_limit_usd__isnull=False))

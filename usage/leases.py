@@ -8,10 +8,9 @@ import asyncio
 import logging
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.db import DatabaseError
-from django.utils import timezone
 
+from llmhub import conf
 from usage import budgets
 from usage.events import HubError
 from usage.flow import Flow
@@ -34,7 +33,7 @@ class Keeper:
         # The task begins at the first checkpoint: most runs end before it, and a timer cancelled
         # costs a fraction of a task started, cancelled and waited for (issue 16).
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(settings.LLMHUB_CHECKPOINT_SECONDS, self._begin, loop.time())
+        self._timer = loop.call_later(conf.setting("LLMHUB_CHECKPOINT_SECONDS"), self._begin, loop.time())
         return self
 
     def _begin(self, started: float) -> None:
@@ -55,11 +54,11 @@ class Keeper:
         while True:
             text = self.flow.text
             changed = len(text) != self._saved
-            if changed or loop.time() - renewed >= settings.LLMHUB_LEASE_RENEW_SECONDS:
+            if changed or loop.time() - renewed >= conf.setting("LLMHUB_LEASE_RENEW_SECONDS"):
                 if not await self._renew(text if changed else None):
                     return
                 renewed, self._saved = loop.time(), len(text)
-            await asyncio.sleep(settings.LLMHUB_CHECKPOINT_SECONDS)
+            await asyncio.sleep(conf.setting("LLMHUB_CHECKPOINT_SECONDS"))
 
     async def _renew(self, text: str | None) -> bool:
         """Renew the lease (and write the text, if given); False once the run was stopped for it."""
@@ -83,7 +82,7 @@ class Keeper:
 def renew(run_pk: int, output: str | None) -> bool:
     """Extend a streaming run's lease (and save its delivered text). False when the run is no longer
     streaming or its lease already ran out: others may have been given the budget it held."""
-    now = timezone.now()
+    now = conf.now()
     fields = {"reservation_expires_at": now + budgets.lease_length()}
     if output is not None:
         fields["output"] = output

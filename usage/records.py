@@ -30,10 +30,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core import serializers
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.utils import timezone
 
 from accounts.models import Team, User
-from llmhub import instances, statements
+from llmhub import conf, instances, statements
 from llmhub.database import UNAVAILABLE
 from ops import observe
 from providers import breaker
@@ -176,8 +175,8 @@ def settle(run: Run, claim: Claim | None = None) -> bool:
     stayed unavailable and the settlement was spooled instead (the run object is final either way).
     `claim` runs first in the same transaction: it writes the run's settled fields (given) and raises
     to stop a settlement that is not ours."""
-    at = timezone.now()
-    retries, pause = settings.LLMHUB_SETTLE_RETRIES, settings.LLMHUB_SETTLE_RETRY_SECONDS
+    at = conf.now()
+    retries, pause = conf.setting("LLMHUB_SETTLE_RETRIES"), conf.setting("LLMHUB_SETTLE_RETRY_SECONDS")
     for attempt in range(retries + 1):
         try:
             _write(run, claim=claim)
@@ -206,7 +205,7 @@ asettle = database_sync_to_async(settle, thread_sensitive=False)
 
 def postpone(run: Run, at: datetime | None = None, reason: str = "") -> None:
     """Spool the run's settlement without trying the database (which just failed)."""
-    at = at or timezone.now()
+    at = at or conf.now()
     entry = {"run": json.loads(serializers.serialize("json", [run]))[0], "at": at.isoformat()}
     try:
         spool.append(entry)

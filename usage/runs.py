@@ -22,12 +22,10 @@ from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.utils import timezone
 
 from accounts.models import User
-from llmhub import statements
+from llmhub import conf, statements
 from llmhub.database import UNAVAILABLE
 from llmhub.hops import hop
 from ops import observe
@@ -115,7 +113,7 @@ async def stream(run: Run, ask: Ask | None = None, planned: Planned | None = Non
     `planned` is plan(run), made by a caller already on a database thread (the API's front, in the
     trip that wrote the run): it is handled here as if made here, after the drain is checked.
     """
-    flow = Flow(run, RunClock(settings.LLMHUB_RUN_TIME_LIMIT, settings.LLMHUB_IDLE_TIMEOUT))
+    flow = Flow(run, RunClock(conf.setting("LLMHUB_RUN_TIME_LIMIT"), conf.setting("LLMHUB_IDLE_TIMEOUT")))
     async with live.running(run, flow.clock):
         try:
             async for event in _attempts(flow, ask, planned):
@@ -222,7 +220,7 @@ async def _attempt(
                         flow.answer.finishes, flow.answer.stop_sequence = event.choices, event.stop_sequence
                     elif admitted := _admit(flow, event):
                         clock.progress()
-                        run.first_token_at = run.first_token_at or timezone.now()  # saved as it settles
+                        run.first_token_at = run.first_token_at or conf.now()  # saved as it settles
                         flow.answer.add(admitted)
                         yield admitted
                     if flow.ceiling.exceeded:  # the provider went past the cap: hang up on it
@@ -306,7 +304,7 @@ async def abandon(run: Run) -> Ended:
     """A run its caller gives up before stream() (the API's client hung up while the run was being
     planned): ended as cancelled before it started, like one cancelled during its plan in stream(),
     its hold released and nothing charged; nothing was sent."""
-    flow = Flow(run, RunClock(settings.LLMHUB_RUN_TIME_LIMIT, settings.LLMHUB_IDLE_TIMEOUT))
+    flow = Flow(run, RunClock(conf.setting("LLMHUB_RUN_TIME_LIMIT"), conf.setting("LLMHUB_IDLE_TIMEOUT")))
     flow.stop(Cancelled())
     return await _close(flow)
 
@@ -339,7 +337,7 @@ def _begin(run: Run, ref: str, starting: bool) -> Begun:
     previous = run.model_used, run.status, run.started_at
     run.model_used = ref  # the reservation is for this model
     if starting:  # saved with the hold, in its UPDATE
-        run.status, run.started_at = Run.Status.STREAMING, timezone.now()
+        run.status, run.started_at = Run.Status.STREAMING, conf.now()
     try:
         limits = _reserve(run, ref, also=("status", "started_at") if starting else ())
     except Exception:  # refused, or the database failed: nothing of it was saved
@@ -371,7 +369,7 @@ async def _close(flow: Flow) -> Ended:
     run.refusal = flow.error if isinstance(flow.error, budgets.BudgetRefused) else None  # for metrics
     if flow.keeper is not None:
         await flow.keeper.stop()
-    run.finished_at = timezone.now()
+    run.finished_at = conf.now()
     try:
         if flow.started:
             _charge(flow)

@@ -18,8 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
-
+from llmhub import conf
 from llmhub.database import UNAVAILABLE
 
 logger = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ class Replayed:
 
 
 def path() -> Path:
-    return Path(settings.LLMHUB_SPOOL_PATH)
+    return Path(conf.setting("LLMHUB_SPOOL_PATH"))
 
 
 @contextmanager
@@ -78,7 +77,7 @@ def pending(team_ids: Collection[int] | None = None) -> int:
     those of these teams' runs. Every run asks it twice (its reservation, its settlement), so the
     stat is os.stat's: pathlib's costs ~20 µs more when the file is missing, as it nearly always is."""
     try:
-        if os.stat(settings.LLMHUB_SPOOL_PATH).st_size == 0:
+        if os.stat(conf.setting("LLMHUB_SPOOL_PATH")).st_size == 0:
             return 0
         with path().open("rb") as spool:
             lines = [line for line in spool if line.strip()]
