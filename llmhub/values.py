@@ -19,6 +19,7 @@ from uuid import UUID
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import Field
 
 Prepare = Callable[[Any, BaseDatabaseWrapper], Any]
@@ -71,6 +72,10 @@ def preparer(field: Field) -> Prepare:
             if value is None:
                 return None
             if type(value) in (dict, list):
+                if not value and encoder is None and type(wrapper.ops).adapt_json_value is _DUMPED:
+                    # json.dumps()'s text, without the encoder it sets up for each call (~14,000
+                    # instructions): five of the six documents of a run's rows are empty.
+                    return "{}" if type(value) is dict else "[]"
                 return wrapper.ops.adapt_json_value(value, encoder)
             return slow(value, wrapper)
 
@@ -110,6 +115,8 @@ def adapt_moment(value: datetime, wrapper: BaseDatabaseWrapper) -> Any:
     return wrapper.ops.adapt_datetimefield_value(value)
 
 
+# The adapter of the backends that store JSON as the text json.dumps() makes (SQLite's).
+_DUMPED = BaseDatabaseOperations.adapt_json_value
 _INTEGERS = (
     models.IntegerField,
     models.BigIntegerField,
