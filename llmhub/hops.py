@@ -44,6 +44,19 @@ MAX_THREADS = min(32, (os.cpu_count() or 1) + 4)
 IDLE_CHECK_SECONDS = 1.0
 # A pool thread's database connections as its last hop left them (only hops run on these threads).
 _opened = threading.local()
+
+
+class _Hop(threading.local):
+    """What this thread's current hop looked up: django.db's `connections[...]` costs ~10,000
+    instructions a look-up in these threads (asgiref's Local raises and catches an AttributeError,
+    and asyncio.get_running_loop() a RuntimeError), and a request's hops looked the default
+    connection up ~11 times (llmhub/statements.py's db())."""
+
+    within = False  # this thread runs a hop's function
+    wrapper: Any = None  # the default database's connection, once looked up in this hop
+
+
+current = _Hop()
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
 
 
@@ -151,9 +164,11 @@ def _pooled(function: Callable[..., T], args: tuple) -> T:
     read through asgiref's Local, twice per database alias)."""
     for kept in getattr(_opened, "connections", ()):
         kept.close_if_unusable_or_obsolete()
+    current.within = True
     try:
         return function(*args)
     finally:
+        current.within, current.wrapper = False, None
         _opened.connections = connections.all(initialized_only=True)
         for kept in _opened.connections:
             kept.close_if_unusable_or_obsolete()

@@ -28,6 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
+from llmhub import hops
 from llmhub.sqlite.base import qmark
 from llmhub.values import Prepare, preparer
 
@@ -37,7 +38,15 @@ Converter = Callable[[Any, Any, Any], Any]
 
 def db() -> BaseDatabaseWrapper:
     """This thread's connection itself (not the proxy `django.db.connection`): look it up once per
-    statement, or once for several, and use it for everything that statement needs."""
+    statement, or once for several, and use it for everything that statement needs. In a hop
+    (llmhub/hops.py) it is looked up once for the whole hop: nothing replaces a thread's connection
+    object meanwhile (its connection to the database may close and open again, the object stays).
+    Not with an event loop running in the thread: there Django's look-up depends on the task."""
+    if hops.current.within and _get_running_loop() is None:
+        wrapper = hops.current.wrapper
+        if wrapper is None:
+            wrapper = hops.current.wrapper = connections[DEFAULT_DB_ALIAS]
+        return wrapper
     return connections[DEFAULT_DB_ALIAS]
 
 
@@ -70,7 +79,7 @@ def run(
     connection (`wrapper`: the caller's `db()`, when it has it) and return `read(cursor)`:
     fetchone, fetchall, rowcount (the default) or lastrowid."""
     if wrapper is None:
-        wrapper = connections[DEFAULT_DB_ALIAS]
+        wrapper = db()
     wrapper.close_if_health_check_failed()  # when due (PostgreSQL's kept connections: llmhub/postgresql)
     if (
         wrapper.connection is None

@@ -9,8 +9,9 @@ from contextvars import ContextVar
 
 import pytest
 from django.core.exceptions import SynchronousOnlyOperation
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
+from llmhub import hops, statements
 from llmhub.hops import hop, start
 from usage.models import Run
 
@@ -100,3 +101,31 @@ async def test_hops_one_after_another_reuse_one_thread():
     caller heard of the result before the thread counted itself idle)."""
     names = {(await hop(threading.current_thread)).name for _ in range(300)}
     assert len(names) == 1, names
+
+
+def _connections_seen() -> tuple[object, object, bool]:
+    """The thread's connection as statements.db() and as Django see it, and whether a statement's
+    connection is in the transaction Django's atomic() began."""
+    with transaction.atomic():
+        statements.run("SELECT 1")
+        in_transaction = statements.db().in_atomic_block
+    return statements.db(), connections[DEFAULT_DB_ALIAS], in_transaction
+
+
+def _replace_the_connection() -> object:
+    old = connections[DEFAULT_DB_ALIAS]
+    connections[DEFAULT_DB_ALIAS] = connections.create_connection(DEFAULT_DB_ALIAS)
+    old.close()
+    return connections[DEFAULT_DB_ALIAS]
+
+
+async def test_a_hops_statements_use_the_threads_connection_looked_up_once_a_hop():
+    # Looked up once a hop (a look-up is ~10,000 instructions): it must be Django's own, the one
+    # atomic() holds the transaction on, and no hop may keep the one an earlier hop looked up.
+    mine, djangos, in_transaction = await hop(_connections_seen)
+    assert mine is djangos and in_transaction
+    new = await hop(_replace_the_connection)  # the one pooled thread (hops one after another)
+    assert new is not djangos
+    mine, djangos, in_transaction = await hop(_connections_seen)
+    assert mine is djangos is new and in_transaction
+    assert hops.current.wrapper is None  # and on this thread none was ever kept
