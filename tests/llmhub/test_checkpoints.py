@@ -97,7 +97,6 @@ django.setup()
 from django.db import connection
 from llmhub.sqlite import checkpoints
 
-checkpoints.enable()
 path = pathlib.Path(connection.settings_dict["NAME"])
 path.write_bytes(b"not a database" * 100)
 
