@@ -147,8 +147,7 @@ def serve(host: str, port: int, fd: int | None) -> None:
     from llmhub import warm
     from llmhub.sqlite import checkpoints
 
-    if settings.LLMHUB_BACKGROUND_TASKS and checkpoints.needed(settings.DATABASES["default"]):
-        checkpoints.enable()  # before the app opens a connection (the job: ops/apps.py)
+    checkpoints.start_for(settings.DATABASES["default"])  # before the app opens a connection
     from llmhub.asgi import application
 
     warm.before_serving()

@@ -9,12 +9,9 @@ class OpsConfig(AppConfig):
         from django.conf import settings
 
         from gateway import response_store
-        from llmhub.sqlite import checkpoints
         from ops import maintenance, retention
 
         if settings.LLMHUB_RETENTION_DAYS:
             maintenance.register("retention", settings.LLMHUB_RETENTION_INTERVAL, retention.apply_configured)
         # Each team sets its own period for stored API responses: this job always runs.
         maintenance.register("stored-responses", settings.LLMHUB_RETENTION_INTERVAL, response_store.expire)
-        if checkpoints.needed(settings.DATABASES["default"]):
-            maintenance.register("sqlite-checkpoints", checkpoints.PERIOD_SECONDS, checkpoints.checkpoint)

@@ -15,8 +15,8 @@ and query-logging context around them (~9 µs of CPU a transaction, two a reques
 are watched: logged (DEBUG, CaptureQueriesContext) or execute wrappers installed, which see them as
 before. Errors are Django's either way, and noted as above.
 
-In a server process its connections leave checkpoints of the write-ahead log to a periodic job
-(llmhub/sqlite/checkpoints.py), not to the commit that happens to find the log full.
+In a server process its connections leave checkpoints of the write-ahead log to a thread of their
+own (llmhub/sqlite/checkpoints.py), not to the commit that happens to find the log full.
 """
 
 import functools
@@ -76,7 +76,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)
-        if checkpoints.enabled():
+        if checkpoints.running():
             connection.execute("PRAGMA wal_autocheckpoint=0")
         return connection
 

@@ -1,18 +1,15 @@
-"""A server's SQLite write-ahead log, copied back into the database file every second by a periodic
-job, not by the requests.
+"""A server's SQLite write-ahead log, copied back into the database file by a thread of its own,
+not by the requests.
 
 SQLite does that copy (a checkpoint, which ends with an fsync of the database file) in the commit
 that finds the log over 1,000 pages: on a server, one API request in about a hundred paid a few
 milliseconds for it in its settlement. bench/gateway.py measured the added p99 at concurrency 1
-at 7.7 to 8.3 ms with it, 3.4 to 4.6 ms without, the p50 unchanged (issue 16).
+at 7.7 to 8.3 ms with it, 3.5 to 3.7 ms without, the p50 unchanged (issue 16).
 
-A server process with its periodic jobs on (llmhub/server.py, LLMHUB_BACKGROUND_TASKS) enables
-this before it serves: every connection it opens from then on commits without checkpointing
-(`wal_autocheckpoint=0`, set as it opens: llmhub/sqlite/base.py), and the job `sqlite-checkpoints`
-(ops/apps.py, run by ops/maintenance.py) runs a PASSIVE checkpoint every second on one of the
-threads requests already use for the database (llmhub/hops.py): a thread of its own cost ~4 MB
-more (bench/memory.py), by how glibc hands out its malloc arenas. A PASSIVE checkpoint waits for no
-reader and no writer, copies what no reader still needs, and costs nothing when the log is empty;
+A server process (llmhub/server.py) starts this thread; every connection it opens from then on
+commits without checkpointing (`wal_autocheckpoint=0`, set as it opens: llmhub/sqlite/base.py).
+Every second the thread runs a PASSIVE checkpoint on a connection of its own: it waits for no
+reader and no writer, copies what no reader still needs, and costs nothing when the log is empty.
 sqlite3 lets go of the GIL while it works, so the event loop serves on meanwhile. A checkpoint that
 fails is logged (once, and again when one works) and tried again a second later; the log grows
 meanwhile, as it would have with the commits' checkpoints failing. Other processes (manage.py, the
@@ -23,50 +20,57 @@ whatever is left.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-
-from django.db import DatabaseError, connection
-
-from llmhub import hops
+import time
 
 logger = logging.getLogger(__name__)
 
 PERIOD_SECONDS = 1.0
-_enabled = threading.Event()
-_failing = False  # a failure is logged once, not every second until it ends
+_started = threading.Event()
 
 
-def needed(database: dict) -> bool:
-    """Whether Django's database settings name an SQLite file (not PostgreSQL, not in memory)."""
+def running() -> bool:
+    """Whether this process checkpoints in its own thread (its connections then leave it to it)."""
+    return _started.is_set()
+
+
+def start_for(database: dict) -> threading.Thread | None:
+    """start() for Django's database settings when they name an SQLite file (not PostgreSQL, not
+    an in-memory database)."""
     name = str(database["NAME"])
-    return database["ENGINE"] == "llmhub.sqlite" and name != ":memory:" and "mode=memory" not in name
+    if database["ENGINE"] != "llmhub.sqlite" or name == ":memory:" or "mode=memory" in name:
+        return None
+    return start(name)
 
 
-def enable() -> None:
-    """From now on this process's new connections leave checkpoints to the job."""
-    _enabled.set()
+def start(path: str, period: float = PERIOD_SECONDS) -> threading.Thread:
+    """Checkpoint the database at `path` every `period` seconds, in a daemon thread."""
+    _started.set()
+    thread = threading.Thread(
+        target=_checkpoint_forever, args=(path, period), name="sqlite-checkpoints", daemon=True
+    )
+    thread.start()
+    return thread
 
 
-def enabled() -> bool:
-    return _enabled.is_set()
-
-
-async def checkpoint() -> None:
-    """The periodic job: one PASSIVE checkpoint, on a hop's thread."""
-    await hops.hop(checkpoint_now)
-
-
-def checkpoint_now() -> None:
-    global _failing
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            cursor.fetchall()
-    except DatabaseError:
-        if not _failing:
-            logger.exception("Checkpointing the database failed; trying again every %s s", PERIOD_SECONDS)
-        _failing = True
-    else:
-        if _failing:
-            logger.warning("Checkpointing the database works again")
-        _failing = False
+def _checkpoint_forever(path: str, period: float) -> None:
+    connection: sqlite3.Connection | None = None
+    failing = False  # a failure is logged once, not every second until it ends
+    while True:
+        time.sleep(period)
+        try:
+            if connection is None:
+                connection = sqlite3.connect(path)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            if not failing:
+                logger.exception("Checkpointing %s failed; trying again every %s s", path, period)
+            failing = True
+            if connection is not None:
+                connection.close()
+                connection = None
+        else:
+            if failing:
+                logger.warning("Checkpointing %s works again", path)
+            failing = False

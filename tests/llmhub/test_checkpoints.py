@@ -1,6 +1,6 @@
-"""A server's SQLite write-ahead log is copied back into the database file by a periodic job of the
-server (llmhub/sqlite/checkpoints.py), within a second or so, not by the request whose commit finds
-the log full (one request in about a hundred paid a few milliseconds for it)."""
+"""A server's SQLite write-ahead log is copied back into the database file by a thread of the server
+(llmhub/sqlite/checkpoints.py), within a second or so, not by the request whose commit finds the log
+full (one request in about a hundred paid a few milliseconds for it)."""
 
 from __future__ import annotations
 
@@ -72,8 +72,7 @@ def autocheckpoint():
         return cursor.fetchone()[0]
 
 before = autocheckpoint()
-assert checkpoints.needed(connection.settings_dict)
-checkpoints.enable()
+checkpoints.start_for(connection.settings_dict)
 print(before, autocheckpoint())
 """
 
@@ -88,40 +87,34 @@ def test_once_the_process_checkpoints_its_connections_commits_do_not(tmp_path):
     assert done.stdout.split() == ["1000", "0"]  # SQLite's default, then none
 
 
-# A database that cannot be checkpointed (a file that is not a database), then one that can, for
-# the job as the server runs it.
+# A database file that cannot be checkpointed (not a database), then one that can.
 FAILING = """
-import asyncio, pathlib, sqlite3
-import django
-django.setup()
-from django.db import connection
+import logging, pathlib, sqlite3, sys, time
 from llmhub.sqlite import checkpoints
 
-path = pathlib.Path(connection.settings_dict["NAME"])
+logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(message)s")
+path = pathlib.Path(sys.argv[1])
 path.write_bytes(b"not a database" * 100)
-
-async def turns(count):
-    for _ in range(count):
-        await checkpoints.checkpoint()
-
-asyncio.run(turns(3))
-connection.close()
+checkpoints.start(str(path), period=0.02)
+time.sleep(0.5)
 path.unlink()
 with sqlite3.connect(path) as made:
     made.execute("PRAGMA journal_mode=WAL")
-asyncio.run(turns(3))
+time.sleep(0.3)
 """
 
 
 def test_a_checkpoint_that_keeps_failing_is_logged_once_and_its_end_too(tmp_path):
-    env = os.environ | {"DJANGO_SETTINGS_MODULE": "llmhub.settings", "LLMHUB_DATA_DIR": str(tmp_path)}
-    env.pop("DATABASE_URL", None)
     done = subprocess.run(
-        [sys.executable, "-c", FAILING], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", FAILING, str(tmp_path / "db.sqlite3")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    said = [line for line in done.stderr.splitlines() if "Checkpointing the database" in line]
-    assert len(said) == 2, done.stderr
-    assert said[0].endswith("Checkpointing the database failed; trying again every 1.0 s")
-    assert said[1].endswith("Checkpointing the database works again")
-    assert "file is not a database" in done.stderr  # the first failure's traceback
+    said = [line for line in done.stdout.splitlines() if line.startswith(("ERROR", "WARNING"))]
+    assert len(said) == 2, done.stdout
+    assert said[0].startswith("ERROR Checkpointing") and "failed; trying again every 0.02 s" in said[0]
+    assert said[1].startswith("WARNING Checkpointing") and said[1].endswith("works again")
+    assert "file is not a database" in done.stdout  # the first failure's traceback
