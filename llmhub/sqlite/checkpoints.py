@@ -4,15 +4,16 @@ not by the requests.
 SQLite does that copy (a checkpoint, which ends with an fsync of the database file) in the commit
 that finds the log over 1,000 pages: on a server, one API request in about a hundred paid a few
 milliseconds for it in its settlement. bench/gateway.py measured the added p99 at concurrency 1
-at 7.7 to 8.3 ms with it, 3.5 to 3.7 ms without, the p50 unchanged (issue 16).
+at 7.7 to 8.3 ms with it, 3.4 to 4.6 ms without, the p50 unchanged (issue 16).
 
 A server process (llmhub/server.py) starts this thread; every connection it opens from then on
 commits without checkpointing (`wal_autocheckpoint=0`, set as it opens: llmhub/sqlite/base.py).
 Every second the thread runs a PASSIVE checkpoint on a connection of its own: it waits for no
 reader and no writer, copies what no reader still needs, and costs nothing when the log is empty.
 sqlite3 lets go of the GIL while it works, so the event loop serves on meanwhile. A checkpoint that
-fails is logged (once, and again when one works) and tried again a second later; the log grows
-meanwhile, as it would have with the commits' checkpoints failing. Other processes (manage.py, the
+fails is logged (once, and again when one works) and tried again a second later (a database file
+that went away is not made again, empty, by it); the log grows meanwhile, as it would have with the
+commits' checkpoints failing. Other processes (manage.py, the
 command line) checkpoint as SQLite does by default, and the last connection to close checkpoints
 whatever is left.
 """
@@ -23,6 +24,9 @@ import logging
 import sqlite3
 import threading
 import time
+from pathlib import Path
+
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ def start_for(database: dict) -> threading.Thread | None:
     """start() for Django's database settings when they name an SQLite file (not PostgreSQL, not
     an in-memory database)."""
     name = str(database["NAME"])
-    if database["ENGINE"] != "llmhub.sqlite" or name == ":memory:" or "mode=memory" in name:
+    if database["ENGINE"] != settings.SQLITE_ENGINE or name == ":memory:" or "mode=memory" in name:
         return None
     return start(name)
 
@@ -61,7 +65,8 @@ def _checkpoint_forever(path: str, period: float) -> None:
         time.sleep(period)
         try:
             if connection is None:
-                connection = sqlite3.connect(path)
+                # Read and write, never create: sqlite3.connect() makes a missing file, empty.
+                connection = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rw", uri=True)
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             if not failing:

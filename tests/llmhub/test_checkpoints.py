@@ -98,6 +98,8 @@ path.write_bytes(b"not a database" * 100)
 checkpoints.start(str(path), period=0.02)
 time.sleep(0.5)
 path.unlink()
+time.sleep(0.2)
+assert not path.exists(), "the checkpoints made a database file that had gone"
 with sqlite3.connect(path) as made:
     made.execute("PRAGMA journal_mode=WAL")
 time.sleep(0.3)
