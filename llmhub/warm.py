@@ -12,9 +12,8 @@ against ~10 ms warm; measured by bench/first_burst.py, issue 16):
   it reads.
 
 Together ~0.35 s of CPU and ~11 MB, which a server holds anyway once it has served a request (or
-answered /healthz). Not the tokenizer (usage/tokens.py): ~0.3 s of CPU, but 41 MB for o200k_base
-(bench/memory.py --without-tokenizer), which would take an idle process past 120 MB; it is loaded
-at the first count, once (tiktoken's lock), on a pooled thread.
+answered /healthz). Not the tokenizer (usage/tokens.py, usage/bpe.py): the first count loads it
+(a few MB with the regex module and tiktoken's list of models, a few milliseconds).
 
 Last, what the process holds once it has set up is frozen out of the garbage collector's reach
 (gc.freeze): the modules, classes and functions of Django, daphne and the app, ~110,000 objects

