@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import array
 import functools
+import hashlib
 import heapq
 import re
 from collections.abc import Iterable
@@ -86,6 +87,9 @@ STAND_IN = "\ue000"
 # The tokens of this many pieces are kept (most recently used): the words of a language recur, and a
 # piece found here costs no encoding, look-up nor merge (~2 MB when full).
 PIECES_KEPT = 8192
+# Counts kept of texts this long or longer, by digest (emptied when full: ~0.5 MB at most).
+LONG_TEXT_CHARS = 2048
+LONG_TEXTS_KEPT = 4096
 
 
 def ascii_pattern(pattern: str) -> str:
@@ -136,6 +140,7 @@ class Encoding:
         self._ascii_pattern = re.compile(ascii_pattern(PATTERNS[name]), re.ASCII)
         # Each Encoding its own memory of pieces' tokens (a method's lru_cache would share one).
         self._tokens = functools.lru_cache(maxsize=PIECES_KEPT)(self._piece_tokens)
+        self._long_counts: dict[bytes, int] = {}
 
     def pieces(self, text: str) -> list[str]:
         """The text split as tiktoken splits it before merging."""
@@ -148,11 +153,31 @@ class Encoding:
         return [text[match.start() : match.end()] for match in self._pattern.finditer(copy)]
 
     def encode(self, text: str) -> list[int]:
-        return list(chain.from_iterable(map(self._tokens, self.pieces(text))))
+        try:
+            return list(chain.from_iterable(map(self._tokens, self.pieces(text))))
+        except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): tiktoken encodes it as U+FFFD
+            return self.encode(_without_surrogates(text))
 
     def count(self, text: str) -> int:
-        """len(encode(text)), without the list."""
-        return sum(map(len, map(self._tokens, self.pieces(text))))
+        """len(encode(text)), without the list. A long text's count is kept, by a digest of it (the
+        text itself is not held): a program sends its conversation again with each turn, and a turn
+        then counts only what it adds."""
+        if len(text) < LONG_TEXT_CHARS:
+            return self._count(text)
+        digest = hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=16).digest()
+        counted = self._long_counts.get(digest)
+        if counted is None:
+            counted = self._count(text)
+            if len(self._long_counts) >= LONG_TEXTS_KEPT:
+                self._long_counts.clear()
+            self._long_counts[digest] = counted
+        return counted
+
+    def _count(self, text: str) -> int:
+        try:
+            return sum(map(len, map(self._tokens, self.pieces(text))))
+        except UnicodeEncodeError:
+            return self._count(_without_surrogates(text))
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         restore, key_of = self._trie.restore_key, self._key_of
@@ -198,3 +223,8 @@ class Encoding:
             ranks.append(rank(start, end[start]))
             start = end[start]
         return tuple(ranks)
+
+
+def _without_surrogates(text: str) -> str:
+    """The text with each lone surrogate as U+FFFD, as tiktoken's encode() makes it."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

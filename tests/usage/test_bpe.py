@@ -45,9 +45,10 @@ def test_the_projects_own_files_encode_as_tiktoken_encodes_them(name):
 
 # Whitespace Python's str.isspace() has and Unicode's White_Space has not (\x1c-\x1f), and the
 # other way round (\x85 is both), letters whose case folds oddly (ſ, the Kelvin sign), combining
-# marks, digits of other scripts, emoji with a skin tone, CJK, the line and paragraph separators.
+# marks, digits of other scripts, emoji with a skin tone, CJK, the line and paragraph separators,
+# lone surrogates (JSON's "\ud800" decodes to one; tiktoken encodes it as U+FFFD).
 ODD = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0aZ09'sStTlLdDmMvVrReE\u017f\u212a.,/-\u00e9\u0301\u4e2d"
-ODD += "\U0001f600\U0001f3fd\u2028\u2029\u3000\u0660\u00bd\ue000\u0558"
+ODD += "\U0001f600\U0001f3fd\u2028\u2029\u3000\u0660\u00bd\ue000\u0558\ud800\udfff"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -122,3 +123,18 @@ def test_tables_that_do_not_belong_together_are_refused(tmp_path):
         bpe.Encoding("o200k_base", tmp_path)
     with pytest.raises(ValueError, match="not 0 to 1"):
         bpe.write_tables(tmp_path, "o200k_base", {b"a": 0, b"b": 2})
+
+
+def test_a_long_message_sent_again_is_not_counted_again():
+    """Programs send their whole conversation with each turn: a long text's count is kept."""
+    ours = tokens.encoding("o200k_base")
+    long = (ROOT / "README.md").read_text()[:60_000]
+    assert len(long) > bpe.LONG_TEXT_CHARS and not long.isascii()  # the slower path, as most text
+    started = time.process_time()
+    first = ours.count(long)
+    first_time = time.process_time() - started
+    started = time.process_time()
+    again = [ours.count(long) for _ in range(10)]
+    assert time.process_time() - started < first_time  # ten again in less than the first once
+    assert again == [first] * 10 == [len(tiktokens("o200k_base").encode_ordinary(long))] * 10
+    assert ours.count(long + " more") == len(tiktokens("o200k_base").encode_ordinary(long + " more"))
