@@ -1,13 +1,10 @@
-"""What a server process does so that glibc's malloc holds less memory it no longer uses.
+"""What a server process does so that glibc's malloc holds less memory it no longer uses: two malloc
+arenas, not one per thread (glibc makes up to 8 per core as threads first allocate, each keeping its
+own free memory). The server's threads are the event loop's (main arena) and the pooled ones that
+run the database and the tokenizer, which share the second. ~3 MB less RSS after 200 requests
+(bench/memory.py, issue 16), no more CPU (bench/api_cpu.py).
 
-- Two malloc arenas, not one per thread (glibc makes up to 8 per core as threads first allocate,
-  each keeping its own free memory): the server's threads are the event loop's (main arena) and
-  the pooled ones that run the database and the tokenizer, which share the second. ~3 MB less RSS
-  after 200 requests (bench/memory.py, issue 16), no more CPU (bench/api_cpu.py).
-- Memory freed by a one-off big load (the tokenizer's: Python's dict of ranks it builds its Rust
-  tokenizer from) given back to the system at once, not kept for allocations that never come.
-
-glibc only: elsewhere (musl, macOS) both do nothing.
+glibc only: elsewhere (musl, macOS) it does nothing.
 """
 
 import ctypes
@@ -23,7 +20,7 @@ ARENAS = 2
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
     libc = ctypes.CDLL(None)  # the symbols the process has loaded, the C library's among them
-    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+    if not hasattr(libc, "mallopt"):
         return None
     return libc
 
@@ -34,10 +31,3 @@ def limit_arenas() -> None:
     libc = _libc()
     if libc is not None and libc.mallopt(M_ARENA_MAX, ARENAS) != 1:
         log.warning("malloc refused to limit its arenas to %d", ARENAS)
-
-
-def give_back() -> None:
-    """Return the free memory at the top of malloc's heaps and its free pages to the system."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
