@@ -160,14 +160,38 @@ def reserved(budget: Budget, now: datetime, excluding: Run | None = None) -> Dec
 
 def _spent(budget: Budget, periods: dict[str, tuple[date, date]], db) -> tuple[str, list]:
     """spent()'s SELECT: one sum a period, from the roll-ups of the budget's scope."""
-    adapt = db.ops.adapt_datefield_value
-    params = []
-    for start, end in periods.values():
-        params += [adapt(start), adapt(end)]
-    params += [adapt(min(s for s, _ in periods.values())), adapt(max(e for _, e in periods.values()))]
+    return _scoped(budget, len(periods), _bounds(periods, db.ops.adapt_datefield_value))
+
+
+def _bounds(periods: dict[str, tuple[date, date]], adapt) -> tuple:
+    """_spent_sql()'s dates: each period's start and end, then the first start and the last end."""
+    bounds = [adapt(moment) for span in periods.values() for moment in span]
+    first, last = min(s for s, _ in periods.values()), max(e for _, e in periods.values())
+    return (*bounds, adapt(first), adapt(last))
+
+
+def _scoped(budget: Budget, count: int, bounds: tuple) -> tuple[str, list]:
     scope = (budget.team_id, budget.provider_id, budget.api_key_id)
-    params += [value for value in scope if value]
-    return _spent_sql(len(periods), *(bool(value) for value in scope)), params
+    return _spent_sql(count, *(bool(value) for value in scope)), [*bounds, *(v for v in scope if v)]
+
+
+# _windows()'s answers by (day, kinds, the backends' operations class): a backend's date adapter
+# depends on its class only (SQLite's str(), PostgreSQL's the date itself).
+_WINDOWS: dict[tuple, tuple[dict[str, tuple[date, date]], tuple]] = {}
+
+
+def _windows(today: date, kinds: tuple[str, ...], db) -> tuple[dict[str, tuple[date, date]], tuple]:
+    """The periods of `kinds` containing `today`, and their _bounds() as `db` takes them: the same
+    all day for every budget, computed once a day instead of twice a run (~40,000 instructions)."""
+    key = (today, kinds, type(db.ops))
+    found = _WINDOWS.get(key)
+    if found is None:
+        periods = {kind: _period(kind, today) for kind in kinds}
+        found = periods, _bounds(periods, db.ops.adapt_datefield_value)
+        if len(_WINDOWS) >= 16:  # yesterday's are not needed again
+            _WINDOWS.clear()
+        _WINDOWS[key] = found
+    return found
 
 
 @functools.lru_cache(maxsize=64)
@@ -250,9 +274,9 @@ def standings(
     # The configured time zone's day, named: the current one is looked up in a context-local
     # (~6 µs), and a budget's periods never follow a time zone activated for a request.
     today = timezone.localdate(now, timezone.get_default_timezone())
-    periods = {kind: _period(kind, today) for kind in limits}
     db = statements.db()
-    spent_sql, params = _spent(budget, periods, db)
+    periods, bounds = _windows(today, tuple(limits), db)
+    spent_sql, params = _scoped(budget, len(periods), bounds)
     if with_reserved:  # read with the spend, in one statement: held, then a sum a period
         held_sql, held_params = _reserved(budget, now, excluding, db)
         sums = _one(_together(held_sql, spent_sql), [*held_params, *params], db)

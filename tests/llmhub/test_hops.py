@@ -41,9 +41,16 @@ def _connection() -> object:
     return connections[DEFAULT_DB_ALIAS]
 
 
-async def test_a_connection_past_its_age_is_closed_when_the_hop_ends(monkeypatch):
+def _statements_connection() -> object:
+    """The same, used through llmhub/statements.py (the hop keeps it: the one it closes)."""
+    statements.run("SELECT 1")
+    return statements.db()
+
+
+@pytest.mark.parametrize("used_by", [_connection, _statements_connection])
+async def test_a_connection_past_its_age_is_closed_when_the_hop_ends(monkeypatch, used_by):
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
-    used = await hop(_connection)
+    used = await hop(used_by)
     assert used.alias == DEFAULT_DB_ALIAS and used is not connections[DEFAULT_DB_ALIAS]
     assert used.connection is None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import select
 import sqlite3
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -148,7 +148,15 @@ def samples(field) -> list:
         "PositiveIntegerField": [0, 7, True, "12"],
         "PositiveBigIntegerField": [0, 2**40, True, "12"],
         "DecimalField": [Decimal("0.000000123456"), Decimal("12.50"), Decimal("-0"), 1.5, "2.25", 3],
-        "DateTimeField": [now, now.astimezone(ZoneInfo("Asia/Kolkata")), now.isoformat()],
+        "DateTimeField": [
+            now,
+            now.replace(microsecond=0),
+            now.replace(microsecond=7),
+            datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            now.astimezone(ZoneInfo("UTC")),
+            now.astimezone(ZoneInfo("Asia/Kolkata")),
+            now.isoformat(),
+        ],
         "JSONField": [{"stop": ["%s"], "n": 1.5}, [{"role": "user"}], [], {}, "text", 3],
         "UUIDField": [uuid.uuid4(), uuid.uuid4().hex],
         "ForeignKey": [3, "4", ""],
@@ -173,6 +181,29 @@ def test_every_column_is_prepared_for_writing_as_the_orm_prepares_it(model):
             mine = values.preparer(field)(value, statements.db())
             theirs = field.get_db_prep_save(value, connection=connection)
             assert comparable(mine) == comparable(theirs), (field.name, value)
+
+
+@pytest.mark.parametrize("zone", ["Europe/Paris", "Asia/Kolkata"])
+def test_a_datetime_is_prepared_as_the_orm_prepares_it_for_a_database_with_its_own_time_zone(zone):
+    """DATABASES' TIME_ZONE: SQLite's columns then hold that zone's wall time, whether the datetime
+    is in UTC or already in that zone."""
+    field = Run._meta.get_field("created_at")
+    now = timezone.now()
+    wrapper = statements.db()
+    kept = wrapper.settings_dict["TIME_ZONE"]
+    wrapper.settings_dict["TIME_ZONE"] = zone
+    wrapper.__dict__.pop("timezone", None)
+    try:
+        for value in (
+            now,
+            now.astimezone(ZoneInfo(zone)),
+            now.astimezone(ZoneInfo(zone)).replace(microsecond=0),
+        ):
+            mine = values.preparer(field)(value, wrapper)
+            assert comparable(mine) == comparable(field.get_db_prep_save(value, connection=wrapper)), value
+    finally:
+        wrapper.settings_dict["TIME_ZONE"] = kept
+        wrapper.__dict__.pop("timezone", None)
 
 
 def test_no_signal_is_connected_to_the_models_inserted_in_plain_sql():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -79,6 +80,41 @@ class TestPeriods:
         )
         (standing,) = budgets.standings(budget)
         assert standing.spent == Decimal("2") and standing.left == Decimal("8")
+
+    @pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "America/Adak", "UTC"])
+    def test_a_standings_periods_turn_at_the_configured_time_zones_midnight(
+        self, settings, zone, alpha, openai
+    ):
+        """The periods kept for the day (usage/budgets.py's _windows()) change at that zone's
+        midnight, the month's on its first day, and follow a change of time zone at once."""
+        settings.TIME_ZONE = zone
+        budget = Budget.objects.create(
+            team=alpha, daily_limit_usd=Decimal("50"), monthly_limit_usd=Decimal("100")
+        )
+        costs = {
+            date(2026, 12, 30): Decimal("1"),
+            date(2026, 12, 31): Decimal("2"),
+            date(2027, 1, 1): Decimal("4"),
+        }
+        for day, cost in costs.items():
+            DailySpend.objects.create(
+                day=day, team=alpha, provider_id="openai", model="gpt-4o", cost_usd=cost
+            )
+        midnight = datetime(2027, 1, 1, tzinfo=ZoneInfo(zone))
+
+        def spent(now: datetime) -> dict[str, Decimal]:
+            return {standing.period: standing.spent for standing in budgets.standings(budget, now)}
+
+        assert spent(midnight - timedelta(days=1, microseconds=1)) == {
+            "day": Decimal("1"),
+            "month": Decimal("3"),
+        }
+        assert spent(midnight - timedelta(microseconds=1)) == {"day": Decimal("2"), "month": Decimal("3")}
+        assert spent(midnight) == {"day": Decimal("4"), "month": Decimal("4")}
+        assert spent(midnight.astimezone(UTC)) == {"day": Decimal("4"), "month": Decimal("4")}
+        settings.TIME_ZONE = "Etc/GMT+12"  # 12 hours behind UTC: still December there
+        day = midnight.astimezone(ZoneInfo("Etc/GMT+12")).date()
+        assert spent(midnight) == {"day": costs[day], "month": Decimal("3")}
 
 
 @pytest.mark.django_db
