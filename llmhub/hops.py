@@ -168,7 +168,17 @@ def _pooled(function: Callable[..., T], args: tuple) -> T:
     try:
         return function(*args)
     finally:
+        wrapper = current.wrapper
         current.within, current.wrapper = False, None
-        _opened.connections = connections.all(initialized_only=True)
+        _opened.connections = _initialized(wrapper)
         for kept in _opened.connections:
             kept.close_if_unusable_or_obsolete()
+
+
+def _initialized(wrapper: Any) -> list:
+    """connections.all(initialized_only=True) at the end of a hop: with one database, the connection
+    the hop looked up (statements.db()) when it did, without django.db's look-ups (two a database,
+    each making and catching a RuntimeError in asgiref's Local)."""
+    if wrapper is not None and len(connections.settings) == 1:
+        return [wrapper]
+    return connections.all(initialized_only=True)
