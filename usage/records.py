@@ -267,7 +267,7 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
                 raise claim.taken()
             _answered(claim, failing)
             _alert(record, run.team, run.api_key)
-            transaction.on_commit(partial(observe.run_finished, run), robust=True)
+            statements.db().on_commit(partial(observe.run_finished, run), robust=True)
             return True
         _answered(claim, _claim(run, settled, claim))
         exists = True
@@ -293,8 +293,9 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
             kind=kind,
             priced=priced,
         )
-    # Once committed: its metrics and log line (a failure there never undoes the settlement).
-    transaction.on_commit(partial(observe.run_finished, run), robust=True)
+    # Once committed: its metrics and log line (a failure there never undoes the settlement). On
+    # the connection the hop has looked up already: transaction.on_commit() looks it up again.
+    statements.db().on_commit(partial(observe.run_finished, run), robust=True)
     return True
 
 
