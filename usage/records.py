@@ -106,13 +106,18 @@ def record_usage(
     record = _usage_row(
         provider_id, model, tokens, source, run_id, team, user, api_key, request_id, kind, priced, at
     )
+    _save(record, team, api_key, at)
+    return record
+
+
+def _save(record: UsageRecord, team: Team | None, api_key, at: datetime | None) -> None:
+    """The usage row written and rolled up, its alerts checked, in the caller's transaction."""
     statements.insert(record)  # as save() writes it, without composing the INSERT each time
     if at is not None:  # a spooled settlement counts on the day it happened, not the day it landed
         UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
         record.created_at = at
     rollups.add(record)
     _alert(record, team, api_key)
-    return record
 
 
 def _usage_row(
@@ -279,20 +284,12 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
             statements.update(Run, run.pk, settled)
     if priced is not None:
         source, run_id, team, user, api_key, request_id, kind = _charged(run, exists)
-        record_usage(
-            provider_id,
-            model,
-            tokens,
-            source,
-            run_id,
-            team=team,
-            user=user,
-            api_key=api_key,
-            at=at,
-            request_id=request_id,
-            kind=kind,
-            priced=priced,
+        # record_usage() without its atomic(): in this transaction already, it would only look the
+        # connection up twice (~20 k instructions in a hop's thread, asgiref's Local).
+        record = _usage_row(
+            provider_id, model, tokens, source, run_id, team, user, api_key, request_id, kind, priced, at
         )
+        _save(record, team, api_key, at)
     # Once committed: its metrics and log line (a failure there never undoes the settlement). On
     # the connection the hop has looked up already: transaction.on_commit() looks it up again.
     statements.db().on_commit(partial(observe.run_finished, run), robust=True)
