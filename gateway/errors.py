@@ -60,12 +60,10 @@ class _Response:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             headers = message.get("headers") or []
-            kind = next((value.lower() for name, value in headers if name.lower() == b"content-type"), b"")
+            kind = _first(headers, b"content-type").lower()
             passed = kind.startswith(PASSED) or (self.preflight and self.status < 300)
             self.replacing = not passed
-            self.location = next(
-                (value.decode() for name, value in headers if name.lower() == b"location"), ""
-            )
+            self.location = _first(headers, b"location").decode()
             self.streaming = kind.startswith(b"text/event-stream")
             if self.replacing:
                 return
@@ -108,3 +106,12 @@ class _Response:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
         self.done = True
+
+
+def _first(headers: list, wanted: bytes) -> bytes:
+    """The first value of the header named `wanted` (lower case), or b"". A loop: next() over a
+    generator that finds it leaves the generator to be closed, by a GeneratorExit made and caught."""
+    for name, value in headers:
+        if name.lower() == wanted:
+            return value
+    return b""

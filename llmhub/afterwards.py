@@ -12,10 +12,9 @@ view) there is no collection: `later()` makes the call at once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -61,13 +60,20 @@ def later(function: Callable[..., Any], *args: Any) -> None:
         function(*args)
 
 
-@contextlib.contextmanager
-def collecting() -> Iterator[Afterwards]:
+def collecting() -> _Collecting:
     """Calls made with later() in this context (and the database threads it sends work to, which
     run in a copy of it) are collected, to be run by the caller with `.run()`."""
-    collected = Afterwards()
-    token = _current.set(collected)
-    try:
-        yield collected
-    finally:
-        _current.reset(token)
+    return _Collecting()
+
+
+class _Collecting:
+    """A class, not a @contextmanager generator: ~7,000 instructions less a request (callgrind), a
+    StopIteration made and caught at its end among them."""
+
+    def __enter__(self) -> Afterwards:
+        collected = Afterwards()
+        self._token = _current.set(collected)
+        return collected
+
+    def __exit__(self, *raised: Any) -> None:
+        _current.reset(self._token)

@@ -170,11 +170,15 @@ def _pooled(function: Callable[..., T], args: tuple) -> T:
     finally:
         wrapper = current.wrapper
         current.within, current.wrapper = False, None
-        if wrapper is not None and len(connections.settings) == 1:
-            # The one database's connection, as the hop looked it up: connections.all() would look
-            # it up twice more (~20,000 instructions).
-            _opened.connections = [wrapper]
-        else:
-            _opened.connections = connections.all(initialized_only=True)
+        _opened.connections = _initialized(wrapper)
         for kept in _opened.connections:
             kept.close_if_unusable_or_obsolete()
+
+
+def _initialized(wrapper: Any) -> list:
+    """connections.all(initialized_only=True) at the end of a hop: with one database, the connection
+    the hop looked up (statements.db()) when it did, without django.db's look-ups (two a database,
+    each making and catching a RuntimeError in asgiref's Local)."""
+    if wrapper is not None and len(connections.settings) == 1:
+        return [wrapper]
+    return connections.all(initialized_only=True)

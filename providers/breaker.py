@@ -37,6 +37,8 @@ def skipped(provider_ids: list[str]) -> dict[str, CircuitOpen]:
     comes first, by any run when it is only a fallback."""
     now = conf.now()
     states = _opened(provider_ids)
+    if not states:  # as nearly always: and no generator to find `first`, closed by a GeneratorExit
+        return {}
     skip: dict[str, CircuitOpen] = {}
     first = next((p for p in provider_ids if p not in states or states[p][0].open_until <= now), None)
     for provider_id, (row, name) in states.items():

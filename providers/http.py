@@ -270,7 +270,8 @@ class ProviderHTTP:
             request = self._request(method, path, json, limits)
             response = await transport.handle_async_request(request)
             response.request = request
-            encoding = response.headers.get("content-encoding", encoding)
+            # get_list(): get() of a header the answer lacks (most) makes and catches a KeyError.
+            encoding = ", ".join(response.headers.get_list("content-encoding")) or encoding
             try:
                 if response.status_code >= 400:
                     await self._raise_for(response)

@@ -127,13 +127,18 @@ def _record(
     record = _usage_row(
         provider_id, model, tokens, source, run_id, team, user, api_key, request_id, kind, priced, at
     )
+    _save(record, team, api_key, at)
+    return record
+
+
+def _save(record: UsageRecord, team: Team | None, api_key, at: datetime | None) -> None:
+    """The usage row written and rolled up, its alerts checked, in the caller's transaction."""
     statements.insert(record)  # as save() writes it, without composing the INSERT each time
     if at is not None:  # a spooled settlement counts on the day it happened, not the day it landed
         UsageRecord.objects.filter(pk=record.pk).update(created_at=at)
         record.created_at = at
     rollups.add(record)
     _alert(record, team, api_key)
-    return record
 
 
 def _usage_row(

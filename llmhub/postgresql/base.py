@@ -12,14 +12,17 @@ command") and closes the socket, so an idle connection whose socket has somethin
 closed by the server, or is about to be. That is checked instead: one `select()` with no wait,
 a few microseconds. An idle session has nothing else to read here (the hub does not LISTEN), and if
 the server ever sent something else, the cost is one new connection, not an error.
+Its refusal to run on an event loop's thread is checked without an exception (llmhub/loop_checks.py).
 """
 
 import select
 
 from django.db.backends.postgresql import base
 
+from llmhub.loop_checks import LoopChecks
 
-class DatabaseWrapper(base.DatabaseWrapper):
+
+class DatabaseWrapper(LoopChecks, base.DatabaseWrapper):
     def close_if_health_check_failed(self) -> None:
         if self.connection is None or not self.health_check_enabled or self.health_check_done:
             return

@@ -17,6 +17,7 @@ before. Errors are Django's either way, and noted as above.
 
 In a server process its connections leave checkpoints of the write-ahead log to a thread of their
 own (llmhub/sqlite/checkpoints.py), not to the commit that happens to find the log full.
+Its refusal to run on an event loop's thread is checked without an exception (llmhub/loop_checks.py).
 """
 
 import functools
@@ -25,6 +26,7 @@ from django.db.backends.sqlite3 import base
 from django.db.utils import DatabaseErrorWrapper
 from django.utils.functional import cached_property
 
+from llmhub.loop_checks import LoopChecks
 from llmhub.sqlite import checkpoints
 
 
@@ -48,7 +50,7 @@ class _Cursor(base.SQLiteCursorWrapper):
         return super().convert_query(query, param_names=param_names)
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
+class DatabaseWrapper(LoopChecks, base.DatabaseWrapper):
     faulted = False
 
     def create_cursor(self, name=None) -> _Cursor:

@@ -136,3 +136,30 @@ async def test_a_hops_statements_use_the_threads_connection_looked_up_once_a_hop
     mine, djangos, in_transaction = await hop(_connections_seen)
     assert mine is djangos is new and in_transaction
     assert hops.current.wrapper is None  # and on this thread none was ever kept
+
+
+def _transaction_written() -> int:
+    with transaction.atomic():
+        Run.objects.all().delete()  # a statement in the transaction; the table is empty
+    return Run.objects.count()
+
+
+async def test_a_transaction_on_the_loops_thread_is_refused_as_django_refuses_it(monkeypatch):
+    """The backends check for a running loop without an exception (llmhub/loop_checks.py): still
+    refused on the loop's thread with the connection open, still allowed in a hop."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    connection.ensure_connection()
+    assert connection.get_autocommit()
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE")
+    for refused in (
+        connection.ensure_connection,
+        connection.get_autocommit,
+        connection.commit,
+        lambda: connection.set_autocommit(False),
+        transaction.atomic().__enter__,
+    ):
+        with pytest.raises(SynchronousOnlyOperation):
+            refused()
+    assert await hop(_transaction_written) == 0
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    connection.close()
