@@ -163,3 +163,18 @@ async def test_a_transaction_on_the_loops_thread_is_refused_as_django_refuses_it
     assert await hop(_transaction_written) == 0
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     connection.close()
+
+
+@pytest.mark.parametrize("module", ["sqlite3", "postgresql"])
+def test_djangos_backends_define_commit_and_ensure_connection_only_in_the_base_class(module):
+    """llmhub/loop_checks.py calls BaseDatabaseWrapper.commit's undecorated function and skips
+    ensure_connection() with a connection open: a backend of Django's that defined either itself
+    would be passed over unnoticed. Fails on the Django upgrade that does."""
+    from importlib import import_module
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    backend = import_module(f"django.db.backends.{module}.base").DatabaseWrapper
+    for name in ("commit", "ensure_connection"):
+        defined = [cls for cls in backend.__mro__ if name in vars(cls)]
+        assert defined == [BaseDatabaseWrapper], (name, defined)
