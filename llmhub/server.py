@@ -14,6 +14,7 @@ import types
 
 from daphne import http_protocol as daphne_http
 from twisted.web import http as twisted_http
+from twisted.web import http_headers as twisted_headers
 
 from llmhub import memory
 
@@ -66,10 +67,35 @@ def hash_requests_in_c() -> None:
     daphne_http.WebRequest.__eq__ = object.__eq__
 
 
+def write_headers_at_once() -> None:
+    """Twisted's HTTPChannel.writeHeaders hands the status line and the headers to the transport as
+    a list of ~30 pieces, each checked to be bytes by a Python call (writeSequence) before they are
+    buffered one by one. The same bytes joined are one piece, checked once; other header iterables
+    than Headers (only for backwards compatibility, unused by daphne) go through Twisted's own."""
+    writes_pieces = twisted_http.HTTPChannel.writeHeaders
+    if getattr(writes_pieces, "__wrapped__", None) is not None:
+        return
+
+    @functools.wraps(writes_pieces)
+    def write_headers(channel, version: bytes, code: bytes, reason: bytes, headers) -> None:
+        if not isinstance(headers, twisted_headers.Headers):
+            writes_pieces(channel, version, code, reason, headers)
+            return
+        lines = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                lines += (name, b": ", value, b"\r\n")
+        lines.append(b"\r\n")
+        channel.transport.write(b"".join(lines))
+
+    twisted_http.HTTPChannel.writeHeaders = write_headers
+
+
 remember_content_types()
 skip_twisted_access_lines()
 read_twisted_http_directly()
 hash_requests_in_c()
+write_headers_at_once()
 memory.limit_arenas()  # before daphne's and the database's threads start
 
 
