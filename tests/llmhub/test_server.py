@@ -147,3 +147,41 @@ print("ok")
 
 def test_the_status_line_and_headers_are_written_at_once_as_twisted_writes_them() -> None:
     assert_prints_ok(HEADERS_WRITTEN)
+
+
+# Headers.addRawHeader as the server changes it, and Twisted's own: the same headers kept, the same
+# names refused.
+HEADERS_ADDED = """
+from twisted.web import http_headers
+from twisted.web.http_headers import Headers, InvalidHeaderName
+
+twisted_adds = Headers.addRawHeader
+from llmhub import server
+assert Headers.addRawHeader is not twisted_adds
+server.add_headers_without_calls()  # twice: not a wrapper around the wrapper
+assert Headers.addRawHeader.__wrapped__ is twisted_adds
+
+added = [
+    (b"content-type", b"application/json"), (b"Content-Type", b"text/plain"), ("X-Text", "caf\\u00e9"),
+    (b"x-lf", b"a\\nb"), (b"x-crlf", b"a\\r\\nb\\r\\n"), (b"x-cr", b"a\\rb"), (b"x-empty", b""), ("x-empty-text", ""),
+    (b"www-authenticate", b"Bearer"), (b"x-vt", b"a\\x0bb\\x0cc"), (b"x-nul", b"a\\x00b"),
+]
+ours, theirs = Headers(), Headers()
+for name, value in added * 2:
+    ours.addRawHeader(name, value)
+    twisted_adds(theirs, name, value)
+assert list(ours.getAllRawHeaders()) == list(theirs.getAllRawHeaders()), list(ours.getAllRawHeaders())
+for name in (b"bad name", "bad:name", b""):
+    for add in (Headers.addRawHeader, twisted_adds):
+        try:
+            add(Headers(), name, b"x")
+        except InvalidHeaderName:
+            pass
+        else:
+            raise AssertionError(name)
+print("ok")
+"""
+
+
+def test_headers_are_added_as_twisted_adds_them() -> None:
+    assert_prints_ok(HEADERS_ADDED)
