@@ -14,6 +14,7 @@ import types
 
 from daphne import http_protocol as daphne_http
 from twisted.web import http as twisted_http
+from twisted.web import http_headers as twisted_headers
 
 from llmhub import memory
 
@@ -25,6 +26,7 @@ FLUSH_SECONDS = 0.5
 SUPERVISOR_CHECK_SECONDS = 1.0
 # Content-Type lines Twisted remembers the media type of (a client sends the same few, always).
 CONTENT_TYPES_KEPT = 256
+LINE_FEED, CARRIAGE_RETURN = ord("\n"), ord("\r")
 
 
 def remember_content_types() -> None:
@@ -66,10 +68,62 @@ def hash_requests_in_c() -> None:
     daphne_http.WebRequest.__eq__ = object.__eq__
 
 
+def write_headers_at_once() -> None:
+    """Twisted's HTTPChannel.writeHeaders hands the status line and the headers to the transport as
+    a list of ~30 pieces, each checked to be bytes by a Python call (writeSequence) before they are
+    buffered one by one. The same bytes joined are one piece, checked once; other header iterables
+    than Headers (only for backwards compatibility, unused by daphne) go through Twisted's own."""
+    writes_pieces = twisted_http.HTTPChannel.writeHeaders
+    if getattr(writes_pieces, "__wrapped__", None) is not None:
+        return
+
+    @functools.wraps(writes_pieces)
+    def write_headers(channel, version: bytes, code: bytes, reason: bytes, headers) -> None:
+        if not isinstance(headers, twisted_headers.Headers):
+            writes_pieces(channel, version, code, reason, headers)
+            return
+        lines = [version, b" ", code, b" ", reason, b"\r\n"]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                lines += (name, b": ", value, b"\r\n")
+        lines.append(b"\r\n")
+        channel.transport.write(b"".join(lines))
+
+    twisted_http.HTTPChannel.writeHeaders = write_headers
+
+
+def add_headers_without_calls() -> None:
+    """Twisted's Headers.addRawHeader (~14 a request: the request's headers as they are parsed,
+    the response's as daphne sets them) calls a function to replace line breaks in the value by
+    spaces, and another for the name's canonical form. A value without a line break is the same
+    after it, so only one with a line break goes through it; the name's form comes from the name
+    encoder's own cache, as the encoder would give it, or from the encoder."""
+    adds_with_calls = twisted_headers.Headers.addRawHeader
+    if getattr(adds_with_calls, "__wrapped__", None) is not None:
+        return
+    sanitize = twisted_headers._sanitizeLinearWhitespace
+    encoder = twisted_headers._nameEncoder
+    canonical = encoder._canonicalHeaderCache
+
+    @functools.wraps(adds_with_calls)
+    def add_raw_header(headers, name: str | bytes, value: str | bytes) -> None:
+        if isinstance(value, str):
+            value = value.encode("utf8")
+        # Bytes in bytes by their codes: a bytes needle (b"\n" in value) costs a TypeError raised and
+        # cleared inside the interpreter, which first tries it as an int.
+        if LINE_FEED in value or CARRIAGE_RETURN in value:
+            value = sanitize(value)
+        headers._rawHeaders.setdefault(canonical.get(name) or encoder.encode(name), []).append(value)
+
+    twisted_headers.Headers.addRawHeader = add_raw_header
+
+
 remember_content_types()
+add_headers_without_calls()
 skip_twisted_access_lines()
 read_twisted_http_directly()
 hash_requests_in_c()
+write_headers_at_once()
 memory.limit_arenas()  # before daphne's and the database's threads start
 
 

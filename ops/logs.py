@@ -77,7 +77,17 @@ def structured() -> bool:
 
 def _has_marker(text: str) -> bool:
     lowered = text.lower()
-    return any(marker in lowered for marker in _MARKERS)
+    # _MARKERS written out: any() over a generator resumes a frame for each marker (~half the time).
+    return (
+        "auth" in lowered
+        or "key" in lowered
+        or "bearer" in lowered
+        or "basic" in lowered
+        or "token" in lowered
+        or "sk-" in lowered
+        or "llmh-" in lowered
+        or "aiza" in lowered
+    )
 
 
 def redact(text: str) -> str:
@@ -118,12 +128,32 @@ class JsonFormatter(BaseJsonFormatter):
         self.encoder = JsonEncoder(default=self.json_default, ensure_ascii=self.json_ensure_ascii)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
-        super().add_fields(log_data, record, message_dict)
+        if self.defaults or self.static_fields or self.timestamp or self.rename_fields_keep_missing:
+            super().add_fields(log_data, record, message_dict)
+        else:
+            self._add_record_fields(log_data, record, message_dict)
         # A string, not a datetime: the encoder's slow path for other types is skipped.
         log_data["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
         log_data["pid"] = record.process  # which server process, when several serve (make serve)
         if "request_id" not in log_data and request_id.get():
             log_data["request_id"] = request_id.get()
+
+    def _add_record_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict
+    ) -> None:
+        """BaseJsonFormatter.add_fields without defaults, static fields or a timestamp of its own:
+        the same fields in the same order, in one loop over the record's attributes (a request or
+        run line has ~40) without a function call for each."""
+        rename = self.rename_fields
+        attributes = record.__dict__
+        for field in self._required_fields:
+            log_data[rename.get(field, field)] = attributes.get(field)
+        for key, value in message_dict.items():
+            log_data[rename.get(key, key)] = value
+        skip = self._skip_fields
+        for key, value in attributes.items():
+            if key not in skip and not (isinstance(key, str) and key.startswith("_")):
+                log_data[rename.get(key, key)] = value
 
     def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
         return self.encoder.encode(log_data)

@@ -106,3 +106,82 @@ print("ok")
 
 def test_daphne_finds_every_name_it_reads_of_twisted_web_http() -> None:
     assert_prints_ok(NAMES_DAPHNE_READS)
+
+
+# The status line and headers as Twisted's own HTTPChannel.writeHeaders sends them, and as the
+# server's sends them: the same bytes, in one write.
+HEADERS_WRITTEN = """
+from twisted.internet.testing import StringTransport
+from twisted.web import http
+from twisted.web.http_headers import Headers
+
+twisted_writes = http.HTTPChannel.writeHeaders
+from llmhub import server
+assert http.HTTPChannel.writeHeaders is not twisted_writes
+server.write_headers_at_once()  # twice: not a wrapper around the wrapper
+assert http.HTTPChannel.writeHeaders.__wrapped__ is twisted_writes
+
+def written(write_headers, headers):
+    channel = http.HTTPChannel()
+    channel.makeConnection(StringTransport())
+    channel.transport.clear()
+    writes = []
+    channel.transport.write = lambda data: (writes.append(data), StringTransport.write(channel.transport, data))
+    write_headers(channel, b"HTTP/1.1", b"200", b"OK", headers)
+    return channel.transport.value(), len(writes)
+
+headers = Headers()
+for name, value in [
+    (b"content-type", b"application/json"), (b"x-request-id", b"abc"), (b"Set-Cookie", b"a=1"),
+    (b"set-cookie", b"b=2"), (b"x-odd", b"line\\r\\nbreak"), ("x-text", "caf\\u00e9"), (b"x-empty", b""),
+]:
+    headers.addRawHeader(name, value)
+expected, _ = written(twisted_writes, headers)
+assert expected.startswith(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\n"), expected
+assert written(http.HTTPChannel.writeHeaders, headers) == (expected, 1)
+pairs = [(b"x-a", b"1"), (b"x-a", b"2")]  # Twisted's own, for what is not a Headers
+assert written(http.HTTPChannel.writeHeaders, pairs)[0] == written(twisted_writes, pairs)[0]
+print("ok")
+"""
+
+
+def test_the_status_line_and_headers_are_written_at_once_as_twisted_writes_them() -> None:
+    assert_prints_ok(HEADERS_WRITTEN)
+
+
+# Headers.addRawHeader as the server changes it, and Twisted's own: the same headers kept, the same
+# names refused.
+HEADERS_ADDED = """
+from twisted.web import http_headers
+from twisted.web.http_headers import Headers, InvalidHeaderName
+
+twisted_adds = Headers.addRawHeader
+from llmhub import server
+assert Headers.addRawHeader is not twisted_adds
+server.add_headers_without_calls()  # twice: not a wrapper around the wrapper
+assert Headers.addRawHeader.__wrapped__ is twisted_adds
+
+added = [
+    (b"content-type", b"application/json"), (b"Content-Type", b"text/plain"), ("X-Text", "caf\\u00e9"),
+    (b"x-lf", b"a\\nb"), (b"x-crlf", b"a\\r\\nb\\r\\n"), (b"x-cr", b"a\\rb"), (b"x-empty", b""), ("x-empty-text", ""),
+    (b"www-authenticate", b"Bearer"), (b"x-vt", b"a\\x0bb\\x0cc"), (b"x-nul", b"a\\x00b"),
+]
+ours, theirs = Headers(), Headers()
+for name, value in added * 2:
+    ours.addRawHeader(name, value)
+    twisted_adds(theirs, name, value)
+assert list(ours.getAllRawHeaders()) == list(theirs.getAllRawHeaders()), list(ours.getAllRawHeaders())
+for name in (b"bad name", "bad:name", b""):
+    for add in (Headers.addRawHeader, twisted_adds):
+        try:
+            add(Headers(), name, b"x")
+        except InvalidHeaderName:
+            pass
+        else:
+            raise AssertionError(name)
+print("ok")
+"""
+
+
+def test_headers_are_added_as_twisted_adds_them() -> None:
+    assert_prints_ok(HEADERS_ADDED)

@@ -136,3 +136,41 @@ def test_a_secret_in_one_of_our_keyed_fields_is_redacted(name):
     fields = request_and_run_fields() | {name: HUB_KEY}
     line = JsonFormatter().format(record("run abc completed", extra=fields))
     assert HUB_KEY not in line and json.loads(line)[name] == "llmh-...mP4q"
+
+
+class _LibraryFields(JsonFormatter):
+    """The formatter with python-json-logger's own BaseJsonFormatter.add_fields for the record's
+    fields: what ours must write, field for field and in the same order."""
+
+    def _add_record_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        super(JsonFormatter, self).add_fields(log_data, record, message_dict)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        record("run %s ended", "abc", extra={"event": "run", "tokens": 12, "api_key": None, "_private": 1}),
+        record("POST /v1/x 200", extra={"request_id": "own", "levelname": "x", "message": "y"}),
+        record("plain"),
+        record("failed", extra={"status": 500}, error=ValueError("boom")),
+        record({"a dict": "as the message", "exc_info": "kept"}, extra={"status": 200}),
+    ],
+    ids=["extras", "reserved-and-own-names", "plain", "traceback", "dict-message"],
+)
+def test_a_json_line_has_the_fields_python_json_logger_gives_in_its_order(line):
+    line.__dict__[7] = "a key that is not a string"
+    token = request_id.set("req-44")
+    try:
+        ours, theirs = JsonFormatter().format(line), _LibraryFields().format(line)
+    finally:
+        request_id.reset(token)
+    assert ours == theirs
+    assert list(json.loads(ours)) == list(json.loads(theirs))
+
+
+def test_the_secret_markers_are_looked_for_each():
+    from ops import logs
+
+    for marker in logs._MARKERS:
+        assert logs._has_marker(f"a {marker.upper()} b") and logs._has_marker(marker)
+    assert not logs._has_marker("POST /v1/chat/completions 200 3.1 ms [request 0123abcd]")
