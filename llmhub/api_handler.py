@@ -52,7 +52,7 @@ from django.conf import settings
 from django.core import cache, signals
 from django.core.exceptions import ImproperlyConfigured, RequestAborted
 from django.core.handlers import base
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import common, security
@@ -62,7 +62,7 @@ from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
 from llmhub import afterwards, conf
-from llmhub.api_request import ApiRequest
+from llmhub.api_request import ApiRequest, script_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class ApiHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return None
-        set_script_prefix(get_script_prefix(scope))
+        set_script_prefix(script_prefix(scope))
         request, response = self.create_request(scope, body_file)
         if request is None:
             body_file.close()
