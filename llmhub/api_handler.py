@@ -50,9 +50,9 @@ from asgiref.sync import AsyncToSync, SyncToAsync, ThreadSensitiveContext, iscor
 from django import db
 from django.conf import settings
 from django.core import cache, signals
-from django.core.exceptions import ImproperlyConfigured, RequestAborted
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied, RequestAborted
 from django.core.handlers import base
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import common, security
@@ -62,7 +62,7 @@ from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
 from llmhub import afterwards, conf
-from llmhub.api_request import ApiRequest
+from llmhub.api_request import ApiRequest, script_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,11 @@ class ApiHandler(ASGIHandler):
         """Django's, except that the API's fixed paths are looked up, not resolved: Django tries
         every page's pattern before /v1/'s (~0.2 ms a request). Any other path (an id in it, an
         unknown one answered by the JSON 404) is resolved as before."""
-        found = None if hasattr(request, "urlconf") else fixed_routes(get_resolver()).get(request.path_info)
+        found = (
+            None
+            if hasattr(request, "urlconf")
+            else fixed_routes(get_resolver(conf.setting("ROOT_URLCONF"))).get(request.path_info)
+        )
         if found is None:
             return super().resolve_request(request)
         request.resolver_match = match = ResolverMatch(**found)
@@ -175,7 +179,7 @@ class ApiHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return None
-        set_script_prefix(get_script_prefix(scope))
+        set_script_prefix(script_prefix(scope))
         request, response = self.create_request(scope, body_file)
         if request is None:
             body_file.close()
@@ -280,3 +284,16 @@ class SecurityMiddleware(OnTheLoop, security.SecurityMiddleware):
 
 class CommonMiddleware(OnTheLoop, common.CommonMiddleware):
     """Django's: a Host not in ALLOWED_HOSTS refused (400), Content-Length on whole answers."""
+
+    def process_request(self, request: HttpRequest) -> HttpResponseBase | None:
+        """Django's, with its settings read through llmhub.conf (a read of django.conf.settings
+        costs ~3,000 instructions); the PREPEND_WWW redirect, when due, is Django's own."""
+        user_agent = request.META.get("HTTP_USER_AGENT")
+        if user_agent is not None:
+            for pattern in conf.setting("DISALLOWED_USER_AGENTS"):
+                if pattern.search(user_agent):
+                    raise PermissionDenied("Forbidden user agent")
+        host = request.get_host()
+        if conf.setting("PREPEND_WWW") and host and not host.startswith("www."):
+            return super().process_request(request)
+        return None

@@ -61,7 +61,11 @@ class ProviderKinds:
 
     def adapter_class(self, dialect: str) -> type[ProviderAdapter]:
         adapter = self._adapters[dialect]
-        return import_string(adapter) if isinstance(adapter, str) else adapter
+        if isinstance(adapter, str):
+            # Imported on first use, then kept: import_string costs a few thousand instructions a
+            # call (a split, sys.modules, the module's spec read), and a request asks 4 times.
+            adapter = self._adapters[dialect] = import_string(adapter)
+        return adapter
 
     def kinds(self) -> list[ProviderDefinition]:
         """Every kind of provider that can be set up: built-in, from files, then defined in the UI."""

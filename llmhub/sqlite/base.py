@@ -26,6 +26,7 @@ from django.db.backends.sqlite3 import base
 from django.db.utils import DatabaseErrorWrapper
 from django.utils.functional import cached_property
 
+from llmhub import conf
 from llmhub.loop_checks import LoopChecks
 from llmhub.sqlite import checkpoints
 
@@ -59,6 +60,12 @@ class DatabaseWrapper(LoopChecks, base.DatabaseWrapper):
     @cached_property
     def wrap_database_errors(self) -> DatabaseErrorWrapper:
         return _NoteFaults(self)
+
+    @property
+    def queries_logged(self) -> bool:
+        # Django's, with DEBUG read through llmhub.conf: a read of settings.DEBUG costs ~3,000
+        # instructions, and a request's two transactions ask 4 times.
+        return self.force_debug_cursor or conf.setting("DEBUG")
 
     def _start_transaction_under_autocommit(self) -> None:
         if self.queries_logged or self.execute_wrappers:

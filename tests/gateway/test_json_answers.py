@@ -12,10 +12,11 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpResponse
 from django.utils.translation import gettext_lazy
 
 from gateway import anthropic_response, keys
-from gateway.openai_response import ChunkWriter, json_bytes
+from gateway.openai_response import ChunkWriter, json_bytes, json_response
 from gateway.responses_api import StreamWriter
 from providers.base import Delta, ToolCallDelta
 
@@ -107,3 +108,27 @@ def test_what_orjson_refuses_is_written_compact_too():
         == b'{"seed":18446744073709551616,"list":[1,2],"n":null}'
     )
     assert json_bytes({1: "a", "b": [True]}) == b'{"1":"a","b":[true]}'
+
+
+def test_an_answer_has_the_headers_of_djangos_response_in_the_same_order():
+    """json_response's answer looks headers up in its own dict (no KeyError for a missing one):
+    the headers, their order and Django's look-ups stay those of HttpResponse(content_type=...)."""
+    given = {"Retry-After": "3", "x-ratelimit-remaining-requests": "0"}
+    ours = json_response({"error": "slow down"}, status=429, headers=given)
+    django = HttpResponse(
+        json_bytes({"error": "slow down"}), content_type="application/json", status=429, headers=given
+    )
+    assert list(ours.items()) == list(django.items())
+    assert (ours.status_code, ours.content, ours.charset) == (
+        django.status_code,
+        django.content,
+        django.charset,
+    )
+    for name in ("content-type", "CONTENT-TYPE", "retry-after", "Content-Length", "X-Content-Type-Options"):
+        assert (name in ours.headers, ours.has_header(name)) == (
+            name in django.headers,
+            django.has_header(name),
+        )
+    ours.headers.setdefault("X-Content-Type-Options", "nosniff")
+    ours.headers.setdefault("Retry-After", "9")
+    assert ours.headers["x-content-type-options"] == "nosniff" and ours["Retry-After"] == "3"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -412,3 +413,17 @@ def test_the_apis_paths_are_matched_as_django_resolves_them():
             name: getattr(djangos, name) for name in MATCH_FIELDS
         }, path
     assert sorted(fixed_routes(get_resolver())) == sorted(fixed)
+
+
+async def test_the_common_middleware_refuses_user_agents_and_adds_www_as_django_does(settings):
+    """CommonMiddleware's request checks read their settings through llmhub.conf: a changed
+    setting is seen at the next request, the answers are Django's."""
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "www.127.0.0.1"]
+    settings.DISALLOWED_USER_AGENTS = [re.compile(r"^BadBot")]
+    refused = await call("/v1/models", headers=[(b"user-agent", b"BadBot/1.0")])
+    assert refused["status"] == 403
+    assert (await call("/v1/models", headers=[(b"user-agent", b"GoodBot/1.0")]))["status"] != 403
+    settings.PREPEND_WWW = True
+    moved = await call("/v1/models")
+    moved = json.loads(moved["body"])["error"]  # the hub answers a redirect with where it would go
+    assert moved["code"] == "wrong_address" and "http://www.127.0.0.1/v1/models" in moved["message"]

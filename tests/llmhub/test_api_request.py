@@ -69,3 +69,43 @@ def test_it_refuses_the_content_type_django_refuses():
         ASGIRequest(scope, None)
     with pytest.raises(ValueError, match="Invalid encoding"):
         ApiRequest(scope, None)
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - the outcome compared: a value or an error and its message
+        return type(error), str(error)
+
+
+@pytest.mark.parametrize(
+    "hosts, debug, forwarded",
+    [
+        (["127.0.0.1", ".example.com"], False, False),
+        ([], True, False),
+        ([], False, False),
+        (["hub.test"], False, True),
+    ],
+)
+def test_it_checks_the_host_and_the_body_size_as_django_does(hosts, debug, forwarded):
+    """get_host() and the body's size checks read their settings through llmhub.conf: the same
+    answers and errors as Django's, and a changed setting is seen."""
+    headers = [
+        [(b"host", b"127.0.0.1:8000")],
+        [(b"host", b"api.example.com")],
+        [(b"host", b"evil.test")],
+        [(b"host", b"bad host!")],
+        [(b"host", b"localhost"), (b"x-forwarded-host", b"hub.test")],
+        [(b"x-forwarded-host", b"hub.test")],
+        [],
+    ]
+    with override_settings(
+        ALLOWED_HOSTS=hosts, DEBUG=debug, USE_X_FORWARDED_HOST=forwarded, DATA_UPLOAD_MAX_MEMORY_SIZE=4
+    ):
+        for given in headers:
+            for body in (b"{}", b"{}    "):
+                scope = {"type": "http", "method": "POST", "path": "/v1/x", "headers": given}
+                scope["server"] = ["hub.test", 443]
+                ours, djangos = ApiRequest(scope, io.BytesIO(body)), ASGIRequest(scope, io.BytesIO(body))
+                assert _outcome(ours.get_host) == _outcome(djangos.get_host)
+                assert _outcome(lambda r=ours: r.body) == _outcome(lambda r=djangos: r.body)
