@@ -103,27 +103,6 @@ def record_usage(
 ) -> UsageRecord:
     """Record one generation (that happened `at`, default now). An unpriced model gets a null
     cost, never $0. `priced` is what priced() already answered for it, when the caller asked first."""
-    return _record(
-        provider_id, model, tokens, source, run_id, team, user, api_key, at, request_id, kind, priced
-    )
-
-
-def _record(
-    provider_id: str,
-    model: str,
-    tokens: TokenCount,
-    source: str,
-    run_id: str,
-    team: Team | None,
-    user: User | None,
-    api_key,
-    at: datetime | None,
-    request_id: str,
-    kind: str,
-    priced: tuple[Price | None, Decimal | None] | None,
-) -> UsageRecord:
-    """record_usage() in the caller's transaction (a settlement's), without another atomic() block
-    around it: its two look-ups of the connection cost ~20,000 instructions."""
     record = _usage_row(
         provider_id, model, tokens, source, run_id, team, user, api_key, request_id, kind, priced, at
     )
@@ -305,7 +284,12 @@ def _write(run: Run, at: datetime | None = None, claim: Claim | None = None) -> 
             statements.update(Run, run.pk, settled)
     if priced is not None:
         source, run_id, team, user, api_key, request_id, kind = _charged(run, exists)
-        _record(provider_id, model, tokens, source, run_id, team, user, api_key, at, request_id, kind, priced)
+        # record_usage() without its atomic(): in this transaction already, it would only look the
+        # connection up twice (~20,000 instructions in a hop's thread).
+        record = _usage_row(
+            provider_id, model, tokens, source, run_id, team, user, api_key, request_id, kind, priced, at
+        )
+        _save(record, team, api_key, at)
     # Once committed: its metrics and log line (a failure there never undoes the settlement). On
     # the connection the settlement already looked up: transaction.on_commit() looks it up again.
     statements.db().on_commit(partial(observe.run_finished, run), robust=True)
