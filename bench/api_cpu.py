@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # bench/gateway.py, under another name than the hub's own `gateway` app.
 _spec = importlib.util.spec_from_file_location("gateway_bench", Path(__file__).with_name("gateway.py"))
@@ -136,22 +140,7 @@ def main() -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    data = Path(tempfile.mkdtemp(prefix="llmhub-api-cpu-"))
-    port = bench.free_port()
-    command = [sys.executable, "-m", "tests.fakes.openai", "--port", str(port), "--key", bench.UPSTREAM_KEY]
-    upstream = subprocess.Popen([*command, "--chunk-delay", "0"], cwd=bench.ROOT, stdout=subprocess.DEVNULL)
-    try:
-        bench.wait_for(port, upstream, "the fake upstream")
-        key = bench.set_up(data, f"http://127.0.0.1:{port}/v1")
-        import logging
-
-        logging.disable(logging.INFO)  # the request and run lines: not what is measured here
-        from llmhub.asgi import application
-
-        wanted = {"model": "openai/gpt-4o-mini", "messages": bench.PROMPT, "max_tokens": 64}
-        if options.stream:
-            wanted |= {"stream": True, "stream_options": {"include_usage": True}}
-        body = json.dumps(wanted).encode()
+    with hub_in_process("llmhub-api-cpu-", options.stream) as (application, body, key):
         rounds = asyncio.run(measure(application, body, key, options.requests, options.rounds))
         median = sorted(rounds)[len(rounds) // 2]
         kind = "streaming" if options.stream else "non-streaming"
@@ -163,6 +152,31 @@ def main() -> None:
         print(f"SQL statements in one request: {len(sql)}")
         for line in sql:
             print("  " + line[:110])
+
+
+@contextlib.contextmanager
+def hub_in_process(prefix: str, stream: bool) -> Iterator[tuple[Any, bytes, str]]:
+    """The hub's ASGI application in this process on a fresh data folder, in front of the fake
+    OpenAI (stopped afterwards), with the measured request's body and API key; logging off (the
+    request and run lines are not what the benchmarks here measure)."""
+    data = Path(tempfile.mkdtemp(prefix=prefix))
+    port = bench.free_port()
+    command = [sys.executable, "-m", "tests.fakes.openai", "--port", str(port), "--key", bench.UPSTREAM_KEY]
+    # Under valgrind (bench/instructions.py) the fake upstream is not counted: its preload left out.
+    plain = {name: value for name, value in os.environ.items() if not name.startswith("LD_")}
+    upstream = subprocess.Popen(
+        [*command, "--chunk-delay", "0"], cwd=bench.ROOT, stdout=subprocess.DEVNULL, env=plain
+    )
+    try:
+        bench.wait_for(port, upstream, "the fake upstream")
+        key = bench.set_up(data, f"http://127.0.0.1:{port}/v1")
+        logging.disable(logging.INFO)
+        from llmhub.asgi import application
+
+        wanted = {"model": "openai/gpt-4o-mini", "messages": bench.PROMPT, "max_tokens": 64}
+        if stream:
+            wanted |= {"stream": True, "stream_options": {"include_usage": True}}
+        yield application, json.dumps(wanted).encode(), key
     finally:
         upstream.terminate()
         upstream.wait(10)

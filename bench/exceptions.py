@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
@@ -41,26 +38,8 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=0, help="also list each site by its callers")
     options = parser.parse_args()
     os.environ.setdefault("LLMHUB_DB_CONN_MAX_AGE", "60")
-    data = Path(tempfile.mkdtemp(prefix="llmhub-exceptions-"))
-    port = bench.free_port()
-    command = [sys.executable, "-m", "tests.fakes.openai", "--port", str(port), "--key", bench.UPSTREAM_KEY]
-    upstream = subprocess.Popen([*command, "--chunk-delay", "0"], cwd=bench.ROOT, stdout=subprocess.DEVNULL)
-    try:
-        bench.wait_for(port, upstream, "the fake upstream")
-        key = bench.set_up(data, f"http://127.0.0.1:{port}/v1")
-        import logging
-
-        logging.disable(logging.INFO)
-        from llmhub.asgi import application
-
-        wanted = {"model": "openai/gpt-4o-mini", "messages": bench.PROMPT, "max_tokens": 64}
-        if options.stream:
-            wanted |= {"stream": True, "stream_options": {"include_usage": True}}
-        body = json.dumps(wanted).encode()
+    with api_cpu.hub_in_process("llmhub-exceptions-", options.stream) as (application, body, key):
         sites = asyncio.run(_traced(application, body, key, options.requests, options.callers))
-    finally:
-        upstream.terminate()
-        upstream.wait(10)
     kind = "streaming" if options.stream else "non-streaming"
     print(f"exceptions a {kind} request: {sum(sites.values()) / options.requests:.1f}")
     for (name, site), count in sites.most_common():

@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location("api_cpu_bench", Path(__file__).with_name("api_cpu.py"))
@@ -69,31 +67,9 @@ def main() -> None:
 
 def counted(requests: int, stream: bool) -> None:
     os.environ.setdefault("LLMHUB_DB_CONN_MAX_AGE", "60")  # as the hub keeps PostgreSQL connections
-    data = Path(tempfile.mkdtemp(prefix="llmhub-instructions-"))
-    port = bench.free_port()
-    command = [sys.executable, "-m", "tests.fakes.openai", "--port", str(port), "--key", bench.UPSTREAM_KEY]
-    # The fake upstream is not counted: valgrind's preload is left out of its environment.
-    plain = {name: value for name, value in os.environ.items() if not name.startswith("LD_")}
-    upstream = subprocess.Popen(
-        [*command, "--chunk-delay", "0"], cwd=bench.ROOT, stdout=subprocess.DEVNULL, env=plain
-    )
-    try:
-        bench.wait_for(port, upstream, "the fake upstream")
-        key = bench.set_up(data, f"http://127.0.0.1:{port}/v1")
-        import logging
-
-        logging.disable(logging.INFO)
-        from llmhub.asgi import application
-
-        wanted = {"model": "openai/gpt-4o-mini", "messages": bench.PROMPT, "max_tokens": 64}
-        if stream:
-            wanted |= {"stream": True, "stream_options": {"include_usage": True}}
-        body = json.dumps(wanted).encode()
+    with api_cpu.hub_in_process("llmhub-instructions-", stream) as (application, body, key):
         asyncio.run(_requests(application, body, key, requests))
         print(api_cpu.database())
-    finally:
-        upstream.terminate()
-        upstream.wait(10)
 
 
 async def _requests(app, body: bytes, key: str, requests: int) -> None:
