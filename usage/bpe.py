@@ -88,8 +88,10 @@ NEWER_THAN_TIKTOKEN = regex.compile(
 )
 STAND_IN = "\ue000"
 # The tokens of this many pieces are kept (most recently used): the words of a language recur, and a
-# piece found here costs no encoding, look-up nor merge (~2 MB when full).
+# piece found here costs no encoding, look-up nor merge (~2 MB when full). Only pieces this short:
+# a request's one-word megabyte, or thousands of them, is not kept.
 PIECES_KEPT = 8192
+PIECE_KEPT_CHARS = 64
 # Counts kept of texts this long or longer, by digest (emptied when full: ~0.5 MB at most).
 LONG_TEXT_CHARS = 2048
 LONG_TEXTS_KEPT = 4096
@@ -142,7 +144,7 @@ class Encoding:
         self._pattern = regex.compile(PATTERNS[name])
         self._ascii_pattern = re.compile(ascii_pattern(PATTERNS[name]), re.ASCII)
         # Each Encoding its own memory of pieces' tokens (a method's lru_cache would share one).
-        self._tokens = functools.lru_cache(maxsize=PIECES_KEPT)(self._piece_tokens)
+        self._kept = functools.lru_cache(maxsize=PIECES_KEPT)(self._piece_tokens)
         self._long_counts: dict[bytes, int] = {}
 
     def pieces(self, text: str) -> list[str]:
@@ -188,6 +190,9 @@ class Encoding:
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         restore, key_of = self._trie.restore_key, self._key_of
         return b"".join(restore(key_of[rank]) for rank in ids)
+
+    def _tokens(self, piece: str) -> tuple[int, ...]:
+        return self._kept(piece) if len(piece) <= PIECE_KEPT_CHARS else self._piece_tokens(piece)
 
     def _piece_tokens(self, piece: str) -> tuple[int, ...]:
         data = piece.encode()

@@ -105,6 +105,10 @@ def test_a_long_word_no_token_covers_is_merged_in_time(name):
         counted = ours.encode(word)
         assert time.process_time() - started < 5
         assert counted == theirs.encode_ordinary(word)
+    # A long piece is not kept: a client sending many would otherwise fill memory with them.
+    kept = ours._kept.cache_info().currsize
+    ours.count("b" * 10_000)
+    assert ours._kept.cache_info().currsize == kept
 
 
 def test_the_ascii_patterns_have_no_unicode_class_left():
